@@ -1,0 +1,15 @@
+//! One module per subcommand.
+
+pub mod config;
+pub mod keygen;
+pub mod run;
+pub mod testnet;
+
+/// AEGIS_ENCRYPTION_KEY, which protects the node key at rest; its absence is reported the
+/// way `aegis config check` reports every missing variable.
+pub fn encryption_key_from_env() -> anyhow::Result<String> {
+    match std::env::var("AEGIS_ENCRYPTION_KEY") {
+        Ok(value) if !value.is_empty() => Ok(value),
+        _ => anyhow::bail!("Missing environment variables: AEGIS_ENCRYPTION_KEY"),
+    }
+}

@@ -1,0 +1,57 @@
+//! `aegis`: the node and its operator tools. This is the only crate that picks concrete
+//! implementations (storage backend, transport, clock) and wires them together.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// AEGIS: a permissioned ledger node (PBFT or Raft, SQLite or PostgreSQL, TLS 1.3 P2P).
+#[derive(Debug, Parser)]
+#[command(name = "aegis", version, about, propagate_version = true)]
+struct Cli {
+    /// Run the node with this configuration file (same as `aegis run --config FILE`).
+    #[arg(long, value_name = "FILE", global = false)]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the node.
+    Run(cmd::run::Args),
+    /// Generate a node key and write it encrypted with AEGIS_ENCRYPTION_KEY.
+    Keygen(cmd::keygen::Args),
+    /// Generate a local test network: genesis, keys, TLS certificates and one home per node.
+    Testnet(cmd::testnet::Args),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(cmd::config::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match (cli.command, cli.config) {
+        (Some(Command::Run(args)), _) => cmd::run::run(args),
+        (None, Some(config)) => cmd::run::run(cmd::run::Args { config }),
+        (Some(Command::Keygen(args)), _) => cmd::keygen::run(args),
+        (Some(Command::Testnet(args)), _) => cmd::testnet::run(args),
+        (Some(Command::Config(command)), _) => cmd::config::run(command),
+        (None, None) => {
+            eprintln!("error: give a subcommand, or --config FILE to run the node (see `aegis --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            // `{:#}` prints the whole context chain on one line: "open key file: ...: ...".
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
