@@ -42,7 +42,9 @@ fn main() -> ExitCode {
         (Some(Command::Testnet(args)), _) => cmd::testnet::run(args),
         (Some(Command::Config(command)), _) => cmd::config::run(command),
         (None, None) => {
-            eprintln!("error: give a subcommand, or --config FILE to run the node (see `aegis --help`)");
+            eprintln!(
+                "error: give a subcommand, or --config FILE to run the node (see `aegis --help`)"
+            );
             return ExitCode::from(2);
         }
     };

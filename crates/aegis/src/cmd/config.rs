@@ -14,6 +14,8 @@ pub enum Command {
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Check { config } => anyhow::bail!("config check for {} is being wired", config.display()),
+        Command::Check { config } => {
+            anyhow::bail!("config check for {} is being wired", config.display())
+        }
     }
 }

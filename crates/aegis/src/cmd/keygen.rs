@@ -19,10 +19,14 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let passphrase = super::encryption_key_from_env()?;
     if args.out.exists() && !args.force {
-        bail!("{} already exists; pass --force to replace it (the old key is lost)", args.out.display());
+        bail!(
+            "{} already exists; pass --force to replace it (the old key is lost)",
+            args.out.display()
+        );
     }
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("create directory {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("create directory {}", parent.display()))?;
     }
     let secret = SecretKey::generate();
     write_key_file(&args.out, &secret, &passphrase, KdfParams::default())?;

@@ -92,7 +92,10 @@ fn ports(base: u16, index: usize) -> (u32, u32, u32) {
 pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
     let n = args.validators;
     ensure!(n >= 1, "--validators must be at least 1");
-    ensure!(n <= MAX_TESTNET_VALIDATORS, "--validators must be at most {MAX_TESTNET_VALIDATORS}");
+    ensure!(
+        n <= MAX_TESTNET_VALIDATORS,
+        "--validators must be at most {MAX_TESTNET_VALIDATORS}"
+    );
     let (_, _, last_metrics) = ports(args.base_port, n - 1);
     ensure!(
         last_metrics <= u32::from(u16::MAX),
@@ -101,7 +104,8 @@ pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
         n - 1
     );
     prepare_out_dir(&args.out)?;
-    let out = fs::canonicalize(&args.out).with_context(|| format!("resolve {}", args.out.display()))?;
+    let out =
+        fs::canonicalize(&args.out).with_context(|| format!("resolve {}", args.out.display()))?;
 
     let algorithm = match args.algorithm.as_str() {
         "raft" => ConsensusAlgorithm::Raft,
@@ -126,7 +130,11 @@ pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
         chain_id: args.chain_id.clone(),
         genesis_time_ms: now_ms(),
         validators,
-        consensus: ConsensusParams { algorithm, max_byzantine_nodes: f as u32, ..ConsensusParams::default() },
+        consensus: ConsensusParams {
+            algorithm,
+            max_byzantine_nodes: f as u32,
+            ..ConsensusParams::default()
+        },
     };
     genesis.validate().context("generated genesis is invalid")?;
     let genesis_json = genesis.to_json_pretty();
@@ -137,32 +145,74 @@ pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
     write_file(&out.join("ca/ca.crt"), ca.cert_pem().as_bytes(), 0o644)?;
     write_file(&out.join("ca/ca.key"), ca.key_pem().as_bytes(), 0o600)?;
 
-    let shared_key = std::env::var("AEGIS_ENCRYPTION_KEY").ok().filter(|k| !k.is_empty());
+    let shared_key = std::env::var("AEGIS_ENCRYPTION_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
     let mut homes = Vec::with_capacity(n);
     let mut encryption_keys = Vec::with_capacity(n);
     for (i, key) in keys.iter().enumerate() {
         let home = out.join(format!("node{i}"));
-        for dir in ["config/tls", "data/consensus", "data/p2p", "logs", "tmp", "cache"] {
-            fs::create_dir_all(home.join(dir)).with_context(|| format!("create {}", home.join(dir).display()))?;
+        for dir in [
+            "config/tls",
+            "data/consensus",
+            "data/p2p",
+            "logs",
+            "tmp",
+            "cache",
+        ] {
+            fs::create_dir_all(home.join(dir))
+                .with_context(|| format!("create {}", home.join(dir).display()))?;
         }
         let encryption_key = shared_key.clone().unwrap_or_else(random_secret);
-        let mut env = format!("# Environment of node{i}, read by `aegis` at start-up; keep this file private.\nAEGIS_NODE_ID=node{i}\n");
+        let mut env = format!(
+            "# Environment of node{i}, read by `aegis` at start-up; keep this file private.\nAEGIS_NODE_ID=node{i}\n"
+        );
         if shared_key.is_none() {
             let _ = writeln!(env, "AEGIS_ENCRYPTION_KEY={encryption_key}");
         }
         write_file(&home.join(".env"), env.as_bytes(), 0o600)?;
-        write_key_file(&home.join("config/node_key.json"), key, &encryption_key, KdfParams::default())?;
-        write_file(&home.join("config/genesis.json"), genesis_json.as_bytes(), 0o644)?;
+        write_key_file(
+            &home.join("config/node_key.json"),
+            key,
+            &encryption_key,
+            KdfParams::default(),
+        )?;
+        write_file(
+            &home.join("config/genesis.json"),
+            genesis_json.as_bytes(),
+            0o644,
+        )?;
         let node_cert = ca.issue(&format!("node{i}"), &args.host)?;
-        write_file(&home.join("config/tls/node.crt"), node_cert.cert_pem.as_bytes(), 0o644)?;
-        write_file(&home.join("config/tls/node.key"), node_cert.key_pem.as_bytes(), 0o600)?;
-        write_file(&home.join("config/tls/ca.crt"), ca.cert_pem().as_bytes(), 0o644)?;
+        write_file(
+            &home.join("config/tls/node.crt"),
+            node_cert.cert_pem.as_bytes(),
+            0o644,
+        )?;
+        write_file(
+            &home.join("config/tls/node.key"),
+            node_cert.key_pem.as_bytes(),
+            0o600,
+        )?;
+        write_file(
+            &home.join("config/tls/ca.crt"),
+            ca.cert_pem().as_bytes(),
+            0o644,
+        )?;
         let config = node_config(args, i, n, f);
-        write_file(&home.join("config/production.yaml"), config.as_bytes(), 0o644)?;
+        write_file(
+            &home.join("config/production.yaml"),
+            config.as_bytes(),
+            0o644,
+        )?;
         homes.push(home);
         encryption_keys.push(encryption_key);
     }
-    Ok(Testnet { genesis, homes, keys, encryption_keys })
+    Ok(Testnet {
+        genesis,
+        homes,
+        keys,
+        encryption_keys,
+    })
 }
 
 fn node_config(args: &Args, index: usize, n: usize, f: usize) -> String {
@@ -173,7 +223,11 @@ fn node_config(args: &Args, index: usize, n: usize, f: usize) -> String {
         let (peer_p2p, _, _) = ports(args.base_port, peer);
         let _ = writeln!(bootstrap, "    - \"{host}:{peer_p2p}\"");
     }
-    let bootstrap = if bootstrap.is_empty() { "  bootstrap_nodes: []\n".to_owned() } else { format!("  bootstrap_nodes:\n{bootstrap}") };
+    let bootstrap = if bootstrap.is_empty() {
+        "  bootstrap_nodes: []\n".to_owned()
+    } else {
+        format!("  bootstrap_nodes:\n{bootstrap}")
+    };
     format!(
         "# AEGIS configuration of node{index} in testnet {chain:?}, written by `aegis testnet`.
 # Relative paths are resolved against this node's home (the parent of config/).
@@ -225,7 +279,10 @@ fn prepare_out_dir(out: &Path) -> anyhow::Result<()> {
     if out.exists() {
         let mut entries = fs::read_dir(out).with_context(|| format!("read {}", out.display()))?;
         if entries.next().is_some() {
-            bail!("{} is not empty; choose a new directory or remove it first", out.display());
+            bail!(
+                "{} is not empty; choose a new directory or remove it first",
+                out.display()
+            );
         }
     } else {
         fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
@@ -238,8 +295,11 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-    let mut file = options.open(path).with_context(|| format!("create {}", path.display()))?;
-    file.write_all(bytes).with_context(|| format!("write {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("write {}", path.display()))?;
     Ok(())
 }
 
@@ -250,15 +310,18 @@ fn random_secret() -> String {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// TLS material for a testnet: one network CA, one certificate per node.
 mod tls {
     use anyhow::Context;
     use rcgen::{
-        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
     };
 
     pub struct NetworkCa {
@@ -283,9 +346,15 @@ mod tls {
             params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
             params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
             params.not_after = rcgen::date_time_ymd(2036, 1, 1);
-            let cert = params.self_signed(&key).context("self-sign CA certificate")?;
+            let cert = params
+                .self_signed(&key)
+                .context("self-sign CA certificate")?;
             let key_pem = key.serialize_pem();
-            Ok(NetworkCa { cert_pem: cert.pem(), key_pem, issuer: Issuer::new(params, key) })
+            Ok(NetworkCa {
+                cert_pem: cert.pem(),
+                key_pem,
+                issuer: Issuer::new(params, key),
+            })
         }
 
         pub fn cert_pem(&self) -> &str {
@@ -298,8 +367,13 @@ mod tls {
 
         /// A certificate for `node_name`, valid for that name, `localhost`, 127.0.0.1 and `host`.
         pub fn issue(&self, node_name: &str, host: &str) -> anyhow::Result<NodeCert> {
-            let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("generate node TLS key")?;
-            let mut names = vec![node_name.to_owned(), "localhost".to_owned(), "127.0.0.1".to_owned()];
+            let key =
+                KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("generate node TLS key")?;
+            let mut names = vec![
+                node_name.to_owned(),
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+            ];
             if !names.iter().any(|n| n == host) {
                 names.push(host.to_owned());
             }
@@ -309,10 +383,18 @@ mod tls {
             name.push(DnType::OrganizationName, "AEGIS");
             params.distinguished_name = name;
             params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
             params.not_after = rcgen::date_time_ymd(2035, 1, 1);
-            let cert = params.signed_by(&key, &self.issuer).context("sign node certificate")?;
-            Ok(NodeCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+            let cert = params
+                .signed_by(&key, &self.issuer)
+                .context("sign node certificate")?;
+            Ok(NodeCert {
+                cert_pem: cert.pem(),
+                key_pem: key.serialize_pem(),
+            })
         }
     }
 }
