@@ -1,0 +1,96 @@
+//! Why a PBFT message or synced block was refused.
+
+use aegis_types::ValidatorId;
+
+/// The reason a message was refused. Refusing never changes protocol state.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    #[error("sender is not in the validator set")]
+    UnknownSender,
+    #[error("message names validator {claimed} but came from another peer")]
+    SenderMismatch { claimed: ValidatorId },
+    #[error("message from this node itself")]
+    FromSelf,
+    #[error("bad signature")]
+    BadSignature,
+    #[error("message for view {view}, node is in view {current}")]
+    StaleView { view: u64, current: u64 },
+    #[error("message for view {view} is too far ahead of view {current}")]
+    FutureView { view: u64, current: u64 },
+    #[error("only the primary of view {view} ({primary}) may send this")]
+    NotPrimary { view: u64, primary: ValidatorId },
+    #[error("the primary does not send PREPARE")]
+    PrepareFromPrimary,
+    #[error("sequence {seq} outside the watermarks ({low}, {high}]")]
+    OutOfWindow { seq: u64, low: u64, high: u64 },
+    #[error("duplicate")]
+    Duplicate,
+    #[error("byzantine: conflicting pre-prepare for view {view}, sequence {seq} (equivocating primary)")]
+    Equivocation { view: u64, seq: u64 },
+    #[error("byzantine: validator voted twice in view {view} for sequence {seq}")]
+    ConflictingVote { view: u64, seq: u64 },
+    #[error("invalid batch: {0}")]
+    InvalidBatch(BatchFault),
+    #[error("invalid checkpoint proof")]
+    BadCheckpointProof,
+    #[error("invalid prepared certificate for sequence {seq}")]
+    BadPreparedCert { seq: u64 },
+    #[error("invalid view change: {0}")]
+    BadViewChange(&'static str),
+    #[error("invalid new view: {0}")]
+    BadNewView(&'static str),
+    #[error("checkpoint sequence {seq} is not a multiple of the interval")]
+    NotACheckpoint { seq: u64 },
+    #[error("synced block: {0}")]
+    BadSyncedBlock(SyncFault),
+}
+
+/// What is wrong with a proposed batch.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BatchFault {
+    #[error("{count} transactions exceed max_block_txs {max}")]
+    TooManyTxs { count: usize, max: u32 },
+    #[error("proposer or view does not match the pre-prepare")]
+    WrongProposer,
+    #[error("transaction {0} is malformed")]
+    MalformedTx(usize),
+    #[error("transaction {0} has a bad signature")]
+    BadTxSignature(usize),
+    #[error("transaction {0} repeats an earlier one in the batch")]
+    DuplicateTx(usize),
+    #[error("a null request must carry no transactions")]
+    NonEmptyNull,
+}
+
+/// What is wrong with a synced block.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SyncFault {
+    #[error("height {height} is not the next one ({next})")]
+    NotNext { height: u64, next: u64 },
+    #[error("does not link to the previous block")]
+    WrongParent,
+    #[error("certificate does not match the block")]
+    CertificateMismatch,
+    #[error("certificate does not verify")]
+    BadCertificate,
+    #[error("block is malformed")]
+    Malformed,
+}
+
+impl RejectReason {
+    /// Whether the reason is evidence of a Byzantine validator (logged with the word
+    /// "byzantine"), as opposed to staleness or loss.
+    pub fn is_byzantine_evidence(&self) -> bool {
+        matches!(
+            self,
+            RejectReason::BadSignature
+                | RejectReason::Equivocation { .. }
+                | RejectReason::ConflictingVote { .. }
+                | RejectReason::InvalidBatch(_)
+                | RejectReason::BadCheckpointProof
+                | RejectReason::BadPreparedCert { .. }
+                | RejectReason::BadViewChange(_)
+                | RejectReason::BadNewView(_)
+        )
+    }
+}

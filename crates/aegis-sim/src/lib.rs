@@ -1,0 +1,1 @@
+//! AEGIS deterministic cluster simulator (in progress).
