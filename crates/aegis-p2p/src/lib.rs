@@ -1,0 +1,62 @@
+//! AEGIS P2P: the node-to-node transport on port 8000.
+//!
+//! This crate owns:
+//!
+//! - **Transport** ([`tls`]): TCP + TLS 1.3 only, rustls on the ring provider, mutual
+//!   authentication. Certificates may be self-signed per node or issued by a network CA
+//!   (`security.tls.ca_file`); RSA, ECDSA and Ed25519 certificates are accepted. The
+//!   certificate, key and CA are reloaded on change or SIGHUP without a restart.
+//! - **Identity** ([`auth`]): after the TLS handshake both ends exchange a Hello signed with
+//!   their genesis validator key over the session's TLS exporter secret, so a node is
+//!   known by its Ed25519 key and the proof cannot be moved to another session
+//!   (docs/adr/0005-p2p-authentication.md).
+//! - **Framing** ([`wire`]): length-prefixed frames bounded by `max_frame_size`, a
+//!   versioned envelope, batching of small messages, lz4 compression above a threshold.
+//! - **Peers** ([`P2pNetwork`]): bootstrap dialling, redial with backoff and jitter, peer
+//!   exchange, the known-peers file `data/p2p/peers.json`, pings measuring round trips,
+//!   duplicate-connection resolution, bounded per-peer send queues.
+//! - **Abuse limits** ([`limits`]): per-IP connection rate limit, handshake bounds,
+//!   authentication failures logged as `Authentication failed for peer from <IP>: <reason>`
+//!   and bans logged as `Unauthorized access from <IP>: banned for <N> s` (the shipped
+//!   fail2ban filter reads those lines).
+//! - **Node runner** ([`node`]): until consensus is wired in, `aegis run` is this layer plus
+//!   the `/metrics`, `/status` and `/health` endpoints.
+//!
+//! Messages are opaque bytes with a one-byte tag ([`tags`]) used only for metrics, so the
+//! consensus and sync layers define their own encodings.
+
+pub mod auth;
+mod book;
+pub mod config;
+pub mod limits;
+pub mod metrics;
+mod network;
+pub mod node;
+mod queue;
+pub mod tls;
+pub mod wire;
+
+pub use auth::{AuthError, Identity, PROTOCOL_VERSION};
+pub use config::{P2pConfig, RateLimitConfig};
+pub use metrics::{Direction, P2pMetrics};
+pub use network::{Inbound, Inbox, Message, P2pError, P2pNetwork, PeerInfo, SendError};
+pub use queue::Priority;
+pub use tls::{TlsFiles, TlsStore, install_default_provider};
+
+/// Message tags: which layer a [`Message`] belongs to. Only used to label metrics
+/// (`aegis_p2p_messages_total{type}`); the payload is the layer's own encoding.
+pub mod tags {
+    pub const CONSENSUS: u8 = 1;
+    pub const SYNC: u8 = 2;
+    pub const MEMPOOL: u8 = 3;
+
+    /// The metric label of a tag; unknown tags share `other` so labels stay bounded.
+    pub fn label(tag: u8) -> &'static str {
+        match tag {
+            CONSENSUS => "consensus",
+            SYNC => "sync",
+            MEMPOOL => "mempool",
+            _ => "other",
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Per-IP abuse limits: a token bucket on new connections and failure counting with bans.
+//! Time comes in as an argument so the rules are tested without sleeping. Every map has a
+//! named bound so a flood from many addresses cannot grow memory without limit.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::config::RateLimitConfig;
+
+/// Most addresses tracked by each table. Past it, stale entries are swept; if all are live,
+/// the new address is treated as if it had a fresh entry that is not kept (rate limit) or
+/// its failure is not counted (bans): honest peers keep working and memory stays bounded.
+pub const MAX_TRACKED_IPS: usize = 65_536;
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// Token bucket per IP: `burst_size` tokens, refilled at `requests_per_minute`.
+#[derive(Debug)]
+pub struct RateLimiter {
+    capacity: f64,
+    per_second: f64,
+    buckets: HashMap<IpAddr, Bucket>,
+}
+
+impl RateLimiter {
+    pub fn new(config: &RateLimitConfig) -> RateLimiter {
+        RateLimiter {
+            capacity: f64::from(config.burst_size.max(1)),
+            per_second: f64::from(config.requests_per_minute) / 60.0,
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Takes one token for `ip`; false if it has none left.
+    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if !self.buckets.contains_key(&ip) && self.buckets.len() >= MAX_TRACKED_IPS {
+            self.sweep(now);
+            if self.buckets.len() >= MAX_TRACKED_IPS {
+                return true;
+            }
+        }
+        let capacity = self.capacity;
+        let per_second = self.per_second;
+        let bucket = self.buckets.entry(ip).or_insert(Bucket {
+            tokens: capacity,
+            updated: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * per_second).min(capacity);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Drops buckets that have refilled completely (they hold no information).
+    pub fn sweep(&mut self, now: Instant) {
+        let capacity = self.capacity;
+        let per_second = self.per_second;
+        self.buckets.retain(|_, bucket| {
+            let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+            bucket.tokens + elapsed * per_second < capacity
+        });
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.buckets.len()
+    }
+}
+
+/// What recording a failure led to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureOutcome {
+    /// Counted; `failures` so far in the window.
+    Counted { failures: u32 },
+    /// This failure reached `max_failures`: the address is now banned for `duration`.
+    Banned { duration: Duration },
+    /// Not tracked (limits disabled, or the table is full of live entries).
+    Ignored,
+}
+
+/// Authentication failures per IP, and the bans they lead to.
+#[derive(Debug)]
+pub struct BanList {
+    enabled: bool,
+    max_failures: u32,
+    window: Duration,
+    block_duration: Duration,
+    failures: HashMap<IpAddr, (u32, Instant)>,
+    banned: HashMap<IpAddr, Instant>,
+}
+
+impl BanList {
+    pub fn new(config: &RateLimitConfig) -> BanList {
+        BanList {
+            enabled: config.enabled,
+            max_failures: config.max_failures.max(1),
+            window: config.failure_window,
+            block_duration: config.block_duration,
+            failures: HashMap::new(),
+            banned: HashMap::new(),
+        }
+    }
+
+    /// Whether `ip` is banned at `now`; a ban that has run out is lifted here.
+    pub fn is_banned(&mut self, ip: IpAddr, now: Instant) -> bool {
+        match self.banned.get(&ip) {
+            Some(&until) if now < until => true,
+            Some(_) => {
+                self.banned.remove(&ip);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn record_failure(&mut self, ip: IpAddr, now: Instant) -> FailureOutcome {
+        if !self.enabled {
+            return FailureOutcome::Ignored;
+        }
+        if !self.failures.contains_key(&ip) && self.failures.len() >= MAX_TRACKED_IPS {
+            let window = self.window;
+            self.failures
+                .retain(|_, (_, first)| now.saturating_duration_since(*first) < window);
+            if self.failures.len() >= MAX_TRACKED_IPS {
+                return FailureOutcome::Ignored;
+            }
+        }
+        let entry = self.failures.entry(ip).or_insert((0, now));
+        if now.saturating_duration_since(entry.1) >= self.window {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        let failures = entry.0;
+        if failures < self.max_failures {
+            return FailureOutcome::Counted { failures };
+        }
+        self.failures.remove(&ip);
+        if self.banned.len() >= MAX_TRACKED_IPS {
+            self.banned.retain(|_, until| now < *until);
+            if self.banned.len() >= MAX_TRACKED_IPS {
+                return FailureOutcome::Ignored;
+            }
+        }
+        self.banned.insert(ip, now + self.block_duration);
+        FailureOutcome::Banned {
+            duration: self.block_duration,
+        }
+    }
+
+    /// A successful authentication clears the address's failures.
+    pub fn record_success(&mut self, ip: IpAddr) {
+        self.failures.remove(&ip);
+    }
+
+    /// Lifts bans that ran out; returns the addresses released.
+    pub fn sweep(&mut self, now: Instant) -> Vec<IpAddr> {
+        let expired: Vec<IpAddr> = self
+            .banned
+            .iter()
+            .filter(|(_, until)| now >= **until)
+            .map(|(ip, _)| *ip)
+            .collect();
+        for ip in &expired {
+            self.banned.remove(ip);
+        }
+        let window = self.window;
+        self.failures
+            .retain(|_, (_, first)| now.saturating_duration_since(*first) < window);
+        expired
+    }
+
+    pub fn banned_count(&self) -> usize {
+        self.banned.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> RateLimitConfig {
+        RateLimitConfig {
+            enabled: true,
+            requests_per_minute: 60,
+            burst_size: 3,
+            block_duration: Duration::from_secs(10),
+            max_failures: 3,
+            failure_window: Duration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_sustained_rate() {
+        let mut limiter = RateLimiter::new(&config());
+        let ip: IpAddr = [203, 0, 113, 45].into();
+        let t0 = Instant::now();
+        assert!((0..3).all(|_| limiter.allow(ip, t0)));
+        assert!(!limiter.allow(ip, t0));
+        // 60 per minute: one token per second.
+        assert!(limiter.allow(ip, t0 + Duration::from_secs(1)));
+        assert!(!limiter.allow(ip, t0 + Duration::from_secs(1)));
+        // Another address is unaffected.
+        assert!(limiter.allow([203, 0, 113, 46].into(), t0));
+    }
+
+    #[test]
+    fn ban_after_max_failures_and_release_after_block_duration() {
+        let mut bans = BanList::new(&config());
+        let ip: IpAddr = [203, 0, 113, 45].into();
+        let t0 = Instant::now();
+        assert_eq!(bans.record_failure(ip, t0), FailureOutcome::Counted { failures: 1 });
+        assert_eq!(bans.record_failure(ip, t0), FailureOutcome::Counted { failures: 2 });
+        assert!(!bans.is_banned(ip, t0));
+        assert_eq!(
+            bans.record_failure(ip, t0),
+            FailureOutcome::Banned {
+                duration: Duration::from_secs(10)
+            }
+        );
+        assert!(bans.is_banned(ip, t0 + Duration::from_secs(9)));
+        assert_eq!(bans.sweep(t0 + Duration::from_secs(10)), vec![ip]);
+        assert!(!bans.is_banned(ip, t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn failures_outside_the_window_are_forgotten() {
+        let mut bans = BanList::new(&config());
+        let ip: IpAddr = [203, 0, 113, 45].into();
+        let t0 = Instant::now();
+        bans.record_failure(ip, t0);
+        bans.record_failure(ip, t0);
+        let later = t0 + Duration::from_secs(601);
+        assert_eq!(bans.record_failure(ip, later), FailureOutcome::Counted { failures: 1 });
+    }
+}

@@ -1,0 +1,233 @@
+//! [`P2pMetrics`]: the P2P layer's metrics, one documented field per metric (STYLE.md 10).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Unit;
+
+use crate::wire::RecordKind;
+
+/// Direction of a connection or of traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub fn label(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Direction::Inbound => 0,
+            Direction::Outbound => 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MessageLabels {
+    direction: &'static str,
+    r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// The `type` label of a message: protocol records by kind, data messages by tag
+/// ([`crate::tags`]). Bounded: at most this many distinct values.
+pub fn type_label(kind: RecordKind, tag: u8) -> &'static str {
+    match kind {
+        RecordKind::Data => crate::tags::label(tag),
+        other => other.label(),
+    }
+}
+
+const TYPE_LABELS: [&str; 9] = [
+    "hello",
+    "ping",
+    "pong",
+    "peers",
+    "consensus",
+    "sync",
+    "mempool",
+    "other",
+    "data",
+];
+
+/// The P2P metrics. Cheap to clone (every field is a shared handle).
+#[derive(Clone, Debug)]
+pub struct P2pMetrics {
+    /// `aegis_p2p_peers`: authenticated peers connected now.
+    pub peers: Gauge,
+    /// `aegis_p2p_connections{direction}`: authenticated connections by who dialled.
+    connections: Family<DirectionLabels, Gauge>,
+    /// `aegis_p2p_latency_seconds`: ping round-trip times.
+    pub latency: Histogram,
+    /// `aegis_p2p_messages_total{direction,type}`: messages sent and received.
+    messages: Family<MessageLabels, Counter>,
+    /// `aegis_p2p_bytes_total{direction}`: bytes on the wire (frames, before TLS).
+    bytes: Family<DirectionLabels, Counter>,
+    /// `aegis_p2p_auth_failures_total`: connections refused for failed authentication.
+    pub auth_failures: Counter,
+    /// `aegis_p2p_banned_ips`: addresses banned now.
+    pub banned_ips: Gauge,
+    /// `aegis_p2p_rejected_connections_total{reason}`: connections refused before
+    /// authentication (banned, rate_limited, max_peers, handshake_limit).
+    rejected: Family<ReasonLabels, Counter>,
+    /// `aegis_p2p_dropped_messages_total{reason}`: messages dropped (queue_full,
+    /// slow_peer, no_peer, too_large).
+    dropped: Family<ReasonLabels, Counter>,
+    /// Cached counter handles for the hot path: [direction][type label index].
+    message_counters: [[Counter; TYPE_LABELS.len()]; 2],
+    byte_counters: [Counter; 2],
+    connection_gauges: [Gauge; 2],
+}
+
+impl Default for P2pMetrics {
+    fn default() -> Self {
+        P2pMetrics::new()
+    }
+}
+
+impl P2pMetrics {
+    pub fn new() -> P2pMetrics {
+        let connections = Family::<DirectionLabels, Gauge>::default();
+        let messages = Family::<MessageLabels, Counter>::default();
+        let bytes = Family::<DirectionLabels, Counter>::default();
+        let directions = [Direction::Inbound, Direction::Outbound];
+        let message_counters = directions.map(|direction| {
+            TYPE_LABELS.map(|label| {
+                messages
+                    .get_or_create(&MessageLabels {
+                        direction: direction.label(),
+                        r#type: label,
+                    })
+                    .clone()
+            })
+        });
+        let byte_counters = directions.map(|direction| {
+            bytes
+                .get_or_create(&DirectionLabels {
+                    direction: direction.label(),
+                })
+                .clone()
+        });
+        let connection_gauges = directions.map(|direction| {
+            connections
+                .get_or_create(&DirectionLabels {
+                    direction: direction.label(),
+                })
+                .clone()
+        });
+        P2pMetrics {
+            peers: Gauge::default(),
+            connections,
+            // 100 µs .. ~52 s.
+            latency: Histogram::new(exponential_buckets(0.0001, 2.0, 20)),
+            messages,
+            bytes,
+            auth_failures: Counter::default(),
+            banned_ips: Gauge::default(),
+            rejected: Family::default(),
+            dropped: Family::default(),
+            message_counters,
+            byte_counters,
+            connection_gauges,
+        }
+    }
+
+    /// Registers every metric in the node's registry (names get the `aegis_` prefix there).
+    pub fn register(&self, metrics: &aegis_telemetry::Metrics) {
+        metrics.register("p2p_peers", "Authenticated peers connected", self.peers.clone());
+        metrics.register(
+            "p2p_connections",
+            "Authenticated P2P connections by direction",
+            self.connections.clone(),
+        );
+        metrics.register_with_unit(
+            "p2p_latency",
+            "Ping round-trip time to peers",
+            Unit::Seconds,
+            self.latency.clone(),
+        );
+        metrics.register(
+            "p2p_messages",
+            "P2P messages by direction and type",
+            self.messages.clone(),
+        );
+        metrics.register(
+            "p2p_bytes",
+            "P2P frame bytes by direction",
+            self.bytes.clone(),
+        );
+        metrics.register(
+            "p2p_auth_failures",
+            "P2P connections refused for failed authentication",
+            self.auth_failures.clone(),
+        );
+        metrics.register(
+            "p2p_banned_ips",
+            "Addresses banned from the P2P port",
+            self.banned_ips.clone(),
+        );
+        metrics.register(
+            "p2p_rejected_connections",
+            "P2P connections refused before authentication, by reason",
+            self.rejected.clone(),
+        );
+        metrics.register(
+            "p2p_dropped_messages",
+            "P2P messages dropped, by reason",
+            self.dropped.clone(),
+        );
+    }
+
+    pub(crate) fn message(&self, direction: Direction, kind: RecordKind, tag: u8) {
+        let label = type_label(kind, tag);
+        let index = TYPE_LABELS
+            .iter()
+            .position(|l| *l == label)
+            .unwrap_or(TYPE_LABELS.len() - 1);
+        self.message_counters[direction.index()][index].inc();
+    }
+
+    pub(crate) fn bytes(&self, direction: Direction, count: usize) {
+        self.byte_counters[direction.index()].inc_by(count as u64);
+    }
+
+    pub(crate) fn connection_opened(&self, direction: Direction) {
+        self.connection_gauges[direction.index()].inc();
+    }
+
+    pub(crate) fn connection_closed(&self, direction: Direction) {
+        self.connection_gauges[direction.index()].dec();
+    }
+
+    pub(crate) fn rejected(&self, reason: &'static str) {
+        self.rejected.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub(crate) fn dropped(&self, reason: &'static str, count: u64) {
+        self.dropped.get_or_create(&ReasonLabels { reason }).inc_by(count);
+    }
+
+    /// Connections open now in `direction` (for `/status` and tests).
+    pub fn connections(&self, direction: Direction) -> i64 {
+        self.connection_gauges[direction.index()].get()
+    }
+}

@@ -1,0 +1,1 @@
+//! Node runner (to come).
