@@ -324,7 +324,12 @@ mod tests {
         for depth in 0..40 {
             block.push_str(&format!("{}k{depth}:\n", " ".repeat(depth)));
         }
-        assert!(parse(&block).unwrap_err().message.contains("nesting deeper"));
+        assert!(
+            parse(&block)
+                .unwrap_err()
+                .message
+                .contains("nesting deeper")
+        );
     }
 
     #[test]
