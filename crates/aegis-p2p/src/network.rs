@@ -1177,8 +1177,10 @@ impl Inner {
                         tokio::select! {
                             () = cancel.cancelled() => return Ended::Replaced,
                             sent = self.inbound.send(inbound) => {
+                                // Nobody reads the inbox (a node without an engine yet):
+                                // drop the message, keep the connection.
                                 if sent.is_err() {
-                                    return Ended::Shutdown;
+                                    self.metrics.dropped("no_receiver", 1);
                                 }
                             }
                         }

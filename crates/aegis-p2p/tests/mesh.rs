@@ -1,0 +1,168 @@
+//! Nodes on loopback with real sockets and TLS: connecting, messaging, peer exchange,
+//! redial, duplicate resolution.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use aegis_p2p::{Message, P2pNetwork, tags};
+use aegis_types::ValidatorId;
+use common::{Cluster, address, free_port, start, wait_for};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn full_mesh(nodes: &[P2pNetwork]) -> bool {
+    nodes.iter().all(|node| node.peer_count() == nodes.len() - 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_connect_and_exchange_messages() {
+    let cluster = Cluster::new(2, 11);
+    let (a, mut inbox_a) = start(cluster.config(0, 0, vec![]), cluster.identity(0)).await;
+    let (b, mut inbox_b) = start(
+        cluster.config(1, 0, vec![address(a.local_addr())]),
+        cluster.identity(1),
+    )
+    .await;
+    wait_for(WAIT, "two nodes connected", || {
+        a.peer_count() == 1 && b.peer_count() == 1
+    })
+    .await;
+
+    a.send(ValidatorId(1), Message::new(tags::CONSENSUS, b"from a".to_vec()))
+        .await
+        .unwrap();
+    let got = inbox_b.recv().await.unwrap();
+    assert_eq!(got.from, ValidatorId(0));
+    assert_eq!(got.public_key, cluster.keys[0].public_key());
+    assert_eq!(got.tag, tags::CONSENSUS);
+    assert_eq!(&got.payload[..], b"from a");
+
+    // Many messages in both directions arrive complete and in order (batched frames).
+    for i in 0..500u32 {
+        b.try_send(ValidatorId(0), Message::new(tags::SYNC, i.to_be_bytes().to_vec()))
+            .unwrap();
+    }
+    for i in 0..500u32 {
+        let got = inbox_a.recv().await.unwrap();
+        assert_eq!(got.from, ValidatorId(1));
+        assert_eq!(&got.payload[..], &i.to_be_bytes());
+    }
+    assert_eq!(b.broadcast(Message::new(tags::CONSENSUS, vec![7u8; 200_000])), 1);
+    assert_eq!(inbox_a.recv().await.unwrap().payload.len(), 200_000);
+
+    // A message above the frame bound is refused at the sender, not sent.
+    let too_big = vec![0u8; 17 << 20];
+    assert!(matches!(
+        a.try_send(ValidatorId(1), Message::new(1, too_big)),
+        Err(aegis_p2p::SendError::TooLarge { .. })
+    ));
+    // Pings measure round trips.
+    wait_for(WAIT, "a ping round trip", || {
+        a.peers().first().is_some_and(|p| p.rtt.is_some())
+    })
+    .await;
+    a.shutdown();
+    b.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_nodes_form_a_full_mesh_from_bootstrap_lists() {
+    let cluster = Cluster::new(4, 12);
+    let ports: Vec<u16> = (0..4).map(|i| free_port(cluster.ip(i))).collect();
+    // Every node lists every node, itself included, so all dial each other at once:
+    // self-dials are recognised and duplicate connections resolved to one per pair.
+    let all: Vec<String> = (0..4)
+        .map(|i| format!("{}:{}", cluster.ip(i), ports[i]))
+        .collect();
+    let mut nodes = Vec::new();
+    let mut inboxes = Vec::new();
+    for i in 0..4 {
+        let (node, inbox) = start(cluster.config(i, ports[i], all.clone()), cluster.identity(i)).await;
+        nodes.push(node);
+        inboxes.push(inbox);
+    }
+    wait_for(WAIT, "full mesh of 4", || full_mesh(&nodes)).await;
+    // Stable: one connection per pair, no flapping.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(full_mesh(&nodes));
+    for node in &nodes {
+        assert_eq!(
+            node.metrics().connections(aegis_p2p::Direction::Inbound)
+                + node.metrics().connections(aegis_p2p::Direction::Outbound),
+            3
+        );
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        assert_eq!(node.broadcast(Message::new(tags::CONSENSUS, vec![i as u8; 10])), 3);
+    }
+    for (i, inbox) in inboxes.iter_mut().enumerate() {
+        let mut from: Vec<u16> = Vec::new();
+        for _ in 0..3 {
+            let got = inbox.recv().await.unwrap();
+            assert_eq!(got.payload[0] as u16, got.from.0);
+            from.push(got.from.0);
+        }
+        from.sort_unstable();
+        let expected: Vec<u16> = (0..4).filter(|j| *j != i as u16).collect();
+        assert_eq!(from, expected);
+    }
+    for node in &nodes {
+        node.shutdown();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_exchange_completes_the_mesh_and_peers_file_survives_restart() {
+    let cluster = Cluster::new(4, 13);
+    let (seed, _inbox0) = start(cluster.config(0, 0, vec![]), cluster.identity(0)).await;
+    let bootstrap = vec![address(seed.local_addr())];
+    let mut nodes = vec![seed];
+    let mut inboxes = Vec::new();
+    let mut ports = vec![nodes[0].local_addr().port()];
+    for i in 1..4 {
+        let (node, inbox) = start(cluster.config(i, 0, bootstrap.clone()), cluster.identity(i)).await;
+        ports.push(node.local_addr().port());
+        nodes.push(node);
+        inboxes.push(inbox);
+    }
+    wait_for(WAIT, "full mesh through peer exchange", || full_mesh(&nodes)).await;
+    let peers_file = cluster.node_dir(3).join("data/p2p/peers.json");
+    wait_for(WAIT, "peers.json with 3 validators", || {
+        std::fs::read_to_string(&peers_file)
+            .map(|text| text.matches("public_key").count() >= 3)
+            .unwrap_or(false)
+    })
+    .await;
+
+    // Node 3 restarts with no bootstrap list: the known-peers file is enough.
+    nodes[3].shutdown();
+    wait_for(WAIT, "others notice node3 left", || {
+        nodes[..3].iter().all(|n| n.peer_count() == 2)
+    })
+    .await;
+    let (node3, _inbox3) = start(cluster.config(3, ports[3], vec![]), cluster.identity(3)).await;
+    nodes[3] = node3;
+    wait_for(WAIT, "node3 back from peers.json", || full_mesh(&nodes)).await;
+    for node in &nodes {
+        node.shutdown();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_peer_is_dropped_and_redialled() {
+    let cluster = Cluster::new(2, 14);
+    let port_b = free_port(cluster.ip(1));
+    let b_address = format!("{}:{}", cluster.ip(1), port_b);
+    let (a, _ia) = start(cluster.config(0, 0, vec![b_address]), cluster.identity(0)).await;
+    let (b, _ib) = start(cluster.config(1, port_b, vec![]), cluster.identity(1)).await;
+    wait_for(WAIT, "connected", || a.peer_count() == 1).await;
+    b.shutdown();
+    wait_for(WAIT, "a drops the dead peer", || a.peer_count() == 0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (b2, _ib2) = start(cluster.config(1, port_b, vec![]), cluster.identity(1)).await;
+    wait_for(WAIT, "a redials b", || a.peer_count() == 1 && b2.peer_count() == 1).await;
+    a.shutdown();
+    b2.shutdown();
+}
