@@ -94,7 +94,11 @@ impl Genesis {
         let genesis: Genesis = serde_json::from_str(text).map_err(|error| GenesisError::Json {
             line: error.line(),
             column: error.column(),
-            message: error.to_string(),
+            // serde_json appends " at line L column C"; the location is reported separately.
+            message: error
+                .to_string()
+                .rsplit_once(" at line ")
+                .map_or_else(|| error.to_string(), |(m, _)| m.to_owned()),
         })?;
         genesis.validate()?;
         Ok(genesis)

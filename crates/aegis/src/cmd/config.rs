@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::preflight::{PreflightError, preflight};
+
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Validate a configuration file and print every error.
+    /// Validate a configuration file, its environment, genesis, node key and TLS files, and
+    /// print every problem (exit 1) or `Configuration is valid` (exit 0).
     Check {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
@@ -14,8 +17,19 @@ pub enum Command {
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Check { config } => {
-            anyhow::bail!("config check for {} is being wired", config.display())
-        }
+        Command::Check { config } => match preflight(&config) {
+            Ok(_) => {
+                println!("Configuration is valid");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error @ PreflightError::MissingEnv(_)) => {
+                println!("{error}");
+                Ok(ExitCode::FAILURE)
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
     }
 }

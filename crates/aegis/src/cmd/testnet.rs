@@ -58,9 +58,11 @@ pub struct Testnet {
     /// `DIR/nodeI` for each validator.
     pub homes: Vec<PathBuf>,
     /// Each validator's secret key (in memory only; on disk they are encrypted).
+    #[allow(
+        dead_code,
+        reason = "for callers that sign with the validators' keys, such as benchmarks"
+    )]
     pub keys: Vec<SecretKey>,
-    /// Each node's AEGIS_ENCRYPTION_KEY.
-    pub encryption_keys: Vec<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -149,7 +151,6 @@ pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
         .ok()
         .filter(|k| !k.is_empty());
     let mut homes = Vec::with_capacity(n);
-    let mut encryption_keys = Vec::with_capacity(n);
     for (i, key) in keys.iter().enumerate() {
         let home = out.join(format!("node{i}"));
         for dir in [
@@ -205,13 +206,11 @@ pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
             0o644,
         )?;
         homes.push(home);
-        encryption_keys.push(encryption_key);
     }
     Ok(Testnet {
         genesis,
         homes,
         keys,
-        encryption_keys,
     })
 }
 
