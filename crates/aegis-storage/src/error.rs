@@ -1,0 +1,124 @@
+//! Storage errors.
+
+use std::path::PathBuf;
+
+use aegis_types::Hash;
+
+/// Why a storage operation failed.
+///
+/// Integrity problems ([`StorageError::Corrupt`], [`StorageError::MigrationChecksum`]) use the
+/// words *integrity*, *corrupt* and *checksum* in their messages, as the operators' guide
+/// greps for them.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database could not be reached within `pool_timeout`. `url` has its password hidden.
+    #[error("cannot reach the database at {url} (retried for {waited_secs} s): {reason}")]
+    Unreachable {
+        url: String,
+        waited_secs: u64,
+        reason: String,
+    },
+    /// A query failed (disk full, connection lost, lock timeout, ...). Nothing partial is kept:
+    /// every write runs in one transaction.
+    #[error("{context}: {source}")]
+    Database {
+        context: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
+        "database schema version {found} is newer than this aegis binary supports (version {supported}); \
+         refusing to start: upgrade aegis, or use a database written by this version"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error(
+        "database schema version {found} is older than this binary's version {current}; \
+         run `aegis db migrate --config FILE` first"
+    )]
+    SchemaTooOld { found: i64, current: i64 },
+    #[error("the database has no AEGIS schema; run `aegis db migrate --config FILE` first")]
+    NoSchema,
+    #[error(
+        "migration {version} ({name}) checksum mismatch: the database recorded {recorded}, \
+         this binary has {embedded}; the schema was altered or comes from another build (integrity)"
+    )]
+    MigrationChecksum {
+        version: i64,
+        name: String,
+        recorded: String,
+        embedded: String,
+    },
+    /// Appending a block that is not the next one.
+    #[error("block at height {got} does not follow the stored tip at height {tip}")]
+    NotNext { tip: u64, got: u64 },
+    /// Appending a block whose `prev_hash` is not the stored tip's hash.
+    #[error(
+        "block {height} links to previous hash {got}, but the stored block below it has hash {expected}"
+    )]
+    BrokenLink {
+        height: u64,
+        expected: Hash,
+        got: Hash,
+    },
+    /// Appending a block whose certificate is for another block, or a block whose header
+    /// disagrees with its body.
+    #[error("refusing to store block {height}: {reason}")]
+    InvalidBlock { height: u64, reason: String },
+    /// Stored data that does not decode or does not match what it should.
+    #[error("integrity error: corrupt ledger data{}: {detail}", height.map(|h| format!(" at height {h}")).unwrap_or_default())]
+    Corrupt { height: Option<u64>, detail: String },
+    /// A consensus state file whose checksum does not match its contents.
+    #[error("integrity error: corrupt consensus state file {path}: {detail}")]
+    CorruptFile { path: PathBuf, detail: String },
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid storage configuration: {0}")]
+    Config(String),
+    #[error(
+        "no ledger database at {0}; run `aegis db migrate --config FILE` or start the node once"
+    )]
+    Missing(PathBuf),
+    #[error(
+        "invalid consensus state name {0:?}: use 1 to 128 characters of [A-Za-z0-9._-], not starting with '.'"
+    )]
+    InvalidName(String),
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+impl StorageError {
+    pub(crate) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StorageError {
+        move |source| StorageError::Database { context, source }
+    }
+
+    pub(crate) fn corrupt(
+        height: impl Into<Option<u64>>,
+        detail: impl Into<String>,
+    ) -> StorageError {
+        StorageError::Corrupt {
+            height: height.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// True for faults that may clear by themselves (connection lost, disk full, pool
+    /// exhausted): the caller may retry the same operation later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StorageError::Unreachable { .. } | StorageError::Io { .. } => true,
+            StorageError::Database { source, .. } => !matches!(
+                source,
+                sqlx::Error::RowNotFound
+                    | sqlx::Error::ColumnDecode { .. }
+                    | sqlx::Error::ColumnNotFound(_)
+                    | sqlx::Error::TypeNotFound { .. }
+            ),
+            _ => false,
+        }
+    }
+}

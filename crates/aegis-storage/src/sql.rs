@@ -1,0 +1,1100 @@
+//! The ledger and the `nodes` table on SQLite or PostgreSQL, through sqlx.
+//!
+//! The SQL text is shared by both backends wherever it can be (sqlx binds `$1` on SQLite
+//! too); the differences are the migrations' column types, how a write transaction starts
+//! (`BEGIN IMMEDIATE` on SQLite, so the write lock is taken up front) and how a block's
+//! transactions are inserted (multi-row `VALUES` on SQLite, one `UNNEST` of arrays on
+//! PostgreSQL, each a single cached prepared statement).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aegis_types::encoding::{decode, encode};
+use aegis_types::{
+    Block, BlockHeader, CommitCertificate, Hash, PublicKey, Signature, Transaction, TxBody,
+    merkle_root,
+};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Postgres, QueryBuilder, Row, Sqlite};
+
+use crate::StorageError;
+use crate::config::{Backend, StoreConfig, redact_url};
+use crate::schema::{
+    CREATE_MIGRATIONS_TABLE, MIGRATIONS, MigrationReport, PG_MIGRATION_LOCK, SCHEMA_VERSION,
+};
+use crate::traits::{
+    BlockColumns, Ledger, MAX_RANGE_BLOCKS, NodeRecord, NodeRegistry, StoreFuture, StoredBlock,
+    StoredTransaction, Tip,
+};
+
+/// Transaction rows per multi-row `INSERT` on SQLite: 9 parameters each, well under
+/// SQLite's 32766-parameter limit.
+const SQLITE_TX_ROWS_PER_INSERT: usize = 500;
+
+#[derive(Clone, Debug)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever backend pool the store has.
+macro_rules! on_pool {
+    ($self:expr, $pool:ident => $body:expr) => {
+        match &$self.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// The ledger database: SQLite or PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pool: Pool,
+    config: StoreConfig,
+    /// Appends are serialised in-process so the tip read inside the write transaction is
+    /// never raced by another append of this node.
+    append_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Whether opening may create or upgrade the schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the database (SQLite file) and apply pending migrations: what a node does at
+    /// start-up and `aegis db migrate` does.
+    Migrate,
+    /// Open an existing database whose schema must be current (offline tools: `verify`).
+    Existing,
+}
+
+impl SqlStore {
+    /// Connects, creating or upgrading the schema as needed. Refuses a schema newer than this
+    /// binary.
+    pub async fn open(config: &StoreConfig) -> Result<SqlStore, StorageError> {
+        SqlStore::open_with(config, OpenMode::Migrate)
+            .await
+            .map(|(store, _)| store)
+    }
+
+    /// Connects without creating anything; the schema must be exactly this binary's.
+    pub async fn open_existing(config: &StoreConfig) -> Result<SqlStore, StorageError> {
+        SqlStore::open_with(config, OpenMode::Existing)
+            .await
+            .map(|(store, _)| store)
+    }
+
+    /// Connects per `mode`; with [`OpenMode::Migrate`] also reports what was migrated.
+    pub async fn open_with(
+        config: &StoreConfig,
+        mode: OpenMode,
+    ) -> Result<(SqlStore, MigrationReport), StorageError> {
+        let pool = match &config.backend {
+            Backend::Sqlite { path } => {
+                Pool::Sqlite(connect_sqlite(config, path, mode == OpenMode::Migrate).await?)
+            }
+            Backend::Postgres { url } => Pool::Postgres(connect_postgres(config, url).await?),
+        };
+        let store = SqlStore {
+            pool,
+            config: config.clone(),
+            append_lock: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        let report = match mode {
+            OpenMode::Migrate => store.migrate().await?,
+            OpenMode::Existing => {
+                let version = store.check_schema().await?;
+                MigrationReport {
+                    from: version,
+                    to: version,
+                    applied: Vec::new(),
+                }
+            }
+        };
+        Ok((store, report))
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// `sqlite` or `postgresql`.
+    pub fn backend_kind(&self) -> &'static str {
+        self.config.backend.kind()
+    }
+
+    /// Closes every pooled connection (SQLite checkpoints its WAL on the last close).
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await);
+    }
+
+    /// Applies pending migrations in one transaction; a no-op when the schema is current.
+    pub async fn migrate(&self) -> Result<MigrationReport, StorageError> {
+        const CONTEXT: &str = "migrate the ledger schema";
+        let postgres = matches!(self.pool, Pool::Postgres(_));
+        on_pool!(self, pool => {
+            let mut tx = if postgres {
+                pool.begin().await.map_err(StorageError::db(CONTEXT))?
+            } else {
+                pool.begin_with("BEGIN IMMEDIATE").await.map_err(StorageError::db(CONTEXT))?
+            };
+            if postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(PG_MIGRATION_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::db(CONTEXT))?;
+            }
+            sqlx::query(CREATE_MIGRATIONS_TABLE)
+                .execute(&mut *tx)
+                .await
+                .map_err(StorageError::db(CONTEXT))?;
+            let rows = sqlx::query("SELECT version, name, checksum FROM aegis_schema_migrations ORDER BY version")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StorageError::db(CONTEXT))?;
+            let mut applied_rows = Vec::with_capacity(rows.len());
+            for row in &rows {
+                applied_rows.push((
+                    row.try_get::<i64, _>("version").map_err(StorageError::db(CONTEXT))?,
+                    row.try_get::<String, _>("name").map_err(StorageError::db(CONTEXT))?,
+                    row.try_get::<String, _>("checksum").map_err(StorageError::db(CONTEXT))?,
+                ));
+            }
+            let from = check_applied(&applied_rows, postgres)?;
+            let mut applied = Vec::new();
+            for migration in MIGRATIONS.iter().filter(|m| m.version > from) {
+                let sql = if postgres { migration.postgres } else { migration.sqlite };
+                sqlx::raw_sql(sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::db(CONTEXT))?;
+                sqlx::query("INSERT INTO aegis_schema_migrations (version, name, checksum, applied_at_ms) VALUES ($1, $2, $3, $4)")
+                    .bind(migration.version)
+                    .bind(migration.name)
+                    .bind(migration.checksum(postgres))
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::db(CONTEXT))?;
+                applied.push((migration.version, migration.name));
+            }
+            tx.commit().await.map_err(StorageError::db(CONTEXT))?;
+            if !applied.is_empty() {
+                tracing::info!(from, to = SCHEMA_VERSION, backend = self.backend_kind(), "ledger schema migrated");
+            }
+            Ok(MigrationReport { from, to: SCHEMA_VERSION, applied })
+        })
+    }
+
+    /// The schema version, which must be this binary's.
+    pub async fn check_schema(&self) -> Result<i64, StorageError> {
+        const CONTEXT: &str = "read the schema version";
+        let postgres = matches!(self.pool, Pool::Postgres(_));
+        let exists_sql = if postgres {
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'aegis_schema_migrations'"
+        } else {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'aegis_schema_migrations'"
+        };
+        on_pool!(self, pool => {
+            let exists: i64 = sqlx::query(exists_sql)
+                .fetch_one(pool)
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(StorageError::db(CONTEXT))?;
+            if exists == 0 {
+                return Err(StorageError::NoSchema);
+            }
+            let rows = sqlx::query("SELECT version, name, checksum FROM aegis_schema_migrations ORDER BY version")
+                .fetch_all(pool)
+                .await
+                .map_err(StorageError::db(CONTEXT))?;
+            let mut applied_rows = Vec::with_capacity(rows.len());
+            for row in &rows {
+                applied_rows.push((
+                    row.try_get::<i64, _>("version").map_err(StorageError::db(CONTEXT))?,
+                    row.try_get::<String, _>("name").map_err(StorageError::db(CONTEXT))?,
+                    row.try_get::<String, _>("checksum").map_err(StorageError::db(CONTEXT))?,
+                ));
+            }
+            let version = check_applied(&applied_rows, postgres)?;
+            if version == 0 {
+                return Err(StorageError::NoSchema);
+            }
+            if version < SCHEMA_VERSION {
+                return Err(StorageError::SchemaTooOld { found: version, current: SCHEMA_VERSION });
+            }
+            Ok(version)
+        })
+    }
+
+    /// Row counts of `nodes`, `blocks` and `transactions`, as the guide's check prints them.
+    pub async fn table_counts(&self) -> Result<(u64, u64, u64), StorageError> {
+        const CONTEXT: &str = "count rows";
+        on_pool!(self, pool => {
+            let mut counts = [0u64; 3];
+            for (slot, sql) in counts.iter_mut().zip([
+                "SELECT COUNT(*) FROM nodes",
+                "SELECT COUNT(*) FROM blocks",
+                "SELECT COUNT(*) FROM transactions",
+            ]) {
+                let n: i64 = sqlx::query(sql)
+                    .fetch_one(pool)
+                    .await
+                    .and_then(|row| row.try_get(0))
+                    .map_err(StorageError::db(CONTEXT))?;
+                *slot = u64::try_from(n).unwrap_or(0);
+            }
+            Ok((counts[0], counts[1], counts[2]))
+        })
+    }
+
+    /// Runs one SQL statement with no result, for tests and operator tools (fault injection,
+    /// `ANALYZE`). Not for untrusted text.
+    pub async fn execute_sql(&self, sql: &str) -> Result<u64, StorageError> {
+        const CONTEXT: &str = "run SQL";
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        on_pool!(self, pool => {
+            sqlx::raw_sql(sql)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(StorageError::db(CONTEXT))
+        })
+    }
+
+    async fn append_prepared(&self, blocks: &[PreparedBlock<'_>]) -> Result<(), StorageError> {
+        const CONTEXT: &str = "append block";
+        let Some(first) = blocks.first() else {
+            return Ok(());
+        };
+        let _guard = self.append_lock.lock().await;
+        let postgres = matches!(self.pool, Pool::Postgres(_));
+        on_pool!(self, pool => {
+            let mut tx = if postgres {
+                pool.begin().await.map_err(StorageError::db(CONTEXT))?
+            } else {
+                pool.begin_with("BEGIN IMMEDIATE").await.map_err(StorageError::db(CONTEXT))?
+            };
+            let tip = sqlx::query("SELECT height, hash FROM blocks ORDER BY height DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StorageError::db(CONTEXT))?;
+            let tip = match tip {
+                Some(row) => Some(tip_from_row(&row)?),
+                None => None,
+            };
+            check_follows(tip, first)?;
+            for block in blocks {
+                sqlx::query(
+                    "INSERT INTO blocks (height, hash, prev_hash, tx_root, proposer, consensus_view, timestamp_ms, tx_count, header, certificate) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(block.height)
+                .bind(block.hash.to_hex())
+                .bind(block.block.header.prev_hash.to_hex())
+                .bind(block.block.header.tx_root.to_hex())
+                .bind(block.block.header.proposer.to_hex())
+                .bind(block.block.header.view as i64)
+                .bind(block.block.header.timestamp_ms as i64)
+                .bind(block.block.header.tx_count as i32)
+                .bind(block.header_bytes.as_slice())
+                .bind(block.certificate_bytes.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(StorageError::db(CONTEXT))?;
+                insert_transactions(&mut tx, block).await?;
+            }
+            tx.commit().await.map_err(StorageError::db(CONTEXT))?;
+            Ok(())
+        })
+    }
+
+    async fn blocks_in(&self, from: u64, to: u64) -> Result<Vec<StoredBlock>, StorageError> {
+        const CONTEXT: &str = "read blocks";
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let to = to.min(from.saturating_add(MAX_RANGE_BLOCKS - 1));
+        let (from_i, to_i) = (to_i64(from), to_i64(to));
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT height, hash, prev_hash, tx_root, proposer, consensus_view, timestamp_ms, tx_count, header, certificate \
+                 FROM blocks WHERE height >= $1 AND height <= $2 ORDER BY height",
+            )
+            .bind(from_i)
+            .bind(to_i)
+            .fetch_all(pool)
+            .await
+            .map_err(StorageError::db(CONTEXT))?;
+            let mut partial = Vec::with_capacity(rows.len());
+            for row in &rows {
+                partial.push(block_from_row(row)?);
+            }
+            if partial.is_empty() {
+                return Ok(Vec::new());
+            }
+            let tx_rows = sqlx::query(
+                "SELECT block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature \
+                 FROM transactions WHERE block_height >= $1 AND block_height <= $2 ORDER BY block_height, tx_index",
+            )
+            .bind(from_i)
+            .bind(to_i)
+            .fetch_all(pool)
+            .await
+            .map_err(StorageError::db(CONTEXT))?;
+            let mut txs = Vec::with_capacity(tx_rows.len());
+            for row in &tx_rows {
+                txs.push(tx_from_row(row)?);
+            }
+            assemble(partial, txs)
+        })
+    }
+}
+
+/// Checks the recorded migrations against the embedded ones; returns the current version.
+fn check_applied(rows: &[(i64, String, String)], postgres: bool) -> Result<i64, StorageError> {
+    let mut version = 0;
+    for (applied_version, name, checksum) in rows {
+        if *applied_version > SCHEMA_VERSION {
+            let found = rows.iter().map(|r| r.0).max().unwrap_or(*applied_version);
+            return Err(StorageError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if let Some(migration) = MIGRATIONS.iter().find(|m| m.version == *applied_version) {
+            let embedded = migration.checksum(postgres);
+            if *checksum != embedded {
+                return Err(StorageError::MigrationChecksum {
+                    version: *applied_version,
+                    name: name.clone(),
+                    recorded: checksum.clone(),
+                    embedded,
+                });
+            }
+        }
+        version = version.max(*applied_version);
+    }
+    Ok(version)
+}
+
+async fn insert_transactions<DB>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    block: &PreparedBlock<'_>,
+) -> Result<(), StorageError>
+where
+    DB: TxInserter,
+{
+    DB::insert(tx, block).await
+}
+
+/// How one backend inserts a block's transactions.
+trait TxInserter: sqlx::Database {
+    fn insert<'a>(
+        tx: &'a mut sqlx::Transaction<'static, Self>,
+        block: &'a PreparedBlock<'_>,
+    ) -> impl std::future::Future<Output = Result<(), StorageError>> + Send + 'a;
+}
+
+impl TxInserter for Sqlite {
+    async fn insert(
+        tx: &mut sqlx::Transaction<'static, Sqlite>,
+        block: &PreparedBlock<'_>,
+    ) -> Result<(), StorageError> {
+        for (chunk_index, chunk) in block.txs.chunks(SQLITE_TX_ROWS_PER_INSERT).enumerate() {
+            let base = chunk_index * SQLITE_TX_ROWS_PER_INSERT;
+            let mut builder = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO transactions (block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature) ",
+            );
+            builder.push_values(chunk.iter().enumerate(), |mut row, (i, prepared)| {
+                let body = &prepared.tx.body;
+                row.push_bind(block.height)
+                    .push_bind((base + i) as i32)
+                    .push_bind(prepared.id.to_hex())
+                    .push_bind(i16::from(body.version))
+                    .push_bind(body.chain_id.clone())
+                    .push_bind(body.sender.to_hex())
+                    .push_bind(body.nonce as i64)
+                    .push_bind(body.payload.clone())
+                    .push_bind(prepared.tx.signature.to_hex());
+            });
+            builder
+                .build()
+                .persistent(true)
+                .execute(&mut **tx)
+                .await
+                .map_err(StorageError::db("append block transactions"))?;
+        }
+        Ok(())
+    }
+}
+
+impl TxInserter for Postgres {
+    async fn insert(
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+        block: &PreparedBlock<'_>,
+    ) -> Result<(), StorageError> {
+        if block.txs.is_empty() {
+            return Ok(());
+        }
+        let n = block.txs.len();
+        let mut indexes = Vec::with_capacity(n);
+        let mut ids = Vec::with_capacity(n);
+        let mut versions = Vec::with_capacity(n);
+        let mut chain_ids = Vec::with_capacity(n);
+        let mut senders = Vec::with_capacity(n);
+        let mut nonces = Vec::with_capacity(n);
+        let mut payloads: Vec<&[u8]> = Vec::with_capacity(n);
+        let mut signatures = Vec::with_capacity(n);
+        for (i, prepared) in block.txs.iter().enumerate() {
+            let body = &prepared.tx.body;
+            indexes.push(i as i32);
+            ids.push(prepared.id.to_hex());
+            versions.push(i16::from(body.version));
+            chain_ids.push(body.chain_id.as_str());
+            senders.push(body.sender.to_hex());
+            nonces.push(body.nonce as i64);
+            payloads.push(body.payload.as_slice());
+            signatures.push(prepared.tx.signature.to_hex());
+        }
+        sqlx::query(
+            "INSERT INTO transactions (block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature) \
+             SELECT $1, t.tx_index, t.id, t.version, t.chain_id, t.sender, t.nonce, t.payload, t.signature \
+             FROM UNNEST($2::int4[], $3::text[], $4::int2[], $5::text[], $6::text[], $7::int8[], $8::bytea[], $9::text[]) \
+             AS t(tx_index, id, version, chain_id, sender, nonce, payload, signature)",
+        )
+        .bind(block.height)
+        .bind(indexes)
+        .bind(ids)
+        .bind(versions)
+        .bind(chain_ids)
+        .bind(senders)
+        .bind(nonces)
+        .bind(payloads)
+        .bind(signatures)
+        .execute(&mut **tx)
+        .await
+        .map_err(StorageError::db("append block transactions"))?;
+        Ok(())
+    }
+}
+
+/// A block checked and encoded, ready to insert.
+pub(crate) struct PreparedBlock<'a> {
+    block: &'a Block,
+    height: i64,
+    hash: Hash,
+    header_bytes: Vec<u8>,
+    certificate_bytes: Vec<u8>,
+    txs: Vec<PreparedTx<'a>>,
+}
+
+struct PreparedTx<'a> {
+    tx: &'a Transaction,
+    id: Hash,
+}
+
+/// Cheap consistency checks before a block is written: the certificate names this block and
+/// the header matches the body. Signatures are the engine's job.
+fn prepare<'a>(
+    block: &'a Block,
+    certificate: &CommitCertificate,
+) -> Result<PreparedBlock<'a>, StorageError> {
+    let header = &block.header;
+    let height = header.height;
+    let invalid = |reason: String| StorageError::InvalidBlock { height, reason };
+    if height == 0 || height > i64::MAX as u64 {
+        return Err(invalid(format!("height {height} is out of range")));
+    }
+    let hash = block.hash();
+    if certificate.height != height {
+        return Err(invalid(format!(
+            "commit certificate is for height {}",
+            certificate.height
+        )));
+    }
+    if certificate.block_hash != hash {
+        return Err(invalid(format!(
+            "commit certificate is for block {}, this block's hash is {hash}",
+            certificate.block_hash
+        )));
+    }
+    if header.tx_count as usize != block.txs.len() {
+        return Err(invalid(format!(
+            "header says {} transactions, body has {}",
+            header.tx_count,
+            block.txs.len()
+        )));
+    }
+    let txs: Vec<PreparedTx<'a>> = block
+        .txs
+        .iter()
+        .map(|tx| PreparedTx { tx, id: tx.id() })
+        .collect();
+    let ids: Vec<Hash> = txs.iter().map(|t| t.id).collect();
+    let root = merkle_root(&ids);
+    if root != header.tx_root {
+        return Err(invalid(format!(
+            "transaction root mismatch: header {}, computed {root}",
+            header.tx_root
+        )));
+    }
+    Ok(PreparedBlock {
+        block,
+        height: height as i64,
+        hash,
+        header_bytes: encode(header),
+        certificate_bytes: encode(certificate),
+        txs,
+    })
+}
+
+fn prepare_batch(
+    blocks: &[(Block, CommitCertificate)],
+) -> Result<Vec<PreparedBlock<'_>>, StorageError> {
+    let mut prepared: Vec<PreparedBlock<'_>> = Vec::with_capacity(blocks.len());
+    for (block, certificate) in blocks {
+        let next = prepare(block, certificate)?;
+        if let Some(previous) = prepared.last() {
+            let tip = Tip {
+                height: previous.height as u64,
+                hash: previous.hash,
+            };
+            check_follows(Some(tip), &next)?;
+        }
+        prepared.push(next);
+    }
+    Ok(prepared)
+}
+
+fn check_follows(tip: Option<Tip>, block: &PreparedBlock<'_>) -> Result<(), StorageError> {
+    let height = block.height as u64;
+    match tip {
+        None if height == 1 => Ok(()),
+        None => Err(StorageError::NotNext {
+            tip: 0,
+            got: height,
+        }),
+        Some(tip) if tip.height + 1 != height => Err(StorageError::NotNext {
+            tip: tip.height,
+            got: height,
+        }),
+        Some(tip) if tip.hash != block.block.header.prev_hash => Err(StorageError::BrokenLink {
+            height,
+            expected: tip.hash,
+            got: block.block.header.prev_hash,
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Typed column access that reads the same on both backends.
+trait RowExt {
+    fn i64_at(&self, column: &str) -> Result<i64, sqlx::Error>;
+    fn i32_at(&self, column: &str) -> Result<i32, sqlx::Error>;
+    fn i16_at(&self, column: &str) -> Result<i16, sqlx::Error>;
+    fn opt_i64_at(&self, column: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn bool_at(&self, column: &str) -> Result<bool, sqlx::Error>;
+    fn text_at(&self, column: &str) -> Result<String, sqlx::Error>;
+    fn bytes_at(&self, column: &str) -> Result<Vec<u8>, sqlx::Error>;
+}
+
+macro_rules! impl_row_ext {
+    ($row:ty) => {
+        impl RowExt for $row {
+            fn i64_at(&self, column: &str) -> Result<i64, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn i32_at(&self, column: &str) -> Result<i32, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn i16_at(&self, column: &str) -> Result<i16, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn opt_i64_at(&self, column: &str) -> Result<Option<i64>, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn bool_at(&self, column: &str) -> Result<bool, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn text_at(&self, column: &str) -> Result<String, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn bytes_at(&self, column: &str) -> Result<Vec<u8>, sqlx::Error> {
+                self.try_get(column)
+            }
+        }
+    };
+}
+impl_row_ext!(SqliteRow);
+impl_row_ext!(PgRow);
+
+/// A column that could not be read as its declared type: corrupt data at `height`.
+fn column<T>(
+    height: Option<u64>,
+    name: &str,
+    value: Result<T, sqlx::Error>,
+) -> Result<T, StorageError> {
+    value.map_err(|error| StorageError::corrupt(height, format!("column {name}: {error}")))
+}
+
+fn hash_column(height: Option<u64>, name: &str, text: &str) -> Result<Hash, StorageError> {
+    Hash::from_hex(text)
+        .map_err(|error| StorageError::corrupt(height, format!("column {name} {text:?}: {error}")))
+}
+
+fn key_column(height: Option<u64>, name: &str, text: &str) -> Result<PublicKey, StorageError> {
+    PublicKey::from_hex(text)
+        .map_err(|error| StorageError::corrupt(height, format!("column {name} {text:?}: {error}")))
+}
+
+fn tip_from_row(row: &impl RowExt) -> Result<Tip, StorageError> {
+    let height = column(None, "height", row.i64_at("height"))? as u64;
+    let hash = hash_column(
+        Some(height),
+        "hash",
+        &column(Some(height), "hash", row.text_at("hash"))?,
+    )?;
+    Ok(Tip { height, hash })
+}
+
+/// A `blocks` row decoded, before its transactions are attached.
+struct PartialBlock {
+    header: BlockHeader,
+    certificate: CommitCertificate,
+    columns: BlockColumns,
+}
+
+fn block_from_row(row: &impl RowExt) -> Result<PartialBlock, StorageError> {
+    let height_i = column(None, "height", row.i64_at("height"))?;
+    let height = height_i as u64;
+    let h = Some(height);
+    let header_bytes = column(h, "header", row.bytes_at("header"))?;
+    let header: BlockHeader = decode(&header_bytes).map_err(|error| {
+        StorageError::corrupt(h, format!("block header does not decode: {error}"))
+    })?;
+    let certificate_bytes = column(h, "certificate", row.bytes_at("certificate"))?;
+    let certificate: CommitCertificate = decode(&certificate_bytes).map_err(|error| {
+        StorageError::corrupt(h, format!("commit certificate does not decode: {error}"))
+    })?;
+    let columns = BlockColumns {
+        height,
+        hash: hash_column(h, "hash", &column(h, "hash", row.text_at("hash"))?)?,
+        prev_hash: hash_column(
+            h,
+            "prev_hash",
+            &column(h, "prev_hash", row.text_at("prev_hash"))?,
+        )?,
+        tx_root: hash_column(h, "tx_root", &column(h, "tx_root", row.text_at("tx_root"))?)?,
+        proposer: key_column(
+            h,
+            "proposer",
+            &column(h, "proposer", row.text_at("proposer"))?,
+        )?,
+        view: column(h, "consensus_view", row.i64_at("consensus_view"))? as u64,
+        timestamp_ms: column(h, "timestamp_ms", row.i64_at("timestamp_ms"))? as u64,
+        tx_count: column(h, "tx_count", row.i32_at("tx_count"))? as u32,
+        tx_ids: Vec::new(),
+    };
+    Ok(PartialBlock {
+        header,
+        certificate,
+        columns,
+    })
+}
+
+/// A `transactions` row: (height, index, stored id, transaction).
+fn tx_from_row(row: &impl RowExt) -> Result<(u64, u32, Hash, Transaction), StorageError> {
+    let height = column(None, "block_height", row.i64_at("block_height"))? as u64;
+    let h = Some(height);
+    let index = column(h, "tx_index", row.i32_at("tx_index"))? as u32;
+    let id = hash_column(h, "id", &column(h, "id", row.text_at("id"))?)?;
+    let version = column(h, "version", row.i16_at("version"))?;
+    let version = u8::try_from(version).map_err(|_| {
+        StorageError::corrupt(
+            h,
+            format!("transaction {index}: version {version} out of range"),
+        )
+    })?;
+    let sender = key_column(h, "sender", &column(h, "sender", row.text_at("sender"))?)?;
+    let signature_hex = column(h, "signature", row.text_at("signature"))?;
+    let signature = Signature::from_hex(&signature_hex).map_err(|error| {
+        StorageError::corrupt(h, format!("transaction {index}: column signature: {error}"))
+    })?;
+    let body = TxBody {
+        version,
+        chain_id: column(h, "chain_id", row.text_at("chain_id"))?,
+        sender,
+        nonce: column(h, "nonce", row.i64_at("nonce"))? as u64,
+        payload: column(h, "payload", row.bytes_at("payload"))?,
+    };
+    Ok((height, index, id, Transaction { body, signature }))
+}
+
+/// Attaches transaction rows (sorted by height, index) to their blocks.
+fn assemble(
+    partial: Vec<PartialBlock>,
+    txs: Vec<(u64, u32, Hash, Transaction)>,
+) -> Result<Vec<StoredBlock>, StorageError> {
+    let mut out = Vec::with_capacity(partial.len());
+    let mut txs = txs.into_iter().peekable();
+    for block in partial {
+        let height = block.columns.height;
+        let mut body = Vec::with_capacity(block.header.tx_count as usize);
+        let mut ids = Vec::with_capacity(block.header.tx_count as usize);
+        while let Some((tx_height, _, _, _)) = txs.peek() {
+            if *tx_height < height {
+                // A transaction row whose block row is missing.
+                return Err(StorageError::corrupt(
+                    *tx_height,
+                    "transaction rows exist for a block that is missing",
+                ));
+            }
+            if *tx_height > height {
+                break;
+            }
+            let Some((_, index, id, tx)) = txs.next() else {
+                break;
+            };
+            if index as usize != body.len() {
+                return Err(StorageError::corrupt(
+                    height,
+                    format!(
+                        "transaction index {index} found where {} was expected",
+                        body.len()
+                    ),
+                ));
+            }
+            body.push(tx);
+            ids.push(id);
+        }
+        let mut columns = block.columns;
+        columns.tx_ids = ids;
+        out.push(StoredBlock {
+            block: Block {
+                header: block.header,
+                txs: body,
+            },
+            certificate: block.certificate,
+            columns,
+        });
+    }
+    Ok(out)
+}
+
+impl Ledger for SqlStore {
+    fn append_block<'a>(
+        &'a self,
+        block: &'a Block,
+        certificate: &'a CommitCertificate,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let prepared = prepare(block, certificate)?;
+            self.append_prepared(std::slice::from_ref(&prepared)).await
+        })
+    }
+
+    fn append_blocks<'a>(
+        &'a self,
+        blocks: &'a [(Block, CommitCertificate)],
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let prepared = prepare_batch(blocks)?;
+            self.append_prepared(&prepared).await
+        })
+    }
+
+    fn height(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move { Ok(self.tip().await?.map_or(0, |tip| tip.height)) })
+    }
+
+    fn tip(&self) -> StoreFuture<'_, Option<Tip>> {
+        Box::pin(async move {
+            on_pool!(self, pool => {
+                let row = sqlx::query("SELECT height, hash FROM blocks ORDER BY height DESC LIMIT 1")
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(StorageError::db("read the chain tip"))?;
+                match row {
+                    Some(row) => Ok(Some(tip_from_row(&row)?)),
+                    None => Ok(None),
+                }
+            })
+        })
+    }
+
+    fn block_by_height(&self, height: u64) -> StoreFuture<'_, Option<StoredBlock>> {
+        Box::pin(async move {
+            if height == 0 || height > i64::MAX as u64 {
+                return Ok(None);
+            }
+            Ok(self.blocks_in(height, height).await?.into_iter().next())
+        })
+    }
+
+    fn block_by_hash<'a>(&'a self, hash: &'a Hash) -> StoreFuture<'a, Option<StoredBlock>> {
+        Box::pin(async move {
+            let height: Option<i64> = on_pool!(self, pool => {
+                sqlx::query("SELECT height FROM blocks WHERE hash = $1")
+                    .bind(hash.to_hex())
+                    .fetch_optional(pool)
+                    .await
+                    .and_then(|row| row.map(|r| r.try_get::<i64, _>(0)).transpose())
+                    .map_err(StorageError::db("find block by hash"))?
+            });
+            match height {
+                Some(height) => self.block_by_height(height as u64).await,
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn header(&self, height: u64) -> StoreFuture<'_, Option<(BlockHeader, CommitCertificate)>> {
+        Box::pin(async move {
+            if height == 0 || height > i64::MAX as u64 {
+                return Ok(None);
+            }
+            on_pool!(self, pool => {
+                let row = sqlx::query(
+                    "SELECT height, hash, prev_hash, tx_root, proposer, consensus_view, timestamp_ms, tx_count, header, certificate \
+                     FROM blocks WHERE height = $1",
+                )
+                .bind(height as i64)
+                .fetch_optional(pool)
+                .await
+                .map_err(StorageError::db("read block header"))?;
+                match row {
+                    Some(row) => {
+                        let partial = block_from_row(&row)?;
+                        Ok(Some((partial.header, partial.certificate)))
+                    }
+                    None => Ok(None),
+                }
+            })
+        })
+    }
+
+    fn blocks(&self, from: u64, to: u64) -> StoreFuture<'_, Vec<StoredBlock>> {
+        Box::pin(async move {
+            let from = from.max(1);
+            if from > i64::MAX as u64 {
+                return Ok(Vec::new());
+            }
+            self.blocks_in(from, to.min(i64::MAX as u64)).await
+        })
+    }
+
+    fn transaction<'a>(&'a self, id: &'a Hash) -> StoreFuture<'a, Option<StoredTransaction>> {
+        Box::pin(async move {
+            on_pool!(self, pool => {
+                let row = sqlx::query(
+                    "SELECT block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature \
+                     FROM transactions WHERE id = $1 ORDER BY block_height LIMIT 1",
+                )
+                .bind(id.to_hex())
+                .fetch_optional(pool)
+                .await
+                .map_err(StorageError::db("read transaction"))?;
+                match row {
+                    Some(row) => {
+                        let (height, index, id, transaction) = tx_from_row(&row)?;
+                        Ok(Some(StoredTransaction { transaction, id, height, index }))
+                    }
+                    None => Ok(None),
+                }
+            })
+        })
+    }
+}
+
+fn node_from_row(row: &impl RowExt) -> Result<NodeRecord, StorageError> {
+    let key_text = column(None, "public_key", row.text_at("public_key"))?;
+    Ok(NodeRecord {
+        public_key: key_column(None, "nodes.public_key", &key_text)?,
+        name: column(None, "name", row.text_at("name"))?,
+        p2p_address: column(None, "p2p_address", row.text_at("p2p_address"))?,
+        api_address: column(None, "api_address", row.text_at("api_address"))?,
+        is_validator: column(None, "is_validator", row.bool_at("is_validator"))?,
+        first_seen_ms: column(None, "first_seen_ms", row.i64_at("first_seen_ms"))? as u64,
+        last_seen_ms: column(None, "last_seen_ms", row.opt_i64_at("last_seen_ms"))?
+            .map(|v| v as u64),
+    })
+}
+
+impl NodeRegistry for SqlStore {
+    fn upsert_node<'a>(&'a self, node: &'a NodeRecord) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            on_pool!(self, pool => {
+                sqlx::query(
+                    "INSERT INTO nodes (public_key, name, p2p_address, api_address, is_validator, first_seen_ms, last_seen_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (public_key) DO UPDATE SET \
+                       name = excluded.name, p2p_address = excluded.p2p_address, api_address = excluded.api_address, \
+                       is_validator = excluded.is_validator, \
+                       first_seen_ms = CASE WHEN nodes.first_seen_ms < excluded.first_seen_ms THEN nodes.first_seen_ms ELSE excluded.first_seen_ms END, \
+                       last_seen_ms = CASE WHEN nodes.last_seen_ms IS NULL THEN excluded.last_seen_ms \
+                                           WHEN excluded.last_seen_ms IS NULL THEN nodes.last_seen_ms \
+                                           WHEN excluded.last_seen_ms > nodes.last_seen_ms THEN excluded.last_seen_ms \
+                                           ELSE nodes.last_seen_ms END",
+                )
+                .bind(node.public_key.to_hex())
+                .bind(node.name.as_str())
+                .bind(node.p2p_address.as_str())
+                .bind(node.api_address.as_str())
+                .bind(node.is_validator)
+                .bind(node.first_seen_ms as i64)
+                .bind(node.last_seen_ms.map(|v| v as i64))
+                .execute(pool)
+                .await
+                .map_err(StorageError::db("record node"))?;
+                Ok(())
+            })
+        })
+    }
+
+    fn mark_seen<'a>(&'a self, public_key: &'a PublicKey, at_ms: u64) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            on_pool!(self, pool => {
+                let result = sqlx::query(
+                    "UPDATE nodes SET last_seen_ms = $2 WHERE public_key = $1 AND (last_seen_ms IS NULL OR last_seen_ms < $2)",
+                )
+                .bind(public_key.to_hex())
+                .bind(at_ms as i64)
+                .execute(pool)
+                .await
+                .map_err(StorageError::db("record node last seen"))?;
+                if result.rows_affected() > 0 {
+                    return Ok(true);
+                }
+                let known: i64 = sqlx::query("SELECT COUNT(*) FROM nodes WHERE public_key = $1")
+                    .bind(public_key.to_hex())
+                    .fetch_one(pool)
+                    .await
+                    .and_then(|row| row.try_get(0))
+                    .map_err(StorageError::db("record node last seen"))?;
+                Ok(known > 0)
+            })
+        })
+    }
+
+    fn nodes(&self) -> StoreFuture<'_, Vec<NodeRecord>> {
+        Box::pin(async move {
+            on_pool!(self, pool => {
+                let rows = sqlx::query(
+                    "SELECT public_key, name, p2p_address, api_address, is_validator, first_seen_ms, last_seen_ms \
+                     FROM nodes ORDER BY is_validator DESC, name, public_key",
+                )
+                .fetch_all(pool)
+                .await
+                .map_err(StorageError::db("read nodes"))?;
+                rows.iter().map(node_from_row).collect()
+            })
+        })
+    }
+}
+
+async fn connect_sqlite(
+    config: &StoreConfig,
+    path: &Path,
+    create: bool,
+) -> Result<SqlitePool, StorageError> {
+    if create {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StorageError::Io {
+                action: "create directory",
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+    } else if !path.exists() {
+        return Err(StorageError::Missing(path.to_path_buf()));
+    }
+    // WAL with synchronous=FULL: every commit is fsynced before it is acknowledged, so a
+    // block reported stored survives power loss (docs/adr/0004-storage-durability.md).
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(create)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(config.pool_timeout)
+        .disable_statement_logging();
+    SqlitePoolOptions::new()
+        .max_connections(config.max_connections())
+        .acquire_timeout(config.pool_timeout)
+        .max_lifetime(config.pool_recycle)
+        .connect_with(options)
+        .await
+        .map_err(|error| StorageError::Unreachable {
+            url: path.display().to_string(),
+            waited_secs: 0,
+            reason: error.to_string(),
+        })
+}
+
+/// Connects to PostgreSQL, retrying a database that does not answer for up to
+/// `pool_timeout`; errors that retrying cannot fix (bad password, no such database) end it
+/// at once.
+async fn connect_postgres(config: &StoreConfig, url: &str) -> Result<PgPool, StorageError> {
+    let shown = redact_url(url);
+    let options: PgConnectOptions = url.parse().map_err(|error| {
+        StorageError::Config(format!("connection_string {shown} is not valid: {error}"))
+    })?;
+    let options = options.disable_statement_logging();
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let attempt = PgPoolOptions::new()
+            .max_connections(config.max_connections())
+            .min_connections(0)
+            .acquire_timeout(config.pool_timeout)
+            .max_lifetime(config.pool_recycle)
+            .idle_timeout(Duration::from_secs(600))
+            .connect_with(options.clone())
+            .await;
+        let error = match attempt {
+            Ok(pool) => {
+                if started.elapsed() > Duration::from_secs(1) {
+                    tracing::info!(url = %shown, "connected to PostgreSQL");
+                }
+                return Ok(pool);
+            }
+            Err(error) => error,
+        };
+        let retryable = !matches!(
+            error,
+            sqlx::Error::Database(_) | sqlx::Error::Configuration(_) | sqlx::Error::Tls(_)
+        );
+        let waited = started.elapsed();
+        if !retryable || waited + delay > config.pool_timeout {
+            return Err(StorageError::Unreachable {
+                url: shown,
+                waited_secs: waited.as_secs(),
+                reason: error.to_string(),
+            });
+        }
+        tracing::warn!(
+            url = %shown,
+            error = %error,
+            retry_for_secs = config.pool_timeout.saturating_sub(waited).as_secs(),
+            "PostgreSQL is not reachable yet; retrying"
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
