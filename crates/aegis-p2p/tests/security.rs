@@ -1,0 +1,313 @@
+//! What the P2P port does with clients that are not honest validators: `openssl s_client`,
+//! plaintext, garbage, oversized and truncated frames, stalled handshakes, floods, expired
+//! and foreign certificates; and what it accepts: RSA/ECDSA/Ed25519 certificates, renewed
+//! certificates without a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::Stdio;
+use std::time::Duration;
+
+use aegis_p2p::{Message, P2pNetwork, TlsFiles, TlsStore, tags};
+use aegis_types::ValidatorId;
+use common::{Ca, Cluster, KeyKind, address, self_signed, start, test_config, wait_for};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn connect_from(source: IpAddr, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+async fn tls_client(
+    files: &TlsFiles,
+    source: IpAddr,
+    to: SocketAddr,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let store = TlsStore::load(files.clone()).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(store.client_config().unwrap());
+    let tcp = connect_from(source, to).await;
+    connector
+        .connect(ServerName::try_from("node0").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+async fn served_certificate(node: &P2pNetwork, client: &TlsFiles, source: IpAddr) -> CertificateDer<'static> {
+    let tls = tls_client(client, source, node.local_addr()).await;
+    tls.get_ref().1.peer_certificates().unwrap()[0].clone()
+}
+
+async fn connected_pair(cluster: &Cluster) -> (P2pNetwork, P2pNetwork, aegis_p2p::Inbox, aegis_p2p::Inbox) {
+    let (a, ia) = start(cluster.config(0, 0, vec![]), cluster.identity(0)).await;
+    let (b, ib) = start(cluster.config(1, 0, vec![address(a.local_addr())]), cluster.identity(1)).await;
+    wait_for(WAIT, "a and b connected", || a.peer_count() == 1 && b.peer_count() == 1).await;
+    (a, b, ia, ib)
+}
+
+async fn still_talking(a: &P2pNetwork, ib: &mut aegis_p2p::Inbox) {
+    a.send(ValidatorId(1), Message::new(tags::CONSENSUS, b"alive".to_vec()))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(WAIT, ib.recv()).await.unwrap().unwrap();
+    assert_eq!(&got.payload[..], b"alive");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_s_client_completes_tls13_and_sees_the_node_certificate() {
+    let cluster = Cluster::new(1, 21);
+    let config = cluster.config(0, 0, vec![]);
+    let cert_pem = std::fs::read_to_string(&config.tls.cert_file).unwrap();
+    let (node, _inbox) = start(config, cluster.identity(0)).await;
+    let target = address(node.local_addr());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("openssl")
+            .args(["s_client", "-connect", &target, "-tls1_3", "-servername", "node0"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl is installed")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("TLSv1.3"), "no TLS 1.3 in:\n{stdout}");
+    let served = stdout
+        .split("-----BEGIN CERTIFICATE-----")
+        .nth(1)
+        .and_then(|rest| rest.split("-----END CERTIFICATE-----").next())
+        .expect("s_client printed the certificate");
+    let strip = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+    assert!(strip(&cert_pem).contains(&strip(served)), "s_client shows the node certificate");
+    // The probe had no client certificate: refused and counted as a failed authentication.
+    wait_for(WAIT, "probe counted", || node.metrics().auth_failures.get() >= 1).await;
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_counted_and_honest_peers_keep_talking() {
+    let cluster = Cluster::new(2, 22);
+    let (a, b, _ia, mut ib) = connected_pair(&cluster).await;
+    let target = a.local_addr();
+    let attacker = |k: u8| IpAddr::from([127, 0, 22, 100 + k]);
+    let attacker_tls = self_signed(cluster.dir.path(), "attacker", KeyKind::Ecdsa);
+
+    // Plaintext on the TLS port.
+    let mut plain = connect_from(attacker(0), target).await;
+    plain.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut sink)).await.unwrap();
+
+    // A handshake that never finishes: connect and say nothing.
+    let mut silent = connect_from(attacker(1), target).await;
+
+    // Garbage after the TLS handshake instead of a Hello.
+    let mut garbage = tls_client(&attacker_tls, attacker(2), target).await;
+    garbage.write_all(&[0xde; 64]).await.unwrap();
+    garbage.flush().await.unwrap();
+
+    // An oversized frame announced after the TLS handshake.
+    let mut oversized = tls_client(&attacker_tls, attacker(3), target).await;
+    oversized.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    oversized.flush().await.unwrap();
+
+    // A truncated frame, then the connection closes.
+    let mut truncated = tls_client(&attacker_tls, attacker(4), target).await;
+    truncated.write_all(&[0, 0, 0, 100, 1, 0, 3]).await.unwrap();
+    truncated.shutdown().await.unwrap();
+
+    wait_for(WAIT, "five failures counted", || a.metrics().auth_failures.get() == 5).await;
+    // The stalled connection was closed by the handshake timeout.
+    let n = tokio::time::timeout(WAIT, silent.read(&mut [0u8; 16])).await.unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)));
+    drop((garbage, oversized));
+    assert_eq!(a.peer_count(), 1);
+    still_talking(&a, &mut ib).await;
+    a.shutdown();
+    b.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_leaves_honest_peers_connected() {
+    let cluster = Cluster::new(3, 23);
+    let (a, b, _ia, mut ib) = connected_pair(&cluster).await;
+    let flood_ip = IpAddr::from([127, 0, 23, 200]);
+    let target = a.local_addr();
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(1), async {
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(flood_ip, 0))?;
+            socket.connect(target).await
+        })
+        .await
+        {
+            held.push(stream);
+        }
+    }
+    // A third validator joins during the flood.
+    let (c, _ic) = start(cluster.config(2, 0, vec![address(target)]), cluster.identity(2)).await;
+    wait_for(WAIT, "c joins during the flood", || a.peer_count() == 2 && c.peer_count() >= 1).await;
+    assert!(b.peer_count() >= 1);
+    still_talking(&a, &mut ib).await;
+    drop(held);
+    a.shutdown();
+    b.shutdown();
+    c.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_is_refused() {
+    let cluster = Cluster::new(2, 24);
+    let (a, _ia) = start(cluster.config(0, 0, vec![]), cluster.identity(0)).await;
+    let mut config = cluster.config(1, 0, vec![address(a.local_addr())]);
+    config.tls = common::expired(&cluster.node_dir(1), "expired");
+    let (b, _ib) = start(config, cluster.identity(1)).await;
+    wait_for(WAIT, "expired certificate refused", || a.metrics().auth_failures.get() >= 1).await;
+    assert_eq!(a.peer_count(), 0);
+    assert_eq!(b.peer_count(), 0);
+    a.shutdown();
+    b.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_network_ca_foreign_certificates_are_refused() {
+    let cluster = Cluster::new(3, 25);
+    let ca = Ca::new("aegis network CA");
+    let other_ca = Ca::new("someone else");
+    let mut ca_a = cluster.config(0, 0, vec![]);
+    ca_a.tls = ca.issue(&cluster.node_dir(0), "node0");
+    let (a, _ia) = start(ca_a, cluster.identity(0)).await;
+    let mut ca_b = cluster.config(1, 0, vec![address(a.local_addr())]);
+    ca_b.tls = ca.issue(&cluster.node_dir(1), "node1");
+    let (b, _ib) = start(ca_b, cluster.identity(1)).await;
+    wait_for(WAIT, "CA-issued peers connect", || a.peer_count() == 1 && b.peer_count() == 1).await;
+
+    // A validator key is not enough: its certificate must come from the network CA.
+    let mut foreign = cluster.config(2, 0, vec![address(a.local_addr())]);
+    foreign.tls = other_ca.issue(&cluster.node_dir(2), "node2");
+    foreign.tls.ca_file = ca_b_file(&cluster);
+    let (c, _ic) = start(foreign, cluster.identity(2)).await;
+    wait_for(WAIT, "foreign certificate refused", || a.metrics().auth_failures.get() >= 1).await;
+    assert_eq!(a.peer_count(), 1);
+    assert_eq!(c.peer_count(), 0);
+    a.shutdown();
+    b.shutdown();
+    c.shutdown();
+}
+
+fn ca_b_file(cluster: &Cluster) -> Option<std::path::PathBuf> {
+    Some(cluster.node_dir(1).join("node1-ca.pem"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_ecdsa_and_ed25519_certificates_interoperate() {
+    let cluster = Cluster::new(3, 26);
+    // The guide's self-signed RSA 2048 certificate, made with the guide's commands.
+    let dir = cluster.node_dir(0);
+    let key = dir.join("aegis.key");
+    let crt = dir.join("aegis.crt");
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    };
+    run(&["genrsa", "-out", key.to_str().unwrap(), "2048"]);
+    run(&[
+        "req", "-new", "-x509", "-key", key.to_str().unwrap(), "-out", crt.to_str().unwrap(),
+        "-days", "365", "-subj", "/C=US/ST=State/L=City/O=Organization/CN=aegis.local",
+    ]);
+    let mut rsa = cluster.config(0, 0, vec![]);
+    rsa.tls = TlsFiles {
+        cert_file: crt,
+        key_file: key,
+        ca_file: None,
+    };
+    let (a, _ia) = start(rsa, cluster.identity(0)).await;
+    let mut ed = cluster.config(1, 0, vec![address(a.local_addr())]);
+    ed.tls = self_signed(&cluster.node_dir(1), "ed", KeyKind::Ed25519);
+    let (b, _ib) = start(ed, cluster.identity(1)).await;
+    let (c, _ic) = start(
+        cluster.config(2, 0, vec![address(a.local_addr()), address(b.local_addr())]),
+        cluster.identity(2),
+    )
+    .await;
+    wait_for(WAIT, "RSA, Ed25519 and ECDSA nodes in a mesh", || {
+        a.peer_count() == 2 && b.peer_count() == 2 && c.peer_count() == 2
+    })
+    .await;
+    a.shutdown();
+    b.shutdown();
+    c.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewed_certificate_is_served_without_restart() {
+    let cluster = Cluster::new(2, 27);
+    let mut config = cluster.config(0, 0, vec![]);
+    config.tls_reload_interval = Duration::from_millis(200);
+    // The probes below never send a Hello; keep them from getting the prober banned.
+    config.rate_limiting.enabled = false;
+    let files = config.tls.clone();
+    let (a, _ia) = start(config, cluster.identity(0)).await;
+    let client = self_signed(cluster.dir.path(), "client", KeyKind::Ecdsa);
+    let source = IpAddr::from([127, 0, 27, 100]);
+    let before = served_certificate(&a, &client, source).await;
+
+    // Renewal: new files in place (as certbot does); the watcher picks them up.
+    let renewed = self_signed(cluster.dir.path(), "renewed", KeyKind::Ed25519);
+    std::fs::copy(&renewed.key_file, &files.key_file).unwrap();
+    std::fs::copy(&renewed.cert_file, &files.cert_file).unwrap();
+    let expected = std::fs::read(&renewed.cert_file).unwrap();
+    let store = TlsStore::load(renewed).unwrap();
+    let expected_der = store.certificate().unwrap();
+    assert!(!expected.is_empty());
+    let mut after = before.clone();
+    for _ in 0..100 {
+        after = served_certificate(&a, &client, source).await;
+        if after != before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(after, expected_der);
+    // Explicit reload (the SIGHUP path) works too, and peers still authenticate.
+    assert!(a.reload_tls().unwrap());
+    let (b, _ib) = start(cluster.config(1, 0, vec![address(a.local_addr())]), cluster.identity(1)).await;
+    wait_for(WAIT, "peer connects after renewal", || a.peer_count() == 1).await;
+    a.shutdown();
+    b.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_outside_the_validator_set_is_refused_then_banned() {
+    let cluster = Cluster::new(1, 28);
+    let mut config = cluster.config(0, 0, vec![]);
+    config.rate_limiting.max_failures = 3;
+    config.rate_limiting.block_duration = Duration::from_secs(2);
+    let (a, _ia) = start(config, cluster.identity(0)).await;
+    let rogue_ip = IpAddr::from([127, 0, 28, 66]);
+    let rogue_config = test_config(
+        rogue_ip,
+        0,
+        vec![address(a.local_addr())],
+        self_signed(cluster.dir.path(), "rogue", KeyKind::Ecdsa),
+        None,
+    );
+    let (rogue, _ir) = start(rogue_config, cluster.outsider_identity()).await;
+    wait_for(WAIT, "rogue banned", || a.is_banned(rogue_ip)).await;
+    assert_eq!(a.metrics().auth_failures.get(), 3);
+    assert_eq!(a.peer_count(), 0);
+    rogue.shutdown();
+    wait_for(Duration::from_secs(5), "ban lifted after block_duration", || !a.is_banned(rogue_ip)).await;
+    a.shutdown();
+}
