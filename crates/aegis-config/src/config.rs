@@ -34,14 +34,31 @@ pub struct NodeConfig {
     pub api: ApiConfig,
     pub logging: LoggingConfig,
     /// Where each key set in the file has its value, for errors found after loading.
-    pub(crate) locations: BTreeMap<String, Location>,
+    pub(crate) locations: KeyLocations,
+}
+
+/// Positions of the keys a file sets. They are not part of the configuration's meaning:
+/// two configurations that differ only in layout compare equal, and `Debug` stays short.
+#[derive(Clone, Default)]
+pub(crate) struct KeyLocations(pub(crate) BTreeMap<String, Location>);
+
+impl PartialEq for KeyLocations {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for KeyLocations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} keys set in the file>", self.0.len())
+    }
 }
 
 impl NodeConfig {
     /// Where the file sets `key` (dotted, such as `consensus.max_byzantine_nodes`), or
     /// `None` if the key took its default.
     pub fn location(&self, key: &str) -> Option<Location> {
-        self.locations.get(key).copied()
+        self.locations.0.get(key).copied()
     }
 }
 
@@ -453,7 +470,7 @@ pub(crate) fn build(
     let api = build_api(&mut ck, api);
     let logging = build_logging(&mut ck, logging);
     check_ports(&mut ck, &p2p, &api, &monitoring);
-    let locations = ck.cx.locations.clone();
+    let locations = KeyLocations(ck.cx.locations.clone());
     NodeConfig {
         source,
         home,

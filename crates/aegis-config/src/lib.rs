@@ -27,6 +27,10 @@
 //! 3. The file structs are destructured exhaustively into [`NodeConfig`], checking ranges and
 //!    cross-key rules (`config` module).
 //!
+//! Where a number, boolean or duration is expected, a quoted scalar is read the same way as
+//! a plain one, so `port: "${P2P_PORT}"` works. A key set to null (`port:` or `port: ~`)
+//! keeps its default. Keys are never substituted.
+//!
 //! serde is not used for stage 2: a serde deserializer stops at the first error, and the
 //! operator should see all of them at once.
 //!
