@@ -78,8 +78,8 @@ async fn four_nodes_form_a_full_mesh_from_bootstrap_lists() {
         .collect();
     let mut nodes = Vec::new();
     let mut inboxes = Vec::new();
-    for i in 0..4 {
-        let (node, inbox) = start(cluster.config(i, ports[i], all.clone()), cluster.identity(i)).await;
+    for (i, port) in ports.iter().enumerate() {
+        let (node, inbox) = start(cluster.config(i, *port, all.clone()), cluster.identity(i)).await;
         nodes.push(node);
         inboxes.push(inbox);
     }

@@ -1,0 +1,110 @@
+//! The shipped fail2ban filter, run by `fail2ban-regex` over the real JSON log file written
+//! by the telemetry crate's layer, bans exactly the address of a node outside the validator
+//! set. One test per binary: it installs the global log subscriber.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aegis_telemetry::{JsonLayer, LogFile};
+use common::{Cluster, KeyKind, address, self_signed, start, test_config, wait_for};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn filter_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/fail2ban/filter.d/aegis.conf")
+}
+
+fn fail2ban_regex(log: &Path, filter: &str) -> Option<Vec<String>> {
+    let output = std::process::Command::new("fail2ban-regex")
+        .args(["-o", "ip"])
+        .arg(log)
+        .arg(filter)
+        .output()
+        .ok()?;
+    assert!(
+        output.status.success(),
+        "fail2ban-regex failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail2ban_filter_bans_exactly_the_outsiders_address() {
+    let cluster = Cluster::new(2, 29);
+    let log_path = cluster.dir.path().join("aegis.log");
+    let file = LogFile::open(&log_path).unwrap();
+    let subscriber = tracing_subscriber::registry()
+        .with(LevelFilter::INFO)
+        .with(JsonLayer::new("node0", file));
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let mut config = cluster.config(0, 0, vec![]);
+    config.rate_limiting.max_failures = 3;
+    config.rate_limiting.block_duration = Duration::from_secs(2);
+    let (a, _ia) = start(config, cluster.identity(0)).await;
+
+    // The outsider dials a validator, and a validator dials the outsider: the second
+    // produces "Authentication failed for peer at …" lines that must not be matched.
+    let rogue_ip = IpAddr::from([127, 0, 29, 66]);
+    let rogue_config = test_config(
+        rogue_ip,
+        0,
+        vec![address(a.local_addr())],
+        self_signed(cluster.dir.path(), "rogue", KeyKind::Ecdsa),
+        None,
+    );
+    let (rogue, _ir) = start(rogue_config, cluster.outsider_identity()).await;
+    let (b, _ib) = start(
+        cluster.config(1, 0, vec![address(a.local_addr()), address(rogue.local_addr())]),
+        cluster.identity(1),
+    )
+    .await;
+    wait_for(WAIT, "rogue banned", || a.is_banned(rogue_ip)).await;
+    wait_for(WAIT, "honest peers connected", || a.peer_count() == 1).await;
+    // The ban ends after block_duration, and the outsider is refused again after it.
+    let banned_at = std::time::Instant::now();
+    wait_for(Duration::from_secs(5), "ban lifted", || !a.is_banned(rogue_ip)).await;
+    assert!(banned_at.elapsed() >= Duration::from_millis(1500));
+    wait_for(WAIT, "refused again after the ban", || a.metrics().auth_failures.get() >= 4).await;
+    rogue.shutdown();
+    b.shutdown();
+    a.shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    if let Some(keep) = std::env::var_os("AEGIS_P2P_KEEP_LOG") {
+        std::fs::write(keep, &log).unwrap();
+    }
+    let expected_line = format!("\"message\":\"Authentication failed for peer from {rogue_ip}: public key ");
+    assert!(log.contains(&expected_line), "log lacks {expected_line}:\n{log}");
+    assert!(log.contains(&format!("\"message\":\"Unauthorized access from {rogue_ip}: banned for 2 s\"")));
+    assert!(log.contains("Authentication failed for peer at "), "outbound failures are logged too");
+    assert!(log.contains("\"level\":\"WARNING\""));
+
+    let Some(ips) = fail2ban_regex(&log_path, filter_path().to_str().unwrap()) else {
+        if std::env::var_os("CI").is_some() {
+            panic!("fail2ban-regex is not installed (apt-get install -y fail2ban)");
+        }
+        eprintln!("fail2ban-regex not installed; skipping the filter check");
+        return;
+    };
+    let distinct: BTreeSet<&str> = ips.iter().map(String::as_str).collect();
+    assert_eq!(distinct, BTreeSet::from([rogue_ip.to_string().as_str()]), "{ips:?}");
+    // max_failures + 1 failures after the ban, plus the ban line.
+    assert!(ips.len() >= 5, "{ips:?}");
+}
