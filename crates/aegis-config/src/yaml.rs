@@ -174,7 +174,19 @@ impl Builder {
 }
 
 /// Parses one YAML document into a spanned tree. An empty stream yields `None`.
+///
+/// A panic inside the parser (a bug there, never seen in fuzzing) is turned into an error:
+/// a bad configuration file must not crash the process with a backtrace.
 pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
+    std::panic::catch_unwind(|| parse_unguarded(text)).unwrap_or_else(|_| {
+        Err(SyntaxError {
+            location: Location::START,
+            message: "invalid YAML: the parser failed on this input".to_owned(),
+        })
+    })
+}
+
+fn parse_unguarded(text: &str) -> Result<Option<Node>, SyntaxError> {
     if text.len() > MAX_CONFIG_FILE_BYTES {
         return Err(SyntaxError {
             location: Location { line: 1, column: 1 },
