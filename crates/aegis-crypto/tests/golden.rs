@@ -6,6 +6,13 @@
 //! aegis-crypto --test golden` and review the diff. Clients in other languages can test
 //! their encoders against the same file.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use std::collections::BTreeMap;
 
 use aegis_crypto::{SecretKey, verify, verify_commit_certificate};

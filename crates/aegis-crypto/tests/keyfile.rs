@@ -1,5 +1,12 @@
 //! The encrypted node key file.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use aegis_crypto::keyfile::{decrypt_key, encrypt_key, read_public_key};
 use aegis_crypto::{KdfParams, KeyFileError, SecretKey, read_key_file, write_key_file};
 

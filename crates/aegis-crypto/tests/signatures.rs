@@ -1,5 +1,12 @@
 //! Signing, single and batch verification, commit certificates.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use aegis_crypto::{
     BatchVerifier, CertError, SecretKey, verify, verify_commit_certificate, verify_transaction,
     verify_transactions,

@@ -215,7 +215,10 @@ mod tests {
         ] {
             let s = set(n, f).unwrap();
             assert_eq!(s.quorum(), q, "n={n} f={f}");
-            assert!(2 * q >= n + f + 1, "intersection n={n} f={f}");
+            assert!(
+                2 * q > n + f,
+                "intersection of two quorums holds f + 1: n={n} f={f}"
+            );
             assert!(q <= n - f, "liveness n={n} f={f}");
         }
     }

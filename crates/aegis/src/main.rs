@@ -32,6 +32,15 @@ enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(cmd::config::Command),
+    /// Ledger database maintenance.
+    #[command(subcommand)]
+    Db(cmd::db::Command),
+    /// Verify the stored chain offline: hash links, transaction roots and ids, signatures,
+    /// commit certificates against the genesis validators.
+    Verify(cmd::verify::Args),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(cmd::bench::Command),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +51,9 @@ fn main() -> ExitCode {
         (Some(Command::Keygen(args)), _) => cmd::keygen::run(args),
         (Some(Command::Testnet(args)), _) => cmd::testnet::run(args),
         (Some(Command::Config(command)), _) => cmd::config::run(command),
+        (Some(Command::Db(command)), _) => cmd::db::run(command),
+        (Some(Command::Verify(args)), _) => cmd::verify::run(args),
+        (Some(Command::Bench(command)), _) => cmd::bench::run(command),
         (None, None) => {
             eprintln!(
                 "error: give a subcommand, or --config FILE to run the node (see `aegis --help`)"

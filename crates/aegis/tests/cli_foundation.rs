@@ -2,6 +2,13 @@
 //! `--version`, `keygen`, `testnet`, `config check` (valid, and every error class with its
 //! message shape) and `run` refusing a bad start.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,9 +1,12 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod config;
+pub mod db;
 pub mod keygen;
 pub mod run;
 pub mod testnet;
+pub mod verify;
 
 /// AEGIS_ENCRYPTION_KEY, which protects the node key at rest; its absence is reported the
 /// way `aegis config check` reports every missing variable.

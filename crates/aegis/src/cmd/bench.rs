@@ -1,0 +1,154 @@
+//! `aegis bench storage`: ledger append and read throughput on SQLite or PostgreSQL.
+//!
+//! With `--keep DIR` the run leaves a 4-validator testnet in DIR (as `aegis testnet` writes
+//! it) whose node0 holds the benchmark chain, so
+//! `aegis verify --config DIR/node0/config/production.yaml` can check it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use aegis_storage::bench::BenchOptions;
+use aegis_storage::fixtures::ChainFixture;
+use aegis_storage::{StoreConfig, redact_url};
+use anyhow::{Context, bail};
+
+use crate::cmd::db::runtime;
+use crate::cmd::testnet;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Append signed blocks to a fresh ledger and read transactions back by id.
+    Storage(StorageArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StorageArgs {
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgresql"])]
+    pub backend: String,
+    #[arg(long, default_value_t = 10_000)]
+    pub blocks: u64,
+    #[arg(long, default_value_t = 100)]
+    pub txs_per_block: usize,
+    /// Payload bytes per transaction.
+    #[arg(long, default_value_t = 256)]
+    pub tx_size: usize,
+    /// Transactions read back by id for the latency figures.
+    #[arg(long, default_value_t = 10_000)]
+    pub reads: usize,
+    /// Keep the result: a testnet in DIR whose node0 holds the benchmark chain.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+    /// PostgreSQL database to fill (default: DATABASE_URL). It should be empty.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Storage(args) => storage(args),
+    }
+}
+
+fn storage(args: StorageArgs) -> anyhow::Result<ExitCode> {
+    if args.tx_size > aegis_types::MAX_TX_PAYLOAD_BYTES {
+        bail!(
+            "--tx-size must be at most {} bytes",
+            aegis_types::MAX_TX_PAYLOAD_BYTES
+        );
+    }
+    let postgres_url = if args.backend == "postgresql" {
+        let url = args
+            .database_url
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok())
+            .filter(|u| !u.is_empty());
+        match url {
+            Some(url) => Some(url),
+            None => bail!("--backend postgresql needs --database-url URL or DATABASE_URL"),
+        }
+    } else {
+        None
+    };
+    let scratch = tempfile::tempdir().context("create a temporary directory")?;
+    let (mut fixture, sqlite_path) = match &args.keep {
+        Some(dir) => {
+            let generated = testnet::generate(&testnet::Args {
+                validators: 4,
+                out: dir.clone(),
+                base_port: 8000,
+                host: "127.0.0.1".to_owned(),
+                chain_id: "aegis-bench".to_owned(),
+                algorithm: "pbft".to_owned(),
+            })
+            .context("generate the testnet for --keep")?;
+            let node0 = generated
+                .homes
+                .first()
+                .cloned()
+                .context("testnet has no node0")?;
+            if let Some(url) = &postgres_url {
+                point_node_at_postgres(&node0)?;
+                eprintln!(
+                    "note: node0 uses PostgreSQL via \"${{DATABASE_URL}}\"; set DATABASE_URL={} to verify it",
+                    redact_url(url)
+                );
+            }
+            (
+                ChainFixture::from_parts(generated.genesis, generated.keys),
+                node0.join("data/blockchain.db"),
+            )
+        }
+        None => (
+            ChainFixture::new(4, "aegis-bench"),
+            scratch.path().join("data/blockchain.db"),
+        ),
+    };
+    let config = match postgres_url {
+        Some(url) => StoreConfig::postgres(url),
+        None => StoreConfig::sqlite(sqlite_path),
+    };
+    let options = BenchOptions {
+        blocks: args.blocks,
+        txs_per_block: args.txs_per_block,
+        tx_size: args.tx_size,
+        reads: args.reads,
+    };
+    let report = runtime()?
+        .block_on(aegis_storage::bench_storage(
+            &config,
+            &mut fixture,
+            &options,
+        ))
+        .with_context(|| format!("benchmark the ledger at {}", config.backend.location()))?;
+    println!("{report}");
+    if let Some(dir) = &args.keep {
+        println!(
+            "Kept: aegis verify --config {}",
+            dir.join("node0/config/production.yaml").display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Switches node0's `storage:` section from the testnet's SQLite to `${DATABASE_URL}`.
+fn point_node_at_postgres(home: &std::path::Path) -> anyhow::Result<()> {
+    let path = home.join("config/production.yaml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let Some(start) = text.find("\nstorage:\n") else {
+        bail!(
+            "{} has no storage: section to point at PostgreSQL",
+            path.display()
+        );
+    };
+    let body_start = start + "\nstorage:\n".len();
+    let end = text[body_start..]
+        .find("\n\n")
+        .map_or(text.len(), |i| body_start + i);
+    let replaced = format!(
+        "{}\nstorage:\n  type: postgresql\n  connection_string: \"${{DATABASE_URL}}\"{}",
+        &text[..start],
+        &text[end..]
+    );
+    std::fs::write(&path, replaced).with_context(|| format!("write {}", path.display()))
+}
