@@ -135,3 +135,35 @@ impl ConsensusStateStore for NodeStore {
         self.consensus.state_names()
     }
 }
+
+/// `aegis db migrate`: creates the schema or applies pending migrations; idempotent.
+pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, StorageError> {
+    let (store, report) = SqlStore::open_with(config, OpenMode::Migrate).await?;
+    store.close().await;
+    Ok(report)
+}
+
+/// `aegis verify`: opens an existing ledger read-only in spirit (no migration) and verifies
+/// the whole chain against `genesis`.
+pub async fn verify(
+    config: &StoreConfig,
+    genesis: &aegis_types::Genesis,
+) -> Result<VerifyReport, StorageError> {
+    let store = SqlStore::open_existing(config).await?;
+    let report = verify_chain(&store, genesis).await;
+    store.close().await;
+    report
+}
+
+/// `aegis bench storage`: opens (creating) the ledger at `config` and runs the benchmark,
+/// extending the chain of `fixture`.
+pub async fn bench_storage(
+    config: &StoreConfig,
+    fixture: &mut fixtures::ChainFixture,
+    options: &bench::BenchOptions,
+) -> Result<bench::BenchReport, StorageError> {
+    let store = SqlStore::open(config).await?;
+    let report = bench::run(&store, config.backend.kind(), fixture, options).await;
+    store.close().await;
+    report
+}

@@ -104,6 +104,9 @@ impl SqlStore {
             config: config.clone(),
             append_lock: Arc::new(tokio::sync::Mutex::new(())),
         };
+        if let Pool::Postgres(pool) = &store.pool {
+            warn_if_not_durable(pool).await;
+        }
         let report = match mode {
             OpenMode::Migrate => store.migrate().await?,
             OpenMode::Existing => {
@@ -1086,6 +1089,25 @@ async fn connect_postgres(config: &StoreConfig, url: &str) -> Result<PgPool, Sto
         );
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Logs a warning when the server would acknowledge a commit before it is on disk: then a
+/// power loss can lose acknowledged blocks (docs/adr/0004-storage-durability.md).
+async fn warn_if_not_durable(pool: &PgPool) {
+    for sql in ["SHOW fsync", "SHOW synchronous_commit"] {
+        let value: Option<String> = sqlx::query(sql)
+            .fetch_one(pool)
+            .await
+            .and_then(|row| row.try_get(0))
+            .ok();
+        if value.as_deref() == Some("off") {
+            tracing::warn!(
+                setting = sql.trim_start_matches("SHOW "),
+                "PostgreSQL acknowledges commits before they are durable: a power loss can lose \
+                 committed blocks (set fsync = on and synchronous_commit = on)"
+            );
+        }
     }
 }
 
