@@ -703,6 +703,13 @@ impl Inner {
         tracing::warn!("Authentication failed for peer from {ip}: {error}");
         self.metrics.auth_failures.inc();
         let mut state = self.lock();
+        // An address a validator is connected from is never banned by the node (a shared
+        // NAT, or every node of a testnet on 127.0.0.1): the failure is logged and counted,
+        // the honest validator keeps its connection and can redial.
+        if state.peers.values().any(|peer| canonical(peer.remote.ip()) == ip) {
+            tracing::debug!(%ip, "Not counting towards a ban: a validator is connected from this address");
+            return;
+        }
         if let FailureOutcome::Banned { duration } = state.bans.record_failure(ip, Instant::now()) {
             self.metrics.banned_ips.set(state.bans.banned_count() as i64);
             drop(state);

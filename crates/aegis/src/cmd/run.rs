@@ -20,6 +20,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Exactly one rustls crypto provider (ring) for the whole process, before any TLS use.
+    aegis_p2p::install_default_provider();
     let node = match preflight(&args.config) {
         Ok(node) => node,
         Err(error) => {
@@ -50,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn node_main(
     node: Preflight,
-    _sighup: aegis_telemetry::SighupHub,
+    sighup: aegis_telemetry::SighupHub,
 ) -> anyhow::Result<ExitCode> {
     info!(
         chain_id = %node.genesis.chain_id,
@@ -60,7 +62,9 @@ async fn node_main(
         home = %node.config.home.display(),
         "AEGIS node starting"
     );
+    let network = start_network(&node, &sighup).await?;
     shutdown_signal().await?;
+    network.shutdown();
     info!("AEGIS node stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -75,4 +79,113 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         _ = interrupt.recv() => info!("SIGINT received, shutting down"),
     }
     Ok(())
+}
+
+/// Starts the P2P layer and the `/metrics`, `/status` and `/health` endpoints (all a node
+/// does until the consensus engine is wired in), and reloads the TLS files on SIGHUP.
+async fn start_network(
+    node: &Preflight,
+    sighup: &aegis_telemetry::SighupHub,
+) -> anyhow::Result<aegis_p2p::node::RunningNode> {
+    let config = &node.config;
+    let metrics = std::sync::Arc::new(aegis_telemetry::Metrics::new());
+    metrics.register_node_info(
+        env!("CARGO_PKG_VERSION"),
+        &node.node_id,
+        &node.genesis.chain_id,
+    );
+    let identity = aegis_p2p::Identity::new(node.secret.clone(), &node.genesis)
+        .context("read the validator set from the genesis")?;
+    let monitoring = config
+        .monitoring
+        .enabled
+        .then(|| aegis_p2p::node::HttpListen {
+            host: config.monitoring.host.clone(),
+            port: config.monitoring.metrics_port,
+        });
+    let running = aegis_p2p::node::start(aegis_p2p::node::NodeOptions {
+        node_id: node.node_id.clone(),
+        identity,
+        p2p: p2p_config(config),
+        monitoring,
+        metrics_path: config.monitoring.metrics_path.clone(),
+        api: Some(aegis_p2p::node::HttpListen {
+            host: config.api.host.clone(),
+            port: config.api.port,
+        }),
+        metrics,
+        drain_inbox: true,
+    })
+    .await
+    .context("start the P2P network")?;
+    sighup.subscribe("tls reload", running.network.tls_reload_trigger());
+    Ok(running)
+}
+
+/// The P2P layer's settings from the node configuration. Destructured exhaustively so a
+/// new `p2p:` key cannot be forgotten here.
+fn p2p_config(config: &aegis_config::NodeConfig) -> aegis_p2p::P2pConfig {
+    let aegis_config::P2pConfig {
+        host,
+        port,
+        bootstrap_nodes,
+        reconnect_interval,
+        max_reconnect_attempts,
+        connection_timeout,
+        handshake_timeout,
+        max_peers,
+        message_compression,
+        compression_threshold_bytes,
+        batch_size,
+        flush_interval,
+        send_buffer_size_bytes,
+        recv_buffer_size_bytes,
+        max_frame_size_bytes,
+        ping_interval,
+        ping_timeout,
+    } = config.p2p.clone();
+    let aegis_config::RateLimitConfig {
+        enabled,
+        requests_per_minute,
+        burst_size,
+        block_duration,
+        max_failures,
+    } = config.security.rate_limiting.clone();
+    let aegis_config::NodeTlsConfig {
+        cert_file,
+        key_file,
+        ca_file,
+    } = config.security.tls.clone();
+    let mut p2p = aegis_p2p::P2pConfig::new(aegis_p2p::TlsFiles {
+        cert_file,
+        key_file,
+        ca_file,
+    });
+    p2p.host = host;
+    p2p.port = port;
+    p2p.bootstrap_nodes = bootstrap_nodes.iter().map(ToString::to_string).collect();
+    p2p.reconnect_interval = reconnect_interval;
+    p2p.max_reconnect_attempts = max_reconnect_attempts;
+    p2p.connection_timeout = connection_timeout;
+    p2p.handshake_timeout = handshake_timeout;
+    p2p.max_peers = max_peers as usize;
+    p2p.message_compression = message_compression;
+    p2p.compression_threshold_bytes = compression_threshold_bytes;
+    p2p.batch_size = batch_size as usize;
+    p2p.flush_interval = flush_interval;
+    p2p.send_buffer_size_bytes = send_buffer_size_bytes;
+    p2p.recv_buffer_size_bytes = recv_buffer_size_bytes;
+    p2p.max_frame_size_bytes = max_frame_size_bytes;
+    p2p.ping_interval = ping_interval;
+    p2p.ping_timeout = ping_timeout;
+    p2p.rate_limiting = aegis_p2p::RateLimitConfig {
+        enabled,
+        requests_per_minute,
+        burst_size,
+        block_duration,
+        max_failures,
+        ..aegis_p2p::RateLimitConfig::default()
+    };
+    p2p.data_dir = Some(config.node.data_dir.join("p2p"));
+    p2p
 }
