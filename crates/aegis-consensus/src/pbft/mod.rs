@@ -16,10 +16,12 @@ pub mod config;
 pub mod messages;
 mod reject;
 mod state;
+mod verifier;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use aegis_crypto::{SecretKey, verify, verify_commit_certificate, verify_transactions};
+use aegis_crypto::{SecretKey, verify_commit_certificate};
+use std::sync::Arc;
 use aegis_types::encoding::encode;
 use aegis_types::{
     Block, CommitCertificate, CommitSignature, Hash, Transaction, ValidatorId,
@@ -33,6 +35,7 @@ pub use messages::{
 };
 pub use reject::{BatchFault, RejectReason, SyncFault};
 pub use state::{PbftPersisted, PersistedSlot, Status};
+pub use verifier::{Ed25519, SignatureCheck};
 
 use crate::{Effect, Env, Input, Outgoing, Protocol};
 use config::{MAX_BACKOFF_EXPONENT, MAX_FUTURE_VIEW_DISTANCE, MAX_PENDING_CHECKPOINTS};
@@ -85,6 +88,7 @@ struct Outbox {
 pub struct Pbft {
     config: PbftConfig,
     key: SecretKey,
+    verifier: Arc<dyn SignatureCheck>,
     now_ms: u64,
 
     // Durable state (see `PbftPersisted`).
@@ -117,6 +121,7 @@ pub struct Pbft {
     last_sync_request_ms: Option<u64>,
     executed_at_last_tick: u64,
     new_view_forwarded_ms: BTreeMap<ValidatorId, u64>,
+    proof_forwarded_ms: BTreeMap<ValidatorId, u64>,
 
     out: Outbox,
 }
@@ -133,6 +138,7 @@ impl Pbft {
         let genesis_hash = config.genesis_hash;
         Ok(Pbft {
             key,
+            verifier: Arc::new(Ed25519),
             now_ms: 0,
             view: 0,
             status: Status::Normal,
@@ -161,6 +167,7 @@ impl Pbft {
             last_sync_request_ms: None,
             executed_at_last_tick: 0,
             new_view_forwarded_ms: BTreeMap::new(),
+            proof_forwarded_ms: BTreeMap::new(),
             out: Outbox::default(),
             config,
         })
@@ -216,6 +223,12 @@ impl Pbft {
         pbft.persist_sequence = state.persist_sequence;
         pbft.executed_at_last_tick = pbft.last_executed;
         Ok(pbft)
+    }
+
+    /// Replaces the signature checker (same answers, maybe faster or shared).
+    pub fn with_verifier(mut self, verifier: Arc<dyn SignatureCheck>) -> Pbft {
+        self.verifier = verifier;
+        self
     }
 
     pub fn config(&self) -> &PbftConfig {
@@ -274,7 +287,7 @@ impl Pbft {
 
     fn verify_from(&self, who: ValidatorId, bytes: &[u8], signature: &aegis_types::Signature) -> bool {
         match self.config.validators.get(who) {
-            Some(validator) => verify(&validator.public_key, bytes, signature).is_ok(),
+            Some(validator) => self.verifier.verify(&validator.public_key, bytes, signature),
             None => false,
         }
     }
@@ -352,6 +365,13 @@ impl Pbft {
         message: &PbftMessage,
     ) -> Result<bool, RejectReason> {
         if view < self.view {
+            if let PbftMessage::Commit(c) = message
+                && c.seq > self.last_executed
+            {
+                // Others committed in an older view while this replica left it: a hint that
+                // it is behind (checked by sync, which only accepts certified blocks).
+                self.behind_hint = self.behind_hint.max(c.seq);
+            }
             self.forward_new_view(from);
             return Err(RejectReason::StaleView {
                 view,
@@ -377,8 +397,11 @@ impl Pbft {
         Ok(false)
     }
 
-    fn check_window(&mut self, seq: u64) -> Result<(), RejectReason> {
+    fn check_window(&mut self, from: ValidatorId, seq: u64) -> Result<(), RejectReason> {
         let (low, high) = (self.low_watermark(), self.high_watermark());
+        if seq <= low {
+            self.forward_stable_proof(from);
+        }
         if seq <= low || seq > high {
             if seq > high {
                 // Peers work far above this replica's window: it has fallen behind.
@@ -410,7 +433,7 @@ impl Pbft {
                 primary,
             });
         }
-        self.check_window(pp.seq)?;
+        self.check_window(from, pp.seq)?;
         let digest = pp.batch.digest();
         let bytes = messages::pre_prepare_bytes(&self.config.chain_id, pp.view, pp.seq, &digest);
         if let Some(existing) = self.current_slot(pp.seq).and_then(|s| s.durable.pre_prepare.as_ref())
@@ -486,11 +509,19 @@ impl Pbft {
                 return Err(RejectReason::InvalidBatch(BatchFault::DuplicateTx(index)));
             }
         }
-        if let Err(bad) = verify_transactions(txs) {
+        if let Err(bad) = self.verify_txs(txs) {
             let index = bad.first().copied().unwrap_or(0);
             return Err(RejectReason::InvalidBatch(BatchFault::BadTxSignature(index)));
         }
         Ok(())
+    }
+
+    fn verify_txs(&self, txs: &[Transaction]) -> Result<(), Vec<usize>> {
+        let items: Vec<_> = txs
+            .iter()
+            .map(|tx| (tx.body.sender, tx.body.signing_bytes(), tx.signature))
+            .collect();
+        self.verifier.verify_batch(&items)
     }
 
     fn on_prepare(&mut self, from: ValidatorId, p: Prepare) -> Result<(), RejectReason> {
@@ -500,7 +531,7 @@ impl Pbft {
         if from == self.config.primary(p.view) {
             return Err(RejectReason::PrepareFromPrimary);
         }
-        self.check_window(p.seq)?;
+        self.check_window(from, p.seq)?;
         if p.view == self.view
             && let Some(existing) = self.current_slot(p.seq).and_then(|s| s.prepares.get(&from))
         {
@@ -540,7 +571,7 @@ impl Pbft {
         if c.from != from {
             return Err(RejectReason::SenderMismatch { claimed: c.from });
         }
-        self.check_window(c.seq)?;
+        self.check_window(from, c.seq)?;
         let bytes = messages::commit_bytes(&self.config.chain_id, c.view, c.seq, c.block_hash);
         if c.view == self.view
             && let Some(existing) = self.current_slot(c.seq).and_then(|s| s.commits.get(&from))
@@ -750,10 +781,7 @@ impl Pbft {
             let me = self.config.me;
             let checkpoint =
                 Checkpoint::new_signed(&self.config.chain_id, &self.key, me, height, hash);
-            self.checkpoints
-                .entry(height)
-                .or_default()
-                .insert(me, checkpoint.clone());
+            self.insert_checkpoint(checkpoint.clone());
             self.send_signed(Outgoing::All(PbftMessage::Checkpoint(checkpoint)));
             self.check_stable(height);
         }
@@ -764,30 +792,32 @@ impl Pbft {
     // ------------------------------------------------------------- checkpoints
 
     fn on_checkpoint(&mut self, from: ValidatorId, c: Checkpoint) -> Result<(), RejectReason> {
-        if c.from != from {
-            return Err(RejectReason::SenderMismatch { claimed: c.from });
+        // CHECKPOINTs are self-certifying and may be forwarded (a stable proof sent to a
+        // lagging peer), so the vote counts for its signer, not for the peer that relayed it.
+        let voter = c.from;
+        if self.config.validators.get(voter).is_none() {
+            return Err(RejectReason::UnknownSender);
         }
         if c.seq == 0 || !c.seq.is_multiple_of(self.config.checkpoint_interval) {
             return Err(RejectReason::NotACheckpoint { seq: c.seq });
         }
+        // Votes above the high watermark are kept too (in a bounded map): a stable proof
+        // far ahead is how a lagging replica learns where the others are (§4.3).
         let low = self.low_watermark();
-        let high = low + 2 * self.config.log_window();
-        if c.seq <= low || c.seq > high {
-            if c.seq > high {
-                self.behind_hint = self.behind_hint.max(c.seq);
-            }
+        if c.seq <= low {
+            self.forward_stable_proof(from);
             return Err(RejectReason::OutOfWindow {
                 seq: c.seq,
                 low,
-                high,
+                high: self.high_watermark(),
             });
         }
-        let bytes = messages::checkpoint_bytes(&self.config.chain_id, c.seq, &c.block_hash, from);
-        if let Some(existing) = self.checkpoints.get(&c.seq).and_then(|votes| votes.get(&from)) {
+        let bytes = messages::checkpoint_bytes(&self.config.chain_id, c.seq, &c.block_hash, voter);
+        if let Some(existing) = self.checkpoints.get(&c.seq).and_then(|votes| votes.get(&voter)) {
             if existing.block_hash == c.block_hash {
                 return Err(RejectReason::Duplicate);
             }
-            if !self.verify_from(from, &bytes, &c.signature) {
+            if !self.verify_from(voter, &bytes, &c.signature) {
                 return Err(RejectReason::BadSignature);
             }
             return Err(RejectReason::ConflictingVote {
@@ -795,20 +825,11 @@ impl Pbft {
                 seq: c.seq,
             });
         }
-        if !self.verify_from(from, &bytes, &c.signature) {
+        if !self.verify_from(voter, &bytes, &c.signature) {
             return Err(RejectReason::BadSignature);
         }
-        if !self.checkpoints.contains_key(&c.seq) && self.checkpoints.len() >= MAX_PENDING_CHECKPOINTS {
-            // Keep the lowest sequence numbers: they become stable first.
-            if let Some(highest) = self.checkpoints.keys().next_back().copied() {
-                if highest < c.seq {
-                    return Err(RejectReason::OutOfWindow { seq: c.seq, low, high });
-                }
-                self.checkpoints.remove(&highest);
-            }
-        }
         let seq = c.seq;
-        self.checkpoints.entry(seq).or_default().insert(from, c);
+        self.insert_checkpoint(c);
         if seq > self.last_executed {
             let votes = self.checkpoints.get(&seq).map_or(0, BTreeMap::len);
             if votes >= self.config.weak_quorum() {
@@ -819,6 +840,31 @@ impl Pbft {
         self.check_stable(seq);
         self.maybe_propose();
         Ok(())
+    }
+
+    /// Adds a CHECKPOINT vote, keeping at most `MAX_PENDING_CHECKPOINTS` sequence numbers:
+    /// when full, the one with the fewest votes goes (the highest among equals), so a
+    /// Byzantine validator's lone votes cannot crowd out a proof that is arriving.
+    fn insert_checkpoint(&mut self, checkpoint: Checkpoint) {
+        let seq = checkpoint.seq;
+        self.checkpoints
+            .entry(seq)
+            .or_default()
+            .insert(checkpoint.from, checkpoint);
+        while self.checkpoints.len() > MAX_PENDING_CHECKPOINTS {
+            let victim = self
+                .checkpoints
+                .iter()
+                .filter(|(s, _)| **s != seq)
+                .min_by_key(|(s, votes)| (votes.len(), std::cmp::Reverse(**s)))
+                .map(|(s, _)| *s);
+            match victim {
+                Some(victim) => {
+                    self.checkpoints.remove(&victim);
+                }
+                None => break,
+            }
+        }
     }
 
     /// §4.3: a checkpoint with a quorum of matching votes is stable.
@@ -1288,6 +1334,30 @@ impl Pbft {
         }
     }
 
+    /// Sends the stable checkpoint's signed CHECKPOINT messages to a peer still working
+    /// below it (§4.3: the proof lets it move its watermarks and fetch what it lacks).
+    /// Rate limited per peer.
+    fn forward_stable_proof(&mut self, to: ValidatorId) {
+        if self.stable.checkpoints.is_empty() {
+            return;
+        }
+        let due = self
+            .proof_forwarded_ms
+            .get(&to)
+            .is_none_or(|last| self.now_ms >= last + self.config.retransmit_interval_ms);
+        if due {
+            self.proof_forwarded_ms.insert(to, self.now_ms);
+            for checkpoint in &self.stable.checkpoints {
+                if checkpoint.from != to {
+                    self.out.plain.push(Outgoing::To(
+                        to,
+                        PbftMessage::Checkpoint(checkpoint.clone()),
+                    ));
+                }
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- proposing
 
     fn next_seq(&self) -> u64 {
@@ -1315,6 +1385,7 @@ impl Pbft {
             let in_flight: BTreeSet<Hash> = self
                 .slots
                 .range(self.last_executed + 1..)
+                .filter(|(_, slot)| slot.durable.view == self.view)
                 .filter_map(|(_, slot)| slot.durable.pre_prepare.as_ref())
                 .flat_map(|pp| pp.batch.txs.iter().map(Transaction::id))
                 .collect();
@@ -1351,7 +1422,7 @@ impl Pbft {
                 !self.pool.contains_key(&id) && !self.recent_ids.contains(&id)
             })
             .collect();
-        let valid: Vec<Transaction> = match verify_transactions(&fresh) {
+        let valid: Vec<Transaction> = match self.verify_txs(&fresh) {
             Ok(()) => fresh,
             Err(bad) => fresh
                 .into_iter()

@@ -1,0 +1,301 @@
+//! What a simulated run does: cluster size, faults, Byzantine nodes, load. Built by hand
+//! with [`TestBuilder`] for scenario tests, or drawn from a seed by [`Scenario::random`].
+
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{Rng, SeedableRng};
+
+/// How a Byzantine node misbehaves. It runs the real core; the simulator rewrites, drops or
+/// adds to what it sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Behavior {
+    /// Sends nothing at all (a crashed or mute node that still counts as a validator).
+    Silent,
+    /// As primary, sends one batch to half the peers and another to the rest.
+    EquivocatingPrimary,
+    /// Sends each PREPARE and COMMIT to half the peers, and a conflicting one to the rest.
+    ConflictingVotes,
+    /// Corrupts the signature of about half its messages, and of the blocks it serves in sync.
+    InvalidSignatures,
+    /// Replays old messages (its own and others') to random peers.
+    Replay,
+    /// Floods peers with well-signed junk: random views, sequence numbers and digests.
+    Flood,
+    /// Acts with the other colluding nodes: the primary splits the honest nodes in two and
+    /// every colluder prepares and commits both halves. With f + 1 colluders this breaks
+    /// agreement; with f it must not.
+    Colluding,
+}
+
+impl Behavior {
+    pub const RANDOM_CHOICES: [Behavior; 6] = [
+        Behavior::Silent,
+        Behavior::EquivocatingPrimary,
+        Behavior::ConflictingVotes,
+        Behavior::InvalidSignatures,
+        Behavior::Replay,
+        Behavior::Flood,
+    ];
+}
+
+/// Network faults, as probabilities in parts per thousand and delays in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkFaults {
+    pub drop_per_mille: u32,
+    pub duplicate_per_mille: u32,
+    /// Messages delayed up to ten times `max_delay_ms`, which reorders them.
+    pub reorder_per_mille: u32,
+    pub min_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+impl NetworkFaults {
+    pub fn none() -> NetworkFaults {
+        NetworkFaults {
+            drop_per_mille: 0,
+            duplicate_per_mille: 0,
+            reorder_per_mille: 0,
+            min_delay_ms: 1,
+            max_delay_ms: 20,
+        }
+    }
+}
+
+/// A partition: `side` cannot talk to the other nodes from `at_ms` to `heal_ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    pub side: Vec<usize>,
+    pub at_ms: u64,
+    pub heal_ms: u64,
+}
+
+/// A crash of `node` at `at_ms`, restarted from its persisted state at `restart_ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Crash {
+    pub node: usize,
+    pub at_ms: u64,
+    pub restart_ms: u64,
+}
+
+/// One run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scenario {
+    pub seed: u64,
+    pub validators: usize,
+    pub checkpoint_interval: u64,
+    pub pipeline_depth: u32,
+    pub max_block_txs: u32,
+    pub progress_timeout_ms: u64,
+    pub message_timeout_ms: u64,
+    pub byzantine: Vec<(usize, Behavior)>,
+    /// Faults of the network until `heal_ms`; afterwards only delays remain.
+    pub network: NetworkFaults,
+    pub partitions: Vec<Partition>,
+    pub crashes: Vec<Crash>,
+    /// Per mille chance that a node crashes just before a persist completes, losing the
+    /// state and the messages of that step (random runs only).
+    pub torn_persist_per_mille: u32,
+    pub clock_skew_max_ms: u64,
+    /// Client transactions are submitted every `tx_interval_ms` until `heal_ms`.
+    pub tx_interval_ms: u64,
+    pub txs_per_submit: usize,
+    /// Everything is healed at this time; crashed nodes restart.
+    pub heal_ms: u64,
+    /// After healing, probe transactions must be committed by every honest node within
+    /// this much virtual time (the liveness bound).
+    pub liveness_bound_ms: u64,
+}
+
+impl Scenario {
+    /// f for this cluster size.
+    pub fn max_faulty(&self) -> usize {
+        (self.validators - 1) / 3
+    }
+
+    pub fn is_byzantine(&self, node: usize) -> bool {
+        self.byzantine.iter().any(|(n, _)| *n == node)
+    }
+
+    pub fn behavior(&self, node: usize) -> Option<Behavior> {
+        self.byzantine
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map(|(_, b)| *b)
+    }
+
+    /// A quiet cluster: no faults, steady load.
+    pub fn quiet(validators: usize, seed: u64) -> Scenario {
+        Scenario {
+            seed,
+            validators,
+            checkpoint_interval: 5,
+            pipeline_depth: 4,
+            max_block_txs: 4,
+            progress_timeout_ms: 1_000,
+            message_timeout_ms: 500,
+            byzantine: Vec::new(),
+            network: NetworkFaults::none(),
+            partitions: Vec::new(),
+            crashes: Vec::new(),
+            torn_persist_per_mille: 0,
+            clock_skew_max_ms: 0,
+            tx_interval_ms: 150,
+            txs_per_submit: 2,
+            heal_ms: 3_000,
+            liveness_bound_ms: 60_000,
+        }
+    }
+
+    /// Every fault at once, drawn from `seed`: up to f Byzantine nodes with random
+    /// behaviours, drops, duplicates, reordering, partitions, crashes, torn persists, skew.
+    pub fn random(validators: usize, seed: u64) -> Scenario {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5ce7_a110);
+        let mut pick = |n: u64| rng.next_u64() % n.max(1);
+        let mut scenario = Scenario::quiet(validators, seed);
+        let f = scenario.max_faulty();
+        let heal_ms = 2_000 + pick(4_000);
+        scenario.heal_ms = heal_ms;
+        scenario.checkpoint_interval = 2 + pick(5);
+        scenario.pipeline_depth = 1 + pick(4) as u32;
+        scenario.max_block_txs = 1 + pick(4) as u32;
+        scenario.tx_interval_ms = 100 + pick(300);
+        let byzantine_count = pick(f as u64 + 1) as usize;
+        let mut nodes: Vec<usize> = (0..validators).collect();
+        for _ in 0..byzantine_count {
+            let index = pick(nodes.len() as u64) as usize;
+            let node = nodes.remove(index);
+            let behavior =
+                Behavior::RANDOM_CHOICES[pick(Behavior::RANDOM_CHOICES.len() as u64) as usize];
+            scenario.byzantine.push((node, behavior));
+        }
+        scenario.byzantine.sort();
+        scenario.network = NetworkFaults {
+            drop_per_mille: pick(150) as u32,
+            duplicate_per_mille: pick(100) as u32,
+            reorder_per_mille: pick(100) as u32,
+            min_delay_ms: 1 + pick(5),
+            max_delay_ms: 10 + pick(60),
+        };
+        for _ in 0..pick(3) {
+            let at_ms = pick(heal_ms);
+            let size = 1 + pick(validators as u64 / 2) as usize;
+            let mut side: Vec<usize> = Vec::new();
+            while side.len() < size {
+                let node = pick(validators as u64) as usize;
+                if !side.contains(&node) {
+                    side.push(node);
+                }
+            }
+            side.sort();
+            scenario.partitions.push(Partition {
+                side,
+                at_ms,
+                heal_ms: (at_ms + 300 + pick(2_500)).min(heal_ms),
+            });
+        }
+        // Honest nodes crash too (any number: safety must not depend on it).
+        for _ in 0..pick(3) {
+            let node = pick(validators as u64) as usize;
+            if scenario.is_byzantine(node) {
+                continue;
+            }
+            let at_ms = pick(heal_ms);
+            scenario.crashes.push(Crash {
+                node,
+                at_ms,
+                restart_ms: (at_ms + 100 + pick(2_000)).min(heal_ms),
+            });
+        }
+        scenario.torn_persist_per_mille = pick(3) as u32;
+        scenario.clock_skew_max_ms = pick(500);
+        scenario
+    }
+}
+
+/// Builds a scenario for a test that reads like a specification:
+///
+/// ```
+/// use aegis_sim::{Behavior, TestBuilder};
+/// let outcome = TestBuilder::new(4).byzantine(0, Behavior::Silent).run();
+/// assert!(outcome.violations.is_empty());
+/// ```
+#[derive(Debug, Clone)]
+pub struct TestBuilder {
+    scenario: Scenario,
+}
+
+impl TestBuilder {
+    /// `validators` nodes, no faults, steady load for three seconds, then a liveness probe.
+    pub fn new(validators: usize) -> TestBuilder {
+        TestBuilder {
+            scenario: Scenario::quiet(validators, 1),
+        }
+    }
+
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.scenario.seed = seed;
+        self
+    }
+
+    pub fn byzantine(mut self, node: usize, behavior: Behavior) -> Self {
+        self.scenario.byzantine.push((node, behavior));
+        self.scenario.byzantine.sort();
+        self
+    }
+
+    pub fn checkpoint_interval(mut self, k: u64) -> Self {
+        self.scenario.checkpoint_interval = k;
+        self
+    }
+
+    pub fn pipeline_depth(mut self, depth: u32) -> Self {
+        self.scenario.pipeline_depth = depth;
+        self
+    }
+
+    pub fn network(mut self, faults: NetworkFaults) -> Self {
+        self.scenario.network = faults;
+        self
+    }
+
+    pub fn partition(mut self, side: &[usize], at_ms: u64, heal_ms: u64) -> Self {
+        self.scenario.partitions.push(Partition {
+            side: side.to_vec(),
+            at_ms,
+            heal_ms,
+        });
+        self
+    }
+
+    pub fn crash(mut self, node: usize, at_ms: u64, restart_ms: u64) -> Self {
+        self.scenario.crashes.push(Crash {
+            node,
+            at_ms,
+            restart_ms,
+        });
+        self
+    }
+
+    pub fn clock_skew(mut self, max_ms: u64) -> Self {
+        self.scenario.clock_skew_max_ms = max_ms;
+        self
+    }
+
+    /// Submit load until `heal_ms`; the liveness probe follows.
+    pub fn load_until(mut self, heal_ms: u64) -> Self {
+        self.scenario.heal_ms = heal_ms;
+        self
+    }
+
+    pub fn liveness_bound(mut self, bound_ms: u64) -> Self {
+        self.scenario.liveness_bound_ms = bound_ms;
+        self
+    }
+
+    pub fn scenario(self) -> Scenario {
+        self.scenario
+    }
+
+    pub fn run(self) -> crate::Outcome {
+        crate::Simulation::new(self.scenario).run()
+    }
+}
