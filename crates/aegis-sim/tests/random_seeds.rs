@@ -3,6 +3,8 @@
 //! crashes with restarts from persisted state, torn persists, clock skew. Any violation
 //! fails the test and prints the command that replays its seed.
 
+#![allow(clippy::unwrap_used, reason = "writing into a Vec cannot fail")]
+
 use aegis_sim::{Simulation, Scenario, run_cli, run_seed};
 
 fn run_range(validators: usize, seeds: std::ops::Range<u64>) {
@@ -49,4 +51,21 @@ fn replay_one_seed_is_deterministic() {
     assert_eq!(format!("{first:?}"), format!("{second:?}"));
     assert!(first.violations.is_empty(), "{:?}", first.violations);
     assert!(first.events > 100);
+}
+
+/// The long run behind the acceptance figures, in release:
+/// `AEGIS_SIM_SEEDS=10000 cargo test --release -p aegis-sim --test random_seeds -- --ignored --nocapture`
+/// (the same as `aegis simulate --validators N --seeds K`).
+#[test]
+#[ignore = "long: ten thousand seeds per configuration"]
+fn many_seeds_release() {
+    let seeds = std::env::var("AEGIS_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let start = std::env::var("AEGIS_SIM_START").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut total = 0;
+    for validators in [4, 7] {
+        let mut out = Vec::new();
+        total += run_cli(validators, seeds, start, &mut out).unwrap();
+        println!("{}", String::from_utf8_lossy(&out));
+    }
+    assert_eq!(total, 0);
 }
