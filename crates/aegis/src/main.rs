@@ -41,6 +41,8 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
+    /// Run the deterministic consensus simulator on many seeds; exit 0 only with no violation.
+    Simulate(cmd::simulate::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         (Some(Command::Db(command)), _) => cmd::db::run(command),
         (Some(Command::Verify(args)), _) => cmd::verify::run(args),
         (Some(Command::Bench(command)), _) => cmd::bench::run(command),
+        (Some(Command::Simulate(args)), _) => cmd::simulate::run(args),
         (None, None) => {
             eprintln!(
                 "error: give a subcommand, or --config FILE to run the node (see `aegis --help`)"

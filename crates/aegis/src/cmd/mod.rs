@@ -5,6 +5,7 @@ pub mod config;
 pub mod db;
 pub mod keygen;
 pub mod run;
+pub mod simulate;
 pub mod testnet;
 pub mod verify;
 
