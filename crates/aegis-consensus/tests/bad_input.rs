@@ -29,18 +29,28 @@ struct Spec {
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    (0u8..7, 0u16..6, 0u16..6, 0u64..4, 0u64..30, 0u8..4, 0u8..3, 0u8..3).prop_map(
-        |(kind, sender, claimed, view, seq, digest, signing, txs)| Spec {
-            kind,
-            sender,
-            claimed,
-            view,
-            seq,
-            digest,
-            signing,
-            txs,
-        },
+    (
+        0u8..7,
+        0u16..6,
+        0u16..6,
+        0u64..4,
+        0u64..30,
+        0u8..4,
+        0u8..3,
+        0u8..3,
     )
+        .prop_map(
+            |(kind, sender, claimed, view, seq, digest, signing, txs)| Spec {
+                kind,
+                sender,
+                claimed,
+                view,
+                seq,
+                digest,
+                signing,
+                txs,
+            },
+        )
 }
 
 /// Builds a message: signed by the claimed sender's key (`signing` 0), by another key (1), or
@@ -52,28 +62,53 @@ fn build(s: &Spec) -> (ValidatorId, PbftMessage) {
         _ => key(s.claimed as usize + 1),
     };
     let digest = Hash::digest(&[s.digest]);
-    let txs = (0..s.txs).map(|i| tx(u64::from(i) + u64::from(s.digest) * 10)).collect();
+    let txs = (0..s.txs)
+        .map(|i| tx(u64::from(i) + u64::from(s.digest) * 10))
+        .collect();
     let mut message = match s.kind {
         0 => PbftMessage::PrePrepare(PrePrepare::new_signed(
             CHAIN,
             &signer,
             s.view,
             s.seq,
-            Batch { proposer: claimed, view: s.view, timestamp_ms: u64::from(s.digest), txs },
+            Batch {
+                proposer: claimed,
+                view: s.view,
+                timestamp_ms: u64::from(s.digest),
+                txs,
+            },
         )),
-        1 => PbftMessage::Prepare(Prepare::new_signed(CHAIN, &signer, claimed, s.view, s.seq, digest)),
-        2 => PbftMessage::Commit(Commit::new_signed(CHAIN, &signer, claimed, s.view, s.seq, digest)),
-        3 => PbftMessage::Checkpoint(Checkpoint::new_signed(CHAIN, &signer, claimed, s.seq, digest)),
+        1 => PbftMessage::Prepare(Prepare::new_signed(
+            CHAIN, &signer, claimed, s.view, s.seq, digest,
+        )),
+        2 => PbftMessage::Commit(Commit::new_signed(
+            CHAIN, &signer, claimed, s.view, s.seq, digest,
+        )),
+        3 => PbftMessage::Checkpoint(Checkpoint::new_signed(
+            CHAIN, &signer, claimed, s.seq, digest,
+        )),
         4 => PbftMessage::ViewChange(ViewChange::new_signed(
             CHAIN,
             &signer,
             claimed,
             s.view,
-            CheckpointProof { seq: s.seq % 3, block_hash: digest, checkpoints: Vec::new() },
+            CheckpointProof {
+                seq: s.seq % 3,
+                block_hash: digest,
+                checkpoints: Vec::new(),
+            },
             Vec::new(),
         )),
-        5 => PbftMessage::NewView(NewView::new_signed(CHAIN, &signer, s.view, Vec::new(), Vec::new())),
-        _ => PbftMessage::Commit(Commit::new_signed(CHAIN, &signer, claimed, s.view, s.seq, digest)),
+        5 => PbftMessage::NewView(NewView::new_signed(
+            CHAIN,
+            &signer,
+            s.view,
+            Vec::new(),
+            Vec::new(),
+        )),
+        _ => PbftMessage::Commit(Commit::new_signed(
+            CHAIN, &signer, claimed, s.view, s.seq, digest,
+        )),
     };
     if s.signing == 2 {
         let garbage = Signature([s.digest; 64]);
@@ -132,20 +167,58 @@ proptest! {
 fn unknown_sender_stale_view_and_out_of_window_have_reasons() {
     let mut pbft = node();
     let commit = |view, seq| {
-        PbftMessage::Commit(Commit::new_signed(CHAIN, &key(2), ValidatorId(2), view, seq, Hash::ZERO))
+        PbftMessage::Commit(Commit::new_signed(
+            CHAIN,
+            &key(2),
+            ValidatorId(2),
+            view,
+            seq,
+            Hash::ZERO,
+        ))
     };
     let cases = [
         (ValidatorId(9), commit(0, 1), RejectReason::UnknownSender),
         (ValidatorId(1), commit(0, 1), RejectReason::FromSelf),
-        (ValidatorId(3), commit(0, 1), RejectReason::SenderMismatch { claimed: ValidatorId(2) }),
-        (ValidatorId(2), commit(0, 99), RejectReason::OutOfWindow { seq: 99, low: 0, high: 8 }),
-        (ValidatorId(2), commit(0, 0), RejectReason::OutOfWindow { seq: 0, low: 0, high: 8 }),
-        (ValidatorId(2), commit(9, 1), RejectReason::FutureView { view: 9, current: 0 }),
+        (
+            ValidatorId(3),
+            commit(0, 1),
+            RejectReason::SenderMismatch {
+                claimed: ValidatorId(2),
+            },
+        ),
+        (
+            ValidatorId(2),
+            commit(0, 99),
+            RejectReason::OutOfWindow {
+                seq: 99,
+                low: 0,
+                high: 8,
+            },
+        ),
+        (
+            ValidatorId(2),
+            commit(0, 0),
+            RejectReason::OutOfWindow {
+                seq: 0,
+                low: 0,
+                high: 8,
+            },
+        ),
+        (
+            ValidatorId(2),
+            commit(9, 1),
+            RejectReason::FutureView {
+                view: 9,
+                current: 0,
+            },
+        ),
     ];
     for (from, message, reason) in cases {
         let effects = pbft.step(env(4_000), Input::Message { from, message });
         assert!(
-            effects.iter().any(|e| matches!(e, Effect::Rejected { reason: r, .. } if *r == reason)),
+            effects
+                .iter()
+                .any(|e| matches!(e, Effect::Rejected { reason: r, .. } if *r == reason)),
             "expected {reason:?}, got {effects:?}"
         );
     }

@@ -20,7 +20,11 @@ fn n4_normal_case_commits_a_block_with_a_verifiable_certificate() {
     for i in 0..4 {
         assert_eq!(cluster.height(i), 1, "node {i}");
         let (block, cert) = &cluster.committed[i][0];
-        assert_eq!(block.header.prev_hash, g.hash(), "block 1 links to the genesis");
+        assert_eq!(
+            block.header.prev_hash,
+            g.hash(),
+            "block 1 links to the genesis"
+        );
         assert_eq!(block.txs.len(), 2);
         assert_eq!(cert.block_hash, block.hash());
         verify_commit_certificate(cert, &g.chain_id, &set).unwrap();
@@ -37,7 +41,10 @@ fn n4_primary_pipelines_up_to_pipeline_depth() {
     let mut cluster = Cluster::new(&g);
     for nonce in 1..=5 {
         // Each transaction arrives alone, so each becomes its own batch.
-        cluster.step(0, aegis_consensus::Input::ClientTransactions(vec![tx(nonce)]));
+        cluster.step(
+            0,
+            aegis_consensus::Input::ClientTransactions(vec![tx(nonce)]),
+        );
     }
     let pre_prepares: Vec<u64> = cluster
         .queue
@@ -78,7 +85,10 @@ fn n4_checkpoint_becomes_stable_and_moves_the_low_watermark() {
         assert_eq!(cluster.height(i), 5);
         assert_eq!(cluster.nodes[i].stable_checkpoint(), 4, "node {i}");
         let persisted = cluster.nodes[i].persisted();
-        assert!(persisted.slots.iter().all(|s| s.seq > 4), "log below h discarded");
+        assert!(
+            persisted.slots.iter().all(|s| s.seq > 4),
+            "log below h discarded"
+        );
         assert!(persisted.stable.checkpoints.len() >= 3);
     }
 }
@@ -103,7 +113,11 @@ fn n4_silent_primary_is_replaced_by_a_view_change() {
         assert_eq!(cluster.height(i), 1, "node {i} committed in view 1");
         assert_eq!(cluster.committed[i][0].1.view, 1);
     }
-    assert!(cluster.effects[2].iter().any(|e| matches!(e, Effect::ViewChanged { view: 1, .. })));
+    assert!(
+        cluster.effects[2]
+            .iter()
+            .any(|e| matches!(e, Effect::ViewChanged { view: 1, .. }))
+    );
 }
 
 /// Reference: §4.4: a request prepared in view 0 survives the view change with the same
@@ -151,7 +165,13 @@ fn n4_restarted_backup_never_prepares_two_batches_for_one_slot() {
             _ => None,
         })
         .unwrap();
-    cluster.step(1, aegis_consensus::Input::Message { from: aegis_types::ValidatorId(0), message: PbftMessage::PrePrepare(pp.clone()) });
+    cluster.step(
+        1,
+        aegis_consensus::Input::Message {
+            from: aegis_types::ValidatorId(0),
+            message: PbftMessage::PrePrepare(pp.clone()),
+        },
+    );
     let persisted = common::last_persisted(&cluster.effects[1]).unwrap();
     assert_eq!(persisted.slots[0].sent_prepare, Some(pp.batch.digest()));
     // Crash and restart from exactly what was persisted.
@@ -162,12 +182,30 @@ fn n4_restarted_backup_never_prepares_two_batches_for_one_slot() {
         &common::key(0),
         0,
         1,
-        Batch { proposer: aegis_types::ValidatorId(0), view: 0, timestamp_ms: 5, txs: vec![tx(9)] },
+        Batch {
+            proposer: aegis_types::ValidatorId(0),
+            view: 0,
+            timestamp_ms: 5,
+            txs: vec![tx(9)],
+        },
     );
     let effects = restarted.step(
         common::env(2_001),
-        aegis_consensus::Input::Message { from: aegis_types::ValidatorId(0), message: PbftMessage::PrePrepare(other) },
+        aegis_consensus::Input::Message {
+            from: aegis_types::ValidatorId(0),
+            message: PbftMessage::PrePrepare(other),
+        },
     );
-    assert!(effects.iter().any(|e| matches!(e, Effect::Rejected { reason: RejectReason::Equivocation { view: 0, seq: 1 }, .. })));
-    assert!(sent(&effects).iter().all(|o| !matches!(o, Outgoing::All(PbftMessage::Prepare(_)))));
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Rejected {
+            reason: RejectReason::Equivocation { view: 0, seq: 1 },
+            ..
+        }
+    )));
+    assert!(
+        sent(&effects)
+            .iter()
+            .all(|o| !matches!(o, Outgoing::All(PbftMessage::Prepare(_))))
+    );
 }

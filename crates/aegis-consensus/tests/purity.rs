@@ -10,17 +10,40 @@ fn dependency_tree_has_no_runtime_randomness_or_io_crates() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     let output = Command::new(cargo)
-        .args(["tree", "-e", "normal", "--prefix", "none", "--offline", "--manifest-path"])
+        .args([
+            "tree",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--offline",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let tree = String::from_utf8_lossy(&output.stdout);
     assert!(tree.contains("aegis-consensus"), "{tree}");
     for line in tree.lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        for forbidden in ["tokio", "rand", "rand_chacha", "sqlx", "rustls", "mio", "hyper"] {
-            assert_ne!(name, forbidden, "aegis-consensus depends on {forbidden}:\n{tree}");
+        for forbidden in [
+            "tokio",
+            "rand",
+            "rand_chacha",
+            "sqlx",
+            "rustls",
+            "mio",
+            "hyper",
+        ] {
+            assert_ne!(
+                name, forbidden,
+                "aegis-consensus depends on {forbidden}:\n{tree}"
+            );
         }
     }
 }

@@ -17,7 +17,11 @@ fn quorum_weak_quorum_and_primary_rotation() {
         // Any two quorums share f + 1 replicas, so at least one correct one.
         assert!(2 * q - n > f as usize);
         for view in 0..(2 * n as u64) {
-            assert_eq!(c.primary(view).0 as u64, view % n as u64, "§4.1: p = v mod |R|");
+            assert_eq!(
+                c.primary(view).0 as u64,
+                view % n as u64,
+                "§4.1: p = v mod |R|"
+            );
         }
     }
 }

@@ -56,7 +56,11 @@ pub fn run_cli(
         blocks += outcome.heights.iter().copied().max().unwrap_or(0);
         if !outcome.violations.is_empty() {
             violations += outcome.violations.len() as u64;
-            writeln!(out, "seed {seed}: {} violation(s)", outcome.violations.len())?;
+            writeln!(
+                out,
+                "seed {seed}: {} violation(s)",
+                outcome.violations.len()
+            )?;
             for violation in &outcome.violations {
                 writeln!(out, "  {violation}")?;
             }

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use aegis_consensus::pbft::{
-    Batch, Commit, Pbft, PbftConfig, PbftEffect, PbftMessage, PbftPersisted, PbftTimer,
-    PrePrepare, Prepare, SignatureCheck,
+    Batch, Commit, Pbft, PbftConfig, PbftEffect, PbftMessage, PbftPersisted, PbftTimer, PrePrepare,
+    Prepare, SignatureCheck,
 };
 use aegis_consensus::{Effect, Env, Input, Outgoing, Protocol};
 use aegis_crypto::{SecretKey, verify, verify_commit_certificate};
@@ -279,14 +279,20 @@ impl Simulation {
     pub fn run(mut self) -> Outcome {
         for i in 0..self.nodes.len() {
             self.start_node(i);
-            if matches!(self.nodes[i].behavior, Some(Behavior::Replay | Behavior::Flood)) {
+            if matches!(
+                self.nodes[i].behavior,
+                Some(Behavior::Replay | Behavior::Flood)
+            ) {
                 self.schedule(BYZANTINE_TICK_MS, Event::ByzantineTick(i));
             }
         }
         self.schedule(10, Event::Load);
         for crash in self.scenario.crashes.clone() {
             self.schedule(crash.at_ms, Event::Crash(crash.node));
-            self.schedule(crash.restart_ms.max(crash.at_ms + 1), Event::Restart(crash.node));
+            self.schedule(
+                crash.restart_ms.max(crash.at_ms + 1),
+                Event::Restart(crash.node),
+            );
         }
         self.schedule(self.scenario.heal_ms, Event::Heal);
         self.schedule(self.scenario.heal_ms + 100, Event::Probe);
@@ -482,7 +488,13 @@ impl Simulation {
                     for node in 0..self.nodes.len() {
                         if everyone || self.chance(500) {
                             let delay = self.below(20);
-                            self.schedule(self.now_ms + delay, Event::Submit { node, txs: txs.clone() });
+                            self.schedule(
+                                self.now_ms + delay,
+                                Event::Submit {
+                                    node,
+                                    txs: txs.clone(),
+                                },
+                            );
                         }
                     }
                     self.schedule(self.now_ms + self.scenario.tx_interval_ms, Event::Load);
@@ -515,7 +527,13 @@ impl Simulation {
                 let txs = self.new_txs(2);
                 self.probe = txs.iter().map(Transaction::id).collect();
                 for node in 0..self.nodes.len() {
-                    self.schedule(self.now_ms + 1, Event::Submit { node, txs: txs.clone() });
+                    self.schedule(
+                        self.now_ms + 1,
+                        Event::Submit {
+                            node,
+                            txs: txs.clone(),
+                        },
+                    );
                 }
                 self.check_liveness();
             }
@@ -588,9 +606,14 @@ impl Simulation {
         if !self.healed && self.chance(faults.drop_per_mille) {
             return;
         }
-        let copies = if !self.healed && self.chance(faults.duplicate_per_mille) { 2 } else { 1 };
+        let copies = if !self.healed && self.chance(faults.duplicate_per_mille) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
-            let mut delay = faults.min_delay_ms + self.below(faults.max_delay_ms.saturating_sub(faults.min_delay_ms) + 1);
+            let mut delay = faults.min_delay_ms
+                + self.below(faults.max_delay_ms.saturating_sub(faults.min_delay_ms) + 1);
             if !self.healed && self.chance(faults.reorder_per_mille) {
                 delay += self.below(10 * faults.max_delay_ms + 1);
             }
@@ -701,7 +724,7 @@ impl Simulation {
             match self.canonical.get(&height) {
                 Some(existing) if *existing != hash => {
                     self.violation(format!(
-                        "agreement: honest nodes committed different blocks at height {height} (node {i} has {hash:?}, another {existing:?})"
+                        "agreement: fork at height {height}: honest nodes committed different blocks (node {i} has {hash:?}, another {existing:?})"
                     ));
                 }
                 Some(_) => {}
@@ -748,7 +771,11 @@ impl Simulation {
         }
         let done = (0..self.nodes.len())
             .filter(|i| self.nodes[*i].behavior.is_none())
-            .all(|i| self.probe.iter().all(|id| self.nodes[i].committed_txs.contains(id)));
+            .all(|i| {
+                self.probe
+                    .iter()
+                    .all(|id| self.nodes[i].committed_txs.contains(id))
+            });
         if done {
             self.outcome.liveness_ms = Some(self.now_ms);
         }
@@ -802,7 +829,11 @@ impl Simulation {
                 let other = self.variant(pp);
                 let half = targets.len() / 2;
                 for (k, to) in targets.into_iter().enumerate() {
-                    let chosen = if k < half { message.clone() } else { PbftMessage::PrePrepare(other.clone()) };
+                    let chosen = if k < half {
+                        message.clone()
+                    } else {
+                        PbftMessage::PrePrepare(other.clone())
+                    };
                     self.transmit(from, to, chosen);
                 }
             }
@@ -875,10 +906,18 @@ impl Simulation {
                         let key = self.nodes[*c].key.clone();
                         let id = ValidatorId(*c as u16);
                         if id != self.validators.primary(pp.view) {
-                            let p = Prepare::new_signed(&self.chain_id, &key, id, pp.view, pp.seq, digest);
+                            let p = Prepare::new_signed(
+                                &self.chain_id,
+                                &key,
+                                id,
+                                pp.view,
+                                pp.seq,
+                                digest,
+                            );
                             self.transmit(*c, *to, PbftMessage::Prepare(p));
                         }
-                        let commit = Commit::new_signed(&self.chain_id, &key, id, pp.view, pp.seq, block);
+                        let commit =
+                            Commit::new_signed(&self.chain_id, &key, id, pp.view, pp.seq, block);
                         self.transmit(*c, *to, PbftMessage::Commit(commit));
                     }
                 }
@@ -929,15 +968,31 @@ impl Simulation {
                     let junk = Hash::digest(&self.rng.next_u64().to_le_bytes());
                     let key = self.nodes[node].key.clone();
                     let message = match self.below(4) {
-                        0 => PbftMessage::Prepare(Prepare::new_signed(&self.chain_id, &key, me, v, seq, junk)),
-                        1 => PbftMessage::Commit(Commit::new_signed(&self.chain_id, &key, me, v, seq, junk)),
-                        2 => PbftMessage::Checkpoint(aegis_consensus::pbft::Checkpoint::new_signed(
+                        0 => PbftMessage::Prepare(Prepare::new_signed(
                             &self.chain_id,
                             &key,
                             me,
+                            v,
                             seq,
                             junk,
                         )),
+                        1 => PbftMessage::Commit(Commit::new_signed(
+                            &self.chain_id,
+                            &key,
+                            me,
+                            v,
+                            seq,
+                            junk,
+                        )),
+                        2 => {
+                            PbftMessage::Checkpoint(aegis_consensus::pbft::Checkpoint::new_signed(
+                                &self.chain_id,
+                                &key,
+                                me,
+                                seq,
+                                junk,
+                            ))
+                        }
                         _ => PbftMessage::PrePrepare(PrePrepare::new_signed(
                             &self.chain_id,
                             &key,

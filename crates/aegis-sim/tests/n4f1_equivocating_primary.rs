@@ -7,9 +7,14 @@ use aegis_sim::{Behavior, NetworkFaults, TestBuilder};
 
 #[test]
 fn conflicting_pre_prepares_never_commit_two_blocks() {
-    let outcome = TestBuilder::new(4).byzantine(0, Behavior::EquivocatingPrimary).run();
+    let outcome = TestBuilder::new(4)
+        .byzantine(0, Behavior::EquivocatingPrimary)
+        .run();
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
-    assert!(outcome.view_changes_started > 0, "the equivocating primary is replaced");
+    assert!(
+        outcome.view_changes_started > 0,
+        "the equivocating primary is replaced"
+    );
     for node in 1..4 {
         assert!(outcome.heights[node] >= 5);
     }
@@ -34,7 +39,11 @@ fn n7f2_mixed_byzantine_behaviours() {
                 max_delay_ms: 30,
             })
             .run();
-        assert!(outcome.violations.is_empty(), "{a:?}+{b:?}: {:?}", outcome.violations);
+        assert!(
+            outcome.violations.is_empty(),
+            "{a:?}+{b:?}: {:?}",
+            outcome.violations
+        );
         let rejected: u64 = outcome.rejections.values().sum();
         assert!(rejected > 0);
     }

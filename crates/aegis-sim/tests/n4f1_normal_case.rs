@@ -7,7 +7,14 @@ use aegis_sim::TestBuilder;
 fn every_node_commits_the_same_chain_in_view_zero() {
     let outcome = TestBuilder::new(4).run();
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
-    assert!(outcome.heights.iter().all(|h| *h == outcome.heights[0] && *h >= 10), "{:?}", outcome.heights);
+    assert!(
+        outcome
+            .heights
+            .iter()
+            .all(|h| *h == outcome.heights[0] && *h >= 10),
+        "{:?}",
+        outcome.heights
+    );
     assert_eq!(outcome.views, vec![0, 0, 0, 0]);
     assert_eq!(outcome.view_changes_started, 0);
     // The probe commits within a few message delays.

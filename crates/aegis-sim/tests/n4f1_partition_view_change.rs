@@ -16,7 +16,10 @@ fn isolated_primary_is_replaced_and_rejoins_after_heal() {
     for node in 1..4 {
         assert!(outcome.views[node] >= 1);
     }
-    assert_eq!(outcome.heights[0], outcome.heights[1], "the old primary caught up");
+    assert_eq!(
+        outcome.heights[0], outcome.heights[1],
+        "the old primary caught up"
+    );
 }
 
 /// A 2-2 split leaves no quorum anywhere: nothing commits and view changes fail, with

@@ -26,7 +26,11 @@ fn two_silent_primaries_in_a_row_of_seven() {
         .run();
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
     for node in 2..7 {
-        assert!(outcome.views[node] >= 2, "node {node}: view {}", outcome.views[node]);
+        assert!(
+            outcome.views[node] >= 2,
+            "node {node}: view {}",
+            outcome.views[node]
+        );
         assert!(outcome.heights[node] >= 1);
     }
 }

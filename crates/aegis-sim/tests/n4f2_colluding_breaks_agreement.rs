@@ -14,7 +14,10 @@ fn two_colluders_out_of_four_break_agreement_and_the_checker_says_so() {
         .liveness_bound(5_000)
         .run();
     assert!(
-        outcome.violations.iter().any(|v| v.starts_with("agreement:")),
+        outcome
+            .violations
+            .iter()
+            .any(|v| v.starts_with("agreement:")),
         "{:?}",
         outcome.violations
     );
@@ -27,7 +30,10 @@ fn one_colluder_out_of_four_is_tolerated() {
         .byzantine(0, Behavior::Colluding)
         .run();
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
-    assert!(outcome.view_changes_started > 0, "the split primary is replaced");
+    assert!(
+        outcome.view_changes_started > 0,
+        "the split primary is replaced"
+    );
 }
 
 /// With seven validators, f = 2 colluders (the primary among them) are still tolerated.

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, reason = "writing into a Vec cannot fail")]
 
-use aegis_sim::{Simulation, Scenario, run_cli, run_seed};
+use aegis_sim::{Scenario, Simulation, run_cli, run_seed};
 
 fn run_range(validators: usize, seeds: std::ops::Range<u64>) {
     let mut out = Vec::new();
@@ -14,7 +14,10 @@ fn run_range(validators: usize, seeds: std::ops::Range<u64>) {
     let text = String::from_utf8_lossy(&out);
     println!("{text}");
     assert_eq!(violations, 0, "{text}");
-    assert!(text.trim_end().ends_with(&format!("seeds: {count}, violations: 0")));
+    assert!(
+        text.trim_end()
+            .ends_with(&format!("seeds: {count}, violations: 0"))
+    );
 }
 
 #[test]
@@ -41,7 +44,10 @@ fn n7f2_random_faults_seeds_50_to_100() {
 /// `AEGIS_SIM_SEED` (and `AEGIS_SIM_VALIDATORS`) to replay a failing seed under a debugger.
 #[test]
 fn replay_one_seed_is_deterministic() {
-    let seed = std::env::var("AEGIS_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(42);
+    let seed = std::env::var("AEGIS_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(42);
     let validators = std::env::var("AEGIS_SIM_VALIDATORS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -59,8 +65,14 @@ fn replay_one_seed_is_deterministic() {
 #[test]
 #[ignore = "long: ten thousand seeds per configuration"]
 fn many_seeds_release() {
-    let seeds = std::env::var("AEGIS_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
-    let start = std::env::var("AEGIS_SIM_START").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let seeds = std::env::var("AEGIS_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let start = std::env::var("AEGIS_SIM_START")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let mut total = 0;
     for validators in [4, 7] {
         let mut out = Vec::new();

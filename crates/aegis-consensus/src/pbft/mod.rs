@@ -21,12 +21,10 @@ mod verifier;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use aegis_crypto::{SecretKey, verify_commit_certificate};
-use std::sync::Arc;
 use aegis_types::encoding::encode;
-use aegis_types::{
-    Block, CommitCertificate, CommitSignature, Hash, Transaction, ValidatorId,
-};
+use aegis_types::{Block, CommitCertificate, CommitSignature, Hash, Transaction, ValidatorId};
 use borsh::{BorshDeserialize, BorshSerialize};
+use std::sync::Arc;
 
 pub use config::{ConfigError, PbftConfig};
 pub use messages::{
@@ -275,7 +273,7 @@ impl Pbft {
     }
 
     fn high_watermark(&self) -> u64 {
-        self.stable.seq + self.config.log_window()
+        self.stable.seq.saturating_add(self.config.log_window())
     }
 
     fn backoff(&self, base_ms: u64) -> u64 {
@@ -285,9 +283,16 @@ impl Pbft {
             .min(self.config.max_timeout_ms.max(base_ms))
     }
 
-    fn verify_from(&self, who: ValidatorId, bytes: &[u8], signature: &aegis_types::Signature) -> bool {
+    fn verify_from(
+        &self,
+        who: ValidatorId,
+        bytes: &[u8],
+        signature: &aegis_types::Signature,
+    ) -> bool {
         match self.config.validators.get(who) {
-            Some(validator) => self.verifier.verify(&validator.public_key, bytes, signature),
+            Some(validator) => self
+                .verifier
+                .verify(&validator.public_key, bytes, signature),
             None => false,
         }
     }
@@ -309,9 +314,9 @@ impl Pbft {
     }
 
     fn request_sync(&mut self) {
-        let due = self
-            .last_sync_request_ms
-            .is_none_or(|last| self.now_ms >= last + self.config.retransmit_interval_ms);
+        let due = self.last_sync_request_ms.is_none_or(|last| {
+            self.now_ms >= last.saturating_add(self.config.retransmit_interval_ms)
+        });
         if due {
             self.last_sync_request_ms = Some(self.now_ms);
             self.out.last.push(Effect::RequestSync {
@@ -415,14 +420,19 @@ impl Pbft {
     /// The log entry for `seq` in the current view, created or moved to it as needed.
     fn slot_mut(&mut self, seq: u64) -> &mut Slot {
         let view = self.view;
-        let slot = self.slots.entry(seq).or_insert_with(|| Slot::new(seq, view));
+        let slot = self
+            .slots
+            .entry(seq)
+            .or_insert_with(|| Slot::new(seq, view));
         slot.enter_view(view);
         slot
     }
 
     /// The entry for `seq` if it already belongs to the current view.
     fn current_slot(&self, seq: u64) -> Option<&Slot> {
-        self.slots.get(&seq).filter(|slot| slot.durable.view == self.view)
+        self.slots
+            .get(&seq)
+            .filter(|slot| slot.durable.view == self.view)
     }
 
     fn on_pre_prepare(&mut self, from: ValidatorId, pp: PrePrepare) -> Result<(), RejectReason> {
@@ -436,7 +446,9 @@ impl Pbft {
         self.check_window(from, pp.seq)?;
         let digest = pp.batch.digest();
         let bytes = messages::pre_prepare_bytes(&self.config.chain_id, pp.view, pp.seq, &digest);
-        if let Some(existing) = self.current_slot(pp.seq).and_then(|s| s.durable.pre_prepare.as_ref())
+        if let Some(existing) = self
+            .current_slot(pp.seq)
+            .and_then(|s| s.durable.pre_prepare.as_ref())
             && pp.view == self.view
         {
             if existing.batch.digest() == digest {
@@ -511,7 +523,9 @@ impl Pbft {
         }
         if let Err(bad) = self.verify_txs(txs) {
             let index = bad.first().copied().unwrap_or(0);
-            return Err(RejectReason::InvalidBatch(BatchFault::BadTxSignature(index)));
+            return Err(RejectReason::InvalidBatch(BatchFault::BadTxSignature(
+                index,
+            )));
         }
         Ok(())
     }
@@ -538,7 +552,8 @@ impl Pbft {
             if existing.digest == p.digest {
                 return Err(RejectReason::Duplicate);
             }
-            let bytes = messages::prepare_bytes(&self.config.chain_id, p.view, p.seq, &p.digest, from);
+            let bytes =
+                messages::prepare_bytes(&self.config.chain_id, p.view, p.seq, &p.digest, from);
             if !self.verify_from(from, &bytes, &p.signature) {
                 return Err(RejectReason::BadSignature);
             }
@@ -748,7 +763,12 @@ impl Pbft {
 
     /// Records an executed block and does what follows: the checkpoint every K blocks
     /// (§4.3), the pool, the progress timer.
-    fn commit_block(&mut self, block: Block, certificate: CommitCertificate, in_current_view: bool) {
+    fn commit_block(
+        &mut self,
+        block: Block,
+        certificate: CommitCertificate,
+        in_current_view: bool,
+    ) {
         let height = block.height();
         let hash = certificate.block_hash;
         let ids = block.tx_ids();
@@ -772,7 +792,9 @@ impl Pbft {
         self.last_executed = height;
         self.last_hash = hash;
         self.out.dirty = true;
-        self.out.first.push(Effect::CommitBlock { block, certificate });
+        self.out
+            .first
+            .push(Effect::CommitBlock { block, certificate });
         if in_current_view && self.status == Status::Normal {
             // §4.5.2: executing in the new view ends the run of failed views.
             self.failed_views = 0;
@@ -813,7 +835,11 @@ impl Pbft {
             });
         }
         let bytes = messages::checkpoint_bytes(&self.config.chain_id, c.seq, &c.block_hash, voter);
-        if let Some(existing) = self.checkpoints.get(&c.seq).and_then(|votes| votes.get(&voter)) {
+        if let Some(existing) = self
+            .checkpoints
+            .get(&c.seq)
+            .and_then(|votes| votes.get(&voter))
+        {
             if existing.block_hash == c.block_hash {
                 return Err(RejectReason::Duplicate);
             }
@@ -877,7 +903,10 @@ impl Pbft {
         };
         let mut by_hash: BTreeMap<Hash, Vec<Checkpoint>> = BTreeMap::new();
         for vote in votes.values() {
-            by_hash.entry(vote.block_hash).or_default().push(vote.clone());
+            by_hash
+                .entry(vote.block_hash)
+                .or_default()
+                .push(vote.clone());
         }
         let quorum = self.config.quorum();
         if let Some((block_hash, checkpoints)) =
@@ -937,7 +966,8 @@ impl Pbft {
         self.send_signed(Outgoing::All(PbftMessage::ViewChange(vc)));
         self.cancel_timer(PbftTimer::Progress);
         self.cancel_timer(PbftTimer::ViewChange);
-        self.future.retain(|(_, m)| message_view(m).is_none_or(|v| v >= target));
+        self.future
+            .retain(|(_, m)| message_view(m).is_none_or(|v| v >= target));
         self.out
             .first
             .push(Effect::ViewChangeStarted { view: target });
@@ -959,7 +989,9 @@ impl Pbft {
         // §4.5.2: the timer starts only once 2f + 1 replicas asked for the view, so a replica
         // alone cannot run ahead through views.
         if !self.timers.contains_key(&PbftTimer::ViewChange) {
-            let deadline = self.now_ms + self.backoff(self.config.view_change_timeout_ms);
+            let deadline = self
+                .now_ms
+                .saturating_add(self.backoff(self.config.view_change_timeout_ms));
             self.set_timer(PbftTimer::ViewChange, deadline);
         }
         if self.is_primary() {
@@ -1030,12 +1062,14 @@ impl Pbft {
         }
         self.verify_checkpoint_proof(&vc.checkpoint)?;
         let low = vc.checkpoint.seq;
-        let high = low + self.config.log_window();
+        let high = low.saturating_add(self.config.log_window());
         let mut previous = low;
         for cert in &vc.prepared {
             let seq = cert.pre_prepare.seq;
             if seq <= previous || seq > high {
-                return Err(RejectReason::BadViewChange("prepared certificates out of order or window"));
+                return Err(RejectReason::BadViewChange(
+                    "prepared certificates out of order or window",
+                ));
             }
             previous = seq;
             self.verify_prepared_cert(cert, vc.new_view)?;
@@ -1070,7 +1104,8 @@ impl Pbft {
                 return Err(RejectReason::BadCheckpointProof);
             }
             previous = Some(c.from);
-            let bytes = messages::checkpoint_bytes(&self.config.chain_id, c.seq, &c.block_hash, c.from);
+            let bytes =
+                messages::checkpoint_bytes(&self.config.chain_id, c.seq, &c.block_hash, c.from);
             if !self.verify_from(c.from, &bytes, &c.signature) {
                 return Err(RejectReason::BadCheckpointProof);
             }
@@ -1080,7 +1115,11 @@ impl Pbft {
 
     /// A prepared certificate (§4.4): a pre-prepare signed by that view's primary and 2f
     /// matching PREPAREs from distinct backups, all from a view before `before_view`.
-    fn verify_prepared_cert(&self, cert: &PreparedCert, before_view: u64) -> Result<(), RejectReason> {
+    fn verify_prepared_cert(
+        &self,
+        cert: &PreparedCert,
+        before_view: u64,
+    ) -> Result<(), RejectReason> {
         let pp = &cert.pre_prepare;
         let bad = RejectReason::BadPreparedCert { seq: pp.seq };
         if pp.view >= before_view
@@ -1107,7 +1146,8 @@ impl Pbft {
                 return Err(bad);
             }
             previous = Some(p.from);
-            let bytes = messages::prepare_bytes(&self.config.chain_id, p.view, p.seq, &p.digest, p.from);
+            let bytes =
+                messages::prepare_bytes(&self.config.chain_id, p.view, p.seq, &p.digest, p.from);
             if !self.verify_from(p.from, &bytes, &p.signature) {
                 return Err(bad);
             }
@@ -1185,7 +1225,13 @@ impl Pbft {
                 PrePrepare::new_signed(&self.config.chain_id, &self.key, view, seq, batch)
             })
             .collect();
-        let nv = NewView::new_signed(&self.config.chain_id, &self.key, view, view_changes, pre_prepares);
+        let nv = NewView::new_signed(
+            &self.config.chain_id,
+            &self.key,
+            view,
+            view_changes,
+            pre_prepares,
+        );
         self.send_signed(Outgoing::All(PbftMessage::NewView(nv.clone())));
         self.install_new_view(nv, checkpoint);
     }
@@ -1207,7 +1253,12 @@ impl Pbft {
                 current: self.view,
             });
         }
-        let bytes = messages::new_view_bytes(&self.config.chain_id, nv.view, &nv.view_changes, &nv.pre_prepares);
+        let bytes = messages::new_view_bytes(
+            &self.config.chain_id,
+            nv.view,
+            &nv.view_changes,
+            &nv.pre_prepares,
+        );
         if !self.verify_from(from, &bytes, &nv.signature) {
             return Err(RejectReason::BadSignature);
         }
@@ -1218,7 +1269,9 @@ impl Pbft {
         let mut previous: Option<ValidatorId> = None;
         for vc in &nv.view_changes {
             if previous.is_some_and(|p| p >= vc.from) || vc.new_view != nv.view {
-                return Err(RejectReason::BadNewView("view changes not distinct or for another view"));
+                return Err(RejectReason::BadNewView(
+                    "view changes not distinct or for another view",
+                ));
             }
             previous = Some(vc.from);
         }
@@ -1228,24 +1281,38 @@ impl Pbft {
         }
         let (checkpoint, o) = Self::compute_o(&nv.view_changes);
         if o.len() != nv.pre_prepares.len() {
-            return Err(RejectReason::BadNewView("O does not match the view changes"));
+            return Err(RejectReason::BadNewView(
+                "O does not match the view changes",
+            ));
         }
         for ((seq, batch), pp) in o.iter().zip(&nv.pre_prepares) {
             if pp.seq != *seq || pp.view != nv.view {
-                return Err(RejectReason::BadNewView("O does not match the view changes"));
+                return Err(RejectReason::BadNewView(
+                    "O does not match the view changes",
+                ));
             }
             match batch {
                 Some(batch) if *batch != pp.batch => {
-                    return Err(RejectReason::BadNewView("O does not match the view changes"));
+                    return Err(RejectReason::BadNewView(
+                        "O does not match the view changes",
+                    ));
                 }
                 Some(_) => {}
                 None => {
-                    if !pp.batch.txs.is_empty() || pp.batch.proposer != from || pp.batch.view != nv.view {
+                    if !pp.batch.txs.is_empty()
+                        || pp.batch.proposer != from
+                        || pp.batch.view != nv.view
+                    {
                         return Err(RejectReason::InvalidBatch(BatchFault::NonEmptyNull));
                     }
                 }
             }
-            let bytes = messages::pre_prepare_bytes(&self.config.chain_id, pp.view, pp.seq, &pp.batch.digest());
+            let bytes = messages::pre_prepare_bytes(
+                &self.config.chain_id,
+                pp.view,
+                pp.seq,
+                &pp.batch.digest(),
+            );
             if !self.verify_from(from, &bytes, &pp.signature) {
                 return Err(RejectReason::BadSignature);
             }
@@ -1322,10 +1389,9 @@ impl Pbft {
         if nv.view != self.view || self.status != Status::Normal {
             return;
         }
-        let due = self
-            .new_view_forwarded_ms
-            .get(&to)
-            .is_none_or(|last| self.now_ms >= last + self.config.retransmit_interval_ms);
+        let due = self.new_view_forwarded_ms.get(&to).is_none_or(|last| {
+            self.now_ms >= last.saturating_add(self.config.retransmit_interval_ms)
+        });
         if due {
             self.new_view_forwarded_ms.insert(to, self.now_ms);
             self.out
@@ -1341,10 +1407,9 @@ impl Pbft {
         if self.stable.checkpoints.is_empty() {
             return;
         }
-        let due = self
-            .proof_forwarded_ms
-            .get(&to)
-            .is_none_or(|last| self.now_ms >= last + self.config.retransmit_interval_ms);
+        let due = self.proof_forwarded_ms.get(&to).is_none_or(|last| {
+            self.now_ms >= last.saturating_add(self.config.retransmit_interval_ms)
+        });
         if due {
             self.proof_forwarded_ms.insert(to, self.now_ms);
             for checkpoint in &self.stable.checkpoints {
@@ -1406,7 +1471,8 @@ impl Pbft {
                 timestamp_ms: self.now_ms,
                 txs,
             };
-            let pp = PrePrepare::new_signed(&self.config.chain_id, &self.key, self.view, seq, batch);
+            let pp =
+                PrePrepare::new_signed(&self.config.chain_id, &self.key, self.view, seq, batch);
             self.slot_mut(seq).set_pre_prepare(pp.clone());
             self.send_signed(Outgoing::All(PbftMessage::PrePrepare(pp)));
             self.refresh_progress_timer(false);
@@ -1448,10 +1514,9 @@ impl Pbft {
 
     fn has_pending_work(&self) -> bool {
         !self.pool.is_empty()
-            || self
-                .slots
-                .range(self.last_executed + 1..)
-                .any(|(_, slot)| slot.durable.view == self.view && slot.durable.pre_prepare.is_some())
+            || self.slots.range(self.last_executed + 1..).any(|(_, slot)| {
+                slot.durable.view == self.view && slot.durable.pre_prepare.is_some()
+            })
     }
 
     /// The request timer runs while there is work the primary owes us (§4.4); it restarts on
@@ -1462,7 +1527,9 @@ impl Pbft {
         }
         if self.has_pending_work() {
             if restart || !self.timers.contains_key(&PbftTimer::Progress) {
-                let deadline = self.now_ms + self.backoff(self.config.progress_timeout_ms);
+                let deadline = self
+                    .now_ms
+                    .saturating_add(self.backoff(self.config.progress_timeout_ms));
                 self.set_timer(PbftTimer::Progress, deadline);
             }
         } else {
@@ -1481,12 +1548,12 @@ impl Pbft {
         match timer {
             PbftTimer::Progress => {
                 if self.status == Status::Normal && self.has_pending_work() {
-                    self.start_view_change(self.view + 1);
+                    self.start_view_change(self.view.saturating_add(1));
                 }
             }
             PbftTimer::ViewChange => {
                 if self.status == Status::ViewChanging {
-                    self.start_view_change(self.view + 1);
+                    self.start_view_change(self.view.saturating_add(1));
                 }
             }
             PbftTimer::Retransmit => self.retransmit(),
@@ -1496,7 +1563,9 @@ impl Pbft {
     /// Resends what peers may have lost and asks for sync when evidence says this replica
     /// is behind and it made no progress since the last tick.
     fn retransmit(&mut self) {
-        let deadline = self.now_ms + self.config.retransmit_interval_ms;
+        let deadline = self
+            .now_ms
+            .saturating_add(self.config.retransmit_interval_ms);
         self.set_timer(PbftTimer::Retransmit, deadline);
         let me = self.config.me;
         let mut messages = Vec::new();
@@ -1548,7 +1617,8 @@ impl Pbft {
         if let Some(seq) = committed_above {
             self.behind_hint = self.behind_hint.max(seq);
         }
-        if self.behind_hint > self.last_executed && self.last_executed == self.executed_at_last_tick {
+        if self.behind_hint > self.last_executed && self.last_executed == self.executed_at_last_tick
+        {
             self.request_sync();
         }
         self.executed_at_last_tick = self.last_executed;
@@ -1564,7 +1634,10 @@ impl Pbft {
         let next = self.last_executed + 1;
         let height = block.height();
         if height != next {
-            return Err(RejectReason::BadSyncedBlock(SyncFault::NotNext { height, next }));
+            return Err(RejectReason::BadSyncedBlock(SyncFault::NotNext {
+                height,
+                next,
+            }));
         }
         if block.check_structure().is_err() || block.header.chain_id != self.config.chain_id {
             return Err(RejectReason::BadSyncedBlock(SyncFault::Malformed));
@@ -1597,7 +1670,9 @@ impl Pbft {
     }
 
     fn on_start(&mut self) {
-        let deadline = self.now_ms + self.config.retransmit_interval_ms;
+        let deadline = self
+            .now_ms
+            .saturating_add(self.config.retransmit_interval_ms);
         self.set_timer(PbftTimer::Retransmit, deadline);
         match self.status {
             Status::ViewChanging => {
@@ -1665,7 +1740,11 @@ impl Protocol for Pbft {
             last_executed: self.last_executed,
             last_hash: self.last_hash,
             recent_txs: self.recent_txs.iter().cloned().collect(),
-            slots: self.slots.values().map(|slot| slot.durable.clone()).collect(),
+            slots: self
+                .slots
+                .values()
+                .map(|slot| slot.durable.clone())
+                .collect(),
             own_view_change: self.own_view_change.clone(),
             latest_new_view: self.latest_new_view.clone(),
             own_checkpoints: self

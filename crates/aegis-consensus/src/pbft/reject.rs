@@ -25,7 +25,9 @@ pub enum RejectReason {
     OutOfWindow { seq: u64, low: u64, high: u64 },
     #[error("duplicate")]
     Duplicate,
-    #[error("byzantine: conflicting pre-prepare for view {view}, sequence {seq} (equivocating primary)")]
+    #[error(
+        "byzantine: conflicting pre-prepare for view {view}, sequence {seq} (equivocating primary)"
+    )]
     Equivocation { view: u64, seq: u64 },
     #[error("byzantine: validator voted twice in view {view} for sequence {seq}")]
     ConflictingVote { view: u64, seq: u64 },

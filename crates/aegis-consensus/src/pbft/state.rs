@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use aegis_types::{Block, Hash, ValidatorId};
 use borsh::{BorshDeserialize, BorshSerialize};
 
-use super::messages::{Checkpoint, CheckpointProof, Commit, NewView, PrePrepare, PreparedCert, Prepare, ViewChange};
+use super::messages::{
+    Checkpoint, CheckpointProof, Commit, NewView, PrePrepare, Prepare, PreparedCert, ViewChange,
+};
 
 /// Whether the replica runs the normal case or is changing views (§4.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]

@@ -2,7 +2,11 @@
 //! order, unless a test filters it.
 
 #![allow(dead_code)]
-#![allow(clippy::unwrap_used, clippy::panic, reason = "test helpers fail the test loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail the test loudly"
+)]
 
 use aegis_consensus::pbft::{Pbft, PbftConfig, PbftEffect, PbftMessage, PbftPersisted};
 use aegis_consensus::{Effect, Env, Input, Outgoing, Protocol};
