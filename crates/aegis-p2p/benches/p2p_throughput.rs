@@ -1,1 +1,254 @@
-fn main() {}
+//! Throughput between two nodes on loopback, beside a bare rustls stream, in one run.
+//!
+//! `cargo bench -p aegis-p2p` prints messages/s and MB/s for 256 B and 64 KiB messages:
+//!
+//! - `aegis-p2p`: `P2pNetwork::send` on one node to `Inbox::recv` on the other (queues,
+//!   batching, framing, metrics, TLS 1.3);
+//! - `bare rustls`: one tokio-rustls stream with the same TLS 1.3 configuration (ring,
+//!   same certificates, same socket buffer sizes), the sender writing `length || payload`
+//!   through a 64 KiB `BufWriter`, the receiver reading them back with `read_exact`.
+//!
+//! Set `AEGIS_BENCH_SECONDS` to change the time spent per case (default 3).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aegis_crypto::SecretKey;
+use aegis_p2p::{Identity, Message, P2pConfig, P2pMetrics, P2pNetwork, TlsFiles, TlsStore, tags};
+use aegis_types::{ConsensusParams, Genesis, Validator, ValidatorId};
+use bytes::Bytes;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpSocket};
+
+const BUFFER: usize = 65_536;
+
+fn cert(dir: &Path, name: &str) -> TlsFiles {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let cert_file = dir.join(format!("{name}.crt"));
+    let key_file = dir.join(format!("{name}.key"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    TlsFiles {
+        cert_file,
+        key_file,
+        ca_file: None,
+    }
+}
+
+fn config(ip: IpAddr, tls: TlsFiles, bootstrap: Vec<String>) -> P2pConfig {
+    let mut config = P2pConfig::new(tls);
+    config.host = ip.to_string();
+    config.port = 0;
+    config.bootstrap_nodes = bootstrap;
+    config.reconnect_interval = Duration::from_millis(100);
+    config.rate_limiting.enabled = false;
+    config
+}
+
+struct Result {
+    messages: u64,
+    bytes: u64,
+    elapsed: Duration,
+}
+
+impl Result {
+    fn per_second(&self) -> f64 {
+        self.messages as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn mb_per_second(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64() / 1e6
+    }
+}
+
+async fn bench_p2p(a: &P2pNetwork, inbox: &mut aegis_p2p::Inbox, size: usize, budget: Duration) -> Result {
+    let payload = Bytes::from(vec![0xa5u8; size]);
+    // Warm up, then measure in rounds until the time budget is spent.
+    let round = if size <= 1024 { 20_000 } else { 500 };
+    let mut messages = 0u64;
+    let started = Instant::now();
+    let mut first = true;
+    while started.elapsed() < budget || first {
+        first = false;
+        let sender = {
+            let a = a.clone();
+            let payload = payload.clone();
+            tokio::spawn(async move {
+                for _ in 0..round {
+                    a.send(ValidatorId(1), Message::new(tags::CONSENSUS, payload.clone()))
+                        .await
+                        .unwrap();
+                }
+            })
+        };
+        for _ in 0..round {
+            let got = inbox.recv().await.unwrap();
+            assert_eq!(got.payload.len(), size);
+        }
+        sender.await.unwrap();
+        messages += round as u64;
+    }
+    let elapsed = started.elapsed();
+    Result {
+        messages,
+        bytes: messages * size as u64,
+        elapsed,
+    }
+}
+
+async fn bench_bare(store: &std::sync::Arc<TlsStore>, ip: IpAddr, size: usize, budget: Duration) -> Result {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(BUFFER as u32).unwrap();
+    socket.set_recv_buffer_size(BUFFER as u32).unwrap();
+    socket.bind(SocketAddr::new(ip, 0)).unwrap();
+    let listener: TcpListener = socket.listen(16).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(store.server_config().unwrap());
+    let connector = tokio_rustls::TlsConnector::from(store.client_config().unwrap());
+    let round = if size <= 1024 { 20_000 } else { 500 };
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let tls = acceptor.accept(tcp).await.unwrap();
+        let mut reader = BufReader::with_capacity(BUFFER, tls);
+        let mut buf = vec![0u8; size];
+        let mut received = 0u64;
+        loop {
+            let mut len = [0u8; 4];
+            if reader.read_exact(&mut len).await.is_err() {
+                break;
+            }
+            let len = u32::from_be_bytes(len) as usize;
+            buf.resize(len, 0);
+            reader.read_exact(&mut buf).await.unwrap();
+            // A copy per message, as a receiver handing messages on must make.
+            std::hint::black_box(Bytes::copy_from_slice(&buf));
+            received += 1;
+        }
+        received
+    });
+    let client = TcpSocket::new_v4().unwrap();
+    client.set_send_buffer_size(BUFFER as u32).unwrap();
+    client.set_recv_buffer_size(BUFFER as u32).unwrap();
+    client.bind(SocketAddr::new(ip, 0)).unwrap();
+    let tcp = client.connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("bench").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut writer = BufWriter::with_capacity(BUFFER, tls);
+    let payload = vec![0xa5u8; size];
+    let started = Instant::now();
+    let mut messages = 0u64;
+    while started.elapsed() < budget || messages == 0 {
+        for _ in 0..round {
+            writer.write_all(&(size as u32).to_be_bytes()).await.unwrap();
+            writer.write_all(&payload).await.unwrap();
+        }
+        writer.flush().await.unwrap();
+        messages += round as u64;
+    }
+    writer.shutdown().await.unwrap();
+    drop(writer);
+    let received = server.await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(received, messages);
+    Result {
+        messages,
+        bytes: messages * size as u64,
+        elapsed,
+    }
+}
+
+fn main() {
+    aegis_p2p::install_default_provider();
+    let budget = Duration::from_secs_f64(
+        std::env::var("AEGIS_BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3.0),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = [SecretKey::generate(), SecretKey::generate()];
+        let genesis = Genesis {
+            chain_id: "bench".into(),
+            genesis_time_ms: 0,
+            validators: keys
+                .iter()
+                .enumerate()
+                .map(|(i, key)| Validator {
+                    name: format!("node{i}"),
+                    public_key: key.public_key(),
+                    p2p_address: String::new(),
+                    api_address: String::new(),
+                })
+                .collect(),
+            consensus: ConsensusParams {
+                max_byzantine_nodes: 0,
+                ..ConsensusParams::default()
+            },
+        };
+        let ip_a = IpAddr::from([127, 0, 99, 1]);
+        let ip_b = IpAddr::from([127, 0, 99, 2]);
+        let tls_a = cert(dir.path(), "a");
+        let tls_b = cert(dir.path(), "b");
+        let (a, _ia) = P2pNetwork::start(
+            config(ip_a, tls_a.clone(), vec![]),
+            Identity::new(keys[0].clone(), &genesis).unwrap(),
+            P2pMetrics::new(),
+        )
+        .await
+        .unwrap();
+        let (b, mut ib) = P2pNetwork::start(
+            config(ip_b, tls_b, vec![a.local_addr().to_string()]),
+            Identity::new(keys[1].clone(), &genesis).unwrap(),
+            P2pMetrics::new(),
+        )
+        .await
+        .unwrap();
+        while a.peer_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let store = TlsStore::load(tls_a).unwrap();
+        println!("P2P throughput, one direction, loopback, 2 tokio workers, {budget:?} per case");
+        println!(
+            "{:>8}  {:<12} {:>12} {:>10} {:>9}",
+            "size", "transport", "messages/s", "MB/s", "vs bare"
+        );
+        for size in [256usize, 64 * 1024] {
+            let p2p = bench_p2p(&a, &mut ib, size, budget).await;
+            let bare = bench_bare(&store, ip_a, size, budget).await;
+            let label = if size < 1024 {
+                format!("{size} B")
+            } else {
+                format!("{} KiB", size / 1024)
+            };
+            for (name, result) in [("aegis-p2p", &p2p), ("bare rustls", &bare)] {
+                println!(
+                    "{:>8}  {:<12} {:>12.0} {:>10.1} {:>8.0}%",
+                    label,
+                    name,
+                    result.per_second(),
+                    result.mb_per_second(),
+                    100.0 * result.mb_per_second() / bare.mb_per_second()
+                );
+            }
+        }
+        a.shutdown();
+        b.shutdown();
+    });
+}

@@ -47,6 +47,8 @@ pub struct P2pConfig {
     pub peer_queue_bytes: usize,
     /// Messages received from all peers waiting for the engine.
     pub inbound_queue_messages: usize,
+    /// Payload bytes received from all peers waiting for the engine.
+    pub inbound_queue_bytes: usize,
     pub rate_limiting: RateLimitConfig,
     pub tls: TlsFiles,
     /// `data/p2p/`: the known-peers file lives here. `None` keeps peers in memory only.
@@ -108,6 +110,7 @@ impl P2pConfig {
             peer_queue_messages: 4096,
             peer_queue_bytes: 64 << 20,
             inbound_queue_messages: 16_384,
+            inbound_queue_bytes: 256 << 20,
             rate_limiting: RateLimitConfig::default(),
             tls,
             data_dir: None,
@@ -126,6 +129,7 @@ impl P2pConfig {
         self.peer_queue_messages = self.peer_queue_messages.max(1);
         self.peer_queue_bytes = self.peer_queue_bytes.max(self.max_frame_size_bytes);
         self.inbound_queue_messages = self.inbound_queue_messages.max(1);
+        self.inbound_queue_bytes = self.inbound_queue_bytes.max(1);
         self.send_buffer_size_bytes = self.send_buffer_size_bytes.max(4096);
         self.recv_buffer_size_bytes = self.recv_buffer_size_bytes.max(4096);
         self.reconnect_interval = self.reconnect_interval.max(Duration::from_millis(50));

@@ -13,13 +13,14 @@ use bytes::{Bytes, BytesMut};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, AuthError, AuthenticatedPeer, EXPORTER_BYTES, EXPORTER_LABEL, Identity, Role};
 use crate::book::{AddressBook, MAX_ADDRESS_LEN, Source};
 use crate::config::P2pConfig;
+use crate::inbox::{Delivered, Inbox, InboxShared};
 use crate::limits::{BanList, FailureOutcome, RateLimiter};
 use crate::metrics::{Direction, P2pMetrics};
 use crate::queue::{Outgoing, PeerQueue, Priority, Push};
@@ -81,24 +82,6 @@ pub struct Inbound {
     pub public_key: PublicKey,
     pub tag: u8,
     pub payload: Bytes,
-}
-
-/// The stream of received messages. Bounded: when the engine does not keep up, peer
-/// readers wait, and TCP pushes back on the senders.
-#[derive(Debug)]
-pub struct Inbox {
-    receiver: mpsc::Receiver<Inbound>,
-}
-
-impl Inbox {
-    /// The next message; `None` after shutdown.
-    pub async fn recv(&mut self) -> Option<Inbound> {
-        self.receiver.recv().await
-    }
-
-    pub fn try_recv(&mut self) -> Option<Inbound> {
-        self.receiver.try_recv().ok()
-    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -170,7 +153,9 @@ struct Inner {
     connector: TlsConnector,
     metrics: P2pMetrics,
     state: Mutex<State>,
-    inbound: mpsc::Sender<Inbound>,
+    inbound: Arc<InboxShared>,
+    /// Send queues by validator, read on every send without the state lock.
+    queues: std::sync::RwLock<HashMap<ValidatorId, Arc<PeerQueue>>>,
     shutdown: CancellationToken,
     local_addr: SocketAddr,
     bind_ip: Option<IpAddr>,
@@ -225,7 +210,8 @@ impl P2pNetwork {
         let bind_ip = (!addr.ip().is_unspecified()).then_some(addr.ip());
         let now = Instant::now();
         let book = AddressBook::load(config.data_dir.as_deref(), &config.bootstrap_nodes, now);
-        let (sender, receiver) = mpsc::channel(config.inbound_queue_messages);
+        let inbound = InboxShared::new(config.inbound_queue_messages, config.inbound_queue_bytes);
+        let inbox = Inbox::new(Arc::clone(&inbound));
         let max_handshakes = MIN_PENDING_HANDSHAKES.max(2 * config.max_peers);
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
@@ -244,7 +230,8 @@ impl P2pNetwork {
             acceptor,
             connector,
             metrics,
-            inbound: sender,
+            inbound,
+            queues: std::sync::RwLock::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             local_addr,
             bind_ip,
@@ -261,7 +248,7 @@ impl P2pNetwork {
         tokio::spawn(Arc::clone(&inner).accept_loop(listener));
         tokio::spawn(Arc::clone(&inner).maintenance_loop());
         tokio::spawn(Arc::clone(&inner).tls_reload_loop());
-        Ok((P2pNetwork { inner }, Inbox { receiver }))
+        Ok((P2pNetwork { inner }, inbox))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -361,12 +348,16 @@ impl P2pNetwork {
             .get(to)
             .map(|v| v.public_key)
             .ok_or(SendError::UnknownValidator(to))?;
-        let state = self.inner.lock();
-        let peer = state.peers.get(&key).ok_or_else(|| {
+        let queues = self
+            .inner
+            .queues
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let queue = queues.get(&to).ok_or_else(|| {
             self.inner.metrics.dropped("no_peer", 1);
             SendError::NotConnected(to)
         })?;
-        Ok((Arc::clone(&peer.queue), key))
+        Ok((Arc::clone(queue), key))
     }
 
     /// The connected peers, ordered by validator id.
@@ -421,6 +412,7 @@ impl P2pNetwork {
     /// Stops listening, dialling and every connection.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
+        self.inner.inbound.close();
         let state = self.inner.lock();
         for peer in state.peers.values() {
             peer.cancel.cancel();
@@ -1007,6 +999,10 @@ impl Inner {
         } else {
             self.metrics.peers.inc();
         }
+        self.queues
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(peer.id, Arc::clone(&queue));
         self.metrics.connection_opened(direction);
         Registered::Yes(queue, cancel, conn_id)
     }
@@ -1020,6 +1016,10 @@ impl Inner {
         if let Some(peer) = state.peers.remove(key) {
             self.metrics.peers.dec();
             self.metrics.connection_closed(peer.direction);
+            let mut queues = self.queues.write().unwrap_or_else(PoisonError::into_inner);
+            if queues.get(&peer.id).is_some_and(|q| Arc::ptr_eq(q, &peer.queue)) {
+                queues.remove(&peer.id);
+            }
         }
         state.book.disconnected(key, Instant::now());
         true
@@ -1152,6 +1152,7 @@ impl Inner {
         pings: &Mutex<PingState>,
     ) -> Ended {
         let mut buffer = BytesMut::with_capacity(self.config.recv_buffer_size_bytes);
+        let mut delivery: Vec<Inbound> = Vec::new();
         let max = self.config.max_frame_size_bytes;
         let mut reader = tokio::io::BufReader::with_capacity(self.config.recv_buffer_size_bytes, &mut reader);
         loop {
@@ -1175,22 +1176,12 @@ impl Inner {
                     .message(Direction::Inbound, record.kind, record.tag);
                 match record.kind {
                     RecordKind::Data => {
-                        let inbound = Inbound {
+                        delivery.push(Inbound {
                             from: peer.id,
                             public_key: peer.public_key,
                             tag: record.tag,
                             payload: record.payload,
-                        };
-                        tokio::select! {
-                            () = cancel.cancelled() => return Ended::Replaced,
-                            sent = self.inbound.send(inbound) => {
-                                // Nobody reads the inbox (a node without an engine yet):
-                                // drop the message, keep the connection.
-                                if sent.is_err() {
-                                    self.metrics.dropped("no_receiver", 1);
-                                }
-                            }
-                        }
+                        });
                     }
                     RecordKind::Ping => {
                         queue.push_control(Outgoing {
@@ -1224,6 +1215,11 @@ impl Inner {
                         return Ended::Error("protocol violation: second Hello".into());
                     }
                 }
+            }
+            match self.inbound.push_all(&mut delivery, cancel).await {
+                Delivered::Yes => {}
+                Delivered::NoReceiver => self.metrics.dropped("no_receiver", 1),
+                Delivered::Cancelled => return Ended::Replaced,
             }
         }
     }
@@ -1286,6 +1282,11 @@ impl Inner {
             }
             // Flush when nothing else is waiting (no added latency) or when data has sat in
             // the buffer for flush_interval under sustained load.
+            if unflushed && queue.is_empty() {
+                // Let senders that are running right now add to this flush: a TLS record
+                // and a write system call per message would cost more than the message.
+                tokio::task::yield_now().await;
+            }
             if unflushed
                 && (queue.is_empty() || last_flush.elapsed() >= config.flush_interval)
             {

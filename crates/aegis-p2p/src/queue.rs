@@ -91,9 +91,12 @@ impl PeerQueue {
         if state.closed || state.control.len() >= CONTROL_QUEUE_MESSAGES {
             return false;
         }
+        let was_idle = state.control.is_empty() && state.data.is_empty();
         state.control.push_back(message);
         drop(state);
-        self.items.notify_one();
+        if was_idle {
+            self.items.notify_one();
+        }
         true
     }
 
@@ -123,10 +126,15 @@ impl PeerQueue {
                 Push::Full
             };
         }
+        // The writer only sleeps after seeing both lanes empty under the lock, so waking it
+        // on the empty-to-non-empty transition is enough (notify_one keeps a permit).
+        let was_idle = state.control.is_empty() && state.data.is_empty();
         state.data_bytes += size;
         state.data.push_back(message);
         drop(state);
-        self.items.notify_one();
+        if was_idle {
+            self.items.notify_one();
+        }
         Push::Queued { evicted }
     }
 
