@@ -67,9 +67,26 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            // `{:#}` prints the whole context chain on one line: "open key file: ...: ...".
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", render_chain(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The whole context chain on one line ("start logging: cannot open log file X: denied"),
+/// skipping a cause whose text its parent already quotes: many error types embed their
+/// source in their own message.
+fn render_chain(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
