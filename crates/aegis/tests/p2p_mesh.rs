@@ -1,0 +1,152 @@
+//! Four `aegis run` processes of an `aegis testnet` form a full P2P mesh and serve
+//! `/status`, `/metrics` and `/health`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn aegis() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aegis"));
+    for var in ["AEGIS_ENCRYPTION_KEY", "AEGIS_HOME", "AEGIS_NODE_ID", "DATABASE_URL", "AEGIS_LOG", "RUST_LOG"] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// Kills the node processes this test started, however the test ends.
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A base port whose testnet ports (P+i, P+80+i, P+1090+i) are all free now.
+fn base_port(n: u16) -> u16 {
+    let seed = std::process::id() as u16 ^ (Instant::now().elapsed().subsec_nanos() as u16);
+    for attempt in 0..200u16 {
+        let base = 30_000 + (seed.wrapping_add(attempt.wrapping_mul(7919)) % 20_000);
+        if (0..n).all(|i| free(base + i) && free(base + 80 + i) && free(base + 1090 + i)) {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((head.to_string(), body.to_string()))
+}
+
+fn peers(metrics_port: u16) -> Option<u64> {
+    let (_, body) = http_get(metrics_port, "/status")?;
+    let status: serde_json::Value = serde_json::from_str(&body).ok()?;
+    status["p2p"]["peers"].as_u64()
+}
+
+#[test]
+fn four_aegis_run_processes_form_a_full_mesh() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("net");
+    let base = base_port(4);
+    let status = aegis()
+        .args(["testnet", "--validators", "4", "--base-port", &base.to_string(), "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = |i: u16| out.join(format!("node{i}/config/production.yaml"));
+    let mut nodes = Nodes(Vec::new());
+    for i in 0..4 {
+        let log = std::fs::File::create(out.join(format!("node{i}.out"))).unwrap();
+        nodes.0.push(
+            aegis()
+                .args(["run", "--config"])
+                .arg(config(i))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts: Vec<Option<u64>> = (0..4).map(|i| peers(base + 1090 + i)).collect();
+        if counts.iter().all(|c| *c == Some(3)) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let logs: String = (0..4)
+                .map(|i| std::fs::read_to_string(out.join(format!("node{i}.out"))).unwrap_or_default())
+                .collect();
+            panic!("no full mesh: peers per node {counts:?}\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let (head, metrics) = http_get(base + 1090, "/metrics").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(metrics.contains("aegis_p2p_peers 3"), "{metrics}");
+    assert!(metrics.contains("aegis_node_info{"), "{metrics}");
+    let (_, status) = http_get(base + 1090, "/status").unwrap();
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["block_height"], 0);
+    assert!(status["sync_status"].is_string());
+    let (head, health) = http_get(base + 80, "/health").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("x-response-time:"), "{head}");
+    assert!(health.contains("\"status\":\"healthy\""), "{health}");
+
+    // The P2P port speaks TLS 1.3 to a plain client and shows the node certificate.
+    let s_client = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{base}"), "-tls1_3"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .expect("openssl is installed");
+    let text = String::from_utf8_lossy(&s_client.stdout);
+    assert!(text.contains("TLSv1.3") && text.contains("CN = node0"), "{text}");
+
+    // The JSON log file records peers (and the probe's refusal, with its address).
+    let log = std::fs::read_to_string(out.join("node0/logs/aegis.log")).unwrap();
+    assert!(log.contains("\"message\":\"Peer connected\""), "{log}");
+    assert_known_peers_file(&out.join("node0/data/p2p/peers.json"));
+}
+
+fn assert_known_peers_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let count = std::fs::read_to_string(path)
+            .map(|text| text.matches("public_key").count())
+            .unwrap_or(0);
+        if count == 3 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{} lists {count} peers", path.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
