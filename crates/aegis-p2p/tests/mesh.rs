@@ -166,3 +166,48 @@ async fn dead_peer_is_dropped_and_redialled() {
     a.shutdown();
     b2.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_peer_is_cut_off_and_the_others_keep_receiving() {
+    let cluster = Cluster::new(3, 15);
+    let mut slow_config = cluster.config(2, 0, vec![]);
+    // The slow node never reads its inbox; keep every queue on the way small.
+    slow_config.inbound_queue_messages = 8;
+    slow_config.inbound_queue_bytes = 64 * 1024;
+    let (slow, _never_read) = start(slow_config, cluster.identity(2)).await;
+    let mut sender_config = cluster.config(0, 0, vec![address(slow.local_addr())]);
+    sender_config.peer_queue_messages = 16;
+    sender_config.peer_queue_bytes = 1 << 20;
+    let (a, _ia) = start(sender_config, cluster.identity(0)).await;
+    let (b, mut ib) = start(cluster.config(1, 0, vec![address(a.local_addr())]), cluster.identity(1)).await;
+    wait_for(WAIT, "a connected to b and the slow node", || a.peer_count() == 2).await;
+
+    let payload = vec![0u8; 64 * 1024];
+    let mut cut_off = false;
+    for _ in 0..2000 {
+        if a.broadcast(Message::new(tags::SYNC, payload.clone())) < 2 {
+            cut_off = true;
+            break;
+        }
+        // b keeps up: it has each message before the next is sent.
+        let got = tokio::time::timeout(WAIT, ib.recv()).await.unwrap().unwrap();
+        assert_eq!(got.payload.len(), payload.len());
+    }
+    assert!(cut_off, "the slow peer was never disconnected");
+    // b is still connected and receiving.
+    a.send(ValidatorId(1), Message::new(tags::CONSENSUS, b"still here".to_vec()))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let got = tokio::time::timeout(WAIT, ib.recv()).await.unwrap().unwrap();
+        if &got.payload[..] == b"still here" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+    }
+    assert!(a.peers().iter().any(|p| p.id == ValidatorId(1)));
+    a.shutdown();
+    b.shutdown();
+    slow.shutdown();
+}
