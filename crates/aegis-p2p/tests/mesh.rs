@@ -211,3 +211,38 @@ async fn a_slow_peer_is_cut_off_and_the_others_keep_receiving() {
     b.shutdown();
     slow.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_answering_pings_is_dropped() {
+    use aegis_p2p::auth::{EXPORTER_BYTES, EXPORTER_LABEL, Role, exchange_hello};
+    let cluster = Cluster::new(2, 16);
+    let mut config = cluster.config(0, 0, vec![]);
+    config.ping_interval = Duration::from_millis(600);
+    config.ping_timeout = Duration::from_millis(300);
+    let (a, _ia) = start(config, cluster.identity(0)).await;
+
+    // Validator 1 authenticates by hand, then goes silent with the socket open.
+    let files = common::self_signed(&cluster.node_dir(1), "zombie", common::KeyKind::Ecdsa);
+    let store = aegis_p2p::TlsStore::load(files).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(store.client_config().unwrap());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::new(cluster.ip(1), 0)).unwrap();
+    let tcp = socket.connect(a.local_addr()).await.unwrap();
+    let server_name = rustls::pki_types::ServerName::try_from("node0").unwrap();
+    let mut tls = connector.connect(server_name, tcp).await.unwrap();
+    let exporter = tls
+        .get_ref()
+        .1
+        .export_keying_material([0u8; EXPORTER_BYTES], EXPORTER_LABEL, None)
+        .unwrap();
+    let peer = exchange_hello(&mut tls, &exporter, Role::Dialer, &cluster.identity(1), 0)
+        .await
+        .unwrap();
+    assert_eq!(peer.id, ValidatorId(0));
+    wait_for(WAIT, "zombie registered", || a.peer_count() == 1).await;
+    let since = std::time::Instant::now();
+    wait_for(WAIT, "zombie dropped after the ping timeout", || a.peer_count() == 0).await;
+    assert!(since.elapsed() < Duration::from_secs(5));
+    drop(tls);
+    a.shutdown();
+}

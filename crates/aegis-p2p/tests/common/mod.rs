@@ -90,9 +90,9 @@ pub fn test_config(
     config.reconnect_interval = Duration::from_millis(200);
     config.max_reconnect_attempts = 5;
     config.connection_timeout = Duration::from_secs(2);
-    config.handshake_timeout = Duration::from_secs(2);
-    config.ping_interval = Duration::from_millis(500);
-    config.ping_timeout = Duration::from_millis(400);
+    config.handshake_timeout = Duration::from_secs(3);
+    config.ping_interval = Duration::from_secs(3);
+    config.ping_timeout = Duration::from_secs(2);
     config.data_dir = data_dir;
     config
 }
