@@ -20,6 +20,10 @@ async fn main() -> ExitCode {
         txs_per_block: number(2, 100) as usize,
         tx_size: number(3, 256) as usize,
         reads: 10_000,
+        blocks_per_commit: std::env::var("BLOCKS_PER_COMMIT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1),
     };
     let tmp = match tempfile::tempdir() {
         Ok(tmp) => tmp,

@@ -35,6 +35,10 @@ pub struct StorageArgs {
     /// Transactions read back by id for the latency figures.
     #[arg(long, default_value_t = 10_000)]
     pub reads: usize,
+    /// Blocks per database transaction (group commit, as catch-up does); 1 is how the
+    /// engine appends committed blocks.
+    #[arg(long, default_value_t = 1)]
+    pub blocks_per_commit: usize,
     /// Keep the result: a testnet in DIR whose node0 holds the benchmark chain.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
@@ -112,6 +116,7 @@ fn storage(args: StorageArgs) -> anyhow::Result<ExitCode> {
         txs_per_block: args.txs_per_block,
         tx_size: args.tx_size,
         reads: args.reads,
+        blocks_per_commit: args.blocks_per_commit,
     };
     let report = runtime()?
         .block_on(aegis_storage::bench_storage(
