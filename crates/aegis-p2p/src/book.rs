@@ -188,11 +188,26 @@ impl AddressBook {
         }
     }
 
-    /// A connection to `key` ended: dial it again soon.
-    pub fn disconnected(&mut self, key: &PublicKey, now: Instant) {
+    /// A connection to `key` ended: dial it again at once, unless it was short-lived (the
+    /// peer refused us after authenticating, e.g. it is full): then it counts as a failed
+    /// attempt, so a refusing peer is not redialled in a tight loop.
+    pub fn disconnected(
+        &mut self,
+        key: &PublicKey,
+        short_lived: bool,
+        interval: Duration,
+        max_attempts: u32,
+        now: Instant,
+    ) {
         for entry in self.entries.values_mut() {
             if entry.key.as_ref() == Some(key) {
-                entry.next_dial = entry.next_dial.min(now);
+                if short_lived {
+                    entry.attempts = entry.attempts.saturating_add(1);
+                    entry.next_dial = now + backoff(entry.attempts, interval, max_attempts);
+                } else {
+                    entry.attempts = 0;
+                    entry.next_dial = now;
+                }
                 entry.last_seen_ms = now_ms();
             }
         }

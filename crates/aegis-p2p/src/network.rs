@@ -43,6 +43,8 @@ const NO_PEERS_LOG_INTERVAL: Duration = Duration::from_secs(30);
 const REJECTION_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Most addresses whose rejection warnings are throttled individually.
 const MAX_THROTTLED_IPS: usize = 4096;
+/// A session that ends sooner than this after authentication counts as a failed dial.
+const SHORT_LIVED: Duration = Duration::from_secs(2);
 /// First byte of a TLS handshake record.
 const TLS_HANDSHAKE_BYTE: u8 = 0x16;
 
@@ -132,6 +134,7 @@ struct Peer {
     queue: Arc<PeerQueue>,
     cancel: CancellationToken,
     rtt: Option<Duration>,
+    since: Instant,
 }
 
 struct State {
@@ -992,6 +995,7 @@ impl Inner {
                 queue: Arc::clone(&queue),
                 cancel: cancel.clone(),
                 rtt: None,
+                since: now,
             },
         );
         if let Some(old) = replaced {
@@ -1013,7 +1017,8 @@ impl Inner {
         if !mine {
             return false;
         }
-        if let Some(peer) = state.peers.remove(key) {
+        let removed = state.peers.remove(key);
+        if let Some(peer) = &removed {
             self.metrics.peers.dec();
             self.metrics.connection_closed(peer.direction);
             let mut queues = self.queues.write().unwrap_or_else(PoisonError::into_inner);
@@ -1021,7 +1026,18 @@ impl Inner {
                 queues.remove(&peer.id);
             }
         }
-        state.book.disconnected(key, Instant::now());
+        if let Some(peer) = removed {
+            let now = Instant::now();
+            // Shorter than one ping round: the peer (or we) refused the session.
+            let short_lived = now.saturating_duration_since(peer.since) < SHORT_LIVED;
+            state.book.disconnected(
+                key,
+                short_lived,
+                self.config.reconnect_interval,
+                self.config.max_reconnect_attempts,
+                now,
+            );
+        }
         true
     }
 
