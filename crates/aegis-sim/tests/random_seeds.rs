@@ -81,3 +81,33 @@ fn many_seeds_release() {
     }
     assert_eq!(total, 0);
 }
+
+/// Seeds that once failed, kept as regressions: laggards stuck in an old view (stale-commit
+/// sync hint), laggards below the others' stable checkpoint (stable-proof forwarding), and
+/// replicas split across two views after crashes waiting for a quorum that no longer existed
+/// (view-change timer counts later VIEW-CHANGEs too, §4.5.2).
+#[test]
+fn regression_seeds() {
+    for (validators, seed) in [
+        (4, 182),
+        (4, 591),
+        (4, 4041),
+        (4, 4756),
+        (4, 5439),
+        (4, 5493),
+        (4, 8323),
+        (7, 45),
+        (7, 50),
+        (7, 55),
+        (7, 95),
+        (7, 511),
+        (7, 948),
+    ] {
+        let outcome = run_seed(validators, seed);
+        assert!(
+            outcome.violations.is_empty(),
+            "n={validators} seed {seed}: {:?}",
+            outcome.violations
+        );
+    }
+}

@@ -978,23 +978,28 @@ impl Pbft {
         if self.status != Status::ViewChanging {
             return;
         }
-        let votes = self
+        // §4.5.2: the timer starts only once 2f + 1 replicas asked to leave the old view, so
+        // a replica alone cannot run ahead through views. A VIEW-CHANGE for a later view
+        // counts too: its sender left the old view as well, and only its latest VIEW-CHANGE
+        // is still being retransmitted (without this, replicas split across two views after
+        // a crash could each wait forever for a quorum that no longer exists).
+        let leaving = self
             .view_changes
             .values()
-            .filter(|vc| vc.new_view == self.view)
+            .filter(|vc| vc.new_view >= self.view)
             .count();
-        if votes < self.config.quorum() {
-            return;
-        }
-        // §4.5.2: the timer starts only once 2f + 1 replicas asked for the view, so a replica
-        // alone cannot run ahead through views.
-        if !self.timers.contains_key(&PbftTimer::ViewChange) {
+        if leaving >= self.config.quorum() && !self.timers.contains_key(&PbftTimer::ViewChange) {
             let deadline = self
                 .now_ms
                 .saturating_add(self.backoff(self.config.view_change_timeout_ms));
             self.set_timer(PbftTimer::ViewChange, deadline);
         }
-        if self.is_primary() {
+        let for_this_view = self
+            .view_changes
+            .values()
+            .filter(|vc| vc.new_view == self.view)
+            .count();
+        if for_this_view >= self.config.quorum() && self.is_primary() {
             self.make_new_view();
         }
     }
