@@ -118,7 +118,6 @@ async fn bench_bare(store: &std::sync::Arc<TlsStore>, ip: IpAddr, size: usize, b
         tcp.set_nodelay(true).unwrap();
         let tls = acceptor.accept(tcp).await.unwrap();
         let mut reader = BufReader::with_capacity(BUFFER, tls);
-        let mut buf = vec![0u8; size];
         let mut received = 0u64;
         loop {
             let mut len = [0u8; 4];
@@ -126,10 +125,10 @@ async fn bench_bare(store: &std::sync::Arc<TlsStore>, ip: IpAddr, size: usize, b
                 break;
             }
             let len = u32::from_be_bytes(len) as usize;
-            buf.resize(len, 0);
-            reader.read_exact(&mut buf).await.unwrap();
-            // A copy per message, as a receiver handing messages on must make.
-            std::hint::black_box(Bytes::copy_from_slice(&buf));
+            // Each message into its own buffer, as a receiver handing messages on needs.
+            let mut message = vec![0u8; len];
+            reader.read_exact(&mut message).await.unwrap();
+            std::hint::black_box(Bytes::from(message));
             received += 1;
         }
         received
@@ -145,13 +144,14 @@ async fn bench_bare(store: &std::sync::Arc<TlsStore>, ip: IpAddr, size: usize, b
         .await
         .unwrap();
     let mut writer = BufWriter::with_capacity(BUFFER, tls);
-    let payload = vec![0xa5u8; size];
+    // Length and payload contiguous, so a large message is one write (no tiny TLS record).
+    let mut framed = (size as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&vec![0xa5u8; size]);
     let started = Instant::now();
     let mut messages = 0u64;
     while started.elapsed() < budget || messages == 0 {
         for _ in 0..round {
-            writer.write_all(&(size as u32).to_be_bytes()).await.unwrap();
-            writer.write_all(&payload).await.unwrap();
+            writer.write_all(&framed).await.unwrap();
         }
         writer.flush().await.unwrap();
         messages += round as u64;
@@ -224,14 +224,28 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let store = TlsStore::load(tls_a).unwrap();
-        println!("P2P throughput, one direction, loopback, 2 tokio workers, {budget:?} per case");
+        println!("P2P throughput, one direction, loopback, 2 tokio workers, {budget:?} per case (best of 3 alternating runs)");
         println!(
             "{:>8}  {:<12} {:>12} {:>10} {:>9}",
             "size", "transport", "messages/s", "MB/s", "vs bare"
         );
+        // Alternate the two transports and keep each one's best run, so load from other
+        // processes on the machine skews the comparison less.
+        let repeats = 3;
+        let best = |results: Vec<Result>| {
+            results
+                .into_iter()
+                .max_by(|x, y| x.per_second().total_cmp(&y.per_second()))
+                .unwrap()
+        };
         for size in [256usize, 64 * 1024] {
-            let p2p = bench_p2p(&a, &mut ib, size, budget).await;
-            let bare = bench_bare(&store, ip_a, size, budget).await;
+            let mut p2p_runs = Vec::new();
+            let mut bare_runs = Vec::new();
+            for _ in 0..repeats {
+                p2p_runs.push(bench_p2p(&a, &mut ib, size, budget / repeats).await);
+                bare_runs.push(bench_bare(&store, ip_a, size, budget / repeats).await);
+            }
+            let (p2p, bare) = (best(p2p_runs), best(bare_runs));
             let label = if size < 1024 {
                 format!("{size} B")
             } else {

@@ -275,11 +275,10 @@ impl P2pNetwork {
     /// disconnected as too slow and [`SendError::SlowPeer`] returned.
     pub async fn send(&self, to: ValidatorId, message: Message) -> Result<(), SendError> {
         let (queue, key) = self.queue_for(to, &message)?;
-        let outgoing = outgoing(message);
-        match queue.push(outgoing.clone()) {
-            Push::Full => {}
-            other => return self.inner.push_result(to, other),
-        }
+        let outgoing = match queue.try_push(outgoing(message)) {
+            Ok(push) => return self.inner.push_result(to, push),
+            Err(back) => back,
+        };
         match tokio::time::timeout(self.inner.config.ping_timeout, queue.push_wait(outgoing)).await
         {
             Ok(push) => self.inner.push_result(to, push),

@@ -101,9 +101,15 @@ impl PeerQueue {
     }
 
     pub fn push(&self, message: Outgoing) -> Push {
+        self.try_push(message).unwrap_or(Push::Full)
+    }
+
+    /// As [`push`](Self::push), but a message that found the queue full of critical
+    /// messages is handed back (`Err`) instead of dropped, so the caller can wait with it.
+    pub fn try_push(&self, message: Outgoing) -> Result<Push, Outgoing> {
         let mut state = self.lock();
         if state.closed {
-            return Push::Closed;
+            return Ok(Push::Closed);
         }
         let size = message.payload.len();
         let fits = |state: &State| {
@@ -121,9 +127,9 @@ impl PeerQueue {
         }
         if !fits(&state) {
             return if message.priority == Priority::Bulk {
-                Push::DroppedBulk
+                Ok(Push::DroppedBulk)
             } else {
-                Push::Full
+                Err(message)
             };
         }
         // The writer only sleeps after seeing both lanes empty under the lock, so waking it
@@ -135,18 +141,21 @@ impl PeerQueue {
         if was_idle {
             self.items.notify_one();
         }
-        Push::Queued { evicted }
+        Ok(Push::Queued { evicted })
     }
 
     /// Waits until pushing `message` succeeds or the queue closes. The caller bounds the
     /// wait with a timeout.
-    pub async fn push_wait(&self, message: Outgoing) -> Push {
+    pub async fn push_wait(&self, mut message: Outgoing) -> Push {
         loop {
             let mut space = pin!(self.space.notified());
             space.as_mut().enable();
-            match self.push(message.clone()) {
-                Push::Full => space.await,
-                other => return other,
+            match self.try_push(message) {
+                Err(back) => {
+                    message = back;
+                    space.await;
+                }
+                Ok(push) => return push,
             }
         }
     }

@@ -13,7 +13,7 @@
 //! the whole body. Everything read from the network is checked against a named bound before
 //! anything is allocated for it, and every failure is an error value, never a panic.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Version of the envelope. A peer sending another version is disconnected.
@@ -234,15 +234,19 @@ pub struct Compression {
     pub threshold_bytes: usize,
 }
 
-/// Builds outgoing frames: records are appended to one body, then [`finish`](Self::finish)
-/// writes the length prefix and envelope, compressing if that pays.
+/// Builds outgoing frames: records are appended after room for the length prefix and the
+/// envelope header, which [`finish`](Self::finish) fills in, so an uncompressed frame is
+/// written straight from the buffer the records were copied into.
 #[derive(Debug)]
 pub struct FrameBuilder {
-    body: BytesMut,
+    /// `[length:4][version][flags][records…]`.
+    buffer: Vec<u8>,
     records: usize,
     compressed: Vec<u8>,
     frame: Vec<u8>,
 }
+
+const HEADER_BYTES: usize = LENGTH_PREFIX_BYTES + ENVELOPE_HEADER_BYTES;
 
 impl Default for FrameBuilder {
     fn default() -> Self {
@@ -252,8 +256,10 @@ impl Default for FrameBuilder {
 
 impl FrameBuilder {
     pub fn new() -> FrameBuilder {
+        let mut buffer = Vec::with_capacity(64 * 1024);
+        buffer.resize(HEADER_BYTES, 0);
         FrameBuilder {
-            body: BytesMut::with_capacity(64 * 1024),
+            buffer,
             records: 0,
             compressed: Vec::new(),
             frame: Vec::new(),
@@ -262,7 +268,7 @@ impl FrameBuilder {
 
     /// Size the frame would have, uncompressed, with its length prefix.
     pub fn encoded_len(&self) -> usize {
-        LENGTH_PREFIX_BYTES + ENVELOPE_HEADER_BYTES + self.body.len()
+        self.buffer.len()
     }
 
     pub fn records(&self) -> usize {
@@ -275,12 +281,13 @@ impl FrameBuilder {
 
     /// Appends a record. The caller checks sizes with [`record_len`] first.
     pub fn push(&mut self, kind: RecordKind, tag: u8, payload: &[u8]) {
-        self.body.reserve(RECORD_HEADER_BYTES + payload.len());
-        self.body.put_u8(kind as u8);
-        self.body.put_u8(tag);
+        self.buffer.reserve(RECORD_HEADER_BYTES + payload.len());
+        self.buffer.push(kind as u8);
+        self.buffer.push(tag);
         // Callers never push more than max_frame_size (a u32-sized bound) in total.
-        self.body.put_u32(u32::try_from(payload.len()).unwrap_or(u32::MAX));
-        self.body.put_slice(payload);
+        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        self.buffer.extend_from_slice(&len.to_be_bytes());
+        self.buffer.extend_from_slice(payload);
         self.records += 1;
     }
 
@@ -296,43 +303,40 @@ impl FrameBuilder {
         Ok(frame.len())
     }
 
-    /// The finished frame bytes; valid until the next push. Resets the record count.
+    /// The finished frame bytes; valid until the next push. Resets the builder.
     pub fn finish(&mut self, compression: Compression) -> &[u8] {
-        self.frame.clear();
-        let mut flags = 0u8;
-        let mut use_compressed = false;
-        if compression.enabled && self.body.len() >= compression.threshold_bytes {
-            let bound = lz4_flex::block::get_maximum_output_size(self.body.len());
+        let body_len = self.buffer.len() - HEADER_BYTES;
+        self.records = 0;
+        if compression.enabled && body_len >= compression.threshold_bytes {
+            let body = &self.buffer[HEADER_BYTES..];
+            let bound = lz4_flex::block::get_maximum_output_size(body.len());
             self.compressed.resize(bound, 0);
-            if let Ok(n) = lz4_flex::block::compress_into(&self.body, &mut self.compressed) {
+            if let Ok(n) = lz4_flex::block::compress_into(body, &mut self.compressed) {
                 // Keep the compressed body only if it is smaller, counting its raw length.
-                if n + 4 < self.body.len() {
-                    self.compressed.truncate(n);
-                    use_compressed = true;
-                    flags |= FLAG_COMPRESSED;
+                if n + 4 < body.len() {
+                    let frame_len = ENVELOPE_HEADER_BYTES + 4 + n;
+                    self.frame.clear();
+                    self.frame.reserve(LENGTH_PREFIX_BYTES + frame_len);
+                    self.frame
+                        .extend_from_slice(&u32::try_from(frame_len).unwrap_or(u32::MAX).to_be_bytes());
+                    self.frame.push(ENVELOPE_VERSION);
+                    self.frame.push(FLAG_COMPRESSED);
+                    let raw_len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+                    self.frame.extend_from_slice(&raw_len.to_be_bytes());
+                    self.frame.extend_from_slice(&self.compressed[..n]);
+                    self.buffer.truncate(HEADER_BYTES);
+                    return &self.frame;
                 }
             }
         }
-        let body_len = if use_compressed {
-            4 + self.compressed.len()
-        } else {
-            self.body.len()
-        };
-        let frame_len = ENVELOPE_HEADER_BYTES + body_len;
-        self.frame.reserve(LENGTH_PREFIX_BYTES + frame_len);
-        self.frame
-            .extend_from_slice(&u32::try_from(frame_len).unwrap_or(u32::MAX).to_be_bytes());
-        self.frame.push(ENVELOPE_VERSION);
-        self.frame.push(flags);
-        if use_compressed {
-            let raw_len = u32::try_from(self.body.len()).unwrap_or(u32::MAX);
-            self.frame.extend_from_slice(&raw_len.to_be_bytes());
-            self.frame.extend_from_slice(&self.compressed);
-        } else {
-            self.frame.extend_from_slice(&self.body);
-        }
-        self.body.clear();
-        self.records = 0;
+        let frame_len = u32::try_from(ENVELOPE_HEADER_BYTES + body_len).unwrap_or(u32::MAX);
+        self.buffer[..LENGTH_PREFIX_BYTES].copy_from_slice(&frame_len.to_be_bytes());
+        self.buffer[LENGTH_PREFIX_BYTES] = ENVELOPE_VERSION;
+        self.buffer[LENGTH_PREFIX_BYTES + 1] = 0;
+        // Hand out the finished frame and start the next one in a fresh header.
+        std::mem::swap(&mut self.buffer, &mut self.frame);
+        self.buffer.clear();
+        self.buffer.resize(HEADER_BYTES, 0);
         &self.frame
     }
 }
