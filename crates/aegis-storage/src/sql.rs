@@ -1030,9 +1030,9 @@ async fn connect_sqlite(
         // in memory; checkpointing every ~40 MiB of WAL instead of 4 MiB coalesces the
         // rewrites of its pages, which every block scatters across the index.
         .pragma("cache_size", "-65536")
-        .pragma("wal_autocheckpoint", "10000")
+        .pragma("wal_autocheckpoint", SQLITE_FALLBACK_CHECKPOINT_PAGES)
         .disable_statement_logging();
-    SqlitePoolOptions::new()
+    let pool = SqlitePoolOptions::new()
         .max_connections(config.max_connections())
         .acquire_timeout(config.pool_timeout)
         .max_lifetime(config.pool_recycle)
@@ -1042,7 +1042,41 @@ async fn connect_sqlite(
             url: path.display().to_string(),
             waited_secs: 0,
             reason: error.to_string(),
-        })
+        })?;
+    spawn_sqlite_checkpointer(pool.clone());
+    Ok(pool)
+}
+
+/// WAL pages after which a committing writer checkpoints by itself: a fallback, set high,
+/// because [`spawn_sqlite_checkpointer`] normally keeps the WAL short.
+const SQLITE_FALLBACK_CHECKPOINT_PAGES: &str = "50000";
+/// How often the background checkpointer runs.
+const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Copies the WAL back into the database from a separate connection every
+/// [`SQLITE_CHECKPOINT_INTERVAL`], so appends do not pay for checkpoints. PASSIVE never waits
+/// for or blocks readers and writers. The task ends when the pool is closed.
+fn spawn_sqlite_checkpointer(pool: SqlitePool) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        loop {
+            tokio::time::sleep(SQLITE_CHECKPOINT_INTERVAL).await;
+            if pool.is_closed() {
+                break;
+            }
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                if pool.is_closed() {
+                    break;
+                }
+                tracing::debug!(%error, "SQLite WAL checkpoint failed; will retry");
+            }
+        }
+    });
 }
 
 /// Connects to PostgreSQL, retrying a database that does not answer for up to
