@@ -68,7 +68,12 @@ impl Result {
     }
 }
 
-async fn bench_p2p(a: &P2pNetwork, inbox: &mut aegis_p2p::Inbox, size: usize, budget: Duration) -> Result {
+async fn bench_p2p(
+    a: &P2pNetwork,
+    inbox: &mut aegis_p2p::Inbox,
+    size: usize,
+    budget: Duration,
+) -> Result {
     let payload = Bytes::from(vec![0xa5u8; size]);
     // Warm up, then measure in rounds until the time budget is spent.
     let round = if size <= 1024 { 20_000 } else { 500 };
@@ -82,9 +87,12 @@ async fn bench_p2p(a: &P2pNetwork, inbox: &mut aegis_p2p::Inbox, size: usize, bu
             let payload = payload.clone();
             tokio::spawn(async move {
                 for _ in 0..round {
-                    a.send(ValidatorId(1), Message::new(tags::CONSENSUS, payload.clone()))
-                        .await
-                        .unwrap();
+                    a.send(
+                        ValidatorId(1),
+                        Message::new(tags::CONSENSUS, payload.clone()),
+                    )
+                    .await
+                    .unwrap();
                 }
             })
         };
@@ -103,7 +111,12 @@ async fn bench_p2p(a: &P2pNetwork, inbox: &mut aegis_p2p::Inbox, size: usize, bu
     }
 }
 
-async fn bench_bare(store: &std::sync::Arc<TlsStore>, ip: IpAddr, size: usize, budget: Duration) -> Result {
+async fn bench_bare(
+    store: &std::sync::Arc<TlsStore>,
+    ip: IpAddr,
+    size: usize,
+    budget: Duration,
+) -> Result {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_send_buffer_size(BUFFER as u32).unwrap();
     socket.set_recv_buffer_size(BUFFER as u32).unwrap();

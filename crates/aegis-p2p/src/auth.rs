@@ -70,7 +70,10 @@ pub struct Identity {
 impl Identity {
     /// The identity for `secret` on the chain of `genesis`. The key need not be a
     /// validator's (such a node is refused by validators, as it should be).
-    pub fn new(secret: SecretKey, genesis: &Genesis) -> Result<Identity, aegis_types::GenesisError> {
+    pub fn new(
+        secret: SecretKey,
+        genesis: &Genesis,
+    ) -> Result<Identity, aegis_types::GenesisError> {
         Ok(Identity {
             public_key: secret.public_key(),
             secret,
@@ -184,7 +187,9 @@ pub async fn exchange_hello<S: AsyncRead + AsyncWrite + Unpin>(
         public_key: identity.public_key.0,
         listen_port,
     };
-    let signature = identity.secret.sign(&signing_bytes(role, exporter, &fields));
+    let signature = identity
+        .secret
+        .sign(&signing_bytes(role, exporter, &fields));
     let hello = Hello {
         fields,
         signature: signature.0,
@@ -276,7 +281,10 @@ mod tests {
         b: &Identity,
         exporter_a: [u8; 32],
         exporter_b: [u8; 32],
-    ) -> (Result<AuthenticatedPeer, AuthError>, Result<AuthenticatedPeer, AuthError>) {
+    ) -> (
+        Result<AuthenticatedPeer, AuthError>,
+        Result<AuthenticatedPeer, AuthError>,
+    ) {
         let (mut x, mut y) = tokio::io::duplex(8192);
         let left = exchange_hello(&mut x, &exporter_a, Role::Dialer, a, 1);
         let right = exchange_hello(&mut y, &exporter_b, Role::Acceptor, b, 2);
@@ -328,10 +336,16 @@ mod tests {
         let (mut x, mut y) = tokio::io::duplex(8192);
         let echo = async move {
             let mut buf = vec![0u8; 4096];
-            let n = tokio::io::AsyncReadExt::read(&mut y, &mut buf).await.unwrap();
+            let n = tokio::io::AsyncReadExt::read(&mut y, &mut buf)
+                .await
+                .unwrap();
             y.write_all(&buf[..n]).await.unwrap();
         };
-        let (result, ()) = tokio::join!(exchange_hello(&mut x, &[1; 32], Role::Dialer, &a, 1), echo);
-        assert!(matches!(result, Err(AuthError::BadSignature(_))), "{result:?}");
+        let (result, ()) =
+            tokio::join!(exchange_hello(&mut x, &[1; 32], Role::Dialer, &a, 1), echo);
+        assert!(
+            matches!(result, Err(AuthError::BadSignature(_))),
+            "{result:?}"
+        );
     }
 }

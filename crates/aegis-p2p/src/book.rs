@@ -110,7 +110,9 @@ impl AddressBook {
                     ),
                 },
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => tracing::warn!(path = %path.display(), %error, "Cannot read known-peers file"),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "Cannot read known-peers file")
+                }
             }
         }
         for address in bootstrap {
@@ -180,7 +182,13 @@ impl AddressBook {
 
     /// Schedules the next dial after a failure: every `interval` for the first
     /// `max_attempts` attempts, then doubling (capped at [`MAX_BACKOFF`]) with ±50 % jitter.
-    pub fn dial_failed(&mut self, address: &str, interval: Duration, max_attempts: u32, now: Instant) {
+    pub fn dial_failed(
+        &mut self,
+        address: &str,
+        interval: Duration,
+        max_attempts: u32,
+        now: Instant,
+    ) {
         if let Some(entry) = self.entries.get_mut(address) {
             entry.dialing = false;
             entry.attempts = entry.attempts.saturating_add(1);
@@ -284,7 +292,10 @@ mod tests {
         assert_eq!(backoff(1, interval, 10), interval);
         assert_eq!(backoff(10, interval, 10), interval);
         let d = backoff(11, interval, 10);
-        assert!(d >= Duration::from_secs(30) && d < Duration::from_secs(90), "{d:?}");
+        assert!(
+            d >= Duration::from_secs(30) && d < Duration::from_secs(90),
+            "{d:?}"
+        );
         let d = backoff(40, interval, 10);
         assert!(d <= MAX_BACKOFF.mul_f64(1.5), "{d:?}");
     }

@@ -61,7 +61,11 @@ impl InboxShared {
     }
 
     /// Appends `batch` (emptying it), waiting while the inbox is over its bounds.
-    pub async fn push_all(&self, batch: &mut Vec<Inbound>, cancel: &CancellationToken) -> Delivered {
+    pub async fn push_all(
+        &self,
+        batch: &mut Vec<Inbound>,
+        cancel: &CancellationToken,
+    ) -> Delivered {
         if batch.is_empty() {
             return Delivered::Yes;
         }
@@ -220,7 +224,13 @@ mod tests {
         drop(Inbox::new(Arc::clone(&shared)));
         let mut batch = vec![message(1, 10), message(2, 10)];
         let cancel = CancellationToken::new();
-        assert_eq!(shared.push_all(&mut batch, &cancel).await, Delivered::NoReceiver);
-        assert_eq!(shared.push_all(&mut vec![message(3, 1)], &cancel).await, Delivered::NoReceiver);
+        assert_eq!(
+            shared.push_all(&mut batch, &cancel).await,
+            Delivered::NoReceiver
+        );
+        assert_eq!(
+            shared.push_all(&mut vec![message(3, 1)], &cancel).await,
+            Delivered::NoReceiver
+        );
     }
 }

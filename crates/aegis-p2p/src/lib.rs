@@ -27,8 +27,8 @@
 
 pub mod auth;
 mod book;
-mod inbox;
 pub mod config;
+mod inbox;
 pub mod limits;
 pub mod metrics;
 mod network;
@@ -39,8 +39,8 @@ pub mod wire;
 
 pub use auth::{AuthError, Identity, PROTOCOL_VERSION};
 pub use config::{P2pConfig, RateLimitConfig};
-pub use metrics::{Direction, P2pMetrics};
 pub use inbox::Inbox;
+pub use metrics::{Direction, P2pMetrics};
 pub use network::{Inbound, Message, P2pError, P2pNetwork, PeerInfo, SendError};
 pub use queue::Priority;
 pub use tls::{TlsFiles, TlsStore, install_default_provider};

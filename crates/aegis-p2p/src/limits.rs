@@ -217,8 +217,14 @@ mod tests {
         let mut bans = BanList::new(&config());
         let ip: IpAddr = [203, 0, 113, 45].into();
         let t0 = Instant::now();
-        assert_eq!(bans.record_failure(ip, t0), FailureOutcome::Counted { failures: 1 });
-        assert_eq!(bans.record_failure(ip, t0), FailureOutcome::Counted { failures: 2 });
+        assert_eq!(
+            bans.record_failure(ip, t0),
+            FailureOutcome::Counted { failures: 1 }
+        );
+        assert_eq!(
+            bans.record_failure(ip, t0),
+            FailureOutcome::Counted { failures: 2 }
+        );
         assert!(!bans.is_banned(ip, t0));
         assert_eq!(
             bans.record_failure(ip, t0),
@@ -239,6 +245,9 @@ mod tests {
         bans.record_failure(ip, t0);
         bans.record_failure(ip, t0);
         let later = t0 + Duration::from_secs(601);
-        assert_eq!(bans.record_failure(ip, later), FailureOutcome::Counted { failures: 1 });
+        assert_eq!(
+            bans.record_failure(ip, later),
+            FailureOutcome::Counted { failures: 1 }
+        );
     }
 }

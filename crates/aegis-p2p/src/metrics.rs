@@ -153,7 +153,11 @@ impl P2pMetrics {
 
     /// Registers every metric in the node's registry (names get the `aegis_` prefix there).
     pub fn register(&self, metrics: &aegis_telemetry::Metrics) {
-        metrics.register("p2p_peers", "Authenticated peers connected", self.peers.clone());
+        metrics.register(
+            "p2p_peers",
+            "Authenticated peers connected",
+            self.peers.clone(),
+        );
         metrics.register(
             "p2p_connections",
             "Authenticated P2P connections by direction",
@@ -231,7 +235,9 @@ impl P2pMetrics {
     }
 
     pub(crate) fn dropped(&self, reason: &'static str, count: u64) {
-        self.dropped.get_or_create(&ReasonLabels { reason }).inc_by(count);
+        self.dropped
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(count);
     }
 
     /// Connections open now in `direction` (for `/status` and tests).

@@ -17,7 +17,9 @@ use tokio::sync::Notify;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{self, AuthError, AuthenticatedPeer, EXPORTER_BYTES, EXPORTER_LABEL, Identity, Role};
+use crate::auth::{
+    self, AuthError, AuthenticatedPeer, EXPORTER_BYTES, EXPORTER_LABEL, Identity, Role,
+};
 use crate::book::{AddressBook, MAX_ADDRESS_LEN, Source};
 use crate::config::P2pConfig;
 use crate::inbox::{Delivered, Inbox, InboxShared};
@@ -393,7 +395,10 @@ impl P2pNetwork {
 
     /// Whether `ip` is banned now.
     pub fn is_banned(&self, ip: IpAddr) -> bool {
-        self.inner.lock().bans.is_banned(canonical(ip), Instant::now())
+        self.inner
+            .lock()
+            .bans
+            .is_banned(canonical(ip), Instant::now())
     }
 
     /// Reloads the certificate, key and CA files now (also done on change and SIGHUP).
@@ -603,14 +608,21 @@ impl Inner {
         } else if state.handshakes >= self.max_handshakes
             || state.handshakes_per_ip.get(&ip).copied().unwrap_or(0) >= MAX_HANDSHAKES_PER_IP
         {
-            Some(("handshake_limit", "Too many handshakes in progress; refusing peer"))
+            Some((
+                "handshake_limit",
+                "Too many handshakes in progress; refusing peer",
+            ))
         } else {
             None
         };
         if let Some((reason, text)) = refusal {
             self.metrics.rejected(reason);
             if Self::should_warn(&mut state, ip, now) {
-                tracing::warn!(reason, "{text} {ip} (further refusals of this address are not logged for {}s)", REJECTION_LOG_INTERVAL.as_secs());
+                tracing::warn!(
+                    reason,
+                    "{text} {ip} (further refusals of this address are not logged for {}s)",
+                    REJECTION_LOG_INTERVAL.as_secs()
+                );
             }
             return;
         }
@@ -673,7 +685,10 @@ impl Inner {
             .await
             .map_err(|error| Some(AuthError::Tls(error.to_string())))?;
         let (_, connection) = tls.get_ref();
-        if connection.peer_certificates().is_none_or(|certs| certs.is_empty()) {
+        if connection
+            .peer_certificates()
+            .is_none_or(|certs| certs.is_empty())
+        {
             return Err(Some(AuthError::NoClientCertificate));
         }
         let exporter = connection
@@ -700,12 +715,18 @@ impl Inner {
         // An address a validator is connected from is never banned by the node (a shared
         // NAT, or every node of a testnet on 127.0.0.1): the failure is logged and counted,
         // the honest validator keeps its connection and can redial.
-        if state.peers.values().any(|peer| canonical(peer.remote.ip()) == ip) {
+        if state
+            .peers
+            .values()
+            .any(|peer| canonical(peer.remote.ip()) == ip)
+        {
             tracing::debug!(%ip, "Not counting towards a ban: a validator is connected from this address");
             return;
         }
         if let FailureOutcome::Banned { duration } = state.bans.record_failure(ip, Instant::now()) {
-            self.metrics.banned_ips.set(state.bans.banned_count() as i64);
+            self.metrics
+                .banned_ips
+                .set(state.bans.banned_count() as i64);
             drop(state);
             tracing::warn!(
                 "Unauthorized access from {ip}: banned for {} s",
@@ -732,14 +753,16 @@ impl Inner {
                     for ip in state.bans.sweep(now) {
                         tracing::info!("Ban lifted for {ip}");
                     }
-                    self.metrics.banned_ips.set(state.bans.banned_count() as i64);
+                    self.metrics
+                        .banned_ips
+                        .set(state.bans.banned_count() as i64);
                     state.limiter.sweep(now);
                     state.book.save_if_dirty();
                 }
                 if state.peers.is_empty() {
-                    let due = state
-                        .no_peers_logged
-                        .is_none_or(|last| now.saturating_duration_since(last) >= NO_PEERS_LOG_INTERVAL);
+                    let due = state.no_peers_logged.is_none_or(|last| {
+                        now.saturating_duration_since(last) >= NO_PEERS_LOG_INTERVAL
+                    });
                     if due {
                         state.no_peers_logged = Some(now);
                         tracing::warn!("No peers available");
@@ -896,7 +919,10 @@ impl Inner {
             .map_err(|_| {
                 DialError::Connect(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("connect timed out after {:?}", self.config.connection_timeout),
+                    format!(
+                        "connect timed out after {:?}",
+                        self.config.connection_timeout
+                    ),
                 ))
             })?
             .map_err(DialError::Connect)?;
@@ -971,11 +997,19 @@ impl Inner {
         }
         let now = Instant::now();
         if direction == Direction::Inbound && peer.listen_port != 0 {
-            let address = format!("{}:{}", bracket(&canonical(remote.ip()).to_string()), peer.listen_port);
-            state.book.learn(address, peer.public_key, Source::Inbound, now);
+            let address = format!(
+                "{}:{}",
+                bracket(&canonical(remote.ip()).to_string()),
+                peer.listen_port
+            );
+            state
+                .book
+                .learn(address, peer.public_key, Source::Inbound, now);
         }
         if let Some(address) = dialed_address {
-            state.book.learn(address.to_string(), peer.public_key, Source::Exchange, now);
+            state
+                .book
+                .learn(address.to_string(), peer.public_key, Source::Exchange, now);
         }
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let queue = Arc::new(PeerQueue::new(
@@ -1012,7 +1046,10 @@ impl Inner {
 
     fn unregister(&self, key: &PublicKey, conn_id: u64) -> bool {
         let mut state = self.lock();
-        let mine = state.peers.get(key).is_some_and(|peer| peer.conn_id == conn_id);
+        let mine = state
+            .peers
+            .get(key)
+            .is_some_and(|peer| peer.conn_id == conn_id);
         if !mine {
             return false;
         }
@@ -1021,7 +1058,10 @@ impl Inner {
             self.metrics.peers.dec();
             self.metrics.connection_closed(peer.direction);
             let mut queues = self.queues.write().unwrap_or_else(PoisonError::into_inner);
-            if queues.get(&peer.id).is_some_and(|q| Arc::ptr_eq(q, &peer.queue)) {
+            if queues
+                .get(&peer.id)
+                .is_some_and(|q| Arc::ptr_eq(q, &peer.queue))
+            {
                 queues.remove(&peer.id);
             }
         }
@@ -1054,7 +1094,8 @@ impl Inner {
     }
 
     fn learn_peers(&self, from: &PublicKey, payload: &[u8]) -> Result<(), String> {
-        let list = PeerList::try_from_slice(payload).map_err(|_| "malformed peer list".to_string())?;
+        let list =
+            PeerList::try_from_slice(payload).map_err(|_| "malformed peer list".to_string())?;
         if list.peers.len() > MAX_EXCHANGED_PEERS {
             return Err(format!("peer list of {} entries", list.peers.len()));
         }
@@ -1069,7 +1110,10 @@ impl Inner {
             if self.identity.validators().id_of(&key).is_none() {
                 continue;
             }
-            if state.book.learn(address.clone(), key, Source::Exchange, now) {
+            if state
+                .book
+                .learn(address.clone(), key, Source::Exchange, now)
+            {
                 tracing::debug!(%address, "Learned peer address from peer exchange");
             }
         }
@@ -1088,23 +1132,27 @@ impl Inner {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let name = self.name(peer.id);
-        let (queue, cancel, conn_id) =
-            match self.register(&peer, direction, remote, dialed_address.as_deref()) {
-                Registered::Yes(queue, cancel, conn_id) => (queue, cancel, conn_id),
-                Registered::SelfConnection => {
-                    tracing::debug!("Dropped a connection to this node itself");
-                    return;
-                }
-                Registered::Duplicate => {
-                    tracing::debug!(peer_id = %name, ?direction, "Dropped duplicate connection; keeping the one dialled by the lower key");
-                    return;
-                }
-                Registered::Full => {
-                    self.metrics.rejected("max_peers");
-                    tracing::warn!(peer_id = %name, max_peers = self.config.max_peers, "Refused peer: max_peers reached");
-                    return;
-                }
-            };
+        let (queue, cancel, conn_id) = match self.register(
+            &peer,
+            direction,
+            remote,
+            dialed_address.as_deref(),
+        ) {
+            Registered::Yes(queue, cancel, conn_id) => (queue, cancel, conn_id),
+            Registered::SelfConnection => {
+                tracing::debug!("Dropped a connection to this node itself");
+                return;
+            }
+            Registered::Duplicate => {
+                tracing::debug!(peer_id = %name, ?direction, "Dropped duplicate connection; keeping the one dialled by the lower key");
+                return;
+            }
+            Registered::Full => {
+                self.metrics.rejected("max_peers");
+                tracing::warn!(peer_id = %name, max_peers = self.config.max_peers, "Refused peer: max_peers reached");
+                return;
+            }
+        };
         tracing::info!(
             peer_id = %name,
             validator = %peer.id,
@@ -1120,11 +1168,8 @@ impl Inner {
         });
         let (reader, writer) = tokio::io::split(stream);
         let pings = Arc::new(Mutex::new(PingState::default()));
-        let writer_task = tokio::spawn(Arc::clone(self).write_loop(
-            writer,
-            Arc::clone(&queue),
-            cancel.clone(),
-        ));
+        let writer_task =
+            tokio::spawn(Arc::clone(self).write_loop(writer, Arc::clone(&queue), cancel.clone()));
         let ping_task = tokio::spawn(Arc::clone(self).ping_loop(
             peer.public_key,
             name.clone(),
@@ -1132,9 +1177,7 @@ impl Inner {
             cancel.clone(),
             Arc::clone(&pings),
         ));
-        let ended = self
-            .read_loop(reader, &peer, &queue, &cancel, &pings)
-            .await;
+        let ended = self.read_loop(reader, &peer, &queue, &cancel, &pings).await;
         cancel.cancel();
         queue.close();
         let _ = writer_task.await;
@@ -1169,7 +1212,8 @@ impl Inner {
         let mut buffer = BytesMut::with_capacity(self.config.recv_buffer_size_bytes);
         let mut delivery: Vec<Inbound> = Vec::new();
         let max = self.config.max_frame_size_bytes;
-        let mut reader = tokio::io::BufReader::with_capacity(self.config.recv_buffer_size_bytes, &mut reader);
+        let mut reader =
+            tokio::io::BufReader::with_capacity(self.config.recv_buffer_size_bytes, &mut reader);
         loop {
             let frame = tokio::select! {
                 () = cancel.cancelled() => return Ended::Replaced,
@@ -1302,9 +1346,7 @@ impl Inner {
                 // and a write system call per message would cost more than the message.
                 tokio::task::yield_now().await;
             }
-            if unflushed
-                && (queue.is_empty() || last_flush.elapsed() >= config.flush_interval)
-            {
+            if unflushed && (queue.is_empty() || last_flush.elapsed() >= config.flush_interval) {
                 writer.flush().await?;
                 last_flush = Instant::now();
                 unflushed = false;

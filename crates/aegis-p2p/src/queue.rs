@@ -250,10 +250,22 @@ mod tests {
     #[test]
     fn full_queue_evicts_oldest_bulk_then_refuses_critical() {
         let queue = PeerQueue::new(3, 1 << 20);
-        assert_eq!(queue.push(message(Priority::Bulk, 1)), Push::Queued { evicted: 0 });
-        assert_eq!(queue.push(message(Priority::Critical, 1)), Push::Queued { evicted: 0 });
-        assert_eq!(queue.push(message(Priority::Critical, 1)), Push::Queued { evicted: 0 });
-        assert_eq!(queue.push(message(Priority::Critical, 1)), Push::Queued { evicted: 1 });
+        assert_eq!(
+            queue.push(message(Priority::Bulk, 1)),
+            Push::Queued { evicted: 0 }
+        );
+        assert_eq!(
+            queue.push(message(Priority::Critical, 1)),
+            Push::Queued { evicted: 0 }
+        );
+        assert_eq!(
+            queue.push(message(Priority::Critical, 1)),
+            Push::Queued { evicted: 0 }
+        );
+        assert_eq!(
+            queue.push(message(Priority::Critical, 1)),
+            Push::Queued { evicted: 1 }
+        );
         assert_eq!(queue.push(message(Priority::Critical, 1)), Push::Full);
         assert_eq!(queue.push(message(Priority::Bulk, 1)), Push::DroppedBulk);
         assert_eq!(queue.len(), 3);
@@ -262,7 +274,10 @@ mod tests {
     #[test]
     fn byte_bound_applies() {
         let queue = PeerQueue::new(100, 10);
-        assert_eq!(queue.push(message(Priority::Critical, 6)), Push::Queued { evicted: 0 });
+        assert_eq!(
+            queue.push(message(Priority::Critical, 6)),
+            Push::Queued { evicted: 0 }
+        );
         assert_eq!(queue.push(message(Priority::Critical, 6)), Push::Full);
     }
 

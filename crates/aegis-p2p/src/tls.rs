@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::ResolvesClientCert;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -117,7 +117,10 @@ impl TlsStore {
             return Ok(false);
         }
         let material = load_material(&self.files, &self.provider)?;
-        *self.material.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(material);
+        *self
+            .material
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(material);
         Ok(true)
     }
 
@@ -171,15 +174,19 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 fn stamps(files: &TlsFiles) -> Vec<Option<(u64, SystemTime)>> {
-    [Some(&files.cert_file), Some(&files.key_file), files.ca_file.as_ref()]
-        .into_iter()
-        .flatten()
-        .map(|path| {
-            std::fs::metadata(path)
-                .ok()
-                .and_then(|meta| Some((meta.len(), meta.modified().ok()?)))
-        })
-        .collect()
+    [
+        Some(&files.cert_file),
+        Some(&files.key_file),
+        files.ca_file.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|path| {
+        std::fs::metadata(path)
+            .ok()
+            .and_then(|meta| Some((meta.len(), meta.modified().ok()?)))
+    })
+    .collect()
 }
 
 fn load_material(files: &TlsFiles, provider: &CryptoProvider) -> Result<Material, TlsError> {
@@ -393,8 +400,9 @@ impl ClientCertVerifier for PeerVerifier {
 
 /// Checks a certificate's validity period without a trust anchor (self-signed mode).
 fn check_validity(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls::Error> {
-    let (not_before, not_after) = validity(cert.as_ref())
-        .ok_or(rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let (not_before, not_after) = validity(cert.as_ref()).ok_or(
+        rustls::Error::InvalidCertificate(CertificateError::BadEncoding),
+    )?;
     let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
     if now < not_before {
         return Err(rustls::Error::InvalidCertificate(

@@ -317,8 +317,9 @@ impl FrameBuilder {
                     let frame_len = ENVELOPE_HEADER_BYTES + 4 + n;
                     self.frame.clear();
                     self.frame.reserve(LENGTH_PREFIX_BYTES + frame_len);
-                    self.frame
-                        .extend_from_slice(&u32::try_from(frame_len).unwrap_or(u32::MAX).to_be_bytes());
+                    self.frame.extend_from_slice(
+                        &u32::try_from(frame_len).unwrap_or(u32::MAX).to_be_bytes(),
+                    );
                     self.frame.push(ENVELOPE_VERSION);
                     self.frame.push(FLAG_COMPRESSED);
                     let raw_len = u32::try_from(body.len()).unwrap_or(u32::MAX);
@@ -417,21 +418,32 @@ mod tests {
         let mut buffer = BytesMut::new();
         let big = (2u32 << 20).to_be_bytes();
         let mut reader: &[u8] = &big;
-        let err = read_frame(&mut reader, &mut buffer, 1 << 20).await.unwrap_err();
+        let err = read_frame(&mut reader, &mut buffer, 1 << 20)
+            .await
+            .unwrap_err();
         assert!(matches!(err, FrameError::Oversized { .. }));
 
         let mut truncated = 100u32.to_be_bytes().to_vec();
         truncated.extend_from_slice(&[1, 0, 3]);
         let mut reader: &[u8] = &truncated;
-        let err = read_frame(&mut reader, &mut buffer, 1 << 20).await.unwrap_err();
+        let err = read_frame(&mut reader, &mut buffer, 1 << 20)
+            .await
+            .unwrap_err();
         assert!(matches!(err, FrameError::Truncated));
 
         let mut reader: &[u8] = &[0, 0];
-        let err = read_frame(&mut reader, &mut buffer, 1 << 20).await.unwrap_err();
+        let err = read_frame(&mut reader, &mut buffer, 1 << 20)
+            .await
+            .unwrap_err();
         assert!(matches!(err, FrameError::Truncated));
 
         let mut reader: &[u8] = &[];
-        assert!(read_frame(&mut reader, &mut buffer, 1 << 20).await.unwrap().is_none());
+        assert!(
+            read_frame(&mut reader, &mut buffer, 1 << 20)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     proptest! {

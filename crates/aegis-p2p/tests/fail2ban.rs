@@ -70,7 +70,11 @@ async fn fail2ban_filter_bans_exactly_the_outsiders_address() {
     );
     let (rogue, _ir) = start(rogue_config, cluster.outsider_identity()).await;
     let (b, _ib) = start(
-        cluster.config(1, 0, vec![address(a.local_addr()), address(rogue.local_addr())]),
+        cluster.config(
+            1,
+            0,
+            vec![address(a.local_addr()), address(rogue.local_addr())],
+        ),
         cluster.identity(1),
     )
     .await;
@@ -78,9 +82,15 @@ async fn fail2ban_filter_bans_exactly_the_outsiders_address() {
     wait_for(WAIT, "honest peers connected", || a.peer_count() == 1).await;
     // The ban ends after block_duration, and the outsider is refused again after it.
     let banned_at = std::time::Instant::now();
-    wait_for(Duration::from_secs(5), "ban lifted", || !a.is_banned(rogue_ip)).await;
+    wait_for(Duration::from_secs(5), "ban lifted", || {
+        !a.is_banned(rogue_ip)
+    })
+    .await;
     assert!(banned_at.elapsed() >= Duration::from_millis(1500));
-    wait_for(WAIT, "refused again after the ban", || a.metrics().auth_failures.get() >= 4).await;
+    wait_for(WAIT, "refused again after the ban", || {
+        a.metrics().auth_failures.get() >= 4
+    })
+    .await;
     rogue.shutdown();
     b.shutdown();
     a.shutdown();
@@ -90,10 +100,19 @@ async fn fail2ban_filter_bans_exactly_the_outsiders_address() {
     if let Some(keep) = std::env::var_os("AEGIS_P2P_KEEP_LOG") {
         std::fs::write(keep, &log).unwrap();
     }
-    let expected_line = format!("\"message\":\"Authentication failed for peer from {rogue_ip}: public key ");
-    assert!(log.contains(&expected_line), "log lacks {expected_line}:\n{log}");
-    assert!(log.contains(&format!("\"message\":\"Unauthorized access from {rogue_ip}: banned for 2 s\"")));
-    assert!(log.contains("Authentication failed for peer at "), "outbound failures are logged too");
+    let expected_line =
+        format!("\"message\":\"Authentication failed for peer from {rogue_ip}: public key ");
+    assert!(
+        log.contains(&expected_line),
+        "log lacks {expected_line}:\n{log}"
+    );
+    assert!(log.contains(&format!(
+        "\"message\":\"Unauthorized access from {rogue_ip}: banned for 2 s\""
+    )));
+    assert!(
+        log.contains("Authentication failed for peer at "),
+        "outbound failures are logged too"
+    );
     assert!(log.contains("\"level\":\"WARNING\""));
 
     let Some(ips) = fail2ban_regex(&log_path, filter_path().to_str().unwrap()) else {
@@ -104,7 +123,11 @@ async fn fail2ban_filter_bans_exactly_the_outsiders_address() {
         return;
     };
     let distinct: BTreeSet<&str> = ips.iter().map(String::as_str).collect();
-    assert_eq!(distinct, BTreeSet::from([rogue_ip.to_string().as_str()]), "{ips:?}");
+    assert_eq!(
+        distinct,
+        BTreeSet::from([rogue_ip.to_string().as_str()]),
+        "{ips:?}"
+    );
     // max_failures + 1 failures after the ban, plus the ban line.
     assert!(ips.len() >= 5, "{ips:?}");
 }

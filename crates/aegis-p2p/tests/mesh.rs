@@ -13,7 +13,9 @@ use common::{Cluster, address, free_port, start, wait_for};
 const WAIT: Duration = Duration::from_secs(15);
 
 fn full_mesh(nodes: &[P2pNetwork]) -> bool {
-    nodes.iter().all(|node| node.peer_count() == nodes.len() - 1)
+    nodes
+        .iter()
+        .all(|node| node.peer_count() == nodes.len() - 1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,9 +32,12 @@ async fn two_nodes_connect_and_exchange_messages() {
     })
     .await;
 
-    a.send(ValidatorId(1), Message::new(tags::CONSENSUS, b"from a".to_vec()))
-        .await
-        .unwrap();
+    a.send(
+        ValidatorId(1),
+        Message::new(tags::CONSENSUS, b"from a".to_vec()),
+    )
+    .await
+    .unwrap();
     let got = inbox_b.recv().await.unwrap();
     assert_eq!(got.from, ValidatorId(0));
     assert_eq!(got.public_key, cluster.keys[0].public_key());
@@ -41,15 +46,21 @@ async fn two_nodes_connect_and_exchange_messages() {
 
     // Many messages in both directions arrive complete and in order (batched frames).
     for i in 0..500u32 {
-        b.try_send(ValidatorId(0), Message::new(tags::SYNC, i.to_be_bytes().to_vec()))
-            .unwrap();
+        b.try_send(
+            ValidatorId(0),
+            Message::new(tags::SYNC, i.to_be_bytes().to_vec()),
+        )
+        .unwrap();
     }
     for i in 0..500u32 {
         let got = inbox_a.recv().await.unwrap();
         assert_eq!(got.from, ValidatorId(1));
         assert_eq!(&got.payload[..], &i.to_be_bytes());
     }
-    assert_eq!(b.broadcast(Message::new(tags::CONSENSUS, vec![7u8; 200_000])), 1);
+    assert_eq!(
+        b.broadcast(Message::new(tags::CONSENSUS, vec![7u8; 200_000])),
+        1
+    );
     assert_eq!(inbox_a.recv().await.unwrap().payload.len(), 200_000);
 
     // A message above the frame bound is refused at the sender, not sent.
@@ -95,7 +106,10 @@ async fn four_nodes_form_a_full_mesh_from_bootstrap_lists() {
         );
     }
     for (i, node) in nodes.iter().enumerate() {
-        assert_eq!(node.broadcast(Message::new(tags::CONSENSUS, vec![i as u8; 10])), 3);
+        assert_eq!(
+            node.broadcast(Message::new(tags::CONSENSUS, vec![i as u8; 10])),
+            3
+        );
     }
     for (i, inbox) in inboxes.iter_mut().enumerate() {
         let mut from: Vec<u16> = Vec::new();
@@ -122,12 +136,16 @@ async fn peer_exchange_completes_the_mesh_and_peers_file_survives_restart() {
     let mut inboxes = Vec::new();
     let mut ports = vec![nodes[0].local_addr().port()];
     for i in 1..4 {
-        let (node, inbox) = start(cluster.config(i, 0, bootstrap.clone()), cluster.identity(i)).await;
+        let (node, inbox) =
+            start(cluster.config(i, 0, bootstrap.clone()), cluster.identity(i)).await;
         ports.push(node.local_addr().port());
         nodes.push(node);
         inboxes.push(inbox);
     }
-    wait_for(WAIT, "full mesh through peer exchange", || full_mesh(&nodes)).await;
+    wait_for(WAIT, "full mesh through peer exchange", || {
+        full_mesh(&nodes)
+    })
+    .await;
     let peers_file = cluster.node_dir(3).join("data/p2p/peers.json");
     wait_for(WAIT, "peers.json with 3 validators", || {
         std::fs::read_to_string(&peers_file)
@@ -162,7 +180,10 @@ async fn dead_peer_is_dropped_and_redialled() {
     wait_for(WAIT, "a drops the dead peer", || a.peer_count() == 0).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (b2, _ib2) = start(cluster.config(1, port_b, vec![]), cluster.identity(1)).await;
-    wait_for(WAIT, "a redials b", || a.peer_count() == 1 && b2.peer_count() == 1).await;
+    wait_for(WAIT, "a redials b", || {
+        a.peer_count() == 1 && b2.peer_count() == 1
+    })
+    .await;
     a.shutdown();
     b2.shutdown();
 }
@@ -179,8 +200,15 @@ async fn a_slow_peer_is_cut_off_and_the_others_keep_receiving() {
     sender_config.peer_queue_messages = 16;
     sender_config.peer_queue_bytes = 1 << 20;
     let (a, _ia) = start(sender_config, cluster.identity(0)).await;
-    let (b, mut ib) = start(cluster.config(1, 0, vec![address(a.local_addr())]), cluster.identity(1)).await;
-    wait_for(WAIT, "a connected to b and the slow node", || a.peer_count() == 2).await;
+    let (b, mut ib) = start(
+        cluster.config(1, 0, vec![address(a.local_addr())]),
+        cluster.identity(1),
+    )
+    .await;
+    wait_for(WAIT, "a connected to b and the slow node", || {
+        a.peer_count() == 2
+    })
+    .await;
 
     let payload = vec![0u8; 64 * 1024];
     let mut cut_off = false;
@@ -190,17 +218,26 @@ async fn a_slow_peer_is_cut_off_and_the_others_keep_receiving() {
             break;
         }
         // b keeps up: it has each message before the next is sent.
-        let got = tokio::time::timeout(WAIT, ib.recv()).await.unwrap().unwrap();
+        let got = tokio::time::timeout(WAIT, ib.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got.payload.len(), payload.len());
     }
     assert!(cut_off, "the slow peer was never disconnected");
     // b is still connected and receiving.
-    a.send(ValidatorId(1), Message::new(tags::CONSENSUS, b"still here".to_vec()))
-        .await
-        .unwrap();
+    a.send(
+        ValidatorId(1),
+        Message::new(tags::CONSENSUS, b"still here".to_vec()),
+    )
+    .await
+    .unwrap();
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let got = tokio::time::timeout(WAIT, ib.recv()).await.unwrap().unwrap();
+        let got = tokio::time::timeout(WAIT, ib.recv())
+            .await
+            .unwrap()
+            .unwrap();
         if &got.payload[..] == b"still here" {
             break;
         }
@@ -226,7 +263,9 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
     let store = aegis_p2p::TlsStore::load(files).unwrap();
     let connector = tokio_rustls::TlsConnector::from(store.client_config().unwrap());
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(std::net::SocketAddr::new(cluster.ip(1), 0)).unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(cluster.ip(1), 0))
+        .unwrap();
     let tcp = socket.connect(a.local_addr()).await.unwrap();
     let server_name = rustls::pki_types::ServerName::try_from("node0").unwrap();
     let mut tls = connector.connect(server_name, tcp).await.unwrap();
@@ -241,7 +280,10 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
     assert_eq!(peer.id, ValidatorId(0));
     wait_for(WAIT, "zombie registered", || a.peer_count() == 1).await;
     let since = std::time::Instant::now();
-    wait_for(WAIT, "zombie dropped after the ping timeout", || a.peer_count() == 0).await;
+    wait_for(WAIT, "zombie dropped after the ping timeout", || {
+        a.peer_count() == 0
+    })
+    .await;
     assert!(since.elapsed() < Duration::from_secs(5));
     drop(tls);
     a.shutdown();

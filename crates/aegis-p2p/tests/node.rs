@@ -45,9 +45,11 @@ async fn metrics_status_and_health_reflect_the_mesh() {
     let b = node::start(options(&cluster, 1, vec![address(a.network.local_addr())]))
         .await
         .unwrap();
-    wait_for(Duration::from_secs(15), "connected with a ping answered", || {
-        a.network.peers().first().is_some_and(|p| p.rtt.is_some())
-    })
+    wait_for(
+        Duration::from_secs(15),
+        "connected with a ping answered",
+        || a.network.peers().first().is_some_and(|p| p.rtt.is_some()),
+    )
     .await;
 
     let (head, metrics) = get(a.metrics_addr.unwrap(), "/metrics").await;
@@ -73,12 +75,18 @@ async fn metrics_status_and_health_reflect_the_mesh() {
 
     let (head, health) = get(a.api_addr.unwrap(), "/health").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("x-response-time: "), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-response-time: "),
+        "{head}"
+    );
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["status"], "healthy");
 
     b.shutdown();
-    wait_for(Duration::from_secs(15), "a alone", || a.network.peer_count() == 0).await;
+    wait_for(Duration::from_secs(15), "a alone", || {
+        a.network.peer_count() == 0
+    })
+    .await;
     let (_, status) = get(a.metrics_addr.unwrap(), "/status").await;
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["sync_status"], "isolated");

@@ -39,23 +39,42 @@ async fn tls_client(
         .unwrap()
 }
 
-async fn served_certificate(node: &P2pNetwork, client: &TlsFiles, source: IpAddr) -> CertificateDer<'static> {
+async fn served_certificate(
+    node: &P2pNetwork,
+    client: &TlsFiles,
+    source: IpAddr,
+) -> CertificateDer<'static> {
     let tls = tls_client(client, source, node.local_addr()).await;
     tls.get_ref().1.peer_certificates().unwrap()[0].clone()
 }
 
-async fn connected_pair(cluster: &Cluster) -> (P2pNetwork, P2pNetwork, aegis_p2p::Inbox, aegis_p2p::Inbox) {
+async fn connected_pair(
+    cluster: &Cluster,
+) -> (P2pNetwork, P2pNetwork, aegis_p2p::Inbox, aegis_p2p::Inbox) {
     let (a, ia) = start(cluster.config(0, 0, vec![]), cluster.identity(0)).await;
-    let (b, ib) = start(cluster.config(1, 0, vec![address(a.local_addr())]), cluster.identity(1)).await;
-    wait_for(WAIT, "a and b connected", || a.peer_count() == 1 && b.peer_count() == 1).await;
+    let (b, ib) = start(
+        cluster.config(1, 0, vec![address(a.local_addr())]),
+        cluster.identity(1),
+    )
+    .await;
+    wait_for(WAIT, "a and b connected", || {
+        a.peer_count() == 1 && b.peer_count() == 1
+    })
+    .await;
     (a, b, ia, ib)
 }
 
 async fn still_talking(a: &P2pNetwork, ib: &mut aegis_p2p::Inbox) {
-    a.send(ValidatorId(1), Message::new(tags::CONSENSUS, b"alive".to_vec()))
+    a.send(
+        ValidatorId(1),
+        Message::new(tags::CONSENSUS, b"alive".to_vec()),
+    )
+    .await
+    .unwrap();
+    let got = tokio::time::timeout(WAIT, ib.recv())
         .await
+        .unwrap()
         .unwrap();
-    let got = tokio::time::timeout(WAIT, ib.recv()).await.unwrap().unwrap();
     assert_eq!(&got.payload[..], b"alive");
 }
 
@@ -68,7 +87,14 @@ async fn openssl_s_client_completes_tls13_and_sees_the_node_certificate() {
     let target = address(node.local_addr());
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new("openssl")
-            .args(["s_client", "-connect", &target, "-tls1_3", "-servername", "node0"])
+            .args([
+                "s_client",
+                "-connect",
+                &target,
+                "-tls1_3",
+                "-servername",
+                "node0",
+            ])
             .stdin(Stdio::null())
             .output()
             .expect("openssl is installed")
@@ -83,9 +109,15 @@ async fn openssl_s_client_completes_tls13_and_sees_the_node_certificate() {
         .and_then(|rest| rest.split("-----END CERTIFICATE-----").next())
         .expect("s_client printed the certificate");
     let strip = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
-    assert!(strip(&cert_pem).contains(&strip(served)), "s_client shows the node certificate");
+    assert!(
+        strip(&cert_pem).contains(&strip(served)),
+        "s_client shows the node certificate"
+    );
     // The probe had no client certificate: refused and counted as a failed authentication.
-    wait_for(WAIT, "probe counted", || node.metrics().auth_failures.get() >= 1).await;
+    wait_for(WAIT, "probe counted", || {
+        node.metrics().auth_failures.get() >= 1
+    })
+    .await;
     node.shutdown();
 }
 
@@ -99,9 +131,14 @@ async fn bad_input_is_refused_counted_and_honest_peers_keep_talking() {
 
     // Plaintext on the TLS port.
     let mut plain = connect_from(attacker(0), target).await;
-    plain.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut sink = Vec::new();
-    let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut sink)).await.unwrap();
+    let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut sink))
+        .await
+        .unwrap();
 
     // A handshake that never finishes: connect and say nothing.
     let mut silent = connect_from(attacker(1), target).await;
@@ -121,9 +158,14 @@ async fn bad_input_is_refused_counted_and_honest_peers_keep_talking() {
     truncated.write_all(&[0, 0, 0, 100, 1, 0, 3]).await.unwrap();
     truncated.shutdown().await.unwrap();
 
-    wait_for(WAIT, "five failures counted", || a.metrics().auth_failures.get() == 5).await;
+    wait_for(WAIT, "five failures counted", || {
+        a.metrics().auth_failures.get() == 5
+    })
+    .await;
     // The stalled connection was closed by the handshake timeout.
-    let n = tokio::time::timeout(WAIT, silent.read(&mut [0u8; 16])).await.unwrap();
+    let n = tokio::time::timeout(WAIT, silent.read(&mut [0u8; 16]))
+        .await
+        .unwrap();
     assert!(matches!(n, Ok(0) | Err(_)));
     drop((garbage, oversized));
     assert_eq!(a.peer_count(), 1);
@@ -151,8 +193,15 @@ async fn a_connection_flood_leaves_honest_peers_connected() {
         }
     }
     // A third validator joins during the flood.
-    let (c, _ic) = start(cluster.config(2, 0, vec![address(target)]), cluster.identity(2)).await;
-    wait_for(WAIT, "c joins during the flood", || a.peer_count() == 2 && c.peer_count() >= 1).await;
+    let (c, _ic) = start(
+        cluster.config(2, 0, vec![address(target)]),
+        cluster.identity(2),
+    )
+    .await;
+    wait_for(WAIT, "c joins during the flood", || {
+        a.peer_count() == 2 && c.peer_count() >= 1
+    })
+    .await;
     assert!(b.peer_count() >= 1);
     still_talking(&a, &mut ib).await;
     drop(held);
@@ -168,7 +217,10 @@ async fn an_expired_certificate_is_refused() {
     let mut config = cluster.config(1, 0, vec![address(a.local_addr())]);
     config.tls = common::expired(&cluster.node_dir(1), "expired");
     let (b, _ib) = start(config, cluster.identity(1)).await;
-    wait_for(WAIT, "expired certificate refused", || a.metrics().auth_failures.get() >= 1).await;
+    wait_for(WAIT, "expired certificate refused", || {
+        a.metrics().auth_failures.get() >= 1
+    })
+    .await;
     assert_eq!(a.peer_count(), 0);
     assert_eq!(b.peer_count(), 0);
     a.shutdown();
@@ -186,14 +238,20 @@ async fn with_a_network_ca_foreign_certificates_are_refused() {
     let mut ca_b = cluster.config(1, 0, vec![address(a.local_addr())]);
     ca_b.tls = ca.issue(&cluster.node_dir(1), "node1");
     let (b, _ib) = start(ca_b, cluster.identity(1)).await;
-    wait_for(WAIT, "CA-issued peers connect", || a.peer_count() == 1 && b.peer_count() == 1).await;
+    wait_for(WAIT, "CA-issued peers connect", || {
+        a.peer_count() == 1 && b.peer_count() == 1
+    })
+    .await;
 
     // A validator key is not enough: its certificate must come from the network CA.
     let mut foreign = cluster.config(2, 0, vec![address(a.local_addr())]);
     foreign.tls = other_ca.issue(&cluster.node_dir(2), "node2");
     foreign.tls.ca_file = ca_b_file(&cluster);
     let (c, _ic) = start(foreign, cluster.identity(2)).await;
-    wait_for(WAIT, "foreign certificate refused", || a.metrics().auth_failures.get() >= 1).await;
+    wait_for(WAIT, "foreign certificate refused", || {
+        a.metrics().auth_failures.get() >= 1
+    })
+    .await;
     assert_eq!(a.peer_count(), 1);
     assert_eq!(c.peer_count(), 0);
     a.shutdown();
@@ -223,8 +281,17 @@ async fn rsa_ecdsa_and_ed25519_certificates_interoperate() {
     };
     run(&["genrsa", "-out", key.to_str().unwrap(), "2048"]);
     run(&[
-        "req", "-new", "-x509", "-key", key.to_str().unwrap(), "-out", crt.to_str().unwrap(),
-        "-days", "365", "-subj", "/C=US/ST=State/L=City/O=Organization/CN=aegis.local",
+        "req",
+        "-new",
+        "-x509",
+        "-key",
+        key.to_str().unwrap(),
+        "-out",
+        crt.to_str().unwrap(),
+        "-days",
+        "365",
+        "-subj",
+        "/C=US/ST=State/L=City/O=Organization/CN=aegis.local",
     ]);
     let mut rsa = cluster.config(0, 0, vec![]);
     rsa.tls = TlsFiles {
@@ -282,7 +349,11 @@ async fn renewed_certificate_is_served_without_restart() {
     assert_eq!(after, expected_der);
     // Explicit reload (the SIGHUP path) works too, and peers still authenticate.
     assert!(a.reload_tls().unwrap());
-    let (b, _ib) = start(cluster.config(1, 0, vec![address(a.local_addr())]), cluster.identity(1)).await;
+    let (b, _ib) = start(
+        cluster.config(1, 0, vec![address(a.local_addr())]),
+        cluster.identity(1),
+    )
+    .await;
     wait_for(WAIT, "peer connects after renewal", || a.peer_count() == 1).await;
     a.shutdown();
     b.shutdown();
@@ -308,6 +379,11 @@ async fn a_node_outside_the_validator_set_is_refused_then_banned() {
     assert_eq!(a.metrics().auth_failures.get(), 3);
     assert_eq!(a.peer_count(), 0);
     rogue.shutdown();
-    wait_for(Duration::from_secs(5), "ban lifted after block_duration", || !a.is_banned(rogue_ip)).await;
+    wait_for(
+        Duration::from_secs(5),
+        "ban lifted after block_duration",
+        || !a.is_banned(rogue_ip),
+    )
+    .await;
     a.shutdown();
 }

@@ -16,7 +16,14 @@ use std::time::{Duration, Instant};
 
 fn aegis() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_aegis"));
-    for var in ["AEGIS_ENCRYPTION_KEY", "AEGIS_HOME", "AEGIS_NODE_ID", "DATABASE_URL", "AEGIS_LOG", "RUST_LOG"] {
+    for var in [
+        "AEGIS_ENCRYPTION_KEY",
+        "AEGIS_HOME",
+        "AEGIS_NODE_ID",
+        "DATABASE_URL",
+        "AEGIS_LOG",
+        "RUST_LOG",
+    ] {
         command.env_remove(var);
     }
     command
@@ -54,7 +61,11 @@ fn http_get(port: u16, path: &str) -> Option<(String, String)> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
@@ -73,7 +84,14 @@ fn four_aegis_run_processes_form_a_full_mesh() {
     let out = dir.path().join("net");
     let base = base_port(4);
     let status = aegis()
-        .args(["testnet", "--validators", "4", "--base-port", &base.to_string(), "--out"])
+        .args([
+            "testnet",
+            "--validators",
+            "4",
+            "--base-port",
+            &base.to_string(),
+            "--out",
+        ])
         .arg(&out)
         .stdout(Stdio::null())
         .status()
@@ -101,7 +119,9 @@ fn four_aegis_run_processes_form_a_full_mesh() {
         }
         if Instant::now() > deadline {
             let logs: String = (0..4)
-                .map(|i| std::fs::read_to_string(out.join(format!("node{i}.out"))).unwrap_or_default())
+                .map(|i| {
+                    std::fs::read_to_string(out.join(format!("node{i}.out"))).unwrap_or_default()
+                })
                 .collect();
             panic!("no full mesh: peers per node {counts:?}\n{logs}");
         }
@@ -118,18 +138,29 @@ fn four_aegis_run_processes_form_a_full_mesh() {
     assert!(status["sync_status"].is_string());
     let (head, health) = http_get(base + 80, "/health").unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("x-response-time:"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-response-time:"),
+        "{head}"
+    );
     assert!(health.contains("\"status\":\"healthy\""), "{health}");
 
     // The P2P port speaks TLS 1.3 to a plain client and shows the node certificate.
     let s_client = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{base}"), "-tls1_3"])
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{base}"),
+            "-tls1_3",
+        ])
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
         .expect("openssl is installed");
     let text = String::from_utf8_lossy(&s_client.stdout);
-    assert!(text.contains("TLSv1.3") && text.contains("CN = node0"), "{text}");
+    assert!(
+        text.contains("TLSv1.3") && text.contains("CN = node0"),
+        "{text}"
+    );
 
     // The JSON log file records peers (and the probe's refusal, with its address).
     let log = std::fs::read_to_string(out.join("node0/logs/aegis.log")).unwrap();
@@ -146,7 +177,11 @@ fn assert_known_peers_file(path: &Path) {
         if count == 3 {
             return;
         }
-        assert!(Instant::now() < deadline, "{} lists {count} peers", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} lists {count} peers",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
