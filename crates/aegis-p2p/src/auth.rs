@@ -328,6 +328,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn another_chain_is_refused() {
+        let (ka, kb) = (SecretKey::generate(), SecretKey::generate());
+        let g = genesis(&[ka.public_key(), kb.public_key()]);
+        let mut other = g.clone();
+        other.chain_id = "other-chain".into();
+        let a = Identity::new(ka.clone(), &g).unwrap();
+        let b = Identity::new(kb.clone(), &other).unwrap();
+        let (ra, _) = run_pair(&a, &b, [7; 32], [7; 32]).await;
+        assert!(
+            matches!(ra, Err(AuthError::ChainId(ref id)) if id == "other-chain"),
+            "{ra:?}"
+        );
+        // Same chain id, different genesis (another validator list or time).
+        let mut forked = g.clone();
+        forked.genesis_time_ms = 1;
+        let b = Identity::new(kb, &forked).unwrap();
+        let (ra, _) = run_pair(&a, &b, [7; 32], [7; 32]).await;
+        assert!(matches!(ra, Err(AuthError::GenesisHash(_))), "{ra:?}");
+    }
+
+    #[tokio::test]
     async fn reflected_hello_is_refused() {
         let ka = SecretKey::generate();
         let g = genesis(&[ka.public_key()]);

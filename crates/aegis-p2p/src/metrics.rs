@@ -240,6 +240,11 @@ impl P2pMetrics {
             .inc_by(count);
     }
 
+    /// Frame bytes sent or received so far.
+    pub fn bytes_total(&self, direction: Direction) -> u64 {
+        self.byte_counters[direction.index()].get()
+    }
+
     /// Connections open now in `direction` (for `/status` and tests).
     pub fn connections(&self, direction: Direction) -> i64 {
         self.connection_gauges[direction.index()].get()

@@ -288,3 +288,35 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
     drop(tls);
     a.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_frames_arrive_intact_and_smaller() {
+    let cluster = Cluster::new(2, 17);
+    let mut config_a = cluster.config(0, 0, vec![]);
+    config_a.message_compression = true;
+    let (a, mut ia) = start(config_a, cluster.identity(0)).await;
+    let mut config_b = cluster.config(1, 0, vec![address(a.local_addr())]);
+    config_b.message_compression = true;
+    let (b, _ib) = start(config_b, cluster.identity(1)).await;
+    wait_for(WAIT, "connected", || {
+        a.peer_count() == 1 && b.peer_count() == 1
+    })
+    .await;
+    let sent_before = b.metrics().bytes_total(aegis_p2p::Direction::Outbound);
+    let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 7) as u8).collect();
+    b.send(ValidatorId(0), Message::new(tags::SYNC, payload.clone()))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(WAIT, ia.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got.payload[..], &payload[..]);
+    let sent = b.metrics().bytes_total(aegis_p2p::Direction::Outbound) - sent_before;
+    assert!(
+        sent < payload.len() as u64 / 10,
+        "{sent} bytes on the wire for 1 MB of pattern"
+    );
+    a.shutdown();
+    b.shutdown();
+}
