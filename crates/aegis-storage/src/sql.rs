@@ -291,6 +291,27 @@ impl SqlStore {
                 Some(row) => Some(tip_from_row(&row)?),
                 None => None,
             };
+            // Blocks already stored with the same hash are skipped, so an append retried
+            // after an ambiguous failure (the connection died during COMMIT) succeeds.
+            let mut skip = 0;
+            if let Some(tip) = tip {
+                for block in blocks.iter().take_while(|b| b.height as u64 <= tip.height) {
+                    let stored: Option<String> = sqlx::query("SELECT hash FROM blocks WHERE height = $1")
+                        .bind(block.height)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .and_then(|row| row.map(|r| r.try_get::<String, _>(0)).transpose())
+                        .map_err(StorageError::db(CONTEXT))?;
+                    if stored.as_deref() != Some(block.hash.to_hex().as_str()) {
+                        return Err(StorageError::NotNext { tip: tip.height, got: block.height as u64 });
+                    }
+                    skip += 1;
+                }
+            }
+            let blocks = &blocks[skip..];
+            let Some(first) = blocks.first() else {
+                return Ok(());
+            };
             check_follows(tip, first)?;
             for block in blocks {
                 sqlx::query(

@@ -46,6 +46,8 @@ impl PgCluster {
             .map_err(|e| format!("create temporary directory: {e}"))?;
         let dir = tmp.keep();
         let data = dir.join("data");
+        // From here on the reaper removes the directory (and stops the server) whatever happens.
+        spawn_reaper(&bin_dir, &run_as, &dir);
         if let Some(user) = &run_as {
             chown_to(&dir, user)?;
         }
@@ -80,7 +82,6 @@ impl PgCluster {
             .arg(dir.join("server.log"))
             .args(["-w", "-t", "60", "start"]);
         run(pg_ctl, "pg_ctl start")?;
-        spawn_reaper(&bin_dir, &run_as, &dir);
         Ok(PgCluster {
             dir,
             port,

@@ -66,6 +66,8 @@ pub trait Ledger: Send + Sync {
     ///
     /// The block must be the next one (`tip + 1`, linking to the tip's hash) and the
     /// certificate must name it. Signatures are not checked here: the engine did that.
+    /// Appending a block that is already stored (same height and hash) is a no-op, so an
+    /// append retried after an error whose outcome was unknown is safe.
     fn append_block<'a>(
         &'a self,
         block: &'a Block,

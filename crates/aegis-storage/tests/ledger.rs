@@ -110,12 +110,13 @@ async fn appends_that_do_not_follow_the_tip_are_refused(db: TestDb) {
         "{error}"
     );
     store.append_block(&b1, &c1).await.unwrap();
-    // The same block twice.
-    let error = store.append_block(&b1, &c1).await.unwrap_err();
-    assert!(
-        matches!(error, StorageError::NotNext { tip: 1, got: 1 }),
-        "{error}"
-    );
+    // The same block again (a retry after an unknown outcome) is a no-op.
+    store.append_block(&b1, &c1).await.unwrap();
+    // Another block at a stored height is refused.
+    let mut other_chain = ChainFixture::new(4, "aegis-test");
+    let (other1, other_cert1) = other_chain.next_block(1, 1);
+    let error = store.append_block(&other1, &other_cert1).await.unwrap_err();
+    assert!(matches!(error, StorageError::NotNext { tip: 1, got: 1 }), "{error}");
     // A certificate for another block.
     let error = store.append_block(&b2, &c1).await.unwrap_err();
     assert!(
@@ -144,6 +145,14 @@ async fn appends_that_do_not_follow_the_tip_are_refused(db: TestDb) {
     assert_eq!(store.table_counts().await.unwrap(), (0, 1, 2));
     store.append_block(&b2, &c2).await.unwrap();
     assert_eq!(store.height().await.unwrap(), 2);
+    // A batch that overlaps the stored tip stores only the new blocks.
+    let (b3, c3) = fixture.next_block(2, 16);
+    let batch = vec![(b2.clone(), c2.clone()), (b3, c3)];
+    store.append_blocks(&batch).await.unwrap();
+    assert_eq!(store.height().await.unwrap(), 3);
+    assert_eq!(store.table_counts().await.unwrap(), (0, 3, 6));
+    let report = verify_chain(&store, &fixture.genesis).await.unwrap();
+    assert!(report.is_ok(), "{report}");
 }
 
 async fn migrations_run_twice_are_a_no_op(db: TestDb) {
