@@ -272,9 +272,9 @@ impl SqlStore {
 
     async fn append_prepared(&self, blocks: &[PreparedBlock<'_>]) -> Result<(), StorageError> {
         const CONTEXT: &str = "append block";
-        let Some(first) = blocks.first() else {
+        if blocks.is_empty() {
             return Ok(());
-        };
+        }
         let _guard = self.append_lock.lock().await;
         let postgres = matches!(self.pool, Pool::Postgres(_));
         on_pool!(self, pool => {
