@@ -48,6 +48,8 @@ pub struct NodeOptions {
     pub api: Option<HttpListen>,
     /// The node's registry; the P2P metrics are registered into it.
     pub metrics: Arc<aegis_telemetry::Metrics>,
+    /// What the node knows of its ledger, shown in `/status` and `/health`.
+    pub ledger: Arc<LedgerStatus>,
     /// Drain received messages (nothing else consumes them yet). Set to false when an
     /// engine takes [`RunningNode::take_inbox`].
     pub drain_inbox: bool,
@@ -89,7 +91,38 @@ impl RunningNode {
     }
 }
 
+/// The ledger's state as the HTTP endpoints report it, updated by whoever owns the store
+/// (the binary probes it periodically). A storage fault makes `/health` answer 503
+/// `unhealthy` with the reason, until the fault clears.
+#[derive(Debug, Default)]
+pub struct LedgerStatus {
+    height: AtomicU64,
+    fault: std::sync::Mutex<Option<String>>,
+}
+
+impl LedgerStatus {
+    pub fn set_height(&self, height: u64) {
+        self.height.store(height, Ordering::Relaxed);
+    }
+
+    pub fn height(&self) -> u64 {
+        self.height.load(Ordering::Relaxed)
+    }
+
+    /// Records a storage fault (`Some(reason)`) or its end (`None`).
+    pub fn set_fault(&self, fault: Option<String>) {
+        if let Ok(mut slot) = self.fault.lock() {
+            *slot = fault;
+        }
+    }
+
+    pub fn fault(&self) -> Option<String> {
+        self.fault.lock().ok().and_then(|slot| slot.clone())
+    }
+}
+
 struct StatusState {
+    ledger: Arc<LedgerStatus>,
     node_id: String,
     network: P2pNetwork,
     metrics: Arc<aegis_telemetry::Metrics>,
@@ -109,6 +142,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, NodeError> {
         metrics_path,
         api,
         metrics,
+        ledger,
         drain_inbox,
     } = options;
     let validators = identity.validators().len();
@@ -138,6 +172,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, NodeError> {
         Some(inbox)
     };
     let state = Arc::new(StatusState {
+        ledger,
         node_id,
         network: network.clone(),
         metrics,
@@ -252,7 +287,8 @@ async fn status_handler(State(state): State<Arc<StatusState>>) -> Response {
         "node_id": state.node_id,
         "validator_id": state.network.validator_id().map(|id| id.0),
         "public_key": state.network.public_key().to_hex(),
-        "block_height": 0,
+        "block_height": state.ledger.height(),
+        "storage": state.ledger.fault().map_or_else(|| json!("ok"), |fault| json!({ "fault": fault })),
         "sync_status": sync_status(&state, peers.len()),
         "consensus": "not running",
         "uptime_seconds": state.started.elapsed().as_secs(),
@@ -277,12 +313,20 @@ async fn status_handler(State(state): State<Arc<StatusState>>) -> Response {
 
 async fn health_handler(State(state): State<Arc<StatusState>>) -> Response {
     let peers = state.network.peer_count();
+    let fault = state.ledger.fault();
     let body = json!({
-        "status": "healthy",
+        "status": if fault.is_some() { "unhealthy" } else { "healthy" },
         "node_id": state.node_id,
         "peers": peers,
+        "block_height": state.ledger.height(),
         "sync_status": sync_status(&state, peers),
         "uptime_seconds": state.started.elapsed().as_secs(),
+        "storage": fault.as_deref().unwrap_or("ok"),
     });
-    (StatusCode::OK, axum::Json(body)).into_response()
+    let code = if fault.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, axum::Json(body)).into_response()
 }

@@ -34,6 +34,7 @@ fn options(cluster: &Cluster, i: usize, bootstrap: Vec<String>) -> NodeOptions {
         metrics_path: "/metrics".into(),
         api: Some(listen),
         metrics: Arc::new(aegis_telemetry::Metrics::new()),
+        ledger: Default::default(),
         drain_inbox: true,
     }
 }
@@ -81,6 +82,53 @@ async fn metrics_status_and_health_reflect_the_mesh() {
     );
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["status"], "healthy");
+    b.shutdown();
+    a.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_fault_turns_health_unhealthy_until_it_clears() {
+    let cluster = Cluster::new(1, 32);
+    let mut opts = options(&cluster, 0, vec![]);
+    let ledger = Arc::clone(&opts.ledger);
+    opts.ledger = Arc::clone(&ledger);
+    let a = node::start(opts).await.unwrap();
+    ledger.set_height(42);
+    ledger.set_fault(Some("database unreachable: connection refused".into()));
+    let (head, health) = get(a.api_addr.unwrap(), "/health").await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "unhealthy");
+    assert_eq!(
+        health["storage"],
+        "database unreachable: connection refused"
+    );
+    let (_, status) = get(a.metrics_addr.unwrap(), "/status").await;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["block_height"], 42);
+    assert_eq!(
+        status["storage"]["fault"],
+        "database unreachable: connection refused"
+    );
+    ledger.set_fault(None);
+    let (head, health) = get(a.api_addr.unwrap(), "/health").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "healthy");
+    a.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_goes_isolated_when_the_only_peer_leaves() {
+    let cluster = Cluster::new(2, 33);
+    let a = node::start(options(&cluster, 0, vec![])).await.unwrap();
+    let b = node::start(options(&cluster, 1, vec![address(a.network.local_addr())]))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(15), "connected", || {
+        a.network.peer_count() == 1
+    })
+    .await;
 
     b.shutdown();
     wait_for(Duration::from_secs(15), "a alone", || {

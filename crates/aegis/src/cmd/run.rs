@@ -62,11 +62,101 @@ async fn node_main(
         home = %node.config.home.display(),
         "AEGIS node starting"
     );
-    let network = start_network(&node, &sighup).await?;
+    let ledger_status = std::sync::Arc::new(aegis_p2p::node::LedgerStatus::default());
+    let store = match open_ledger(&node, &ledger_status).await {
+        Ok(store) => store,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let network = start_network(&node, &sighup, std::sync::Arc::clone(&ledger_status)).await?;
+    let probe = tokio::spawn(probe_ledger(store.clone(), ledger_status));
     shutdown_signal().await?;
+    probe.abort();
     network.shutdown();
+    store.ledger.close().await;
     info!("AEGIS node stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often the running node checks that its ledger is reachable.
+const LEDGER_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the ledger (creating or migrating the schema; an unreachable database is retried
+/// for `storage.pool_timeout`), records the genesis validators in `nodes`, and checks the tip
+/// block: a damaged tip stops the start with the words "integrity" and "corrupt".
+async fn open_ledger(
+    node: &Preflight,
+    status: &aegis_p2p::node::LedgerStatus,
+) -> anyhow::Result<aegis_storage::NodeStore> {
+    use aegis_storage::NodeRegistry;
+    let store_config = crate::cmd::db::store_config(&node.config);
+    let location = store_config.backend.location();
+    let store =
+        aegis_storage::NodeStore::open(&store_config, node.config.node.data_dir.join("consensus"))
+            .await
+            .with_context(|| format!("open the ledger at {location}"))?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    for validator in &node.genesis.validators {
+        let record = aegis_storage::NodeRecord {
+            public_key: validator.public_key,
+            name: validator.name.clone(),
+            p2p_address: validator.p2p_address.clone(),
+            api_address: validator.api_address.clone(),
+            is_validator: true,
+            first_seen_ms: now_ms,
+            last_seen_ms: None,
+        };
+        store
+            .upsert_node(&record)
+            .await
+            .with_context(|| format!("record validator {} in the nodes table", validator.name))?;
+    }
+    match aegis_storage::check_tip(&store, &node.genesis).await {
+        Ok(Some(tip)) => {
+            status.set_height(tip.height);
+            info!(height = tip.height, ledger = %location, "Ledger opened; tip block verified");
+        }
+        Ok(None) => info!(ledger = %location, "Ledger opened; no blocks yet"),
+        Err(error) => {
+            anyhow::bail!("ledger integrity check failed at start-up ({location}): {error}")
+        }
+    }
+    Ok(store)
+}
+
+/// Keeps `/health` and `/status` truthful: a ledger that stops answering (database lost,
+/// disk full) turns `/health` unhealthy with the reason, logged once, until it recovers.
+async fn probe_ledger(
+    store: aegis_storage::NodeStore,
+    status: std::sync::Arc<aegis_p2p::node::LedgerStatus>,
+) {
+    use aegis_storage::Ledger;
+    let mut interval = tokio::time::interval(LEDGER_PROBE_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match store.height().await {
+            Ok(height) => {
+                status.set_height(height);
+                if status.fault().is_some() {
+                    info!(height, "Ledger reachable again; node healthy");
+                    status.set_fault(None);
+                }
+            }
+            Err(error) => {
+                let reason = error.to_string();
+                if status.fault().as_deref() != Some(reason.as_str()) {
+                    tracing::error!(error = %reason, "Ledger unavailable; node unhealthy");
+                }
+                status.set_fault(Some(reason));
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
@@ -86,6 +176,7 @@ async fn shutdown_signal() -> anyhow::Result<()> {
 async fn start_network(
     node: &Preflight,
     sighup: &aegis_telemetry::SighupHub,
+    ledger: std::sync::Arc<aegis_p2p::node::LedgerStatus>,
 ) -> anyhow::Result<aegis_p2p::node::RunningNode> {
     let config = &node.config;
     let metrics = std::sync::Arc::new(aegis_telemetry::Metrics::new());
@@ -114,6 +205,7 @@ async fn start_network(
             port: config.api.port,
         }),
         metrics,
+        ledger,
         drain_inbox: true,
     })
     .await

@@ -1,0 +1,189 @@
+//! `aegis run` with a ledger: the node opens it, records the validators in `nodes`, checks
+//! the tip block at start-up and serves its height; a tampered tip stops the start.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn aegis() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aegis"));
+    for var in [
+        "AEGIS_ENCRYPTION_KEY",
+        "AEGIS_HOME",
+        "AEGIS_NODE_ID",
+        "DATABASE_URL",
+        "AEGIS_LOG",
+        "RUST_LOG",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    let mut stream = TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(1),
+    )
+    .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((head.to_owned(), body.to_owned()))
+}
+
+/// A kept benchmark chain of `blocks` blocks; node0's ports moved to free ones.
+fn chain(blocks: u64) -> (tempfile::TempDir, PathBuf, u16, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("net");
+    let status = aegis()
+        .args([
+            "bench",
+            "storage",
+            "--backend",
+            "sqlite",
+            "--blocks",
+            &blocks.to_string(),
+        ])
+        .args([
+            "--txs-per-block",
+            "4",
+            "--tx-size",
+            "32",
+            "--reads",
+            "4",
+            "--keep",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = out.join("node0/config/production.yaml");
+    let (p2p, api, metrics) = (free_port(), free_port(), free_port());
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("port: 8000\n", &format!("port: {p2p}\n"))
+        .replace("port: 8080\n", &format!("port: {api}\n"))
+        .replace(
+            "metrics_port: 9090\n",
+            &format!("metrics_port: {metrics}\n"),
+        );
+    std::fs::write(&config, text).unwrap();
+    (dir, config, api, metrics)
+}
+
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(config: &Path, out: &Path) -> Node {
+    let log = std::fs::File::create(out).unwrap();
+    Node(
+        aegis()
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn sql(db: &Path, statement: &str) -> String {
+    let script = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nr = c.execute(sys.argv[2]).fetchall()\nc.commit()\nprint(r)";
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .arg(db)
+        .arg(statement)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn node_serves_the_ledger_height_and_refuses_a_tampered_tip() {
+    let (dir, config, api, metrics) = chain(6);
+    let home = config.parent().unwrap().parent().unwrap().to_owned();
+    let db = home.join("data/blockchain.db");
+
+    let node = start(&config, &dir.path().join("run1.out"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some((_, body)) = http_get(metrics, "/status") {
+            break serde_json::from_str::<serde_json::Value>(&body).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no /status: {}",
+            std::fs::read_to_string(dir.path().join("run1.out")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status["block_height"], 6);
+    assert_eq!(status["storage"], "ok");
+    let (head, health) = http_get(api, "/health").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(health.contains("\"status\":\"healthy\""), "{health}");
+    drop(node);
+    assert_eq!(sql(&db, "SELECT COUNT(*) FROM nodes"), "[(4,)]");
+    let log = std::fs::read_to_string(home.join("logs/aegis.log")).unwrap();
+    assert!(log.contains("Ledger opened; tip block verified"), "{log}");
+
+    // Change one transaction of the tip block behind the node's back.
+    sql(
+        &db,
+        "UPDATE transactions SET nonce = nonce + 1 WHERE block_height = 6 AND tx_index = 0",
+    );
+    let output = aegis()
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ledger integrity check failed at start-up"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("height 6"), "{stderr}");
+    let log = std::fs::read_to_string(home.join("logs/aegis.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"level\":\"ERROR\"") && l.contains("integrity")),
+        "{log}"
+    );
+}
