@@ -59,29 +59,6 @@ fn replay_one_seed_is_deterministic() {
     assert!(first.events > 100);
 }
 
-/// The long run behind the acceptance figures, in release:
-/// `AEGIS_SIM_SEEDS=10000 cargo test --release -p aegis-sim --test random_seeds -- --ignored --nocapture`
-/// (the same as `aegis simulate --validators N --seeds K`).
-#[test]
-#[ignore = "long: ten thousand seeds per configuration"]
-fn many_seeds_release() {
-    let seeds = std::env::var("AEGIS_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000);
-    let start = std::env::var("AEGIS_SIM_START")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut total = 0;
-    for validators in [4, 7] {
-        let mut out = Vec::new();
-        total += run_cli(validators, seeds, start, &mut out).unwrap();
-        println!("{}", String::from_utf8_lossy(&out));
-    }
-    assert_eq!(total, 0);
-}
-
 /// Seeds that once failed, kept as regressions: laggards stuck in an old view (stale-commit
 /// sync hint), laggards below the others' stable checkpoint (stable-proof forwarding), and
 /// replicas split across two views after crashes waiting for a quorum that no longer existed
