@@ -15,12 +15,12 @@ use aegis_types::{
     Block, BlockHeader, CommitCertificate, Hash, PublicKey, Signature, Transaction, TxBody,
     merkle_root,
 };
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Postgres, QueryBuilder, Row, Sqlite};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 
 use crate::StorageError;
 use crate::config::{Backend, StoreConfig, redact_url};
@@ -42,6 +42,38 @@ enum Pool {
     Postgres(PgPool),
 }
 
+/// The connection every append goes through, outside the pool. One long-lived writer keeps
+/// its page cache (SQLite: another connection's write would invalidate it) and its prepared
+/// statements warm; it is reopened after any failed append.
+enum WriterConn {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+impl std::fmt::Debug for WriterConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriterConn::Sqlite(_) => "WriterConn::Sqlite",
+            WriterConn::Postgres(_) => "WriterConn::Postgres",
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+enum WriterOptions {
+    Sqlite(SqliteConnectOptions),
+    Postgres(PgConnectOptions),
+}
+
+impl WriterOptions {
+    async fn connect(&self) -> Result<WriterConn, sqlx::Error> {
+        Ok(match self {
+            WriterOptions::Sqlite(options) => WriterConn::Sqlite(options.connect().await?),
+            WriterOptions::Postgres(options) => WriterConn::Postgres(options.connect().await?),
+        })
+    }
+}
+
 /// Runs `$body` with `$pool` bound to whichever backend pool the store has.
 macro_rules! on_pool {
     ($self:expr, $pool:ident => $body:expr) => {
@@ -57,9 +89,10 @@ macro_rules! on_pool {
 pub struct SqlStore {
     pool: Pool,
     config: StoreConfig,
-    /// Appends are serialised in-process so the tip read inside the write transaction is
-    /// never raced by another append of this node.
-    append_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The writer connection, opened on first use. Appends are serialised on it, so the tip
+    /// read inside the write transaction is never raced by another append of this node.
+    writer: Arc<tokio::sync::Mutex<Option<WriterConn>>>,
+    writer_options: WriterOptions,
 }
 
 /// Whether opening may create or upgrade the schema.
@@ -93,16 +126,22 @@ impl SqlStore {
         config: &StoreConfig,
         mode: OpenMode,
     ) -> Result<(SqlStore, MigrationReport), StorageError> {
-        let pool = match &config.backend {
+        let (pool, writer_options) = match &config.backend {
             Backend::Sqlite { path } => {
-                Pool::Sqlite(connect_sqlite(config, path, mode == OpenMode::Migrate).await?)
+                let (pool, options) =
+                    connect_sqlite(config, path, mode == OpenMode::Migrate).await?;
+                (Pool::Sqlite(pool), WriterOptions::Sqlite(options))
             }
-            Backend::Postgres { url } => Pool::Postgres(connect_postgres(config, url).await?),
+            Backend::Postgres { url } => {
+                let (pool, options) = connect_postgres(config, url).await?;
+                (Pool::Postgres(pool), WriterOptions::Postgres(options))
+            }
         };
         let store = SqlStore {
             pool,
             config: config.clone(),
-            append_lock: Arc::new(tokio::sync::Mutex::new(())),
+            writer: Arc::new(tokio::sync::Mutex::new(None)),
+            writer_options,
         };
         if let Pool::Postgres(pool) = &store.pool {
             warn_if_not_durable(pool).await;
@@ -130,8 +169,18 @@ impl SqlStore {
         self.config.backend.kind()
     }
 
-    /// Closes every pooled connection (SQLite checkpoints its WAL on the last close).
+    /// Closes the writer and every pooled connection (SQLite checkpoints its WAL on the last
+    /// close).
     pub async fn close(&self) {
+        if let Some(conn) = self.writer.lock().await.take() {
+            let closed = match conn {
+                WriterConn::Sqlite(conn) => conn.close().await,
+                WriterConn::Postgres(conn) => conn.close().await,
+            };
+            if let Err(error) = closed {
+                tracing::debug!(%error, "closing the ledger writer connection failed");
+            }
+        }
         on_pool!(self, pool => pool.close().await);
     }
 
@@ -257,32 +306,104 @@ impl SqlStore {
     }
 
     /// Runs one SQL statement with no result, for tests and operator tools (fault injection,
-    /// `ANALYZE`). Not for untrusted text.
+    /// `ANALYZE`), on the connection appends use, so a per-connection setting (SQLite's
+    /// `PRAGMA max_page_count`) applies to them. Not for untrusted text.
     pub async fn execute_sql(&self, sql: &str) -> Result<u64, StorageError> {
         const CONTEXT: &str = "run SQL";
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
-        on_pool!(self, pool => {
-            sqlx::raw_sql(sql)
-                .execute(pool)
+        let mut writer = self.writer.lock().await;
+        match self.writer_conn(&mut writer).await? {
+            WriterConn::Sqlite(conn) => sqlx::raw_sql(sql)
+                .execute(conn)
                 .await
-                .map(|r| r.rows_affected())
-                .map_err(StorageError::db(CONTEXT))
-        })
+                .map(|r| r.rows_affected()),
+            WriterConn::Postgres(conn) => sqlx::raw_sql(sql)
+                .execute(conn)
+                .await
+                .map(|r| r.rows_affected()),
+        }
+        .map_err(StorageError::db(CONTEXT))
+    }
+
+    /// The writer connection, opened if there is none.
+    async fn writer_conn<'w>(
+        &self,
+        writer: &'w mut Option<WriterConn>,
+    ) -> Result<&'w mut WriterConn, StorageError> {
+        if writer.is_none() {
+            let conn = self
+                .writer_options
+                .connect()
+                .await
+                .map_err(StorageError::db("open the ledger writer connection"))?;
+            *writer = Some(conn);
+        }
+        writer
+            .as_mut()
+            .ok_or_else(|| StorageError::Config("ledger writer connection missing".to_owned()))
     }
 
     async fn append_prepared(&self, blocks: &[PreparedBlock<'_>]) -> Result<(), StorageError> {
-        const CONTEXT: &str = "append block";
         if blocks.is_empty() {
             return Ok(());
         }
-        let _guard = self.append_lock.lock().await;
-        let postgres = matches!(self.pool, Pool::Postgres(_));
+        let mut writer = self.writer.lock().await;
+        let result = append_on(self.writer_conn(&mut writer).await?, blocks).await;
+        if result.is_err() {
+            // Whatever state the failure left the connection in, the next append starts
+            // from a fresh one.
+            *writer = None;
+        }
+        result
+    }
+
+    async fn blocks_in(&self, from: u64, to: u64) -> Result<Vec<StoredBlock>, StorageError> {
+        const CONTEXT: &str = "read blocks";
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let to = to.min(from.saturating_add(MAX_RANGE_BLOCKS - 1));
+        let (from_i, to_i) = (to_i64(from), to_i64(to));
         on_pool!(self, pool => {
-            let mut tx = if postgres {
-                pool.begin().await.map_err(StorageError::db(CONTEXT))?
-            } else {
-                pool.begin_with("BEGIN IMMEDIATE").await.map_err(StorageError::db(CONTEXT))?
-            };
+            let rows = sqlx::query(
+                "SELECT height, hash, prev_hash, tx_root, proposer, consensus_view, timestamp_ms, tx_count, header, certificate \
+                 FROM blocks WHERE height >= $1 AND height <= $2 ORDER BY height",
+            )
+            .bind(from_i)
+            .bind(to_i)
+            .fetch_all(pool)
+            .await
+            .map_err(StorageError::db(CONTEXT))?;
+            let mut partial = Vec::with_capacity(rows.len());
+            for row in &rows {
+                partial.push(block_from_row(row)?);
+            }
+            if partial.is_empty() {
+                return Ok(Vec::new());
+            }
+            let tx_rows = sqlx::query(
+                "SELECT block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature \
+                 FROM transactions WHERE block_height >= $1 AND block_height <= $2 ORDER BY block_height, tx_index",
+            )
+            .bind(from_i)
+            .bind(to_i)
+            .fetch_all(pool)
+            .await
+            .map_err(StorageError::db(CONTEXT))?;
+            let mut txs = Vec::with_capacity(tx_rows.len());
+            for row in &tx_rows {
+                txs.push(tx_from_row(row)?);
+            }
+            assemble(partial, txs)
+        })
+    }
+}
+
+/// The body of [`append_on`], the same text for both backends.
+macro_rules! append_body {
+    ($tx:ident, $blocks:ident) => {{
+        let mut tx = $tx;
+        let blocks = $blocks;
             let tip = sqlx::query("SELECT height, hash FROM blocks ORDER BY height DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
                 .await
@@ -331,52 +452,33 @@ impl SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(StorageError::db(CONTEXT))?;
-                insert_transactions(&mut tx, block).await?;
+                tx.insert_transactions(block).await?;
             }
             tx.commit().await.map_err(StorageError::db(CONTEXT))?;
             Ok(())
-        })
-    }
-
-    async fn blocks_in(&self, from: u64, to: u64) -> Result<Vec<StoredBlock>, StorageError> {
-        const CONTEXT: &str = "read blocks";
-        if from > to {
-            return Ok(Vec::new());
         }
-        let to = to.min(from.saturating_add(MAX_RANGE_BLOCKS - 1));
-        let (from_i, to_i) = (to_i64(from), to_i64(to));
-        on_pool!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT height, hash, prev_hash, tx_root, proposer, consensus_view, timestamp_ms, tx_count, header, certificate \
-                 FROM blocks WHERE height >= $1 AND height <= $2 ORDER BY height",
-            )
-            .bind(from_i)
-            .bind(to_i)
-            .fetch_all(pool)
-            .await
-            .map_err(StorageError::db(CONTEXT))?;
-            let mut partial = Vec::with_capacity(rows.len());
-            for row in &rows {
-                partial.push(block_from_row(row)?);
-            }
-            if partial.is_empty() {
-                return Ok(Vec::new());
-            }
-            let tx_rows = sqlx::query(
-                "SELECT block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature \
-                 FROM transactions WHERE block_height >= $1 AND block_height <= $2 ORDER BY block_height, tx_index",
-            )
-            .bind(from_i)
-            .bind(to_i)
-            .fetch_all(pool)
-            .await
-            .map_err(StorageError::db(CONTEXT))?;
-            let mut txs = Vec::with_capacity(tx_rows.len());
-            for row in &tx_rows {
-                txs.push(tx_from_row(row)?);
-            }
-            assemble(partial, txs)
-        })
+    }
+}
+
+/// Appends `blocks` in one database transaction on the writer connection.
+async fn append_on(
+    conn: &mut WriterConn,
+    blocks: &[PreparedBlock<'_>],
+) -> Result<(), StorageError> {
+    const CONTEXT: &str = "append block";
+    match conn {
+        WriterConn::Sqlite(conn) => {
+            let tx = Connection::begin_with(conn, "BEGIN IMMEDIATE")
+                .await
+                .map_err(StorageError::db(CONTEXT))?;
+            append_body!(tx, blocks)
+        }
+        WriterConn::Postgres(conn) => {
+            let tx = Connection::begin(conn)
+                .await
+                .map_err(StorageError::db(CONTEXT))?;
+            append_body!(tx, blocks)
+        }
     }
 }
 
@@ -407,29 +509,16 @@ fn check_applied(rows: &[(i64, String, String)], postgres: bool) -> Result<i64, 
     Ok(version)
 }
 
-async fn insert_transactions<DB>(
-    tx: &mut sqlx::Transaction<'static, DB>,
-    block: &PreparedBlock<'_>,
-) -> Result<(), StorageError>
-where
-    DB: TxInserter,
-{
-    DB::insert(tx, block).await
-}
-
 /// How one backend inserts a block's transactions.
-trait TxInserter: sqlx::Database {
-    fn insert<'a>(
-        tx: &'a mut sqlx::Transaction<'static, Self>,
+trait TxInserter {
+    fn insert_transactions<'a>(
+        &'a mut self,
         block: &'a PreparedBlock<'_>,
     ) -> impl std::future::Future<Output = Result<(), StorageError>> + Send + 'a;
 }
 
-impl TxInserter for Sqlite {
-    async fn insert(
-        tx: &mut sqlx::Transaction<'static, Sqlite>,
-        block: &PreparedBlock<'_>,
-    ) -> Result<(), StorageError> {
+impl TxInserter for SqliteConnection {
+    async fn insert_transactions(&mut self, block: &PreparedBlock<'_>) -> Result<(), StorageError> {
         for (chunk_index, chunk) in block.txs.chunks(SQLITE_TX_ROWS_PER_INSERT).enumerate() {
             let base = chunk_index * SQLITE_TX_ROWS_PER_INSERT;
             let mut builder = QueryBuilder::<Sqlite>::new(
@@ -439,18 +528,18 @@ impl TxInserter for Sqlite {
                 let body = &prepared.tx.body;
                 row.push_bind(block.height)
                     .push_bind((base + i) as i32)
-                    .push_bind(prepared.id.to_hex())
+                    .push_bind(prepared.id.0.as_slice())
                     .push_bind(i16::from(body.version))
-                    .push_bind(body.chain_id.clone())
-                    .push_bind(body.sender.to_hex())
+                    .push_bind(body.chain_id.as_str())
+                    .push_bind(body.sender.0.as_slice())
                     .push_bind(body.nonce as i64)
-                    .push_bind(body.payload.clone())
-                    .push_bind(prepared.tx.signature.to_hex());
+                    .push_bind(body.payload.as_slice())
+                    .push_bind(prepared.tx.signature.0.as_slice());
             });
             builder
                 .build()
                 .persistent(true)
-                .execute(&mut **tx)
+                .execute(&mut *self)
                 .await
                 .map_err(StorageError::db("append block transactions"))?;
         }
@@ -458,38 +547,35 @@ impl TxInserter for Sqlite {
     }
 }
 
-impl TxInserter for Postgres {
-    async fn insert(
-        tx: &mut sqlx::Transaction<'static, Postgres>,
-        block: &PreparedBlock<'_>,
-    ) -> Result<(), StorageError> {
+impl TxInserter for PgConnection {
+    async fn insert_transactions(&mut self, block: &PreparedBlock<'_>) -> Result<(), StorageError> {
         if block.txs.is_empty() {
             return Ok(());
         }
         let n = block.txs.len();
         let mut indexes = Vec::with_capacity(n);
-        let mut ids = Vec::with_capacity(n);
+        let mut ids: Vec<&[u8]> = Vec::with_capacity(n);
         let mut versions = Vec::with_capacity(n);
         let mut chain_ids = Vec::with_capacity(n);
-        let mut senders = Vec::with_capacity(n);
+        let mut senders: Vec<&[u8]> = Vec::with_capacity(n);
         let mut nonces = Vec::with_capacity(n);
         let mut payloads: Vec<&[u8]> = Vec::with_capacity(n);
-        let mut signatures = Vec::with_capacity(n);
+        let mut signatures: Vec<&[u8]> = Vec::with_capacity(n);
         for (i, prepared) in block.txs.iter().enumerate() {
             let body = &prepared.tx.body;
             indexes.push(i as i32);
-            ids.push(prepared.id.to_hex());
+            ids.push(prepared.id.0.as_slice());
             versions.push(i16::from(body.version));
             chain_ids.push(body.chain_id.as_str());
-            senders.push(body.sender.to_hex());
+            senders.push(body.sender.0.as_slice());
             nonces.push(body.nonce as i64);
             payloads.push(body.payload.as_slice());
-            signatures.push(prepared.tx.signature.to_hex());
+            signatures.push(prepared.tx.signature.0.as_slice());
         }
         sqlx::query(
             "INSERT INTO transactions (block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature) \
              SELECT $1, t.tx_index, t.id, t.version, t.chain_id, t.sender, t.nonce, t.payload, t.signature \
-             FROM UNNEST($2::int4[], $3::text[], $4::int2[], $5::text[], $6::text[], $7::int8[], $8::bytea[], $9::text[]) \
+             FROM UNNEST($2::int4[], $3::bytea[], $4::int2[], $5::text[], $6::bytea[], $7::int8[], $8::bytea[], $9::bytea[]) \
              AS t(tx_index, id, version, chain_id, sender, nonce, payload, signature)",
         )
         .bind(block.height)
@@ -501,7 +587,7 @@ impl TxInserter for Postgres {
         .bind(nonces)
         .bind(payloads)
         .bind(signatures)
-        .execute(&mut **tx)
+        .execute(&mut *self)
         .await
         .map_err(StorageError::db("append block transactions"))?;
         Ok(())
@@ -737,7 +823,7 @@ fn tx_from_row(row: &impl RowExt) -> Result<(u64, u32, Hash, Transaction), Stora
     let height = column(None, "block_height", row.i64_at("block_height"))? as u64;
     let h = Some(height);
     let index = column(h, "tx_index", row.i32_at("tx_index"))? as u32;
-    let id = hash_column(h, "id", &column(h, "id", row.text_at("id"))?)?;
+    let id = Hash(fixed_bytes(h, index, "id", row.bytes_at("id"))?);
     let version = column(h, "version", row.i16_at("version"))?;
     let version = u8::try_from(version).map_err(|_| {
         StorageError::corrupt(
@@ -745,11 +831,13 @@ fn tx_from_row(row: &impl RowExt) -> Result<(u64, u32, Hash, Transaction), Stora
             format!("transaction {index}: version {version} out of range"),
         )
     })?;
-    let sender = key_column(h, "sender", &column(h, "sender", row.text_at("sender"))?)?;
-    let signature_hex = column(h, "signature", row.text_at("signature"))?;
-    let signature = Signature::from_hex(&signature_hex).map_err(|error| {
-        StorageError::corrupt(h, format!("transaction {index}: column signature: {error}"))
-    })?;
+    let sender = PublicKey(fixed_bytes(h, index, "sender", row.bytes_at("sender"))?);
+    let signature = Signature(fixed_bytes(
+        h,
+        index,
+        "signature",
+        row.bytes_at("signature"),
+    )?);
     let body = TxBody {
         version,
         chain_id: column(h, "chain_id", row.text_at("chain_id"))?,
@@ -758,6 +846,25 @@ fn tx_from_row(row: &impl RowExt) -> Result<(u64, u32, Hash, Transaction), Stora
         payload: column(h, "payload", row.bytes_at("payload"))?,
     };
     Ok((height, index, id, Transaction { body, signature }))
+}
+
+/// A byte column of exactly `N` bytes (an id, key or signature) of transaction `index`.
+fn fixed_bytes<const N: usize>(
+    height: Option<u64>,
+    index: u32,
+    name: &str,
+    value: Result<Vec<u8>, sqlx::Error>,
+) -> Result<[u8; N], StorageError> {
+    let bytes = column(height, name, value)?;
+    <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| {
+        StorageError::corrupt(
+            height,
+            format!(
+                "transaction {index}: column {name} holds {} bytes, expected {N}",
+                bytes.len()
+            ),
+        )
+    })
 }
 
 /// Attaches transaction rows (sorted by height, index) to their blocks.
@@ -914,13 +1021,19 @@ impl Ledger for SqlStore {
     }
 
     fn transaction<'a>(&'a self, id: &'a Hash) -> StoreFuture<'a, Option<StoredTransaction>> {
+        /// SQLite, PostgreSQL: each phrased so the backend uses its id index (on SQLite an
+        /// index on the id's first 8 bytes).
+        const TX_BY_ID: [&str; 2] = [
+            "SELECT block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature \
+             FROM transactions WHERE substr(id, 1, 8) = substr($1, 1, 8) AND id = $1 ORDER BY block_height LIMIT 1",
+            "SELECT block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature \
+             FROM transactions WHERE id = $1 ORDER BY block_height LIMIT 1",
+        ];
+        let postgres = matches!(self.pool, Pool::Postgres(_));
         Box::pin(async move {
             on_pool!(self, pool => {
-                let row = sqlx::query(
-                    "SELECT block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature \
-                     FROM transactions WHERE id = $1 ORDER BY block_height LIMIT 1",
-                )
-                .bind(id.to_hex())
+                let row = sqlx::query(TX_BY_ID[usize::from(postgres)])
+                .bind(id.0.as_slice())
                 .fetch_optional(pool)
                 .await
                 .map_err(StorageError::db("read transaction"))?;
@@ -1026,7 +1139,7 @@ async fn connect_sqlite(
     config: &StoreConfig,
     path: &Path,
     create: bool,
-) -> Result<SqlitePool, StorageError> {
+) -> Result<(SqlitePool, SqliteConnectOptions), StorageError> {
     if create {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| StorageError::Io {
@@ -1057,7 +1170,7 @@ async fn connect_sqlite(
         .max_connections(config.max_connections())
         .acquire_timeout(config.pool_timeout)
         .max_lifetime(config.pool_recycle)
-        .connect_with(options)
+        .connect_with(options.clone())
         .await
         .map_err(|error| StorageError::Unreachable {
             url: path.display().to_string(),
@@ -1065,7 +1178,7 @@ async fn connect_sqlite(
             reason: error.to_string(),
         })?;
     spawn_sqlite_checkpointer(pool.clone());
-    Ok(pool)
+    Ok((pool, options))
 }
 
 /// WAL pages after which a committing writer checkpoints by itself: a fallback, set high,
@@ -1103,7 +1216,10 @@ fn spawn_sqlite_checkpointer(pool: SqlitePool) {
 /// Connects to PostgreSQL, retrying a database that does not answer for up to
 /// `pool_timeout`; errors that retrying cannot fix (bad password, no such database) end it
 /// at once.
-async fn connect_postgres(config: &StoreConfig, url: &str) -> Result<PgPool, StorageError> {
+async fn connect_postgres(
+    config: &StoreConfig,
+    url: &str,
+) -> Result<(PgPool, PgConnectOptions), StorageError> {
     let shown = redact_url(url);
     let options: PgConnectOptions = url.parse().map_err(|error| {
         StorageError::Config(format!("connection_string {shown} is not valid: {error}"))
@@ -1125,7 +1241,7 @@ async fn connect_postgres(config: &StoreConfig, url: &str) -> Result<PgPool, Sto
                 if started.elapsed() > Duration::from_secs(1) {
                     tracing::info!(url = %shown, "connected to PostgreSQL");
                 }
-                return Ok(pool);
+                return Ok((pool, options));
             }
             Err(error) => error,
         };

@@ -116,7 +116,10 @@ async fn appends_that_do_not_follow_the_tip_are_refused(db: TestDb) {
     let mut other_chain = ChainFixture::new(4, "aegis-test");
     let (other1, other_cert1) = other_chain.next_block(1, 1);
     let error = store.append_block(&other1, &other_cert1).await.unwrap_err();
-    assert!(matches!(error, StorageError::NotNext { tip: 1, got: 1 }), "{error}");
+    assert!(
+        matches!(error, StorageError::NotNext { tip: 1, got: 1 }),
+        "{error}"
+    );
     // A certificate for another block.
     let error = store.append_block(&b2, &c1).await.unwrap_err();
     assert!(
@@ -237,8 +240,8 @@ async fn tampered_rows_are_caught_with_their_height(db: TestDb) {
         (
             11,
             format!(
-                "UPDATE transactions SET signature = '{}' WHERE block_height = 11 AND tx_index = 2",
-                "11".repeat(64)
+                "UPDATE transactions SET signature = {} WHERE block_height = 11 AND tx_index = 2",
+                blob(&"11".repeat(64))
             ),
             &["integrity", "signature"],
         ),
@@ -279,7 +282,7 @@ async fn tampered_rows_are_caught_with_their_height(db: TestDb) {
                 .to_owned(),
             &["checksum"],
         ),
-        // Text that is not hex at all.
+        // A sender that is not a 32-byte key.
         (
             2,
             "UPDATE transactions SET sender = 'not hex' WHERE block_height = 2 AND tx_index = 0"

@@ -2,6 +2,8 @@
 -- The canonical bytes (blocks.header, blocks.certificate and the transaction columns) are the
 -- source of truth; hash, prev_hash, tx_root, proposer, consensus_view, timestamp_ms and
 -- tx_count are readable copies that `aegis verify` checks against them.
+-- Transaction ids, senders and signatures are raw bytes: `SELECT encode(id, 'hex')` on
+-- PostgreSQL, `SELECT hex(id)` on SQLite shows them.
 
 CREATE TABLE nodes (
     public_key     TEXT    NOT NULL PRIMARY KEY,   -- Ed25519 key, 64 hex characters
@@ -29,14 +31,16 @@ CREATE TABLE blocks (
 CREATE TABLE transactions (
     block_height  BIGINT   NOT NULL REFERENCES blocks (height),
     tx_index      INTEGER  NOT NULL,
-    id            TEXT     NOT NULL,               -- SHA-256 of the tagged body, hex
+    id            BYTEA    NOT NULL,               -- SHA-256 of the tagged body, 32 bytes
     version       SMALLINT NOT NULL,
     chain_id      TEXT     NOT NULL,
-    sender        TEXT     NOT NULL,               -- Ed25519 key, hex
+    sender        BYTEA    NOT NULL,               -- Ed25519 key, 32 bytes
     nonce         BIGINT   NOT NULL,               -- u64 stored as its two's-complement i64
     payload       BYTEA    NOT NULL,
-    signature     TEXT     NOT NULL,               -- Ed25519 signature, hex
+    signature     BYTEA    NOT NULL,               -- Ed25519 signature, 64 bytes
     PRIMARY KEY (block_height, tx_index)
 );
 
-CREATE INDEX transactions_id_idx ON transactions (id);
+-- Lookup by id: a hash index stores a 4-byte hash code per row instead of the 32-byte id,
+-- so it is smaller than a B-tree on a random key and each insert dirties less of it.
+CREATE INDEX transactions_id_idx ON transactions USING hash (id);
