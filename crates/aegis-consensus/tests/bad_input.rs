@@ -2,6 +2,8 @@
 //! accepts a message only if ... the signatures are correct ... it is in view v ... between
 //! h and H"). Property tests drive a core with arbitrary message sequences: every message it
 //! rejects leaves its protocol state exactly as it was, and produces no persist, no commit.
+//! A forged message (signature not its author's) leaves the soft state (hints, rate limits)
+//! unchanged too, and gets no reply.
 
 #![allow(clippy::unwrap_used, reason = "test setup fails the test loudly")]
 
@@ -124,6 +126,22 @@ fn build(s: &Spec) -> (ValidatorId, PbftMessage) {
     (ValidatorId(s.sender), message)
 }
 
+/// Whether the message `build(s)` makes does not carry its author's signature. PRE-PREPARE
+/// and NEW-VIEW are checked against the sending primary, the others against the validator
+/// they name.
+fn forged(s: &Spec) -> bool {
+    let signer = match s.signing {
+        0 => s.claimed,
+        1 => s.claimed + 1,
+        _ => return true,
+    };
+    let author = match s.kind {
+        0 | 5 => s.sender,
+        _ => s.claimed,
+    };
+    signer != author
+}
+
 fn node() -> Pbft {
     let g = genesis(4, 1, 4, 4);
     let mut pbft = Pbft::new(config(&g, 1), key(1)).unwrap();
@@ -140,12 +158,19 @@ proptest! {
         let mut pbft = node();
         for (i, s) in specs.iter().enumerate() {
             let (from, message) = build(s);
-            let before = pbft.state_fingerprint();
+            let before = pbft.protocol_fingerprint();
+            let soft_before = pbft.state_fingerprint();
             let effects = pbft.step(env(2_000 + i as u64), Input::Message { from, message });
             let rejected = effects.iter().any(|e| matches!(e, Effect::Rejected { .. }));
             if rejected {
-                prop_assert_eq!(&before, &pbft.state_fingerprint(), "{:?}", s);
+                prop_assert_eq!(&before, &pbft.protocol_fingerprint(), "{:?}", s);
                 prop_assert!(effects.iter().all(|e| matches!(e, Effect::Rejected { .. } | Effect::Send(_))), "{:?}", effects);
+            }
+            if forged(s) {
+                // No hint, no rate-limit bookkeeping, no forwarded proof: nothing at all.
+                prop_assert!(rejected, "{:?}", s);
+                prop_assert_eq!(&soft_before, &pbft.state_fingerprint(), "{:?}", s);
+                prop_assert!(effects.iter().all(|e| matches!(e, Effect::Rejected { .. })), "{:?} {:?}", s, effects);
             }
         }
     }
@@ -156,10 +181,15 @@ proptest! {
         s.signing = 1 + s.signing % 2;
         let mut pbft = node();
         let (from, message) = build(&s);
-        let before = pbft.state_fingerprint();
+        let before = pbft.protocol_fingerprint();
+        let soft_before = pbft.state_fingerprint();
         let effects = pbft.step(env(3_000), Input::Message { from, message });
         prop_assert!(effects.iter().any(|e| matches!(e, Effect::Rejected { .. })), "{:?}", effects);
-        prop_assert_eq!(before, pbft.state_fingerprint());
+        prop_assert_eq!(before, pbft.protocol_fingerprint());
+        if forged(&s) {
+            prop_assert_eq!(soft_before, pbft.state_fingerprint());
+            prop_assert!(effects.iter().all(|e| matches!(e, Effect::Rejected { .. })), "{:?}", effects);
+        }
     }
 }
 

@@ -254,8 +254,9 @@ impl Pbft {
     }
 
     /// Every piece of protocol state, as text: the property tests compare it before and after
-    /// a rejected message. Leaves out hints and rate limits, which are not protocol state.
-    pub fn state_fingerprint(&self) -> String {
+    /// a rejected message. Leaves out hints, rate limits and caches (see
+    /// [`Pbft::state_fingerprint`]).
+    pub fn protocol_fingerprint(&self) -> String {
         format!(
             "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
             self.persisted(),
@@ -266,6 +267,31 @@ impl Pbft {
             self.future,
             self.timers
         )
+    }
+
+    /// All the state a message can change, as text: the protocol state plus the soft state
+    /// (the behind hint, sync and forwarding rate limits, the verified VIEW-CHANGE memo). Only
+    /// the clock is left out. A message that fails its signature check leaves all of it
+    /// unchanged; an authentic message refused as out of window or stale may move the soft
+    /// state only (property tested).
+    pub fn state_fingerprint(&self) -> String {
+        format!(
+            "{}|hint {}|sync {:?}|tick {}|nv {:?}|proof {:?}|vc {:?}",
+            self.protocol_fingerprint(),
+            self.behind_hint,
+            self.last_sync_request_ms,
+            self.executed_at_last_tick,
+            self.new_view_forwarded_ms,
+            self.proof_forwarded_ms,
+            self.verified_view_changes
+        )
+    }
+
+    /// The highest height authentic evidence says others reached (0 when there is none):
+    /// while it is above the executed height and nothing executes, the replica asks for sync.
+    /// A hint, never protocol state.
+    pub fn behind_hint(&self) -> u64 {
+        self.behind_hint
     }
 
     fn low_watermark(&self) -> u64 {
@@ -311,6 +337,25 @@ impl Pbft {
         if self.timers.remove(&timer).is_some() {
             self.out.last.push(Effect::CancelTimer { timer });
         }
+    }
+
+    /// Raises the behind hint to `seq`, at most one log window past the high watermark: one
+    /// message, even authentic, can only say that much; further gaps are learned from
+    /// checkpoint votes, which move the watermarks. The hint only triggers `RequestSync`
+    /// (sync accepts certified blocks only); it never changes protocol state.
+    fn note_behind(&mut self, seq: u64) {
+        let bound = self
+            .high_watermark()
+            .saturating_add(self.config.log_window());
+        self.behind_hint = self.behind_hint.max(seq.min(bound));
+    }
+
+    /// Whether `note_behind(seq)` would raise the hint.
+    fn hint_would_rise(&self, seq: u64) -> bool {
+        seq.min(
+            self.high_watermark()
+                .saturating_add(self.config.log_window()),
+        ) > self.behind_hint
     }
 
     fn request_sync(&mut self) {
@@ -362,7 +407,9 @@ impl Pbft {
 
     /// Normal-case messages are processed only in the view the replica runs (§4.2); those
     /// for a view about to start are held in a bounded buffer, stale ones refused.
-    /// Returns `Ok(true)` when the message should be processed now.
+    /// Returns `Ok(true)` when the message should be processed now. Called only once the
+    /// message's signature has verified: a stale one may raise the behind hint and have the
+    /// NEW-VIEW forwarded to its sender.
     fn view_gate(
         &mut self,
         from: ValidatorId,
@@ -375,9 +422,10 @@ impl Pbft {
             {
                 // Others committed in an older view while this replica left it: a hint that
                 // it is behind (checked by sync, which only accepts certified blocks).
-                self.behind_hint = self.behind_hint.max(c.seq);
+                self.note_behind(c.seq);
             }
-            self.forward_new_view(from);
+            // The signature has verified (see above): no need to check it again.
+            self.forward_new_view(from, |_| true)?;
             return Err(RejectReason::StaleView {
                 view,
                 current: self.view,
@@ -402,19 +450,38 @@ impl Pbft {
         Ok(false)
     }
 
-    fn check_window(&mut self, from: ValidatorId, seq: u64) -> Result<(), RejectReason> {
+    /// Refuses a sequence number outside (h, H] (§4.2). An out-of-window message still says
+    /// something if it is authentic: a sender below the window gets the stable checkpoint
+    /// proof, one above it hints that this replica has fallen behind. `authentic` checks the
+    /// sender's signature; it runs only when one of those would follow, so a forged message
+    /// changes nothing (not even a hint) and costs at most one verification.
+    fn check_window(
+        &mut self,
+        from: ValidatorId,
+        seq: u64,
+        authentic: impl FnOnce(&Pbft) -> bool,
+    ) -> Result<(), RejectReason> {
         let (low, high) = (self.low_watermark(), self.high_watermark());
-        if seq <= low {
-            self.forward_stable_proof(from);
+        if seq > low && seq <= high {
+            return Ok(());
         }
-        if seq <= low || seq > high {
-            if seq > high {
-                // Peers work far above this replica's window: it has fallen behind.
-                self.behind_hint = self.behind_hint.max(seq.saturating_sub(1));
+        let useful = if seq <= low {
+            self.proof_forward_due(from)
+        } else {
+            self.hint_would_rise(seq - 1)
+        };
+        if useful {
+            if !authentic(self) {
+                return Err(RejectReason::BadSignature);
             }
-            return Err(RejectReason::OutOfWindow { seq, low, high });
+            if seq <= low {
+                self.forward_stable_proof(from);
+            } else {
+                // The sender works above this replica's window: it has fallen behind.
+                self.note_behind(seq - 1);
+            }
         }
-        Ok(())
+        Err(RejectReason::OutOfWindow { seq, low, high })
     }
 
     /// The log entry for `seq` in the current view, created or moved to it as needed.
@@ -443,7 +510,15 @@ impl Pbft {
                 primary,
             });
         }
-        self.check_window(from, pp.seq)?;
+        self.check_window(from, pp.seq, |me| {
+            let bytes = messages::pre_prepare_bytes(
+                &me.config.chain_id,
+                pp.view,
+                pp.seq,
+                &pp.batch.digest(),
+            );
+            me.verify_from(from, &bytes, &pp.signature)
+        })?;
         let digest = pp.batch.digest();
         let bytes = messages::pre_prepare_bytes(&self.config.chain_id, pp.view, pp.seq, &digest);
         if let Some(existing) = self
@@ -545,7 +620,11 @@ impl Pbft {
         if from == self.config.primary(p.view) {
             return Err(RejectReason::PrepareFromPrimary);
         }
-        self.check_window(from, p.seq)?;
+        self.check_window(from, p.seq, |me| {
+            let bytes =
+                messages::prepare_bytes(&me.config.chain_id, p.view, p.seq, &p.digest, from);
+            me.verify_from(from, &bytes, &p.signature)
+        })?;
         if p.view == self.view
             && let Some(existing) = self.current_slot(p.seq).and_then(|s| s.prepares.get(&from))
         {
@@ -586,7 +665,10 @@ impl Pbft {
         if c.from != from {
             return Err(RejectReason::SenderMismatch { claimed: c.from });
         }
-        self.check_window(from, c.seq)?;
+        self.check_window(from, c.seq, |me| {
+            let bytes = messages::commit_bytes(&me.config.chain_id, c.view, c.seq, c.block_hash);
+            me.verify_from(from, &bytes, &c.signature)
+        })?;
         let bytes = messages::commit_bytes(&self.config.chain_id, c.view, c.seq, c.block_hash);
         if c.view == self.view
             && let Some(existing) = self.current_slot(c.seq).and_then(|s| s.commits.get(&from))
@@ -826,15 +908,22 @@ impl Pbft {
         // Votes above the high watermark are kept too (in a bounded map): a stable proof
         // far ahead is how a lagging replica learns where the others are (§4.3).
         let low = self.low_watermark();
+        let bytes = messages::checkpoint_bytes(&self.config.chain_id, c.seq, &c.block_hash, voter);
         if c.seq <= low {
-            self.forward_stable_proof(from);
+            // The relaying peer works below the stable checkpoint: send it the proof, but
+            // only for a genuine vote (a forged one must not buy a reply).
+            if self.proof_forward_due(from) {
+                if !self.verify_from(voter, &bytes, &c.signature) {
+                    return Err(RejectReason::BadSignature);
+                }
+                self.forward_stable_proof(from);
+            }
             return Err(RejectReason::OutOfWindow {
                 seq: c.seq,
                 low,
                 high: self.high_watermark(),
             });
         }
-        let bytes = messages::checkpoint_bytes(&self.config.chain_id, c.seq, &c.block_hash, voter);
         if let Some(existing) = self
             .checkpoints
             .get(&c.seq)
@@ -860,7 +949,7 @@ impl Pbft {
             let votes = self.checkpoints.get(&seq).map_or(0, BTreeMap::len);
             if votes >= self.config.weak_quorum() {
                 // f + 1 replicas, so at least one honest, executed past this replica.
-                self.behind_hint = self.behind_hint.max(seq);
+                self.note_behind(seq);
             }
         }
         self.check_stable(seq);
@@ -931,7 +1020,7 @@ impl Pbft {
         self.checkpoints.retain(|s, _| *s > seq);
         self.out.dirty = true;
         if self.last_executed < seq {
-            self.behind_hint = self.behind_hint.max(seq);
+            self.note_behind(seq);
             self.request_sync();
         }
     }
@@ -1009,8 +1098,19 @@ impl Pbft {
             return Err(RejectReason::SenderMismatch { claimed: vc.from });
         }
         if vc.new_view < self.view || (vc.new_view == self.view && self.status == Status::Normal) {
-            // The sender lags: help it with the NEW-VIEW that installed this view.
-            self.forward_new_view(from);
+            // The sender lags: help it with the NEW-VIEW that installed this view, if its
+            // VIEW-CHANGE is really its own (the outer signature; the certificates inside do
+            // not matter for this reply).
+            self.forward_new_view(from, |me| {
+                let bytes = messages::view_change_bytes(
+                    &me.config.chain_id,
+                    vc.new_view,
+                    &vc.checkpoint,
+                    &vc.prepared,
+                    vc.from,
+                );
+                me.verify_from(from, &bytes, &vc.signature)
+            })?;
             return Err(RejectReason::StaleView {
                 view: vc.new_view,
                 current: self.view,
@@ -1386,44 +1486,61 @@ impl Pbft {
     }
 
     /// Sends the NEW-VIEW that installed the current view to a peer still in an older one;
-    /// it is self-certifying, so any replica may forward it. Rate limited per peer.
-    fn forward_new_view(&mut self, to: ValidatorId) {
+    /// it is self-certifying, so any replica may forward it. Rate limited per peer, and only
+    /// in reply to an authentic message: `authentic` checks the sender's signature and runs
+    /// only when a NEW-VIEW would be sent; `Err(BadSignature)` when it fails.
+    fn forward_new_view(
+        &mut self,
+        to: ValidatorId,
+        authentic: impl FnOnce(&Pbft) -> bool,
+    ) -> Result<(), RejectReason> {
         let Some(nv) = &self.latest_new_view else {
-            return;
+            return Ok(());
         };
         if nv.view != self.view || self.status != Status::Normal {
-            return;
+            return Ok(());
         }
         let due = self.new_view_forwarded_ms.get(&to).is_none_or(|last| {
             self.now_ms >= last.saturating_add(self.config.retransmit_interval_ms)
         });
-        if due {
+        if !due {
+            return Ok(());
+        }
+        if !authentic(self) {
+            return Err(RejectReason::BadSignature);
+        }
+        if let Some(nv) = &self.latest_new_view {
             self.new_view_forwarded_ms.insert(to, self.now_ms);
             self.out
                 .plain
                 .push(Outgoing::To(to, PbftMessage::NewView(nv.clone())));
         }
+        Ok(())
+    }
+
+    /// Whether `forward_stable_proof(to)` would send anything now.
+    fn proof_forward_due(&self, to: ValidatorId) -> bool {
+        !self.stable.checkpoints.is_empty()
+            && self.proof_forwarded_ms.get(&to).is_none_or(|last| {
+                self.now_ms >= last.saturating_add(self.config.retransmit_interval_ms)
+            })
     }
 
     /// Sends the stable checkpoint's signed CHECKPOINT messages to a peer still working
     /// below it (§4.3: the proof lets it move its watermarks and fetch what it lacks).
-    /// Rate limited per peer.
+    /// Rate limited per peer. Callers check first that the message that asked for it is
+    /// authentic.
     fn forward_stable_proof(&mut self, to: ValidatorId) {
-        if self.stable.checkpoints.is_empty() {
+        if !self.proof_forward_due(to) {
             return;
         }
-        let due = self.proof_forwarded_ms.get(&to).is_none_or(|last| {
-            self.now_ms >= last.saturating_add(self.config.retransmit_interval_ms)
-        });
-        if due {
-            self.proof_forwarded_ms.insert(to, self.now_ms);
-            for checkpoint in &self.stable.checkpoints {
-                if checkpoint.from != to {
-                    self.out.plain.push(Outgoing::To(
-                        to,
-                        PbftMessage::Checkpoint(checkpoint.clone()),
-                    ));
-                }
+        self.proof_forwarded_ms.insert(to, self.now_ms);
+        for checkpoint in &self.stable.checkpoints {
+            if checkpoint.from != to {
+                self.out.plain.push(Outgoing::To(
+                    to,
+                    PbftMessage::Checkpoint(checkpoint.clone()),
+                ));
             }
         }
     }
@@ -1620,7 +1737,7 @@ impl Pbft {
             .map(|(seq, _)| *seq)
             .next_back();
         if let Some(seq) = committed_above {
-            self.behind_hint = self.behind_hint.max(seq);
+            self.note_behind(seq);
         }
         if self.behind_hint > self.last_executed && self.last_executed == self.executed_at_last_tick
         {
