@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use aegis_p2p::{Message, P2pNetwork, TlsFiles, TlsStore, tags};
 use aegis_types::ValidatorId;
-use common::{Ca, Cluster, KeyKind, address, self_signed, start, test_config, wait_for};
+use common::{
+    Ca, Cluster, KeyKind, address, capture_log, self_signed, start, test_config, wait_for,
+    wait_for_warning,
+};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -123,6 +126,7 @@ async fn openssl_s_client_completes_tls13_and_sees_the_node_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_counted_and_honest_peers_keep_talking() {
+    let log = capture_log();
     let cluster = Cluster::new(2, 22);
     let (a, b, _ia, mut ib) = connected_pair(&cluster).await;
     let target = a.local_addr();
@@ -168,6 +172,17 @@ async fn bad_input_is_refused_counted_and_honest_peers_keep_talking() {
         .unwrap();
     assert!(matches!(n, Ok(0) | Err(_)));
     drop((garbage, oversized));
+    // Each offender is named in a WARNING line of the JSON log, with the reason.
+    for (k, reason) in [
+        (0, "not a TLS connection"),
+        (1, "handshake not finished"),
+        (2, ""),
+        (3, ""),
+        (4, ""),
+    ] {
+        let from = format!("Authentication failed for peer from {}: ", attacker(k));
+        wait_for_warning(log, &[&from, reason]).await;
+    }
     assert_eq!(a.peer_count(), 1);
     still_talking(&a, &mut ib).await;
     a.shutdown();

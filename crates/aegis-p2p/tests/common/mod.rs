@@ -187,14 +187,98 @@ pub async fn start(config: P2pConfig, identity: Identity) -> (P2pNetwork, Inbox)
         .unwrap()
 }
 
-/// Polls `condition` every 20 ms until it holds or `timeout` passes.
-pub async fn wait_for(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+/// How often [`wait_for`] checks its condition.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `condition` every [`POLL`] until it holds or `timeout` passes; returns the time
+/// right after the check that saw it hold (so it became true before that).
+pub async fn wait_for(timeout: Duration, what: &str, condition: impl FnMut() -> bool) -> Instant {
+    wait_for_onset(Instant::now(), timeout, what, condition).await;
+    Instant::now()
+}
+
+/// Like [`wait_for`], but returns the time of the last check that saw `condition` false,
+/// or `known_false_at` (a time the caller knows it was false) if none did: the condition
+/// became true after the returned instant. With [`wait_for`] for its end, this bounds how
+/// long a state lasted from above, whatever the polling delays on a loaded machine.
+pub async fn wait_for_onset(
+    known_false_at: Instant,
+    timeout: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+) -> Instant {
     let deadline = Instant::now() + timeout;
-    while !condition() {
+    let mut last_false = known_false_at;
+    loop {
+        let checked = Instant::now();
+        if condition() {
+            return last_false;
+        }
+        last_false = checked;
         if Instant::now() > deadline {
             panic!("timed out after {timeout:?} waiting for: {what}");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Installs (once per test binary) a global subscriber writing the node's real JSON log
+/// (aegis-telemetry's `JsonLayer` into a `LogFile`, as `aegis run` does) and returns the
+/// file's path. Tests of one binary share it, so each looks only at lines naming its own
+/// addresses (every test has its own `127.0.<net>.*`).
+pub fn capture_log() -> &'static Path {
+    use tracing_subscriber::layer::SubscriberExt;
+    static LOG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "aegis-p2p-test-{}-{}.log",
+            std::env::args()
+                .next()
+                .and_then(|arg| Path::new(&arg)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned()))
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let file = aegis_telemetry::LogFile::open(&path).unwrap();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::INFO)
+            .with(aegis_telemetry::JsonLayer::new("test", file));
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        path
+    })
+}
+
+/// The JSON lines of the log file at `path`.
+pub fn log_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// Whether `line` is a WARNING whose message contains `text`.
+pub fn is_warning_with(line: &serde_json::Value, text: &str) -> bool {
+    line["level"] == "WARNING" && line["message"].as_str().is_some_and(|m| m.contains(text))
+}
+
+/// Polls the log at `path` until a WARNING line's message contains every one of `texts`.
+pub async fn wait_for_warning(path: &Path, texts: &[&str]) {
+    let what = format!("a WARNING log line containing {texts:?}");
+    let found = || {
+        log_lines(path)
+            .iter()
+            .any(|line| texts.iter().all(|text| is_warning_with(line, text)))
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !found() {
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(path).unwrap_or_default();
+            panic!("timed out waiting for {what} in {}:\n{log}", path.display());
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 
