@@ -16,16 +16,65 @@
 //!   commit on every honest node within a bound of virtual time).
 //!
 //! [`run_cli`] is what `aegis simulate` runs; a failure prints its seed and the command that
-//! replays it.
+//! replays it. Arguments it cannot honour are refused with a [`CliError`] before any seed
+//! runs.
 
 mod scenario;
 mod sim;
 
+use std::fmt;
 use std::io::Write;
 use std::time::Instant;
 
 pub use scenario::{Behavior, Crash, NetworkFaults, Partition, Scenario, TestBuilder};
 pub use sim::{Outcome, Simulation};
+
+/// Most validators the simulator runs: the largest validator set a genesis accepts.
+pub const MAX_VALIDATORS: usize = aegis_types::validator::MAX_VALIDATORS;
+
+/// Why [`run_cli`] stopped: arguments it refuses (before running any seed), or output that
+/// could not be written.
+#[derive(Debug)]
+pub enum CliError {
+    /// The arguments cannot be honoured; the text says why and what is supported.
+    InvalidArgs(String),
+    Io(std::io::Error),
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::InvalidArgs(why) => write!(f, "simulate: {why}"),
+            CliError::Io(error) => write!(f, "simulate: cannot write the report: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CliError::InvalidArgs(_) => None,
+            CliError::Io(error) => Some(error),
+        }
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(error: std::io::Error) -> CliError {
+        CliError::Io(error)
+    }
+}
+
+/// Checks `aegis simulate`'s arguments: what [`run_cli`] refuses, and why.
+pub fn check_cli_args(validators: usize, _seeds: u64, _start_seed: u64) -> Result<(), CliError> {
+    if validators > MAX_VALIDATORS {
+        return Err(CliError::InvalidArgs(format!(
+            "--validators {validators} exceeds the supported maximum of {MAX_VALIDATORS} \
+             (the simulator runs 4 to {MAX_VALIDATORS} validators)"
+        )));
+    }
+    Ok(())
+}
 
 /// Runs one random scenario (every kind of fault, at most f Byzantine nodes) for `seed`.
 pub fn run_seed(validators: usize, seed: u64) -> Outcome {
@@ -33,13 +82,15 @@ pub fn run_seed(validators: usize, seed: u64) -> Outcome {
 }
 
 /// Runs `seeds` random scenarios from `start_seed` on, printing each failure with the command
-/// that replays it, and ends with the line `seeds: K, violations: V`. Returns V.
+/// that replays it, and ends with the line `seeds: K, violations: V`. Returns V. Refuses
+/// arguments it cannot honour (see [`check_cli_args`]) without running or printing anything.
 pub fn run_cli(
     validators: usize,
     seeds: u64,
     start_seed: u64,
     out: &mut dyn Write,
-) -> std::io::Result<u64> {
+) -> Result<u64, CliError> {
+    check_cli_args(validators, seeds, start_seed)?;
     if validators < 4 {
         writeln!(
             out,
@@ -78,4 +129,22 @@ pub fn run_cli(
     )?;
     writeln!(out, "seeds: {seeds}, violations: {violations}")?;
     Ok(violations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_validators_than_a_genesis_accepts_are_refused_before_running() {
+        // (Simulation::new(Scenario::random(MAX_VALIDATORS, 0)) builds; it takes ~20 s in a
+        // debug build, so it is not run here.)
+        let mut out = Vec::new();
+        let refused = run_cli(MAX_VALIDATORS + 1, 1, 0, &mut out);
+        assert!(
+            matches!(&refused, Err(CliError::InvalidArgs(why)) if why.contains("maximum of 1024")),
+            "{refused:?}"
+        );
+        assert!(out.is_empty(), "nothing printed before the refusal");
+    }
 }
