@@ -86,6 +86,9 @@ pub struct P2pMetrics {
     pub auth_failures: Counter,
     /// `aegis_p2p_banned_ips`: addresses banned now.
     pub banned_ips: Gauge,
+    /// `aegis_p2p_protocol_violations_total`: authenticated connections closed for bad
+    /// input (garbage, oversized or truncated frames, malformed records).
+    pub protocol_violations: Counter,
     /// `aegis_p2p_rejected_connections_total{reason}`: connections refused before
     /// authentication (banned, rate_limited, max_peers, handshake_limit).
     rejected: Family<ReasonLabels, Counter>,
@@ -143,6 +146,7 @@ impl P2pMetrics {
             bytes,
             auth_failures: Counter::default(),
             banned_ips: Gauge::default(),
+            protocol_violations: Counter::default(),
             rejected: Family::default(),
             dropped: Family::default(),
             message_counters,
@@ -188,6 +192,11 @@ impl P2pMetrics {
             "p2p_banned_ips",
             "Addresses banned from the P2P port",
             self.banned_ips.clone(),
+        );
+        metrics.register(
+            "p2p_protocol_violations",
+            "Authenticated P2P connections closed for bad input",
+            self.protocol_violations.clone(),
         );
         metrics.register(
             "p2p_rejected_connections",

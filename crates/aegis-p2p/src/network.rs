@@ -469,7 +469,11 @@ enum Ended {
     Closed,
     Shutdown,
     Replaced,
+    /// The link failed (I/O error).
     Error(String),
+    /// The peer sent bad input after authenticating: garbage, an oversized or truncated
+    /// frame, a malformed record. Logged with its address and counted.
+    Protocol(String),
 }
 
 impl std::fmt::Display for Ended {
@@ -479,6 +483,7 @@ impl std::fmt::Display for Ended {
             Ended::Shutdown => write!(f, "shutting down"),
             Ended::Replaced => write!(f, "replaced or dropped locally"),
             Ended::Error(error) => write!(f, "{error}"),
+            Ended::Protocol(error) => write!(f, "protocol violation: {error}"),
         }
     }
 }
@@ -1188,6 +1193,18 @@ impl Inner {
         } else {
             ended
         };
+        if let Ended::Protocol(error) = &ended {
+            // Bad input from an authenticated peer: same treatment as bad input before
+            // authentication (logged with the address, counted), but no ban: the address
+            // belongs to a validator, which may be restarted with a fixed build.
+            self.metrics.protocol_violations.inc();
+            let ip = canonical(remote.ip());
+            tracing::warn!(
+                peer_id = %name,
+                remote = %remote,
+                "Protocol violation by peer from {ip}: {error}; disconnected"
+            );
+        }
         if removed {
             tracing::info!(peer_id = %name, reason = %ended, "Peer disconnected: {ended}");
             if self.lock().peers.is_empty() && !self.shutdown.is_cancelled() {
@@ -1222,13 +1239,16 @@ impl Inner {
             let frame = match frame {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return Ended::Closed,
-                Err(error) => return Ended::Error(format!("receive failed: {error}")),
+                Err(wire::FrameError::Io(error)) => {
+                    return Ended::Error(format!("receive failed: {error}"));
+                }
+                Err(error) => return Ended::Protocol(error.to_string()),
             };
             self.metrics
                 .bytes(Direction::Inbound, frame.len() + wire::LENGTH_PREFIX_BYTES);
             let records = match wire::decode_frame(frame, max) {
                 Ok(records) => records,
-                Err(error) => return Ended::Error(format!("protocol violation: {error}")),
+                Err(error) => return Ended::Protocol(error.to_string()),
             };
             for record in records {
                 self.metrics
@@ -1252,7 +1272,7 @@ impl Inner {
                     }
                     RecordKind::Pong => {
                         let Ok(nonce) = <[u8; 8]>::try_from(&record.payload[..]) else {
-                            return Ended::Error("protocol violation: malformed pong".into());
+                            return Ended::Protocol("malformed pong".into());
                         };
                         let rtt = pings
                             .lock()
@@ -1267,11 +1287,11 @@ impl Inner {
                     }
                     RecordKind::Peers => {
                         if let Err(error) = self.learn_peers(&peer.public_key, &record.payload) {
-                            return Ended::Error(format!("protocol violation: {error}"));
+                            return Ended::Protocol(error);
                         }
                     }
                     RecordKind::Hello => {
-                        return Ended::Error("protocol violation: second Hello".into());
+                        return Ended::Protocol("second Hello".into());
                     }
                 }
             }

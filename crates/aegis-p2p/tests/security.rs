@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
 use std::time::Duration;
 
+use aegis_p2p::auth::{EXPORTER_BYTES, EXPORTER_LABEL, Role, exchange_hello};
 use aegis_p2p::{Message, P2pNetwork, TlsFiles, TlsStore, tags};
 use aegis_types::ValidatorId;
 use common::{
@@ -183,6 +184,77 @@ async fn bad_input_is_refused_counted_and_honest_peers_keep_talking() {
         let from = format!("Authentication failed for peer from {}: ", attacker(k));
         wait_for_warning(log, &[&from, reason]).await;
     }
+    assert_eq!(a.peer_count(), 1);
+    still_talking(&a, &mut ib).await;
+    a.shutdown();
+    b.shutdown();
+}
+
+/// Validator `k` of `cluster` authenticated by hand (TLS, then its Hello) from its own
+/// address, so a test can then send whatever it likes on the session.
+async fn authenticated_client(
+    cluster: &Cluster,
+    k: usize,
+    to: SocketAddr,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let files = self_signed(&cluster.node_dir(k), &format!("client{k}"), KeyKind::Ecdsa);
+    let mut tls = tls_client(&files, cluster.ip(k), to).await;
+    let exporter = tls
+        .get_ref()
+        .1
+        .export_keying_material([0u8; EXPORTER_BYTES], EXPORTER_LABEL, None)
+        .unwrap();
+    let peer = exchange_hello(&mut tls, &exporter, Role::Dialer, &cluster.identity(k), 0)
+        .await
+        .unwrap();
+    assert_eq!(peer.id, ValidatorId(0));
+    tls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_after_authentication_disconnects_logs_and_counts() {
+    let log = capture_log();
+    let cluster = Cluster::new(5, 34);
+    let (a, b, _ia, mut ib) = connected_pair(&cluster).await;
+    let target = a.local_addr();
+    // Well-formed length, then bytes that are no envelope (version 0xde).
+    let mut garbage = vec![0, 0, 0, 32];
+    garbage.extend_from_slice(&[0xde; 32]);
+    let cases: [(usize, Vec<u8>, &str); 3] = [
+        (2, garbage, "unsupported envelope version"),
+        (3, u32::MAX.to_be_bytes().to_vec(), "exceeds the maximum"),
+        (4, vec![0, 0, 0, 100, 1, 0, 3], "truncated frame"),
+    ];
+    for (n, (k, bytes, reason)) in cases.into_iter().enumerate() {
+        let mut client = authenticated_client(&cluster, k, target).await;
+        wait_for(WAIT, "validator registered", || {
+            a.peers().iter().any(|p| p.id == ValidatorId(k as u16))
+        })
+        .await;
+        client.write_all(&bytes).await.unwrap();
+        client.flush().await.unwrap();
+        if k == 4 {
+            // The rest of the frame never comes: the peer closes its side.
+            client.shutdown().await.unwrap();
+        }
+        // The node closes the session: reading ends (after whatever it had queued).
+        let mut sink = Vec::new();
+        let read = tokio::time::timeout(WAIT, client.read_to_end(&mut sink)).await;
+        assert!(
+            read.is_ok(),
+            "validator {k}: the node kept the session open"
+        );
+        wait_for(WAIT, "violation counted, peer dropped", || {
+            a.metrics().protocol_violations.get() == n as u64 + 1
+                && !a.peers().iter().any(|p| p.id == ValidatorId(k as u16))
+        })
+        .await;
+        let from = format!("Protocol violation by peer from {}: ", cluster.ip(k));
+        wait_for_warning(log, &[&from, reason]).await;
+    }
+    // Not authentication failures (the certificates and keys were fine), and no ban.
+    assert_eq!(a.metrics().auth_failures.get(), 0);
+    assert_eq!(a.banned_count(), 0);
     assert_eq!(a.peer_count(), 1);
     still_talking(&a, &mut ib).await;
     a.shutdown();
