@@ -254,6 +254,12 @@ impl P2pMetrics {
         self.byte_counters[direction.index()].get()
     }
 
+    /// Connections refused so far for `reason` (`banned`, `rate_limited`, `max_peers`,
+    /// `handshake_limit`).
+    pub fn rejected_total(&self, reason: &'static str) -> u64 {
+        self.rejected.get_or_create(&ReasonLabels { reason }).get()
+    }
+
     /// Connections open now in `direction` (for `/status` and tests).
     pub fn connections(&self, direction: Direction) -> i64 {
         self.connection_gauges[direction.index()].get()

@@ -770,7 +770,7 @@ impl Inner {
                     });
                     if due {
                         state.no_peers_logged = Some(now);
-                        tracing::warn!("No peers available");
+                        tracing::warn!(address = %self.local_addr, "No peers available");
                     }
                 } else {
                     state.no_peers_logged = None;
@@ -1154,7 +1154,12 @@ impl Inner {
             }
             Registered::Full => {
                 self.metrics.rejected("max_peers");
-                tracing::warn!(peer_id = %name, max_peers = self.config.max_peers, "Refused peer: max_peers reached");
+                let ip = canonical(remote.ip());
+                tracing::warn!(
+                    peer_id = %name,
+                    max_peers = self.config.max_peers,
+                    "Refused peer from {ip}: max_peers reached"
+                );
                 return;
             }
         };
@@ -1211,7 +1216,7 @@ impl Inner {
                 let mut state = self.lock();
                 state.no_peers_logged = Some(Instant::now());
                 drop(state);
-                tracing::warn!("No peers available");
+                tracing::warn!(address = %self.local_addr, "No peers available");
             }
         } else {
             tracing::debug!(peer_id = %name, reason = %ended, "Superseded connection closed");

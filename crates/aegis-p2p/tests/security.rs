@@ -8,14 +8,14 @@ mod common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aegis_p2p::auth::{EXPORTER_BYTES, EXPORTER_LABEL, Role, exchange_hello};
 use aegis_p2p::{Message, P2pNetwork, TlsFiles, TlsStore, tags};
 use aegis_types::ValidatorId;
 use common::{
-    Ca, Cluster, KeyKind, address, capture_log, self_signed, start, test_config, wait_for,
-    wait_for_warning,
+    Ca, Cluster, KeyKind, address, capture_log, is_warning_with, log_lines, self_signed, start,
+    test_config, wait_for, wait_for_warning,
 };
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -262,6 +262,119 @@ async fn bad_input_after_authentication_disconnects_logs_and_counts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_peers_refuses_one_more_validator() {
+    let log = capture_log();
+    let cluster = Cluster::new(3, 35);
+    let mut config = cluster.config(0, 0, vec![]);
+    config.max_peers = 1;
+    let (a, _ia) = start(config, cluster.identity(0)).await;
+    let (b, mut ib) = start(
+        cluster.config(1, 0, vec![address(a.local_addr())]),
+        cluster.identity(1),
+    )
+    .await;
+    wait_for(WAIT, "b connected", || a.peer_count() == 1).await;
+    let (c, _ic) = start(
+        cluster.config(2, 0, vec![address(a.local_addr())]),
+        cluster.identity(2),
+    )
+    .await;
+    // c authenticates, is refused, and redials later: refused again.
+    wait_for(WAIT, "c refused twice", || {
+        a.metrics().rejected_total("max_peers") >= 2
+    })
+    .await;
+    let refused = format!("Refused peer from {}: max_peers reached", cluster.ip(2));
+    wait_for_warning(log, &[&refused]).await;
+    let peers: Vec<ValidatorId> = a.peers().iter().map(|p| p.id).collect();
+    assert_eq!(peers, [ValidatorId(1)]);
+    still_talking(&a, &mut ib).await;
+    a.shutdown();
+    b.shutdown();
+    c.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_connection_rate_limit_refuses_beyond_the_burst() {
+    let log = capture_log();
+    let cluster = Cluster::new(2, 36);
+    let mut config = cluster.config(0, 0, vec![]);
+    // One new token a minute: within this test the bucket only holds the burst.
+    config.rate_limiting.requests_per_minute = 1;
+    config.rate_limiting.burst_size = 3;
+    config.handshake_timeout = Duration::from_secs(30);
+    let (a, _ia) = start(config, cluster.identity(0)).await;
+    let flood_ip = IpAddr::from([127, 0, 36, 200]);
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(connect_from(flood_ip, a.local_addr()).await);
+    }
+    wait_for(WAIT, "seven connections refused", || {
+        a.metrics().rejected_total("rate_limited") == 7
+    })
+    .await;
+    // Connections are accepted in order: the burst waits in its handshake, the rest
+    // were closed at once.
+    for stream in &mut held[3..] {
+        let n = tokio::time::timeout(WAIT, stream.read(&mut [0u8; 1]))
+            .await
+            .expect("a refused connection is closed");
+        assert!(matches!(n, Ok(0) | Err(_)));
+    }
+    for stream in &held[..3] {
+        let open = stream.try_read(&mut [0u8; 1]);
+        assert!(
+            matches!(&open, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "{open:?}"
+        );
+    }
+    let refused = format!("Connection rate limit exceeded for peer {flood_ip} ");
+    wait_for_warning(log, &[&refused]).await;
+    // Another address has its own bucket: an honest validator connects.
+    let (b, _ib) = start(
+        cluster.config(1, 0, vec![address(a.local_addr())]),
+        cluster.identity(1),
+    )
+    .await;
+    wait_for(WAIT, "b connects beside the flood", || {
+        a.peer_count() == 1 && b.peer_count() == 1
+    })
+    .await;
+    assert_eq!(a.metrics().rejected_total("rate_limited"), 7);
+    drop(held);
+    a.shutdown();
+    b.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_peers_available_is_logged_alone_and_when_the_last_peer_leaves() {
+    let log = capture_log();
+    let cluster = Cluster::new(2, 37);
+    let (a, _ia) = start(cluster.config(0, 0, vec![]), cluster.identity(0)).await;
+    let own = address(a.local_addr());
+    let count = || {
+        log_lines(log)
+            .iter()
+            .filter(|line| {
+                is_warning_with(line, "No peers available") && line["address"] == own.as_str()
+            })
+            .count()
+    };
+    wait_for(WAIT, "No peers available while alone", || count() >= 1).await;
+    let (b, _ib) = start(
+        cluster.config(1, 0, vec![address(a.local_addr())]),
+        cluster.identity(1),
+    )
+    .await;
+    wait_for(WAIT, "b connected", || a.peer_count() == 1).await;
+    let before = count();
+    b.shutdown();
+    wait_for(WAIT, "No peers available after b left", || count() > before).await;
+    assert_eq!(a.peer_count(), 0);
+    a.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_leaves_honest_peers_connected() {
     let cluster = Cluster::new(3, 23);
     let (a, b, _ia, mut ib) = connected_pair(&cluster).await;
@@ -444,6 +557,44 @@ async fn renewed_certificate_is_served_without_restart() {
     wait_for(WAIT, "peer connects after renewal", || a.peer_count() == 1).await;
     a.shutdown();
     b.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate() {
+    let cluster = Cluster::new(1, 38);
+    let mut config = cluster.config(0, 0, vec![]);
+    // The file watcher would not look again within the test: only SIGHUP can reload.
+    config.tls_reload_interval = Duration::from_secs(3600);
+    config.rate_limiting.enabled = false;
+    let files = config.tls.clone();
+    let (a, _ia) = start(config, cluster.identity(0)).await;
+    let hub = aegis_telemetry::SighupHub::start().unwrap();
+    hub.subscribe("p2p-tls", a.tls_reload_trigger());
+    let client = self_signed(cluster.dir.path(), "client", KeyKind::Ecdsa);
+    let source = IpAddr::from([127, 0, 38, 100]);
+    let before = served_certificate(&a, &client, source).await;
+
+    let renewed = self_signed(cluster.dir.path(), "renewed", KeyKind::Ed25519);
+    std::fs::copy(&renewed.key_file, &files.key_file).unwrap();
+    std::fs::copy(&renewed.cert_file, &files.cert_file).unwrap();
+    let expected = TlsStore::load(renewed).unwrap().certificate().unwrap();
+    assert_ne!(before, expected);
+    signal_hook::low_level::raise(signal_hook::consts::SIGHUP).unwrap();
+    wait_for(WAIT, "SIGHUP dispatched", || hub.rounds() >= 1).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let served = served_certificate(&a, &client, source).await;
+        if served == expected {
+            break;
+        }
+        assert_eq!(served, before, "neither the old nor the new certificate");
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not served after SIGHUP"
+        );
+        tokio::time::sleep(common::POLL).await;
+    }
+    a.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
