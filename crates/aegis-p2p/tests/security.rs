@@ -15,7 +15,7 @@ use aegis_p2p::{Message, P2pNetwork, TlsFiles, TlsStore, tags};
 use aegis_types::ValidatorId;
 use common::{
     Ca, Cluster, KeyKind, address, capture_log, is_warning_with, log_lines, self_signed, start,
-    test_config, wait_for, wait_for_warning,
+    test_config, wait_for, wait_for_onset, wait_for_warning,
 };
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -605,6 +605,8 @@ async fn a_node_outside_the_validator_set_is_refused_then_banned() {
     config.rate_limiting.block_duration = Duration::from_secs(2);
     let (a, _ia) = start(config, cluster.identity(0)).await;
     let rogue_ip = IpAddr::from([127, 0, 28, 66]);
+    assert!(!a.is_banned(rogue_ip));
+    let not_banned = Instant::now();
     let rogue_config = test_config(
         rogue_ip,
         0,
@@ -613,15 +615,22 @@ async fn a_node_outside_the_validator_set_is_refused_then_banned() {
         None,
     );
     let (rogue, _ir) = start(rogue_config, cluster.outsider_identity()).await;
-    wait_for(WAIT, "rogue banned", || a.is_banned(rogue_ip)).await;
+    // The ban began after `banned_after` (a check that saw none) ...
+    let banned_after =
+        wait_for_onset(not_banned, WAIT, "rogue banned", || a.is_banned(rogue_ip)).await;
     assert_eq!(a.metrics().auth_failures.get(), 3);
     assert_eq!(a.peer_count(), 0);
     rogue.shutdown();
-    wait_for(
-        Duration::from_secs(5),
-        "ban lifted after block_duration",
-        || !a.is_banned(rogue_ip),
-    )
+    // ... and had ended by `lifted`: it cannot have been shorter than block_duration if
+    // this span is not (polling delays only lengthen the span).
+    let lifted = wait_for(WAIT, "ban lifted after block_duration", || {
+        !a.is_banned(rogue_ip)
+    })
     .await;
+    assert!(
+        lifted - banned_after >= Duration::from_secs(2),
+        "ban lasted at most {:?}",
+        lifted - banned_after
+    );
     a.shutdown();
 }
