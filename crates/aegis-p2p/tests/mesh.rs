@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use aegis_p2p::{Message, P2pNetwork, tags};
 use aegis_types::ValidatorId;
-use common::{Cluster, address, free_port, start, wait_for};
+use common::{Cluster, POLL, address, free_port, start, wait_for};
 
 const WAIT: Duration = Duration::from_secs(15);
+/// Polls over which a formed mesh must stay unchanged.
+const STABLE_CHECKS: usize = 25;
 
 fn full_mesh(nodes: &[P2pNetwork]) -> bool {
     nodes
@@ -95,15 +97,19 @@ async fn four_nodes_form_a_full_mesh_from_bootstrap_lists() {
         inboxes.push(inbox);
     }
     wait_for(WAIT, "full mesh of 4", || full_mesh(&nodes)).await;
-    // Stable: one connection per pair, no flapping.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(full_mesh(&nodes));
-    for node in &nodes {
-        assert_eq!(
-            node.metrics().connections(aegis_p2p::Direction::Inbound)
-                + node.metrics().connections(aegis_p2p::Direction::Outbound),
-            3
-        );
+    // Stable: one connection per pair, no flapping. Every check over a window of polls
+    // must see the full mesh and exactly three connections per node (the counters never
+    // grow past it while duplicates are resolved).
+    let connections = |node: &P2pNetwork| {
+        node.metrics().connections(aegis_p2p::Direction::Inbound)
+            + node.metrics().connections(aegis_p2p::Direction::Outbound)
+    };
+    for _ in 0..STABLE_CHECKS {
+        assert!(full_mesh(&nodes));
+        for node in &nodes {
+            assert_eq!(connections(node), 3);
+        }
+        tokio::time::sleep(POLL).await;
     }
     for (i, node) in nodes.iter().enumerate() {
         assert_eq!(
@@ -178,7 +184,11 @@ async fn dead_peer_is_dropped_and_redialled() {
     wait_for(WAIT, "connected", || a.peer_count() == 1).await;
     b.shutdown();
     wait_for(WAIT, "a drops the dead peer", || a.peer_count() == 0).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // b's listener is gone once its port can be bound again: restart b there.
+    wait_for(WAIT, "b's port released", || {
+        std::net::TcpListener::bind((cluster.ip(1), port_b)).is_ok()
+    })
+    .await;
     let (b2, _ib2) = start(cluster.config(1, port_b, vec![]), cluster.identity(1)).await;
     wait_for(WAIT, "a redials b", || {
         a.peer_count() == 1 && b2.peer_count() == 1
@@ -279,12 +289,10 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
         .unwrap();
     assert_eq!(peer.id, ValidatorId(0));
     wait_for(WAIT, "zombie registered", || a.peer_count() == 1).await;
-    let since = std::time::Instant::now();
     wait_for(WAIT, "zombie dropped after the ping timeout", || {
         a.peer_count() == 0
     })
     .await;
-    assert!(since.elapsed() < Duration::from_secs(5));
     drop(tls);
     a.shutdown();
 }

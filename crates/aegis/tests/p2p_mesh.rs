@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn aegis() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_aegis"));
@@ -45,16 +45,89 @@ fn free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-/// A base port whose testnet ports (P+i, P+80+i, P+1090+i) are all free now.
+/// A base port whose testnet ports (P+i, P+80+i, P+1090+i) are all free now. Seeded from
+/// the clock and the process id, so concurrent runs start from different ranges.
 fn base_port(n: u16) -> u16 {
-    let seed = std::process::id() as u16 ^ (Instant::now().elapsed().subsec_nanos() as u16);
-    for attempt in 0..200u16 {
-        let base = 30_000 + (seed.wrapping_add(attempt.wrapping_mul(7919)) % 20_000);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = (nanos ^ std::process::id().rotate_left(16)) % 20_000;
+    for attempt in 0..200u32 {
+        let base = 30_000 + ((seed + attempt * 7919) % 20_000) as u16;
         if (0..n).all(|i| free(base + i) && free(base + 80 + i) && free(base + 1090 + i)) {
             return base;
         }
     }
     panic!("no free port range");
+}
+
+/// Whole starts tried: the ports are only probed here and bound later by the node
+/// processes, so another program may take one in between.
+const START_ATTEMPTS: usize = 5;
+/// Generous bound for four processes to form the mesh on a loaded machine.
+const MESH_WAIT: Duration = Duration::from_secs(60);
+
+enum Start {
+    Mesh,
+    PortTaken(String),
+}
+
+fn logs(out: &Path) -> String {
+    (0..4)
+        .map(|i| std::fs::read_to_string(out.join(format!("node{i}.out"))).unwrap_or_default())
+        .collect()
+}
+
+/// Generates a testnet at `base` into `out`, starts its four nodes into `nodes` and waits
+/// for the full mesh. A node that exits because a port was taken is reported, not fatal.
+fn start_mesh(out: &Path, base: u16, nodes: &mut Nodes) -> Start {
+    let status = aegis()
+        .args([
+            "testnet",
+            "--validators",
+            "4",
+            "--base-port",
+            &base.to_string(),
+            "--out",
+        ])
+        .arg(out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = |i: u16| out.join(format!("node{i}/config/production.yaml"));
+    for i in 0..4 {
+        let log = std::fs::File::create(out.join(format!("node{i}.out"))).unwrap();
+        nodes.0.push(
+            aegis()
+                .args(["run", "--config"])
+                .arg(config(i))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let deadline = Instant::now() + MESH_WAIT;
+    loop {
+        let counts: Vec<Option<u64>> = (0..4).map(|i| peers(base + 1090 + i)).collect();
+        if counts.iter().all(|c| *c == Some(3)) {
+            return Start::Mesh;
+        }
+        for child in &mut nodes.0 {
+            if let Some(status) = child.try_wait().unwrap() {
+                let logs = logs(out);
+                if logs.contains("Address already in use") {
+                    return Start::PortTaken(logs);
+                }
+                panic!("a node exited ({status}):\n{logs}");
+            }
+        }
+        if Instant::now() > deadline {
+            panic!("no full mesh: peers per node {counts:?}\n{}", logs(out));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn http_get(port: u16, path: &str) -> Option<(String, String)> {
@@ -81,52 +154,30 @@ fn peers(metrics_port: u16) -> Option<u64> {
 #[test]
 fn four_aegis_run_processes_form_a_full_mesh() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("net");
-    let base = base_port(4);
-    let status = aegis()
-        .args([
-            "testnet",
-            "--validators",
-            "4",
-            "--base-port",
-            &base.to_string(),
-            "--out",
-        ])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let config = |i: u16| out.join(format!("node{i}/config/production.yaml"));
-    let mut nodes = Nodes(Vec::new());
-    for i in 0..4 {
-        let log = std::fs::File::create(out.join(format!("node{i}.out"))).unwrap();
-        nodes.0.push(
-            aegis()
-                .args(["run", "--config"])
-                .arg(config(i))
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
+    let mut started = None;
+    let mut taken = Vec::new();
+    for attempt in 0..START_ATTEMPTS {
+        let out = dir.path().join(format!("net{attempt}"));
+        let base = base_port(4);
+        let mut nodes = Nodes(Vec::new());
+        match start_mesh(&out, base, &mut nodes) {
+            Start::Mesh => {
+                started = Some((out, base, nodes));
+                break;
+            }
+            // Stop this attempt's nodes, then try a new port range.
+            Start::PortTaken(logs) => {
+                drop(nodes);
+                taken.push(logs);
+            }
+        }
+    }
+    let Some((out, base, _nodes)) = started else {
+        panic!(
+            "ports taken on every one of {START_ATTEMPTS} starts:\n{}",
+            taken.join("\n")
         );
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let counts: Vec<Option<u64>> = (0..4).map(|i| peers(base + 1090 + i)).collect();
-        if counts.iter().all(|c| *c == Some(3)) {
-            break;
-        }
-        if Instant::now() > deadline {
-            let logs: String = (0..4)
-                .map(|i| {
-                    std::fs::read_to_string(out.join(format!("node{i}.out"))).unwrap_or_default()
-                })
-                .collect();
-            panic!("no full mesh: peers per node {counts:?}\n{logs}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    };
 
     let (head, metrics) = http_get(base + 1090, "/metrics").unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
