@@ -16,8 +16,37 @@ pub const PEERS_FILE: &str = "peers.json";
 pub const MAX_ADDRESSES: usize = 4096;
 /// Longest backoff between redials once `max_reconnect_attempts` is exceeded.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
-/// Longest address string accepted from a peer.
+/// Longest address string accepted from a peer or from the known-peers file.
 pub const MAX_ADDRESS_LEN: usize = 261;
+/// Largest known-peers file read: [`MAX_ADDRESSES`] entries of the longest address, a
+/// hex key and a timestamp fit well within it. A larger file is ignored, unread.
+pub const MAX_PEERS_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Whether `address` is acceptable in the book: at most [`MAX_ADDRESS_LEN`] bytes and of
+/// the form `host:port` with a non-empty host and a non-zero port.
+pub(crate) fn valid_address(address: &str) -> bool {
+    address.len() <= MAX_ADDRESS_LEN
+        && address.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port != 0)
+        })
+}
+
+/// Reads the known-peers file, refusing one larger than [`MAX_PEERS_FILE_BYTES`] without
+/// reading it whole.
+fn read_peers_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut text = String::new();
+    file.take(MAX_PEERS_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_PEERS_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_PEERS_FILE_BYTES} bytes"),
+        ));
+    }
+    Ok(text)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Source {
@@ -77,13 +106,19 @@ impl AddressBook {
             dirty: false,
         };
         if let Some(path) = &book.path {
-            match std::fs::read_to_string(path) {
+            match read_peers_file(path) {
                 Ok(text) => match serde_json::from_str::<PeersFile>(&text) {
                     Ok(file) => {
+                        let mut ignored = 0usize;
                         for entry in file.peers.into_iter().take(MAX_ADDRESSES) {
                             let Ok(key) = PublicKey::from_hex(&entry.public_key) else {
+                                ignored += 1;
                                 continue;
                             };
+                            if !valid_address(&entry.address) {
+                                ignored += 1;
+                                continue;
+                            }
                             book.entries.insert(
                                 entry.address,
                                 Entry {
@@ -95,6 +130,13 @@ impl AddressBook {
                                     is_self: false,
                                     last_seen_ms: entry.last_seen_ms,
                                 },
+                            );
+                        }
+                        if ignored > 0 {
+                            tracing::warn!(
+                                path = %path.display(),
+                                ignored,
+                                "Ignored {ignored} invalid entries of the known-peers file"
                             );
                         }
                         tracing::info!(
@@ -110,9 +152,11 @@ impl AddressBook {
                     ),
                 },
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => {
-                    tracing::warn!(path = %path.display(), %error, "Cannot read known-peers file")
-                }
+                Err(error) => tracing::warn!(
+                    path = %path.display(),
+                    %error,
+                    "Ignoring unreadable known-peers file; re-learning peers from bootstrap nodes"
+                ),
             }
         }
         for address in bootstrap {
@@ -132,7 +176,7 @@ impl AddressBook {
     /// Adds an address learned from a peer or from an inbound Hello. Returns whether it
     /// was new.
     pub fn learn(&mut self, address: String, key: PublicKey, source: Source, now: Instant) -> bool {
-        if address.len() > MAX_ADDRESS_LEN {
+        if !valid_address(&address) {
             return false;
         }
         if let Some(entry) = self.entries.get_mut(&address) {
@@ -314,5 +358,49 @@ mod tests {
         let fresh = AddressBook::load(Some(dir.path()), &["boot:1".into()], now);
         assert_eq!(fresh.entries.len(), 1);
         assert!(fresh.entries.contains_key("boot:1"));
+    }
+
+    fn file_with(addresses: &[&str], key: PublicKey) -> String {
+        let peers: Vec<FileEntry> = addresses
+            .iter()
+            .map(|address| FileEntry {
+                address: (*address).to_string(),
+                public_key: key.to_hex(),
+                last_seen_ms: 1,
+            })
+            .collect();
+        serde_json::to_string(&PeersFile { version: 1, peers }).unwrap()
+    }
+
+    #[test]
+    fn loaded_addresses_are_validated_like_learned_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = PublicKey([4; 32]);
+        let long = format!("{}:8000", "h".repeat(MAX_ADDRESS_LEN));
+        let text = file_with(&["10.0.0.1:8000", &long, "no-port", "10.0.0.2:0"], key);
+        std::fs::write(dir.path().join(PEERS_FILE), text).unwrap();
+        let book = AddressBook::load(Some(dir.path()), &["boot:1".into()], Instant::now());
+        let mut addresses: Vec<&String> = book.entries.keys().collect();
+        addresses.sort();
+        assert_eq!(addresses, ["10.0.0.1:8000", "boot:1"]);
+        // The same rule as for addresses learned from peers.
+        let mut book = book;
+        assert!(!book.learn(long, key, Source::Exchange, Instant::now()));
+        assert!(!book.learn("no-port".into(), key, Source::Exchange, Instant::now()));
+    }
+
+    #[test]
+    fn an_oversized_peers_file_is_ignored_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = PublicKey([5; 32]);
+        let mut text = file_with(&["10.0.0.1:8000"], key);
+        // Valid JSON, just too large: trailing whitespace past the cap.
+        text.push_str(&" ".repeat(MAX_PEERS_FILE_BYTES as usize));
+        assert!(serde_json::from_str::<PeersFile>(&text).is_ok());
+        std::fs::write(dir.path().join(PEERS_FILE), text).unwrap();
+        let book = AddressBook::load(Some(dir.path()), &["boot:1".into()], Instant::now());
+        let addresses: Vec<&String> = book.entries.keys().collect();
+        assert_eq!(addresses, ["boot:1"]);
+        assert!(read_peers_file(&dir.path().join(PEERS_FILE)).is_err());
     }
 }

@@ -634,3 +634,64 @@ async fn a_node_outside_the_validator_set_is_refused_then_banned() {
     );
     a.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_known_peers_file_is_logged_and_ignored() {
+    let log = capture_log();
+    let cluster = Cluster::new(2, 39);
+    let (b, _ib) = start(cluster.config(1, 0, vec![]), cluster.identity(1)).await;
+    let config = cluster.config(0, 0, vec![]);
+    let data = config.data_dir.clone().unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    let peers_file = data.join("peers.json");
+    let path = peers_file.display().to_string();
+    let entry = |address: &str| {
+        serde_json::json!({
+            "address": address,
+            "public_key": cluster.keys[1].public_key().to_hex(),
+            "last_seen_ms": 1
+        })
+    };
+    let warned = |text: &str| {
+        log_lines(log)
+            .iter()
+            .any(|line| is_warning_with(line, text) && line["path"] == path.as_str())
+    };
+
+    // Larger than the cap (valid JSON naming b, padded): not read, so b is not dialled.
+    let mut text =
+        serde_json::json!({"version": 1, "peers": [entry(&address(b.local_addr()))]}).to_string();
+    text.push_str(&" ".repeat(5 * 1024 * 1024));
+    std::fs::write(&peers_file, text).unwrap();
+    let (a, _ia) = start(config.clone(), cluster.identity(0)).await;
+    wait_for(WAIT, "oversized peers file reported", || {
+        warned("Ignoring unreadable known-peers file")
+    })
+    .await;
+    assert!(
+        !log_lines(log)
+            .iter()
+            .any(|line| line["message"] == "Loaded known peers" && line["path"] == path.as_str()),
+        "the oversized file was loaded"
+    );
+    a.shutdown();
+
+    // An address longer than any accepted from a peer is skipped; the good one is used.
+    let long = format!("{}:8000", "h".repeat(300));
+    let text = serde_json::json!({
+        "version": 1,
+        "peers": [entry(&long), entry(&address(b.local_addr()))]
+    });
+    std::fs::write(&peers_file, text.to_string()).unwrap();
+    let (a, _ia) = start(config, cluster.identity(0)).await;
+    wait_for(WAIT, "bad address reported", || {
+        warned("Ignored 1 invalid entries of the known-peers file")
+    })
+    .await;
+    wait_for(WAIT, "a dials b from the file", || {
+        a.peer_count() == 1 && b.peer_count() == 1
+    })
+    .await;
+    a.shutdown();
+    b.shutdown();
+}
