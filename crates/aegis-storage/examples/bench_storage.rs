@@ -24,6 +24,10 @@ async fn main() -> ExitCode {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(1),
+        group_commit: std::env::var("GROUP_COMMIT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
     };
     let tmp = match tempfile::tempdir() {
         Ok(tmp) => tmp,

@@ -33,7 +33,7 @@ pub use config::{Backend, StoreConfig, redact_url};
 pub use consensus_state::FileConsensusState;
 pub use error::StorageError;
 pub use schema::{MigrationReport, SCHEMA_VERSION};
-pub use sql::{OpenMode, SqlStore};
+pub use sql::{CommitTicket, GroupCommitter, OpenMode, SqlStore};
 pub use traits::{
     BlockColumns, ConsensusStateStore, Ledger, MAX_RANGE_BLOCKS, NodeRecord, NodeRegistry, Store,
     StoreFuture, StoredBlock, StoredTransaction, Tip,

@@ -6,6 +6,7 @@
 //! transactions are inserted (multi-row `VALUES` on SQLite, one `UNNEST` of arrays on
 //! PostgreSQL, each a single cached prepared statement).
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -519,23 +520,31 @@ trait TxInserter {
 
 impl TxInserter for SqliteConnection {
     async fn insert_transactions(&mut self, block: &PreparedBlock<'_>) -> Result<(), StorageError> {
-        for (chunk_index, chunk) in block.txs.chunks(SQLITE_TX_ROWS_PER_INSERT).enumerate() {
+        let txs = &block.block.txs;
+        for (chunk_index, (chunk, ids)) in txs
+            .chunks(SQLITE_TX_ROWS_PER_INSERT)
+            .zip(block.tx_ids.chunks(SQLITE_TX_ROWS_PER_INSERT))
+            .enumerate()
+        {
             let base = chunk_index * SQLITE_TX_ROWS_PER_INSERT;
             let mut builder = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO transactions (block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature) ",
             );
-            builder.push_values(chunk.iter().enumerate(), |mut row, (i, prepared)| {
-                let body = &prepared.tx.body;
-                row.push_bind(block.height)
-                    .push_bind((base + i) as i32)
-                    .push_bind(prepared.id.0.as_slice())
-                    .push_bind(i16::from(body.version))
-                    .push_bind(body.chain_id.as_str())
-                    .push_bind(body.sender.0.as_slice())
-                    .push_bind(body.nonce as i64)
-                    .push_bind(body.payload.as_slice())
-                    .push_bind(prepared.tx.signature.0.as_slice());
-            });
+            builder.push_values(
+                chunk.iter().zip(ids).enumerate(),
+                |mut row, (i, (tx, id))| {
+                    let body = &tx.body;
+                    row.push_bind(block.height)
+                        .push_bind((base + i) as i32)
+                        .push_bind(id.0.as_slice())
+                        .push_bind(i16::from(body.version))
+                        .push_bind(body.chain_id.as_str())
+                        .push_bind(body.sender.0.as_slice())
+                        .push_bind(body.nonce as i64)
+                        .push_bind(body.payload.as_slice())
+                        .push_bind(tx.signature.0.as_slice());
+                },
+            );
             builder
                 .build()
                 .persistent(true)
@@ -549,10 +558,11 @@ impl TxInserter for SqliteConnection {
 
 impl TxInserter for PgConnection {
     async fn insert_transactions(&mut self, block: &PreparedBlock<'_>) -> Result<(), StorageError> {
-        if block.txs.is_empty() {
+        let txs = &block.block.txs;
+        if txs.is_empty() {
             return Ok(());
         }
-        let n = block.txs.len();
+        let n = txs.len();
         let mut indexes = Vec::with_capacity(n);
         let mut ids: Vec<&[u8]> = Vec::with_capacity(n);
         let mut versions = Vec::with_capacity(n);
@@ -561,16 +571,16 @@ impl TxInserter for PgConnection {
         let mut nonces = Vec::with_capacity(n);
         let mut payloads: Vec<&[u8]> = Vec::with_capacity(n);
         let mut signatures: Vec<&[u8]> = Vec::with_capacity(n);
-        for (i, prepared) in block.txs.iter().enumerate() {
-            let body = &prepared.tx.body;
+        for (i, (tx, id)) in txs.iter().zip(&block.tx_ids).enumerate() {
+            let body = &tx.body;
             indexes.push(i as i32);
-            ids.push(prepared.id.0.as_slice());
+            ids.push(id.0.as_slice());
             versions.push(i16::from(body.version));
             chain_ids.push(body.chain_id.as_str());
             senders.push(body.sender.0.as_slice());
             nonces.push(body.nonce as i64);
             payloads.push(body.payload.as_slice());
-            signatures.push(prepared.tx.signature.0.as_slice());
+            signatures.push(tx.signature.0.as_slice());
         }
         sqlx::query(
             "INSERT INTO transactions (block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature) \
@@ -595,24 +605,21 @@ impl TxInserter for PgConnection {
 }
 
 /// A block checked and encoded, ready to insert.
+/// Borrows the block on the direct path; owns it in the [`GroupCommitter`] queue.
 pub(crate) struct PreparedBlock<'a> {
-    block: &'a Block,
+    block: Cow<'a, Block>,
     height: i64,
     hash: Hash,
     header_bytes: Vec<u8>,
     certificate_bytes: Vec<u8>,
-    txs: Vec<PreparedTx<'a>>,
-}
-
-struct PreparedTx<'a> {
-    tx: &'a Transaction,
-    id: Hash,
+    /// `block.txs[i].id()`, computed once.
+    tx_ids: Vec<Hash>,
 }
 
 /// Cheap consistency checks before a block is written: the certificate names this block and
 /// the header matches the body. Signatures are the engine's job.
 fn prepare<'a>(
-    block: &'a Block,
+    block: Cow<'a, Block>,
     certificate: &CommitCertificate,
 ) -> Result<PreparedBlock<'a>, StorageError> {
     let header = &block.header;
@@ -641,26 +648,22 @@ fn prepare<'a>(
             block.txs.len()
         )));
     }
-    let txs: Vec<PreparedTx<'a>> = block
-        .txs
-        .iter()
-        .map(|tx| PreparedTx { tx, id: tx.id() })
-        .collect();
-    let ids: Vec<Hash> = txs.iter().map(|t| t.id).collect();
-    let root = merkle_root(&ids);
+    let tx_ids: Vec<Hash> = block.txs.iter().map(Transaction::id).collect();
+    let root = merkle_root(&tx_ids);
     if root != header.tx_root {
         return Err(invalid(format!(
             "transaction root mismatch: header {}, computed {root}",
             header.tx_root
         )));
     }
+    let header_bytes = encode(header);
     Ok(PreparedBlock {
         block,
         height: height as i64,
         hash,
-        header_bytes: encode(header),
+        header_bytes,
         certificate_bytes: encode(certificate),
-        txs,
+        tx_ids,
     })
 }
 
@@ -669,7 +672,7 @@ fn prepare_batch(
 ) -> Result<Vec<PreparedBlock<'_>>, StorageError> {
     let mut prepared: Vec<PreparedBlock<'_>> = Vec::with_capacity(blocks.len());
     for (block, certificate) in blocks {
-        let next = prepare(block, certificate)?;
+        let next = prepare(Cow::Borrowed(block), certificate)?;
         if let Some(previous) = prepared.last() {
             let tip = Tip {
                 height: previous.height as u64,
@@ -925,7 +928,7 @@ impl Ledger for SqlStore {
         certificate: &'a CommitCertificate,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let prepared = prepare(block, certificate)?;
+            let prepared = prepare(Cow::Borrowed(block), certificate)?;
             self.append_prepared(std::slice::from_ref(&prepared)).await
         })
     }
@@ -1295,4 +1298,124 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A pipelined append stream: blocks are queued in chain order and one writer task commits
+/// whatever is queued, up to `max_blocks`, in one database transaction (one disk sync).
+///
+/// This is what a pipelined commit stream gives storage: while one group is being synced,
+/// the next blocks are checked and encoded ([`GroupCommitter::submit`] does that in the
+/// caller's task) and wait in the queue. A block is acknowledged, by its
+/// [`CommitTicket`], only once the transaction holding it has committed: the guarantee is the
+/// same as [`Ledger::append_block`]'s (the block is durable, whole, with its certificate),
+/// but an acknowledgement can wait for the blocks queued with it. If a group fails, its
+/// blocks are retried one by one, so each gets its own verdict.
+#[derive(Debug)]
+pub struct GroupCommitter {
+    queue: tokio::sync::mpsc::Sender<Queued>,
+    commits: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Queued {
+    block: PreparedBlock<'static>,
+    done: tokio::sync::oneshot::Sender<Result<(), StorageError>>,
+}
+
+/// Resolves when the submitted block is durable, or with the error that kept it out.
+#[derive(Debug)]
+pub struct CommitTicket(tokio::sync::oneshot::Receiver<Result<(), StorageError>>);
+
+impl CommitTicket {
+    pub async fn wait(self) -> Result<(), StorageError> {
+        self.0.await.unwrap_or_else(|_| {
+            Err(StorageError::Config(
+                "the group commit writer stopped before storing the block".to_owned(),
+            ))
+        })
+    }
+}
+
+impl SqlStore {
+    /// Starts a [`GroupCommitter`] on this store (needs a Tokio runtime). Appends through it
+    /// and through [`Ledger::append_block`] are serialised on the same writer connection.
+    pub fn group_committer(&self, max_blocks: usize) -> GroupCommitter {
+        let max_blocks = max_blocks.max(1);
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<Queued>(max_blocks * 2);
+        let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let store = self.clone();
+        let counter = commits.clone();
+        let task = tokio::spawn(async move {
+            let mut group: Vec<Queued> = Vec::with_capacity(max_blocks);
+            while let Some(first) = rx.recv().await {
+                group.push(first);
+                while group.len() < max_blocks {
+                    match rx.try_recv() {
+                        Ok(next) => group.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let linked = group.windows(2).all(|pair| {
+                    let tip = Tip {
+                        height: pair[0].block.height as u64,
+                        hash: pair[0].block.hash,
+                    };
+                    check_follows(Some(tip), &pair[1].block).is_ok()
+                });
+                let (blocks, done): (Vec<_>, Vec<_>) =
+                    group.drain(..).map(|q| (q.block, q.done)).unzip();
+                let together = if linked && blocks.len() > 1 {
+                    store.append_prepared(&blocks).await
+                } else {
+                    Err(StorageError::Config("append one by one".to_owned()))
+                };
+                if together.is_ok() {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    for done in done {
+                        let _ = done.send(Ok(()));
+                    }
+                    continue;
+                }
+                for (block, done) in blocks.iter().zip(done) {
+                    let result = store.append_prepared(std::slice::from_ref(block)).await;
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let _ = done.send(result);
+                }
+            }
+        });
+        GroupCommitter {
+            queue,
+            commits,
+            task,
+        }
+    }
+}
+
+impl GroupCommitter {
+    /// Checks and encodes the next block, then queues it (waiting while the queue is full).
+    /// An invalid block is refused here, before it is queued.
+    pub async fn submit(
+        &self,
+        block: Block,
+        certificate: &CommitCertificate,
+    ) -> Result<CommitTicket, StorageError> {
+        let block = prepare(Cow::Owned(block), certificate)?;
+        let (done, ticket) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(Queued { block, done })
+            .await
+            .map_err(|_| StorageError::Config("the group commit writer has stopped".to_owned()))?;
+        Ok(CommitTicket(ticket))
+    }
+
+    /// Database transactions committed so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stores everything queued, then stops the writer task.
+    pub async fn finish(self) {
+        drop(self.queue);
+        let _ = self.task.await;
+    }
 }

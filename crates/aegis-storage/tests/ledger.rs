@@ -24,7 +24,55 @@ on_both_backends!(
     tampered_rows_are_caught_with_their_height,
     nodes_table_records_peers,
     guide_maintenance_statements_keep_the_ledger_valid,
+    group_commit_acknowledges_each_block_once_stored,
 );
+
+/// The pipelined group committer: every block it acknowledges is stored, in order; a block
+/// that does not follow the chain is refused on its own, without taking its group with it.
+async fn group_commit_acknowledges_each_block_once_stored(db: TestDb) {
+    let store = db.open().await;
+    let mut fixture = ChainFixture::new(4, "aegis-test");
+    let group = store.group_committer(4);
+    let blocks = fixture.next_blocks(10, 3, 64, 1);
+    let mut tickets = Vec::new();
+    for (block, cert) in blocks.clone() {
+        tickets.push(group.submit(block, &cert).await.unwrap());
+    }
+    // A block that repeats height 5 with different contents, queued behind the rest.
+    let mut other = ChainFixture::new(4, "aegis-test");
+    let stray = other.next_blocks(5, 1, 8, 1).pop().unwrap();
+    let stray_ticket = group.submit(stray.0, &stray.1).await.unwrap();
+    for ticket in tickets {
+        ticket.wait().await.unwrap();
+    }
+    let error = stray_ticket.wait().await.unwrap_err();
+    assert!(matches!(error, StorageError::NotNext { .. }), "{error}");
+    assert!(group.commits() < 11, "{} commits", group.commits());
+    // More after the refusal still goes in.
+    let (next, cert) = fixture.next_block(2, 16);
+    group
+        .submit(next, &cert)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    group.finish().await;
+    assert_eq!(store.height().await.unwrap(), 11);
+    for (block, _) in &blocks {
+        let stored = store
+            .block_by_height(block.height())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&stored.block, block);
+    }
+    let report = verify_chain(&store, &fixture.genesis).await.unwrap();
+    assert!(
+        report.to_string().starts_with("Chain verified: 11 blocks"),
+        "{report}"
+    );
+}
 
 async fn append_and_read_back(db: TestDb) {
     let store = db.open().await;

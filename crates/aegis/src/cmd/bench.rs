@@ -39,6 +39,11 @@ pub struct StorageArgs {
     /// engine appends committed blocks.
     #[arg(long, default_value_t = 1)]
     pub blocks_per_commit: usize,
+    /// Pipelined group commit: blocks are queued as fast as storage takes them and each
+    /// database transaction stores whatever is queued, at most N blocks. Each block is
+    /// acknowledged once durable; latencies are per block. 0 (the default) is off.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub group_commit: usize,
     /// Keep the result: a testnet in DIR whose node0 holds the benchmark chain.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
@@ -117,6 +122,7 @@ fn storage(args: StorageArgs) -> anyhow::Result<ExitCode> {
         tx_size: args.tx_size,
         reads: args.reads,
         blocks_per_commit: args.blocks_per_commit,
+        group_commit: args.group_commit,
     };
     let report = runtime()?
         .block_on(aegis_storage::bench_storage(
