@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aegis_p2p::{Message, P2pNetwork, tags};
 use aegis_types::ValidatorId;
-use common::{Cluster, POLL, address, free_port, start, wait_for};
+use common::{Cluster, POLL, address, free_port, start, wait_for, wait_port_free};
 
 const WAIT: Duration = Duration::from_secs(15);
 /// Polls over which a formed mesh must stay unchanged.
@@ -166,6 +166,7 @@ async fn peer_exchange_completes_the_mesh_and_peers_file_survives_restart() {
         nodes[..3].iter().all(|n| n.peer_count() == 2)
     })
     .await;
+    wait_port_free(cluster.ip(3), ports[3]).await;
     let (node3, _inbox3) = start(cluster.config(3, ports[3], vec![]), cluster.identity(3)).await;
     nodes[3] = node3;
     wait_for(WAIT, "node3 back from peers.json", || full_mesh(&nodes)).await;
@@ -184,11 +185,8 @@ async fn dead_peer_is_dropped_and_redialled() {
     wait_for(WAIT, "connected", || a.peer_count() == 1).await;
     b.shutdown();
     wait_for(WAIT, "a drops the dead peer", || a.peer_count() == 0).await;
-    // b's listener is gone once its port can be bound again: restart b there.
-    wait_for(WAIT, "b's port released", || {
-        std::net::TcpListener::bind((cluster.ip(1), port_b)).is_ok()
-    })
-    .await;
+    // Restart b on the same port once its listener is gone.
+    wait_port_free(cluster.ip(1), port_b).await;
     let (b2, _ib2) = start(cluster.config(1, port_b, vec![]), cluster.identity(1)).await;
     wait_for(WAIT, "a redials b", || {
         a.peer_count() == 1 && b2.peer_count() == 1

@@ -181,6 +181,15 @@ pub fn free_port(ip: IpAddr) -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// Waits until `ip:port` can be bound again: a node that was shut down releases its
+/// listener when its accept task ends, which may be a little after `shutdown` returns.
+pub async fn wait_port_free(ip: IpAddr, port: u16) {
+    wait_for(Duration::from_secs(15), "the port released", || {
+        std::net::TcpListener::bind(SocketAddr::new(ip, port)).is_ok()
+    })
+    .await;
+}
+
 pub async fn start(config: P2pConfig, identity: Identity) -> (P2pNetwork, Inbox) {
     P2pNetwork::start(config, identity, P2pMetrics::new())
         .await
