@@ -66,11 +66,25 @@ impl From<std::io::Error> for CliError {
 }
 
 /// Checks `aegis simulate`'s arguments: what [`run_cli`] refuses, and why.
-pub fn check_cli_args(validators: usize, _seeds: u64, _start_seed: u64) -> Result<(), CliError> {
+pub fn check_cli_args(validators: usize, seeds: u64, start_seed: u64) -> Result<(), CliError> {
     if validators > MAX_VALIDATORS {
         return Err(CliError::InvalidArgs(format!(
             "--validators {validators} exceeds the supported maximum of {MAX_VALIDATORS} \
              (the simulator runs 4 to {MAX_VALIDATORS} validators)"
+        )));
+    }
+    if seeds == 0 {
+        return Err(CliError::InvalidArgs(
+            "--seeds 0 runs nothing; give at least 1".into(),
+        ));
+    }
+    // Seeds start_seed ..= start_seed + seeds - 1 must all be u64 values.
+    if start_seed.checked_add(seeds - 1).is_none() {
+        let most = u64::MAX - start_seed + 1;
+        return Err(CliError::InvalidArgs(format!(
+            "--start-seed {start_seed} with --seeds {seeds} goes past the last seed, {} \
+             (u64::MAX): at most {most} seed(s) from there",
+            u64::MAX
         )));
     }
     Ok(())
@@ -102,7 +116,8 @@ pub fn run_cli(
     let started = Instant::now();
     let mut violations = 0u64;
     let mut blocks = 0u64;
-    for seed in start_seed..start_seed.saturating_add(seeds) {
+    // `check_cli_args` made sure the last seed fits: every seed counted below is run.
+    for seed in (0..seeds).map(|i| start_seed + i) {
         let outcome = run_seed(validators, seed);
         blocks += outcome.heights.iter().copied().max().unwrap_or(0);
         if !outcome.violations.is_empty() {
@@ -146,5 +161,24 @@ mod tests {
             "{refused:?}"
         );
         assert!(out.is_empty(), "nothing printed before the refusal");
+    }
+
+    #[test]
+    fn a_seed_range_past_u64_max_or_empty_is_refused() {
+        let max = u64::MAX;
+        assert!(
+            check_cli_args(4, 1, max).is_ok(),
+            "the last seed alone fits"
+        );
+        assert!(check_cli_args(4, 2, max - 1).is_ok());
+        for (seeds, start) in [(2, max), (3, max - 1), (max, 2), (0, 0)] {
+            let mut out = Vec::new();
+            let refused = run_cli(4, seeds, start, &mut out);
+            assert!(
+                matches!(&refused, Err(CliError::InvalidArgs(_))),
+                "{seeds} from {start}: {refused:?}"
+            );
+            assert!(out.is_empty());
+        }
     }
 }

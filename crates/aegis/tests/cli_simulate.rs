@@ -53,3 +53,15 @@ fn too_many_validators_is_an_error_not_a_panic() {
         &["--validators 100000", "maximum of 1024", "4 to 1024"],
     );
 }
+
+#[test]
+fn a_seed_range_past_u64_max_is_refused() {
+    assert_refused(
+        &["--seeds", "2", "--start-seed", "18446744073709551615"],
+        &[
+            "--start-seed 18446744073709551615 with --seeds 2",
+            "at most 1 seed(s)",
+        ],
+    );
+    assert_refused(&["--seeds", "0"], &["--seeds 0 runs nothing"]);
+}
