@@ -29,6 +29,10 @@ use std::time::Instant;
 pub use scenario::{Behavior, Crash, NetworkFaults, Partition, Scenario, TestBuilder};
 pub use sim::{Outcome, Simulation};
 
+/// Fewest validators the simulator runs: n >= 3f + 1 with f >= 1, so random runs always have
+/// a Byzantine node.
+pub const MIN_VALIDATORS: usize = 4;
+
 /// Most validators the simulator runs: the largest validator set a genesis accepts.
 pub const MAX_VALIDATORS: usize = aegis_types::validator::MAX_VALIDATORS;
 
@@ -67,10 +71,16 @@ impl From<std::io::Error> for CliError {
 
 /// Checks `aegis simulate`'s arguments: what [`run_cli`] refuses, and why.
 pub fn check_cli_args(validators: usize, seeds: u64, start_seed: u64) -> Result<(), CliError> {
+    if validators < MIN_VALIDATORS {
+        return Err(CliError::InvalidArgs(format!(
+            "--validators {validators} is too few to tolerate a Byzantine fault (n >= 3f + 1 \
+             with f >= 1): the simulator runs {MIN_VALIDATORS} to {MAX_VALIDATORS} validators"
+        )));
+    }
     if validators > MAX_VALIDATORS {
         return Err(CliError::InvalidArgs(format!(
-            "--validators {validators} exceeds the supported maximum of {MAX_VALIDATORS} \
-             (the simulator runs 4 to {MAX_VALIDATORS} validators)"
+            "--validators {validators} exceeds the supported maximum of {MAX_VALIDATORS}: \
+             the simulator runs {MIN_VALIDATORS} to {MAX_VALIDATORS} validators"
         )));
     }
     if seeds == 0 {
@@ -105,14 +115,6 @@ pub fn run_cli(
     out: &mut dyn Write,
 ) -> Result<u64, CliError> {
     check_cli_args(validators, seeds, start_seed)?;
-    if validators < 4 {
-        writeln!(
-            out,
-            "simulate: need at least 4 validators to tolerate a Byzantine fault, got {validators}"
-        )?;
-        writeln!(out, "seeds: 0, violations: 0")?;
-        return Ok(0);
-    }
     let started = Instant::now();
     let mut violations = 0u64;
     let mut blocks = 0u64;
@@ -161,6 +163,19 @@ mod tests {
             "{refused:?}"
         );
         assert!(out.is_empty(), "nothing printed before the refusal");
+    }
+
+    #[test]
+    fn too_few_validators_are_refused_without_a_summary() {
+        for validators in [0, 1, 3] {
+            let mut out = Vec::new();
+            let refused = run_cli(validators, 1, 0, &mut out);
+            assert!(
+                matches!(&refused, Err(CliError::InvalidArgs(why)) if why.contains("4 to 1024")),
+                "{validators}: {refused:?}"
+            );
+            assert!(out.is_empty(), "no 'seeds: 0, violations: 0' line");
+        }
     }
 
     #[test]

@@ -65,3 +65,23 @@ fn a_seed_range_past_u64_max_is_refused() {
     );
     assert_refused(&["--seeds", "0"], &["--seeds 0 runs nothing"]);
 }
+
+#[test]
+fn too_few_validators_print_only_the_error() {
+    assert_refused(
+        &["--validators", "2", "--seeds", "1"],
+        &["--validators 2 is too few", "4 to 1024"],
+    );
+}
+
+#[test]
+fn a_small_healthy_run_succeeds() {
+    let (code, stdout, stderr) = simulate(&["--validators", "4", "--seeds", "3"]);
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        stdout.lines().last(),
+        Some("seeds: 3, violations: 0"),
+        "{stdout}"
+    );
+}
