@@ -574,7 +574,8 @@ async fn unreachable_postgres_is_retried_then_reported_without_the_password() {
     );
     assert!(!text.contains("hunter2"), "{text}");
     assert!(waited >= Duration::from_secs(1), "gave up after {waited:?}");
-    assert!(waited < Duration::from_secs(10), "retried for {waited:?}");
+    // It gives up: the bound is loose so a loaded machine cannot fail it.
+    assert!(waited < Duration::from_secs(60), "still retrying after {waited:?}");
 }
 
 /// A full database (SQLite's page limit stands in for a full disk) makes appends fail
@@ -613,10 +614,8 @@ async fn sqlite_full_disk_fails_appends_then_recovers() {
 /// work again once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_lost_mid_run_fails_appends_then_recovers() {
-    if std::env::var("AEGIS_TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty()) {
-        eprintln!("skipped: needs its own throwaway cluster to stop and start");
-        return;
-    }
+    // Always its own throwaway cluster (even when AEGIS_TEST_DATABASE_URL names a shared
+    // one), since the test stops and starts the server.
     let cluster = tokio::task::spawn_blocking(|| aegis_storage::testing::PgCluster::start(false))
         .await
         .unwrap()
