@@ -575,7 +575,10 @@ async fn unreachable_postgres_is_retried_then_reported_without_the_password() {
     assert!(!text.contains("hunter2"), "{text}");
     assert!(waited >= Duration::from_secs(1), "gave up after {waited:?}");
     // It gives up: the bound is loose so a loaded machine cannot fail it.
-    assert!(waited < Duration::from_secs(60), "still retrying after {waited:?}");
+    assert!(
+        waited < Duration::from_secs(60),
+        "still retrying after {waited:?}"
+    );
 }
 
 /// A full database (SQLite's page limit stands in for a full disk) makes appends fail
