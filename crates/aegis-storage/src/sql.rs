@@ -349,11 +349,22 @@ impl SqlStore {
             return Ok(());
         }
         let mut writer = self.writer.lock().await;
-        let result = append_on(self.writer_conn(&mut writer).await?, blocks).await;
+        let reused = writer.is_some();
+        let mut result = append_on(self.writer_conn(&mut writer).await?, blocks).await;
         if result.is_err() {
             // Whatever state the failure left the connection in, the next append starts
             // from a fresh one.
             *writer = None;
+        }
+        // A writer connection that died while idle (server restart, idle timeout) fails the
+        // first statement; the pool would have replaced it unseen, so retry once on a fresh
+        // one. Safe even if the first attempt's COMMIT went through: blocks already stored
+        // with the same hash are skipped.
+        if reused && matches!(&result, Err(error) if connection_lost(error)) {
+            result = append_on(self.writer_conn(&mut writer).await?, blocks).await;
+            if result.is_err() {
+                *writer = None;
+            }
         }
         result
     }
@@ -483,6 +494,17 @@ async fn append_on(
             append_body!(tx, blocks)
         }
     }
+}
+
+/// Whether `error` means the connection itself failed (not the statement).
+fn connection_lost(error: &StorageError) -> bool {
+    matches!(
+        error,
+        StorageError::Database {
+            source: sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed,
+            ..
+        }
+    )
 }
 
 /// Checks the recorded migrations against the embedded ones; returns the current version.
