@@ -129,7 +129,10 @@ fn canonical_encoding_matches_golden_vectors() {
     let actual = vectors();
     if std::env::var_os("AEGIS_UPDATE_GOLDEN").is_some() {
         // Regenerating in CI would make this test pass whatever changed.
-        assert!(std::env::var_os("CI").is_none(), "AEGIS_UPDATE_GOLDEN must not be set in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "AEGIS_UPDATE_GOLDEN must not be set in CI"
+        );
         let text = serde_json::to_string_pretty(&actual).unwrap() + "\n";
         std::fs::write(GOLDEN, text).unwrap();
         return;

@@ -191,7 +191,12 @@ fn node_serves_the_ledger_height_and_refuses_a_tampered_tip() {
 #[test]
 fn verify_reports_a_header_with_an_absurd_transaction_count_instead_of_aborting() {
     let (_dir, config, _, _) = chain(3);
-    let db = config.parent().unwrap().parent().unwrap().join("data/blockchain.db");
+    let db = config
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("data/blockchain.db");
     // Rewrite block 2's stored header so its tx_count says 4,294,967,295.
     let script = "import sqlite3, sys\n\
 c = sqlite3.connect(sys.argv[1])\n\
@@ -201,11 +206,22 @@ off = 1 + 4 + n + 8 + 32 + 32\n\
 h[off:off + 4] = b'\\xff\\xff\\xff\\xff'\n\
 c.execute('UPDATE blocks SET header = ? WHERE height = 2', (bytes(h),))\n\
 c.commit()";
-    let status = Command::new("python3").args(["-c", script]).arg(&db).status().unwrap();
+    let status = Command::new("python3")
+        .args(["-c", script])
+        .arg(&db)
+        .status()
+        .unwrap();
     assert!(status.success());
-    let output = aegis().args(["verify", "--config"]).arg(&config).output().unwrap();
+    let output = aegis()
+        .args(["verify", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("height 2"), "{stderr}");
-    assert!(stderr.contains("integrity") || stderr.contains("corrupt"), "{stderr}");
+    assert!(
+        stderr.contains("integrity") || stderr.contains("corrupt"),
+        "{stderr}"
+    );
 }
