@@ -9,24 +9,12 @@
     reason = "test code"
 )]
 
+mod common;
+
+use common::aegis;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn aegis() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aegis"));
-    // The tests control every variable the node reads.
-    for var in [
-        "AEGIS_ENCRYPTION_KEY",
-        "AEGIS_HOME",
-        "AEGIS_NODE_ID",
-        "DATABASE_URL",
-        "AEGIS_LOG",
-        "RUST_LOG",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
 
 fn run(command: &mut Command) -> (i32, String, String) {
     let Output {

@@ -8,26 +8,14 @@
     reason = "test code"
 )]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod common;
+
+use common::{aegis, http_get};
+
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn aegis() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aegis"));
-    for var in [
-        "AEGIS_ENCRYPTION_KEY",
-        "AEGIS_HOME",
-        "AEGIS_NODE_ID",
-        "DATABASE_URL",
-        "AEGIS_LOG",
-        "RUST_LOG",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -35,24 +23,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<(String, String)> {
-    let mut stream = TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(1),
-    )
-    .ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    Some((head.to_owned(), body.to_owned()))
 }
 
 /// A kept benchmark chain of `blocks` blocks; node0's ports moved to free ones.

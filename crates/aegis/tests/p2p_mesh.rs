@@ -8,26 +8,14 @@
     reason = "test code"
 )]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod common;
+
+use common::{aegis, http_get};
+
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn aegis() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aegis"));
-    for var in [
-        "AEGIS_ENCRYPTION_KEY",
-        "AEGIS_HOME",
-        "AEGIS_NODE_ID",
-        "DATABASE_URL",
-        "AEGIS_LOG",
-        "RUST_LOG",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
 
 /// Kills the node processes this test started, however the test ends.
 struct Nodes(Vec<Child>);
@@ -128,21 +116,6 @@ fn start_mesh(out: &Path, base: u16, nodes: &mut Nodes) -> Start {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn http_get(port: u16, path: &str) -> Option<(String, String)> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    Some((head.to_string(), body.to_string()))
 }
 
 fn peers(metrics_port: u16) -> Option<u64> {

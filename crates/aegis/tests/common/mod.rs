@@ -1,0 +1,43 @@
+//! Helpers shared by the binary's integration tests: the `aegis` command with a controlled
+//! environment, and a minimal HTTP GET for the node's endpoints.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+/// The `aegis` binary under test, with every variable the node reads removed, so each test
+/// controls them.
+pub fn aegis() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aegis"));
+    for var in [
+        "AEGIS_ENCRYPTION_KEY",
+        "AEGIS_HOME",
+        "AEGIS_NODE_ID",
+        "DATABASE_URL",
+        "AEGIS_LOG",
+        "RUST_LOG",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// `GET path` on 127.0.0.1:`port`: the response head and body, or `None` while nothing
+/// answers.
+pub fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((head.to_owned(), body.to_owned()))
+}
