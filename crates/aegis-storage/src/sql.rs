@@ -210,14 +210,7 @@ impl SqlStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(StorageError::db(CONTEXT))?;
-            let mut applied_rows = Vec::with_capacity(rows.len());
-            for row in &rows {
-                applied_rows.push((
-                    row.try_get::<i64, _>("version").map_err(StorageError::db(CONTEXT))?,
-                    row.try_get::<String, _>("name").map_err(StorageError::db(CONTEXT))?,
-                    row.try_get::<String, _>("checksum").map_err(StorageError::db(CONTEXT))?,
-                ));
-            }
+            let applied_rows = applied_migrations(&rows, CONTEXT)?;
             let from = check_applied(&applied_rows, postgres)?;
             let mut applied = Vec::new();
             for migration in MIGRATIONS.iter().filter(|m| m.version > from) {
@@ -266,14 +259,7 @@ impl SqlStore {
                 .fetch_all(pool)
                 .await
                 .map_err(StorageError::db(CONTEXT))?;
-            let mut applied_rows = Vec::with_capacity(rows.len());
-            for row in &rows {
-                applied_rows.push((
-                    row.try_get::<i64, _>("version").map_err(StorageError::db(CONTEXT))?,
-                    row.try_get::<String, _>("name").map_err(StorageError::db(CONTEXT))?,
-                    row.try_get::<String, _>("checksum").map_err(StorageError::db(CONTEXT))?,
-                ));
-            }
+            let applied_rows = applied_migrations(&rows, CONTEXT)?;
             let version = check_applied(&applied_rows, postgres)?;
             if version == 0 {
                 return Err(StorageError::NoSchema);
@@ -412,6 +398,31 @@ impl SqlStore {
 }
 
 /// The body of [`append_on`], the same text for both backends.
+/// The rows of `aegis_schema_migrations` as (version, name, checksum), on either backend.
+fn applied_migrations<R>(
+    rows: &[R],
+    context: &'static str,
+) -> Result<Vec<(i64, String, String)>, StorageError>
+where
+    R: sqlx::Row,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<i64, _>("version")
+                    .map_err(StorageError::db(context))?,
+                row.try_get::<String, _>("name")
+                    .map_err(StorageError::db(context))?,
+                row.try_get::<String, _>("checksum")
+                    .map_err(StorageError::db(context))?,
+            ))
+        })
+        .collect()
+}
+
 macro_rules! append_body {
     ($tx:ident, $blocks:ident) => {{
         let mut tx = $tx;
