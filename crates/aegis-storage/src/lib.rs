@@ -21,6 +21,7 @@ pub mod config;
 pub mod consensus_state;
 mod error;
 pub mod fixtures;
+mod id_index;
 pub mod schema;
 mod sql;
 mod traits;
@@ -32,6 +33,7 @@ pub mod testing;
 pub use config::{Backend, StoreConfig, redact_url};
 pub use consensus_state::FileConsensusState;
 pub use error::StorageError;
+pub use id_index::ID_INDEX_MERGE_ROWS;
 pub use schema::{MigrationReport, SCHEMA_VERSION};
 pub use sql::{CommitTicket, GroupCommitter, OpenMode, SqlStore};
 pub use traits::{
@@ -150,9 +152,24 @@ pub async fn verify(
     genesis: &aegis_types::Genesis,
 ) -> Result<VerifyReport, StorageError> {
     let store = SqlStore::open_existing(config).await?;
-    let report = verify_chain(&store, genesis).await;
+    let report = verify_with_index(&store, genesis).await;
     store.close().await;
     report
+}
+
+/// The chain, then (when the chain is sound) SQLite's transaction-id index.
+async fn verify_with_index(
+    store: &SqlStore,
+    genesis: &aegis_types::Genesis,
+) -> Result<VerifyReport, StorageError> {
+    let mut report = verify_chain(store, genesis).await?;
+    if report.is_ok()
+        && let Some((height, problem)) = store.check_id_index().await?
+    {
+        tracing::error!(height, problem = %problem, "ledger integrity check failed");
+        report.fault = Some(ChainFault { height, problem });
+    }
+    Ok(report)
 }
 
 /// `aegis bench storage`: opens (creating) the ledger at `config` and runs the benchmark,

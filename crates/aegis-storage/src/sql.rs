@@ -25,6 +25,7 @@ use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 
 use crate::StorageError;
 use crate::config::{Backend, StoreConfig, redact_url};
+use crate::id_index::{self, LOOKUP_ATTEMPTS, RecentIds};
 use crate::schema::{
     CREATE_MIGRATIONS_TABLE, MIGRATIONS, MigrationReport, PG_MIGRATION_LOCK, SCHEMA_VERSION,
 };
@@ -94,6 +95,8 @@ pub struct SqlStore {
     /// read inside the write transaction is never raced by another append of this node.
     writer: Arc<tokio::sync::Mutex<Option<WriterConn>>>,
     writer_options: WriterOptions,
+    /// SQLite: the ids of the blocks above the merged id index ([`crate::id_index`]).
+    recent: Arc<RecentIds>,
 }
 
 /// Whether opening may create or upgrade the schema.
@@ -143,6 +146,7 @@ impl SqlStore {
             config: config.clone(),
             writer: Arc::new(tokio::sync::Mutex::new(None)),
             writer_options,
+            recent: Arc::new(RecentIds::default()),
         };
         if let Pool::Postgres(pool) = &store.pool {
             warn_if_not_durable(pool).await;
@@ -158,6 +162,9 @@ impl SqlStore {
                 }
             }
         };
+        if let Pool::Sqlite(pool) = &store.pool {
+            id_index::catch_up(pool, &store.recent).await?;
+        }
         Ok((store, report))
     }
 
@@ -352,7 +359,43 @@ impl SqlStore {
                 *writer = None;
             }
         }
-        result
+        result?;
+        if let Some(WriterConn::Sqlite(conn)) = writer.as_mut() {
+            self.track_ids(conn, blocks).await;
+        }
+        Ok(())
+    }
+
+    /// SQLite, after a commit: puts the committed blocks' ids in the map of the tail and
+    /// merges the tail into `transaction_ids` once it holds [`ID_INDEX_MERGE_ROWS`] ids.
+    /// A failed merge is logged and retried after the next commit; the blocks are stored
+    /// either way and stay findable through the map.
+    async fn track_ids(&self, conn: &mut SqliteConnection, blocks: &[PreparedBlock<'_>]) {
+        let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
+            return;
+        };
+        let rows =
+            tx_rows(blocks).map(|(height, index, _, id)| (*id, (height as u64, index as u32)));
+        self.recent
+            .insert(rows, first.height as u64 - 1, last.height as u64);
+        if !self.recent.merge_due() {
+            return;
+        }
+        let started = Instant::now();
+        match id_index::merge(conn).await {
+            Ok((through, moved)) => {
+                self.recent.prune(through);
+                tracing::debug!(
+                    through,
+                    moved,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "merged recent transaction ids into the id index"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(%error, pending = self.recent.len(), "merging recent transaction ids into the id index failed; will retry after the next commit");
+            }
+        }
     }
 
     async fn blocks_in(&self, from: u64, to: u64) -> Result<Vec<StoredBlock>, StorageError> {
@@ -989,6 +1032,13 @@ fn assemble(
     Ok(out)
 }
 
+/// The columns [`tx_from_row`] reads, as a literal for `concat!`.
+macro_rules! tx_columns {
+    () => {
+        "block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature"
+    };
+}
+
 impl Ledger for SqlStore {
     fn append_block<'a>(
         &'a self,
@@ -1092,31 +1142,101 @@ impl Ledger for SqlStore {
     }
 
     fn transaction<'a>(&'a self, id: &'a Hash) -> StoreFuture<'a, Option<StoredTransaction>> {
-        /// SQLite, PostgreSQL: each phrased so the backend uses its id index (on SQLite an
-        /// index on the id's first 8 bytes).
-        const TX_BY_ID: [&str; 2] = [
-            "SELECT block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature \
-             FROM transactions WHERE substr(id, 1, 8) = substr($1, 1, 8) AND id = $1 ORDER BY block_height LIMIT 1",
-            "SELECT block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature \
-             FROM transactions WHERE id = $1 ORDER BY block_height LIMIT 1",
-        ];
-        let postgres = matches!(self.pool, Pool::Postgres(_));
         Box::pin(async move {
-            on_pool!(self, pool => {
-                let row = sqlx::query(TX_BY_ID[usize::from(postgres)])
-                .bind(id.0.as_slice())
-                .fetch_optional(pool)
-                .await
-                .map_err(StorageError::db("read transaction"))?;
-                match row {
-                    Some(row) => {
-                        let (height, index, id, transaction) = tx_from_row(&row)?;
-                        Ok(Some(StoredTransaction { transaction, id, height, index }))
-                    }
-                    None => Ok(None),
+            match &self.pool {
+                Pool::Sqlite(pool) => self.sqlite_transaction(pool, id).await,
+                Pool::Postgres(pool) => {
+                    // Through the hash index on the id.
+                    let row = sqlx::query(concat!(
+                        "SELECT ",
+                        tx_columns!(),
+                        " FROM transactions WHERE id = $1 ORDER BY block_height LIMIT 1"
+                    ))
+                    .bind(id.0.as_slice())
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(StorageError::db("read transaction"))?;
+                    row.as_ref().map(stored_tx).transpose()
                 }
-            })
+            }
         })
+    }
+}
+
+fn stored_tx(row: &impl RowExt) -> Result<StoredTransaction, StorageError> {
+    let (height, index, id, transaction) = tx_from_row(row)?;
+    Ok(StoredTransaction {
+        transaction,
+        id,
+        height,
+        index,
+    })
+}
+
+impl SqlStore {
+    /// SQLite lookup by id: the merged index (`transaction_ids`), then the map of the tail
+    /// ([`crate::id_index`]). Retries when a merge moved ids out of the map under it.
+    async fn sqlite_transaction(
+        &self,
+        pool: &SqlitePool,
+        id: &Hash,
+    ) -> Result<Option<StoredTransaction>, StorageError> {
+        const CONTEXT: &str = "read transaction";
+        for _ in 0..LOOKUP_ATTEMPTS {
+            let generation = self.recent.generation();
+            let indexed = sqlx::query(
+                "SELECT t.block_height, t.tx_index, t.id, t.version, t.chain_id, t.sender, t.nonce, t.payload, t.signature \
+                 FROM transaction_ids i CROSS JOIN transactions t \
+                 ON t.block_height = i.block_height AND t.tx_index = i.tx_index \
+                 WHERE i.id_prefix = substr($1, 1, 8) AND t.id = $1 \
+                 ORDER BY i.block_height LIMIT 1",
+            )
+            .bind(id.0.as_slice())
+            .fetch_optional(pool)
+            .await
+            .map_err(StorageError::db(CONTEXT))?;
+            if let Some(row) = indexed {
+                return stored_tx(&row).map(Some);
+            }
+            id_index::catch_up(pool, &self.recent).await?;
+            let Ok(located) = self.recent.get(id, generation) else {
+                continue;
+            };
+            let Some((height, index)) = located else {
+                return Ok(None);
+            };
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                tx_columns!(),
+                " FROM transactions WHERE block_height = $1 AND tx_index = $2 AND id = $3"
+            ))
+            .bind(to_i64(height))
+            .bind(i64::from(index))
+            .bind(id.0.as_slice())
+            .fetch_optional(pool)
+            .await
+            .map_err(StorageError::db(CONTEXT))?;
+            return row.as_ref().map(stored_tx).transpose();
+        }
+        Err(StorageError::Config(format!(
+            "transaction {id}: the lookup was overtaken by id index merges {LOOKUP_ATTEMPTS} times in a row"
+        )))
+    }
+
+    /// SQLite: merge the ids of recent blocks into the id index once `rows` of them are
+    /// waiting (default [`crate::ID_INDEX_MERGE_ROWS`]). Smaller values bound the memory
+    /// tighter and cost more; tests use them to exercise merges on short chains.
+    pub fn set_id_index_merge_rows(&self, rows: usize) {
+        self.recent.set_merge_rows(rows);
+    }
+
+    /// `aegis verify`'s check of SQLite's id index (nothing to check on PostgreSQL): the first
+    /// height where `transaction_ids` disagrees with `transactions`, and how.
+    pub async fn check_id_index(&self) -> Result<Option<(u64, String)>, StorageError> {
+        match &self.pool {
+            Pool::Sqlite(pool) => id_index::check(pool).await,
+            Pool::Postgres(_) => Ok(None),
+        }
     }
 }
 
