@@ -15,6 +15,9 @@ use anyhow::{Context, bail};
 use crate::cmd::db::runtime;
 use crate::cmd::testnet;
 
+/// At most this many blocks per database transaction under group commit, by default.
+pub const DEFAULT_GROUP_COMMIT: usize = 128;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Append signed blocks to a fresh ledger and read transactions back by id.
@@ -35,14 +38,15 @@ pub struct StorageArgs {
     /// Transactions read back by id for the latency figures.
     #[arg(long, default_value_t = 10_000)]
     pub reads: usize,
-    /// Blocks per database transaction (group commit, as catch-up does); 1 is how the
-    /// engine appends committed blocks.
-    #[arg(long, default_value_t = 1)]
-    pub blocks_per_commit: usize,
-    /// Pipelined group commit: blocks are queued as fast as storage takes them and each
-    /// database transaction stores whatever is queued, at most N blocks. Each block is
-    /// acknowledged once durable; latencies are per block. 0 (the default) is off.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    /// Blocks per database transaction through `append_blocks`, as catch-up writes them,
+    /// instead of the pipelined group commit.
+    #[arg(long, value_name = "K", conflicts_with = "group_commit")]
+    pub blocks_per_commit: Option<usize>,
+    /// Pipelined group commit, the way a node stores its stream of committed blocks: blocks
+    /// are queued as fast as storage takes them and each database transaction stores
+    /// whatever is queued, at most N blocks. Each block is acknowledged once durable;
+    /// latencies are per block. 0 commits each block on its own.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_GROUP_COMMIT)]
     pub group_commit: usize,
     /// Keep the result: a testnet in DIR whose node0 holds the benchmark chain.
     #[arg(long, value_name = "DIR")]
@@ -121,8 +125,12 @@ fn storage(args: StorageArgs) -> anyhow::Result<ExitCode> {
         txs_per_block: args.txs_per_block,
         tx_size: args.tx_size,
         reads: args.reads,
-        blocks_per_commit: args.blocks_per_commit,
-        group_commit: args.group_commit,
+        blocks_per_commit: args.blocks_per_commit.unwrap_or(1),
+        group_commit: if args.blocks_per_commit.is_some() {
+            0
+        } else {
+            args.group_commit
+        },
     };
     let report = runtime()?
         .block_on(aegis_storage::bench_storage(
