@@ -92,7 +92,7 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    pub(crate) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StorageError {
+    pub(crate) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StorageError + Copy {
         move |source| StorageError::Database { context, source }
     }
 

@@ -6,13 +6,16 @@
 //! of 100 transactions appended at 60-75k tx/s against 230k without the index
 //! (`docs/adr/0006-sqlite-deferred-id-index.md`).
 //!
-//! So on SQLite the index is a table, `transaction_ids (id_prefix, block_height, tx_index)`,
-//! that covers every block up to `transaction_ids_state.indexed_through`. The blocks above
-//! that height (the *tail*) are found through [`RecentIds`], an in-memory map of their ids
-//! that the writer fills as it commits and any other process loads from `transactions`. Once
-//! the tail holds [`ID_INDEX_MERGE_ROWS`] ids, the writer merges it into the table in one
-//! transaction, its rows sorted by key: the random pages are then rewritten once per merge
-//! instead of once per commit.
+//! So on SQLite the index is a table, `transaction_ids (level, id_prefix, block_height,
+//! tx_index)`, that covers every block up to `transaction_ids_state.indexed_through`. The
+//! blocks above that height (the *tail*) are found through [`RecentIds`], an in-memory map of
+//! their ids that the writer fills as it commits and any other process loads from
+//! `transactions`. Once the tail holds [`ID_INDEX_MERGE_ROWS`] ids, the writer merges it,
+//! sorted by key, into level 1 in one transaction: the random pages are rewritten once per
+//! merge instead of once per commit. A level that has reached its capacity
+//! ([`ID_INDEX_FANOUT`] times the one above) is first moved down into the next level, so a
+//! merge rewrites a small level often and a large one rarely, as in a log-structured
+//! merge tree. Each level is a key range of the one B-tree; a lookup seeks each.
 //!
 //! A lookup asks the table first, then the map. A merge commits before the map forgets the
 //! merged ids and every forgetting bumps a generation, so a lookup that raced a merge sees
@@ -91,7 +94,11 @@ impl RecentIds {
 
     /// Whether the map holds enough ids to merge them into the index.
     pub(crate) fn merge_due(&self) -> bool {
-        self.len() >= self.merge_rows.load(Ordering::Relaxed)
+        self.len() >= self.merge_rows()
+    }
+
+    pub(crate) fn merge_rows(&self) -> usize {
+        self.merge_rows.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set_merge_rows(&self, rows: usize) {
@@ -215,50 +222,160 @@ pub(crate) async fn catch_up(pool: &SqlitePool, recent: &RecentIds) -> Result<()
     Ok(())
 }
 
-/// Moves the tail into `transaction_ids` in one transaction on the writer connection and
-/// returns the height now indexed through; the caller then prunes the map.
-pub(crate) async fn merge(conn: &mut SqliteConnection) -> Result<(u64, u64), StorageError> {
+/// Levels of `transaction_ids`. The migration's `CHECK`s and [`id_levels!`] spell the same
+/// number out.
+pub const ID_INDEX_LEVELS: usize = 4;
+
+/// Every level, as the literal SQL list a lookup seeks them with (`level IN ...`), for
+/// `concat!`.
+macro_rules! id_levels {
+    () => {
+        "(1, 2, 3, 4)"
+    };
+}
+pub(crate) use id_levels;
+
+/// Level `k` holds up to `merge rows x ID_INDEX_FANOUT^k` ids (1,000,000 for level 1 with the
+/// default merge size) before it is moved down into level `k + 1`; the last level has no
+/// limit. Each id is then rewritten about once per level, and a merge into a level rewrites
+/// at most that level's pages.
+pub const ID_INDEX_FANOUT: u64 = 10;
+
+/// What one merge did.
+#[derive(Debug, Default)]
+pub(crate) struct Merged {
+    /// The index now covers every block up to this height.
+    pub through: u64,
+    /// Ids moved from the tail into level 1.
+    pub moved: u64,
+    /// Levels moved down into the next one first, with their entries.
+    pub cascaded: Vec<(usize, u64)>,
+}
+
+/// Moves the tail into level 1 of `transaction_ids`, first moving down every level that has
+/// reached its capacity (deepest first, so each has room), all in one transaction on the
+/// writer connection. The caller then prunes the map.
+pub(crate) async fn merge(
+    conn: &mut SqliteConnection,
+    merge_rows: usize,
+) -> Result<Merged, StorageError> {
     const CONTEXT: &str = "merge recent transaction ids into the id index";
+    let db = StorageError::db(CONTEXT);
     let mut tx = Connection::begin_with(conn, "BEGIN IMMEDIATE")
         .await
-        .map_err(StorageError::db(CONTEXT))?;
+        .map_err(db)?;
     let row = sqlx::query(
         "SELECT indexed_through, (SELECT coalesce(max(height), 0) FROM blocks) FROM transaction_ids_state",
     )
     .fetch_one(&mut *tx)
     .await
-    .map_err(StorageError::db(CONTEXT))?;
-    let indexed: i64 = row.try_get(0).map_err(StorageError::db(CONTEXT))?;
-    let tip: i64 = row.try_get(1).map_err(StorageError::db(CONTEXT))?;
+    .map_err(db)?;
+    let indexed: i64 = row.try_get(0).map_err(db)?;
+    let tip: i64 = row.try_get(1).map_err(db)?;
+    let mut merged = Merged {
+        through: u64::try_from(indexed.max(tip)).unwrap_or(0),
+        ..Merged::default()
+    };
     if tip <= indexed {
-        return Ok((u64::try_from(indexed).unwrap_or(0), 0));
+        return Ok(merged);
     }
-    // Sorted by key, so the B-tree is filled page by page.
-    let moved = sqlx::query(
-        "INSERT INTO transaction_ids (id_prefix, block_height, tx_index) \
-         SELECT substr(id, 1, 8), block_height, tx_index FROM transactions \
-         WHERE block_height > $1 AND block_height <= $2 ORDER BY 1, 2, 3",
+    let mut entries = level_entries(&mut tx).await?;
+    let mut capacity = merge_rows as u64;
+    let capacities: Vec<u64> = (0..ID_INDEX_LEVELS)
+        .map(|_| {
+            capacity = capacity.saturating_mul(ID_INDEX_FANOUT);
+            capacity
+        })
+        .collect();
+    for level in (1..ID_INDEX_LEVELS).rev() {
+        let (i, held) = (level - 1, entries[level - 1]);
+        if held < capacities[i] {
+            continue;
+        }
+        // SQLite copies the selected rows aside before inserting into the same table.
+        sqlx::query(
+            "INSERT INTO transaction_ids (level, id_prefix, block_height, tx_index) \
+             SELECT $2, id_prefix, block_height, tx_index FROM transaction_ids WHERE level = $1 \
+             ORDER BY id_prefix, block_height, tx_index",
+        )
+        .bind(level as i64)
+        .bind(level as i64 + 1)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("DELETE FROM transaction_ids WHERE level = $1")
+            .bind(level as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        entries[i + 1] = entries[i + 1].saturating_add(held);
+        entries[i] = 0;
+        merged.cascaded.push((level, held));
+    }
+    // Sorted by key, so level 1's pages are filled in order.
+    merged.moved = sqlx::query(
+        "INSERT INTO transaction_ids (level, id_prefix, block_height, tx_index) \
+         SELECT 1, substr(id, 1, 8), block_height, tx_index FROM transactions \
+         WHERE block_height > $1 AND block_height <= $2 ORDER BY 2, 3, 4",
     )
     .bind(indexed)
     .bind(tip)
     .execute(&mut *tx)
     .await
-    .map_err(StorageError::db(CONTEXT))?
+    .map_err(db)?
     .rows_affected();
+    entries[0] = entries[0].saturating_add(merged.moved);
+    for (i, count) in entries.iter().enumerate() {
+        sqlx::query("UPDATE transaction_id_levels SET entries = $2 WHERE level = $1")
+            .bind(i as i64 + 1)
+            .bind(to_i64(*count))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
     sqlx::query("UPDATE transaction_ids_state SET indexed_through = $1")
         .bind(tip)
         .execute(&mut *tx)
         .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(merged)
+}
+
+/// The recorded entries of each level, level 1 first.
+async fn level_entries(conn: &mut SqliteConnection) -> Result<Vec<u64>, StorageError> {
+    const CONTEXT: &str = "read the transaction id index levels";
+    let rows = sqlx::query("SELECT level, entries FROM transaction_id_levels ORDER BY level")
+        .fetch_all(&mut *conn)
+        .await
         .map_err(StorageError::db(CONTEXT))?;
-    tx.commit().await.map_err(StorageError::db(CONTEXT))?;
-    Ok((u64::try_from(tip).unwrap_or(0), moved))
+    let mut entries = Vec::with_capacity(ID_INDEX_LEVELS);
+    for (i, row) in rows.iter().enumerate() {
+        let level: i64 = row.try_get(0).map_err(StorageError::db(CONTEXT))?;
+        let count: i64 = row.try_get(1).map_err(StorageError::db(CONTEXT))?;
+        if level != i as i64 + 1 {
+            break;
+        }
+        entries.push(u64::try_from(count).unwrap_or(0));
+    }
+    if entries.len() != ID_INDEX_LEVELS {
+        return Err(StorageError::Corrupt {
+            height: None,
+            detail: format!(
+                "corrupt transaction id index: transaction_id_levels must have one row for each level 1 to {ID_INDEX_LEVELS}"
+            ),
+        });
+    }
+    Ok(entries)
 }
 
 /// Checks `transaction_ids` against `transactions` for `aegis verify`: every transaction of
-/// an indexed block has exactly its entry, and the index claims no block above the tip.
-/// Returns what is wrong, if anything.
+/// an indexed block has exactly one entry and no entry is stray, the recorded level sizes are
+/// right, and the index claims no block above the tip. Returns the height concerned and what
+/// is wrong, if anything.
 pub(crate) async fn check(pool: &SqlitePool) -> Result<Option<(u64, String)>, StorageError> {
     const CONTEXT: &str = "check the transaction id index";
+    let db = StorageError::db(CONTEXT);
     let (indexed_through, tip) = state(pool).await?;
     if indexed_through > tip {
         return Ok(Some((
@@ -278,39 +395,89 @@ pub(crate) async fn check(pool: &SqlitePool) -> Result<Option<(u64, String)>, St
     .bind(to_i64(indexed_through))
     .fetch_optional(pool)
     .await
-    .map_err(StorageError::db(CONTEXT))?;
+    .map_err(db)?;
     if let Some(row) = stray {
-        let height: i64 = row.try_get(0).map_err(StorageError::db(CONTEXT))?;
-        let index: i64 = row.try_get(1).map_err(StorageError::db(CONTEXT))?;
+        let (height, index) = location(&row, CONTEXT)?;
         return Ok(Some((
-            u64::try_from(height).unwrap_or(0),
+            height,
             format!(
                 "corrupt transaction id index: its entry for transaction {index} of block {height} does not match the stored transaction"
             ),
         )));
     }
     // A transaction of an indexed block with no entry.
-    let missing = sqlx::query(
+    let missing = sqlx::query(concat!(
         "SELECT t.block_height, t.tx_index FROM transactions t \
          WHERE t.block_height <= $1 AND NOT EXISTS (SELECT 1 FROM transaction_ids i \
-           WHERE i.id_prefix = substr(t.id, 1, 8) AND i.block_height = t.block_height AND i.tx_index = t.tx_index) \
+           WHERE i.level IN ",
+        id_levels!(),
+        " AND i.id_prefix = substr(t.id, 1, 8) \
+           AND i.block_height = t.block_height AND i.tx_index = t.tx_index) \
          ORDER BY t.block_height, t.tx_index LIMIT 1",
-    )
+    ))
     .bind(to_i64(indexed_through))
     .fetch_optional(pool)
     .await
-    .map_err(StorageError::db(CONTEXT))?;
+    .map_err(db)?;
     if let Some(row) = missing {
-        let height: i64 = row.try_get(0).map_err(StorageError::db(CONTEXT))?;
-        let index: i64 = row.try_get(1).map_err(StorageError::db(CONTEXT))?;
+        let (height, index) = location(&row, CONTEXT)?;
         return Ok(Some((
-            u64::try_from(height).unwrap_or(0),
+            height,
             format!(
                 "corrupt transaction id index: transaction {index} of block {height} has no entry"
             ),
         )));
     }
+    // Entries per level, against what merges recorded; more entries than transactions means
+    // one is indexed twice.
+    let counted = sqlx::query(
+        "SELECT l.level, l.entries, (SELECT COUNT(*) FROM transaction_ids i WHERE i.level = l.level) \
+         FROM transaction_id_levels l ORDER BY l.level",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    let mut total = 0i64;
+    for row in &counted {
+        let level: i64 = row.try_get(0).map_err(db)?;
+        let recorded: i64 = row.try_get(1).map_err(db)?;
+        let actual: i64 = row.try_get(2).map_err(db)?;
+        if recorded != actual {
+            return Ok(Some((
+                indexed_through,
+                format!(
+                    "corrupt transaction id index: level {level} holds {actual} entries, transaction_id_levels says {recorded}"
+                ),
+            )));
+        }
+        total += actual;
+    }
+    let indexed_txs: i64 =
+        sqlx::query("SELECT COUNT(*) FROM transactions WHERE block_height <= $1")
+            .bind(to_i64(indexed_through))
+            .fetch_one(pool)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(db)?;
+    if counted.len() != ID_INDEX_LEVELS || total != indexed_txs {
+        return Ok(Some((
+            indexed_through,
+            format!(
+                "corrupt transaction id index: {total} entries in {} levels for {indexed_txs} transactions up to block {indexed_through}",
+                counted.len()
+            ),
+        )));
+    }
     Ok(None)
+}
+
+fn location(
+    row: &sqlx::sqlite::SqliteRow,
+    context: &'static str,
+) -> Result<(u64, i64), StorageError> {
+    let height: i64 = row.try_get(0).map_err(StorageError::db(context))?;
+    let index: i64 = row.try_get(1).map_err(StorageError::db(context))?;
+    Ok((u64::try_from(height).unwrap_or(0), index))
 }
 
 fn to_i64(value: u64) -> i64 {
@@ -323,6 +490,14 @@ mod tests {
 
     fn id(n: u8) -> Hash {
         Hash([n; 32])
+    }
+
+    #[test]
+    fn the_level_list_names_every_level() {
+        let levels: Vec<String> = (1..=ID_INDEX_LEVELS).map(|l| l.to_string()).collect();
+        assert_eq!(id_levels!(), format!("({})", levels.join(", ")));
+        let migration = include_str!("../migrations/sqlite/0002_deferred_id_index.sql");
+        assert!(migration.contains(&format!("level BETWEEN 1 AND {ID_INDEX_LEVELS}")));
     }
 
     #[test]

@@ -46,7 +46,11 @@ pub const SCHEMA_VERSION: i64 = 2;
 
 /// Tables only SQLite has: its transaction-id index kept as a table filled in bulk
 /// (`crate::id_index`). Every other table is on both backends.
-pub const SQLITE_ONLY_TABLES: &[&str] = &["transaction_ids", "transaction_ids_state"];
+pub const SQLITE_ONLY_TABLES: &[&str] = &[
+    "transaction_ids",
+    "transaction_ids_state",
+    "transaction_id_levels",
+];
 
 /// The bookkeeping table, the same on both backends.
 pub(crate) const CREATE_MIGRATIONS_TABLE: &str =

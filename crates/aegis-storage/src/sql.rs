@@ -382,12 +382,13 @@ impl SqlStore {
             return;
         }
         let started = Instant::now();
-        match id_index::merge(conn).await {
-            Ok((through, moved)) => {
-                self.recent.prune(through);
+        match id_index::merge(conn, self.recent.merge_rows()).await {
+            Ok(merged) => {
+                self.recent.prune(merged.through);
                 tracing::debug!(
-                    through,
-                    moved,
+                    through = merged.through,
+                    moved = merged.moved,
+                    cascaded = ?merged.cascaded,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "merged recent transaction ids into the id index"
                 );
@@ -1184,13 +1185,15 @@ impl SqlStore {
         const CONTEXT: &str = "read transaction";
         for _ in 0..LOOKUP_ATTEMPTS {
             let generation = self.recent.generation();
-            let indexed = sqlx::query(
+            let indexed = sqlx::query(concat!(
                 "SELECT t.block_height, t.tx_index, t.id, t.version, t.chain_id, t.sender, t.nonce, t.payload, t.signature \
                  FROM transaction_ids i CROSS JOIN transactions t \
                  ON t.block_height = i.block_height AND t.tx_index = i.tx_index \
-                 WHERE i.id_prefix = substr($1, 1, 8) AND t.id = $1 \
+                 WHERE i.level IN ",
+                id_index::id_levels!(),
+                " AND i.id_prefix = substr($1, 1, 8) AND t.id = $1 \
                  ORDER BY i.block_height LIMIT 1",
-            )
+            ))
             .bind(id.0.as_slice())
             .fetch_optional(pool)
             .await

@@ -61,12 +61,13 @@ async fn count(db: &TestDb, store: &SqlStore, sql: &str) -> i64 {
         .unwrap()
 }
 
-/// Merges every 40 ids, so a chain of 25 blocks of 7 crosses several: each transaction is
-/// found after every append, by the writer and by a second store opened on the same
-/// database (as `aegis verify` or another tool would), and again after a reopen.
+/// Merges every 5 ids (so level 1 holds 50, level 2 500), so a chain of 25 rounds of 7
+/// transactions crosses many merges and moves level 1 down into level 2 several times: each
+/// transaction is found after every append, by the writer and by a second store opened on
+/// the same database (as `aegis verify` or another tool would), and again after a reopen.
 async fn every_transaction_is_found_across_merges(db: TestDb) {
     let store = db.open().await;
-    store.set_id_index_merge_rows(40);
+    store.set_id_index_merge_rows(5);
     let other = SqlStore::open_existing(&db.config).await.unwrap();
     let mut fixture = ChainFixture::new(4, "aegis-test");
     let mut blocks = Vec::new();
@@ -99,6 +100,13 @@ async fn every_transaction_is_found_across_merges(db: TestDb) {
         assert!(indexed > 0, "no merge happened");
         let entries = count(&db, &store, "SELECT COUNT(*) FROM transaction_ids").await;
         assert_eq!(entries, indexed * 7);
+        let level_2 = count(
+            &db,
+            &store,
+            "SELECT COUNT(*) FROM transaction_ids WHERE level = 2",
+        )
+        .await;
+        assert!(level_2 >= 50, "level 1 was never moved down: {level_2}");
     }
     other.close().await;
     store.close().await;
@@ -172,6 +180,12 @@ async fn lookups_racing_appends_and_merges_never_miss(db: TestDb) {
     store.close().await;
 }
 
+/// How docs/storage.md rebuilds the index by hand.
+const REBUILD: &str = "DELETE FROM transaction_ids; \
+    INSERT INTO transaction_ids SELECT 4, substr(id, 1, 8), block_height, tx_index FROM transactions ORDER BY 2, 3, 4; \
+    UPDATE transaction_id_levels SET entries = CASE level WHEN 4 THEN (SELECT COUNT(*) FROM transaction_ids) ELSE 0 END; \
+    UPDATE transaction_ids_state SET indexed_through = (SELECT coalesce(max(height), 0) FROM blocks);";
+
 /// `aegis verify` reports a damaged index with the height, and the words it greps for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_id_index_is_reported_by_verify() {
@@ -200,6 +214,17 @@ async fn a_damaged_id_index_is_reported_by_verify() {
             9,
             "integrity error: the transaction id index claims blocks up to 99, the chain ends at 8",
         ),
+        (
+            "INSERT INTO transaction_ids SELECT 3, id_prefix, block_height, tx_index FROM transaction_ids WHERE level != 3 AND block_height = 5",
+            8,
+            "corrupt transaction id index: level 3 holds 4 entries, transaction_id_levels says 0",
+        ),
+        (
+            "INSERT INTO transaction_ids SELECT 3, id_prefix, block_height, tx_index FROM transaction_ids WHERE level != 3 AND block_height = 5; \
+             UPDATE transaction_id_levels SET entries = 4 WHERE level = 3",
+            8,
+            "corrupt transaction id index: 36 entries in 4 levels for 32 transactions up to block 8",
+        ),
     ];
     for (damage, height, problem) in damages {
         store.execute_sql(damage).await.unwrap();
@@ -211,14 +236,7 @@ async fn a_damaged_id_index_is_reported_by_verify() {
         assert_eq!(fault.height, height, "{damage}: {report}");
         assert!(fault.problem.starts_with(problem), "{damage}: {report}");
         // Repair it the way it was damaged, from the transactions themselves.
-        store
-            .execute_sql(
-                "DELETE FROM transaction_ids; \
-                 UPDATE transaction_ids_state SET indexed_through = (SELECT max(height) FROM blocks); \
-                 INSERT INTO transaction_ids SELECT substr(id, 1, 8), block_height, tx_index FROM transactions",
-            )
-            .await
-            .unwrap();
+        store.execute_sql(REBUILD).await.unwrap();
         assert!(verify().await.unwrap().is_ok(), "{damage}: repair");
     }
     store.close().await;
@@ -236,7 +254,7 @@ async fn a_version_1_ledger_is_upgraded_with_its_index() {
     // Back to what version 1 left on disk.
     store
         .execute_sql(
-            "DROP TABLE transaction_ids; DROP TABLE transaction_ids_state; \
+            "DROP TABLE transaction_ids; DROP TABLE transaction_ids_state; DROP TABLE transaction_id_levels; \
              CREATE INDEX transactions_id_idx ON transactions (substr(id, 1, 8)); \
              DELETE FROM aegis_schema_migrations WHERE version = 2",
         )
@@ -250,7 +268,12 @@ async fn a_version_1_ledger_is_upgraded_with_its_index() {
     let blocks: Vec<Block> = batch.into_iter().map(|(block, _)| block).collect();
     assert_all_found(&store, &blocks, "upgraded").await;
     assert_eq!(
-        count(&db, &store, "SELECT COUNT(*) FROM transaction_ids").await,
+        count(
+            &db,
+            &store,
+            "SELECT COUNT(*) FROM transaction_ids WHERE level = 4"
+        )
+        .await,
         30
     );
     assert_eq!(
