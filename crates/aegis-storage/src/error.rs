@@ -89,6 +89,10 @@ pub enum StorageError {
     InvalidName(String),
     #[error("background task failed: {0}")]
     Task(String),
+    /// SQLite's transaction-id index cannot keep up: merges keep failing, or lookups keep
+    /// being overtaken by merges. Transient; the message says what to check.
+    #[error("transaction id index: {0}")]
+    IdIndex(String),
 }
 
 impl StorageError {

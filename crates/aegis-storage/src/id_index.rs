@@ -24,6 +24,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use aegis_types::Hash;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
@@ -35,6 +36,18 @@ use crate::StorageError;
 /// 100 bytes an id, so ~10 MiB, plus at most one commit's ids above it) and the rows a
 /// restart reads back to rebuild it.
 pub const ID_INDEX_MERGE_ROWS: usize = 100_000;
+
+/// Blocks in the tail that trigger a merge however few ids they hold, so empty blocks do not
+/// leave the index ever further behind.
+pub(crate) const ID_INDEX_MERGE_BLOCKS: u64 = 10_000;
+
+/// Ids in the tail, as a multiple of the merge size, beyond which the writer refuses to
+/// append until a merge succeeds: the bound on the map when merges keep failing.
+pub(crate) const ID_INDEX_MAX_TAIL_MERGES: usize = 10;
+
+/// First and longest wait before retrying a failed merge.
+const MERGE_RETRY_FIRST: Duration = Duration::from_secs(1);
+const MERGE_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Times a lookup starts over because merges kept moving ids out of the map under it. One
 /// retry is enough unless merges run back to back, each taking far longer than a lookup.
@@ -70,6 +83,11 @@ struct Recent {
     pruned_through: u64,
     /// Bumped whenever the map forgets ids, so a lookup that raced a merge retries.
     generation: u64,
+    /// Rows of the blocks in the tail (duplicated ids counted each time): what a merge moves.
+    tail_rows: u64,
+    /// After a failed merge: consecutive failures, and when to try again.
+    failures: u32,
+    retry_at: Option<Instant>,
 }
 
 /// The map changed under a lookup: ask again.
@@ -87,14 +105,41 @@ impl RecentIds {
         self.lock().generation
     }
 
-    /// Ids in the map: what a merge would move.
+    /// Ids in the map.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.lock().map.len()
     }
 
-    /// Whether the map holds enough ids to merge them into the index.
-    pub(crate) fn merge_due(&self) -> bool {
-        self.len() >= self.merge_rows()
+    /// Rows in the tail: what a merge would move.
+    pub(crate) fn tail_rows(&self) -> u64 {
+        self.lock().tail_rows
+    }
+
+    /// Whether the tail is long enough to merge, and no failed merge asks to wait.
+    pub(crate) fn merge_due(&self, now: Instant) -> bool {
+        let merge_rows = self.merge_rows() as u64;
+        let recent = self.lock();
+        let long = recent.tail_rows >= merge_rows
+            || recent.loaded_through - recent.pruned_through.min(recent.loaded_through)
+                >= ID_INDEX_MERGE_BLOCKS;
+        long && recent.retry_at.is_none_or(|at| now >= at)
+    }
+
+    /// Whether the tail has outgrown its bound (merges keep failing): appends must wait.
+    pub(crate) fn overfull(&self) -> bool {
+        self.tail_rows() > (self.merge_rows() * ID_INDEX_MAX_TAIL_MERGES) as u64
+    }
+
+    /// Records a failed merge; returns how long until the next try.
+    pub(crate) fn merge_failed(&self, now: Instant) -> Duration {
+        let mut recent = self.lock();
+        recent.failures = recent.failures.saturating_add(1);
+        let wait = MERGE_RETRY_FIRST
+            .saturating_mul(1 << recent.failures.min(8).saturating_sub(1))
+            .min(MERGE_RETRY_MAX);
+        recent.retry_at = Some(now + wait);
+        wait
     }
 
     pub(crate) fn merge_rows(&self) -> usize {
@@ -124,9 +169,17 @@ impl RecentIds {
     ) {
         let mut recent = self.lock();
         let floor = recent.pruned_through;
+        // Rows above what the map already covered are new to the tail (counted once even if
+        // the writer and a lookup's catch-up both bring them).
+        let contiguous = recent.loaded_through >= from;
+        let seen = recent.loaded_through;
+        let mut fresh = 0u64;
         for (id, location) in rows {
             if location.0 <= floor {
                 continue;
+            }
+            if contiguous && location.0 > seen {
+                fresh += 1;
             }
             recent
                 .map
@@ -134,7 +187,8 @@ impl RecentIds {
                 .and_modify(|first| *first = (*first).min(location))
                 .or_insert(location);
         }
-        if recent.loaded_through >= from {
+        if contiguous {
+            recent.tail_rows += fresh;
             recent.loaded_through = recent.loaded_through.max(to);
         }
     }
@@ -149,6 +203,10 @@ impl RecentIds {
         recent.pruned_through = through;
         recent.loaded_through = recent.loaded_through.max(through);
         recent.generation += 1;
+        // What stays is the ids above `through` (an id repeated there counts once).
+        recent.tail_rows = recent.map.len() as u64;
+        recent.failures = 0;
+        recent.retry_at = None;
     }
 
     /// The id's location if it is in the tail; [`Stale`] if the map forgot ids since the
@@ -163,11 +221,13 @@ impl RecentIds {
 }
 
 /// `transaction_ids_state.indexed_through` and the tip height, read together.
-pub(crate) async fn state(pool: &SqlitePool) -> Result<(u64, u64), StorageError> {
+pub(crate) async fn state<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+) -> Result<(u64, u64), StorageError> {
     let row = sqlx::query(
         "SELECT indexed_through, (SELECT coalesce(max(height), 0) FROM blocks) FROM transaction_ids_state",
     )
-    .fetch_one(pool)
+    .fetch_one(executor)
     .await
     .map_err(StorageError::db("read the transaction id index state"))?;
     let indexed: i64 = row
@@ -236,10 +296,16 @@ macro_rules! id_levels {
 pub(crate) use id_levels;
 
 /// Level `k` holds up to `merge rows x ID_INDEX_FANOUT^k` ids (1,000,000 for level 1 with the
-/// default merge size) before it is moved down into level `k + 1`; the last level has no
-/// limit. Each id is then rewritten about once per level, and a merge into a level rewrites
-/// at most that level's pages.
+/// default merge size) before it is moved down into level `k + 1`, a slice at a time; the
+/// last level has no limit. Each id is then rewritten about once per level.
 pub const ID_INDEX_FANOUT: u64 = 10;
+
+/// A full level is moved down in slices of the key space, one slice per merge, each of about
+/// this many merges' worth of ids: a merge then copies at most that many ids per level aside
+/// (SQLite copies rows it inserts into the table it reads) and rewrites only the pages of the
+/// next level within the slice's key range, so no merge stalls appends for long, however
+/// large the levels grow.
+pub const ID_INDEX_SLICE_MERGES: usize = 2;
 
 /// What one merge did.
 #[derive(Debug, Default)]
@@ -248,13 +314,38 @@ pub(crate) struct Merged {
     pub through: u64,
     /// Ids moved from the tail into level 1.
     pub moved: u64,
-    /// Levels moved down into the next one first, with their entries.
+    /// Slices of levels moved down into the next one first: (level, ids moved).
     pub cascaded: Vec<(usize, u64)>,
 }
 
-/// Moves the tail into level 1 of `transaction_ids`, first moving down every level that has
-/// reached its capacity (deepest first, so each has room), all in one transaction on the
-/// writer connection. The caller then prunes the map.
+/// A level as `transaction_id_levels` records it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Level {
+    entries: u64,
+    /// While the level is being moved down: its slices (0 when it is not) and the next one.
+    moving_slices: u64,
+    moving_next: u64,
+}
+
+/// The key range `[lo, hi)` of slice `next` of `slices` over the 8-byte prefixes, as blobs
+/// compared bytewise (big-endian, so in numeric order). The last slice's upper bound is 9
+/// bytes of `0xFF`, above every 8-byte prefix.
+fn slice_bounds(next: u64, slices: u64) -> (Vec<u8>, Vec<u8>) {
+    let slices = u128::from(slices.max(1));
+    let at = |k: u128| ((k << 64) / slices) as u64;
+    let lo = at(u128::from(next)).to_be_bytes().to_vec();
+    let hi = if u128::from(next) + 1 >= slices {
+        vec![0xFF; 9]
+    } else {
+        at(u128::from(next) + 1).to_be_bytes().to_vec()
+    };
+    (lo, hi)
+}
+
+/// Moves the tail into level 1 of `transaction_ids` in one transaction on the writer
+/// connection. First, every level that is full, or being moved down, moves one slice of
+/// its key space into the next level (deepest first, so each has room). The caller then
+/// prunes the map.
 pub(crate) async fn merge(
     conn: &mut SqliteConnection,
     merge_rows: usize,
@@ -279,38 +370,54 @@ pub(crate) async fn merge(
     if tip <= indexed {
         return Ok(merged);
     }
-    let mut entries = level_entries(&mut tx).await?;
-    let mut capacity = merge_rows as u64;
-    let capacities: Vec<u64> = (0..ID_INDEX_LEVELS)
-        .map(|_| {
-            capacity = capacity.saturating_mul(ID_INDEX_FANOUT);
-            capacity
-        })
-        .collect();
-    for level in (1..ID_INDEX_LEVELS).rev() {
-        let (i, held) = (level - 1, entries[level - 1]);
-        if held < capacities[i] {
+    let mut levels = read_levels(&mut tx).await?;
+    let slice_ids = (merge_rows.max(1) * ID_INDEX_SLICE_MERGES) as u64;
+    let mut capacity = merge_rows.max(1) as u64;
+    for level in levels.iter_mut().take(ID_INDEX_LEVELS - 1) {
+        capacity = capacity.saturating_mul(ID_INDEX_FANOUT);
+        if level.moving_slices == 0 && level.entries >= capacity {
+            level.moving_slices = level.entries.div_ceil(slice_ids).max(1);
+            level.moving_next = 0;
+        }
+    }
+    for i in (0..ID_INDEX_LEVELS - 1).rev() {
+        let level = levels[i];
+        if level.moving_slices == 0 {
             continue;
         }
-        // SQLite copies the selected rows aside before inserting into the same table.
-        sqlx::query(
+        let (lo, hi) = slice_bounds(level.moving_next, level.moving_slices);
+        let number = i as i64 + 1;
+        let moved = sqlx::query(
             "INSERT INTO transaction_ids (level, id_prefix, block_height, tx_index) \
-             SELECT $2, id_prefix, block_height, tx_index FROM transaction_ids WHERE level = $1 \
+             SELECT $2, id_prefix, block_height, tx_index FROM transaction_ids \
+             WHERE level = $1 AND id_prefix >= $3 AND id_prefix < $4 \
              ORDER BY id_prefix, block_height, tx_index",
         )
-        .bind(level as i64)
-        .bind(level as i64 + 1)
+        .bind(number)
+        .bind(number + 1)
+        .bind(lo.as_slice())
+        .bind(hi.as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        sqlx::query(
+            "DELETE FROM transaction_ids WHERE level = $1 AND id_prefix >= $2 AND id_prefix < $3",
+        )
+        .bind(number)
+        .bind(lo.as_slice())
+        .bind(hi.as_slice())
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        sqlx::query("DELETE FROM transaction_ids WHERE level = $1")
-            .bind(level as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        entries[i + 1] = entries[i + 1].saturating_add(held);
-        entries[i] = 0;
-        merged.cascaded.push((level, held));
+        levels[i].entries = levels[i].entries.saturating_sub(moved);
+        levels[i + 1].entries = levels[i + 1].entries.saturating_add(moved);
+        levels[i].moving_next += 1;
+        if levels[i].moving_next >= levels[i].moving_slices {
+            levels[i].moving_slices = 0;
+            levels[i].moving_next = 0;
+        }
+        merged.cascaded.push((i + 1, moved));
     }
     // Sorted by key, so level 1's pages are filled in order.
     merged.moved = sqlx::query(
@@ -324,14 +431,18 @@ pub(crate) async fn merge(
     .await
     .map_err(db)?
     .rows_affected();
-    entries[0] = entries[0].saturating_add(merged.moved);
-    for (i, count) in entries.iter().enumerate() {
-        sqlx::query("UPDATE transaction_id_levels SET entries = $2 WHERE level = $1")
-            .bind(i as i64 + 1)
-            .bind(to_i64(*count))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+    levels[0].entries = levels[0].entries.saturating_add(merged.moved);
+    for (i, level) in levels.iter().enumerate() {
+        sqlx::query(
+            "UPDATE transaction_id_levels SET entries = $2, moving_slices = $3, moving_next = $4 WHERE level = $1",
+        )
+        .bind(i as i64 + 1)
+        .bind(to_i64(level.entries))
+        .bind(to_i64(level.moving_slices))
+        .bind(to_i64(level.moving_next))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
     }
     sqlx::query("UPDATE transaction_ids_state SET indexed_through = $1")
         .bind(tip)
@@ -342,31 +453,41 @@ pub(crate) async fn merge(
     Ok(merged)
 }
 
-/// The recorded entries of each level, level 1 first.
-async fn level_entries(conn: &mut SqliteConnection) -> Result<Vec<u64>, StorageError> {
+/// The levels as recorded, level 1 first.
+async fn read_levels(conn: &mut SqliteConnection) -> Result<Vec<Level>, StorageError> {
     const CONTEXT: &str = "read the transaction id index levels";
-    let rows = sqlx::query("SELECT level, entries FROM transaction_id_levels ORDER BY level")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(StorageError::db(CONTEXT))?;
-    let mut entries = Vec::with_capacity(ID_INDEX_LEVELS);
+    let db = StorageError::db(CONTEXT);
+    let rows = sqlx::query(
+        "SELECT level, entries, moving_slices, moving_next FROM transaction_id_levels ORDER BY level",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    let mut levels = Vec::with_capacity(ID_INDEX_LEVELS);
     for (i, row) in rows.iter().enumerate() {
-        let level: i64 = row.try_get(0).map_err(StorageError::db(CONTEXT))?;
-        let count: i64 = row.try_get(1).map_err(StorageError::db(CONTEXT))?;
-        if level != i as i64 + 1 {
+        let number: i64 = row.try_get(0).map_err(db)?;
+        let value = |column: usize| -> Result<u64, StorageError> {
+            let v: i64 = row.try_get(column).map_err(db)?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        if number != i as i64 + 1 {
             break;
         }
-        entries.push(u64::try_from(count).unwrap_or(0));
+        levels.push(Level {
+            entries: value(1)?,
+            moving_slices: value(2)?,
+            moving_next: value(3)?,
+        });
     }
-    if entries.len() != ID_INDEX_LEVELS {
+    if levels.len() != ID_INDEX_LEVELS {
         return Err(StorageError::Corrupt {
             height: None,
             detail: format!(
-                "corrupt transaction id index: transaction_id_levels must have one row for each level 1 to {ID_INDEX_LEVELS}"
+                "corrupt transaction id index: transaction_id_levels must have one row for each level 1 to {ID_INDEX_LEVELS}; rebuild the index as docs/storage.md shows"
             ),
         });
     }
-    Ok(entries)
+    Ok(levels)
 }
 
 /// Checks `transaction_ids` against `transactions` for `aegis verify`: every transaction of
@@ -376,7 +497,10 @@ async fn level_entries(conn: &mut SqliteConnection) -> Result<Vec<u64>, StorageE
 pub(crate) async fn check(pool: &SqlitePool) -> Result<Option<(u64, String)>, StorageError> {
     const CONTEXT: &str = "check the transaction id index";
     let db = StorageError::db(CONTEXT);
-    let (indexed_through, tip) = state(pool).await?;
+    // One read transaction: a merge by a running node does not move the index between the
+    // queries below.
+    let mut tx = pool.begin().await.map_err(db)?;
+    let (indexed_through, tip) = state(&mut *tx).await?;
     if indexed_through > tip {
         return Ok(Some((
             tip + 1,
@@ -393,7 +517,7 @@ pub(crate) async fn check(pool: &SqlitePool) -> Result<Option<(u64, String)>, St
          ORDER BY i.block_height LIMIT 1",
     )
     .bind(to_i64(indexed_through))
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(db)?;
     if let Some(row) = stray {
@@ -416,7 +540,7 @@ pub(crate) async fn check(pool: &SqlitePool) -> Result<Option<(u64, String)>, St
          ORDER BY t.block_height, t.tx_index LIMIT 1",
     ))
     .bind(to_i64(indexed_through))
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(db)?;
     if let Some(row) = missing {
@@ -434,7 +558,7 @@ pub(crate) async fn check(pool: &SqlitePool) -> Result<Option<(u64, String)>, St
         "SELECT l.level, l.entries, (SELECT COUNT(*) FROM transaction_ids i WHERE i.level = l.level) \
          FROM transaction_id_levels l ORDER BY l.level",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await
     .map_err(db)?;
     let mut total = 0i64;
@@ -455,7 +579,7 @@ pub(crate) async fn check(pool: &SqlitePool) -> Result<Option<(u64, String)>, St
     let indexed_txs: i64 =
         sqlx::query("SELECT COUNT(*) FROM transactions WHERE block_height <= $1")
             .bind(to_i64(indexed_through))
-            .fetch_one(pool)
+            .fetch_one(&mut *tx)
             .await
             .and_then(|row| row.try_get(0))
             .map_err(db)?;
@@ -490,6 +614,27 @@ mod tests {
 
     fn id(n: u8) -> Hash {
         Hash([n; 32])
+    }
+
+    #[test]
+    fn slices_cover_the_key_space_in_order_without_overlap() {
+        for slices in 1..=9u64 {
+            let bounds: Vec<_> = (0..slices).map(|k| slice_bounds(k, slices)).collect();
+            assert_eq!(bounds[0].0, vec![0; 8]);
+            assert_eq!(bounds[slices as usize - 1].1, vec![0xFF; 9]);
+            for pair in bounds.windows(2) {
+                assert_eq!(pair[0].1, pair[1].0, "{slices} slices");
+                assert!(pair[0].0 < pair[0].1);
+            }
+        }
+        // Every 8-byte prefix falls in exactly one slice.
+        for prefix in [[0u8; 8], [0x7F; 8], [0x80, 0, 0, 0, 0, 0, 0, 0], [0xFF; 8]] {
+            let holding = (0..3)
+                .map(|k| slice_bounds(k, 3))
+                .filter(|(lo, hi)| lo.as_slice() <= &prefix[..] && &prefix[..] < hi.as_slice())
+                .count();
+            assert_eq!(holding, 1, "{prefix:?}");
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub mod testing;
 pub use config::{Backend, StoreConfig, redact_url};
 pub use consensus_state::FileConsensusState;
 pub use error::StorageError;
-pub use id_index::{ID_INDEX_FANOUT, ID_INDEX_LEVELS, ID_INDEX_MERGE_ROWS};
+pub use id_index::{ID_INDEX_FANOUT, ID_INDEX_LEVELS, ID_INDEX_MERGE_ROWS, ID_INDEX_SLICE_MERGES};
 pub use schema::{MigrationReport, SCHEMA_VERSION};
 pub use sql::{CommitTicket, GroupCommitter, OpenMode, SqlStore};
 pub use traits::{

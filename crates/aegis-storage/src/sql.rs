@@ -342,6 +342,20 @@ impl SqlStore {
             return Ok(());
         }
         let mut writer = self.writer.lock().await;
+        if self.recent.overfull()
+            && let WriterConn::Sqlite(conn) = self.writer_conn(&mut writer).await?
+            && let Err(error) = self.merge_tail(conn).await
+        {
+            // Merges keep failing and the map of the tail is at its bound: store nothing
+            // more until one succeeds.
+            *writer = None;
+            self.recent.merge_failed(Instant::now());
+            return Err(StorageError::IdIndex(format!(
+                "{} transaction ids wait to be merged into the index, over the limit of {}, and merging fails: {error}",
+                self.recent.tail_rows(),
+                self.recent.merge_rows() * id_index::ID_INDEX_MAX_TAIL_MERGES
+            )));
+        }
         let reused = writer.is_some();
         let mut result = append_on(self.writer_conn(&mut writer).await?, blocks).await;
         if result.is_err() {
@@ -367,36 +381,48 @@ impl SqlStore {
     }
 
     /// SQLite, after a commit: puts the committed blocks' ids in the map of the tail and
-    /// merges the tail into `transaction_ids` once it holds [`ID_INDEX_MERGE_ROWS`] ids.
-    /// A failed merge is logged and retried after the next commit; the blocks are stored
-    /// either way and stay findable through the map.
+    /// merges the tail into `transaction_ids` once it holds [`crate::ID_INDEX_MERGE_ROWS`]
+    /// rows. A failed merge is logged and retried with a growing delay; the blocks are
+    /// stored either way and stay findable through the map (until the tail outgrows its
+    /// bound: see [`SqlStore::append_prepared`]).
     async fn track_ids(&self, conn: &mut SqliteConnection, blocks: &[PreparedBlock<'_>]) {
         let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
             return;
         };
+        let from = first.height as u64 - 1;
+        if self.recent.loaded_through() < from
+            && let Pool::Sqlite(pool) = &self.pool
+            && let Err(error) = id_index::catch_up(pool, &self.recent).await
+        {
+            // An append whose outcome was unknown left blocks the map has not seen; the
+            // next lookup loads them.
+            tracing::warn!(%error, "reading back the ids of recent blocks failed");
+        }
         let rows =
             tx_rows(blocks).map(|(height, index, _, id)| (*id, (height as u64, index as u32)));
-        self.recent
-            .insert(rows, first.height as u64 - 1, last.height as u64);
-        if !self.recent.merge_due() {
-            return;
+        self.recent.insert(rows, from, last.height as u64);
+        let now = Instant::now();
+        if self.recent.merge_due(now)
+            && let Err(error) = self.merge_tail(conn).await
+        {
+            let retry = self.recent.merge_failed(now);
+            tracing::warn!(%error, pending = self.recent.tail_rows(), retry_in_s = retry.as_secs(), "merging recent transaction ids into the id index failed; will retry");
         }
+    }
+
+    /// Merges the tail into the id index and lets the map forget it.
+    async fn merge_tail(&self, conn: &mut SqliteConnection) -> Result<(), StorageError> {
         let started = Instant::now();
-        match id_index::merge(conn, self.recent.merge_rows()).await {
-            Ok(merged) => {
-                self.recent.prune(merged.through);
-                tracing::debug!(
-                    through = merged.through,
-                    moved = merged.moved,
-                    cascaded = ?merged.cascaded,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "merged recent transaction ids into the id index"
-                );
-            }
-            Err(error) => {
-                tracing::warn!(%error, pending = self.recent.len(), "merging recent transaction ids into the id index failed; will retry after the next commit");
-            }
-        }
+        let merged = id_index::merge(conn, self.recent.merge_rows()).await?;
+        self.recent.prune(merged.through);
+        tracing::debug!(
+            through = merged.through,
+            moved = merged.moved,
+            cascaded = ?merged.cascaded,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "merged recent transaction ids into the id index"
+        );
+        Ok(())
     }
 
     async fn blocks_in(&self, from: u64, to: u64) -> Result<Vec<StoredBlock>, StorageError> {
@@ -1151,7 +1177,7 @@ impl Ledger for SqlStore {
                     let row = sqlx::query(concat!(
                         "SELECT ",
                         tx_columns!(),
-                        " FROM transactions WHERE id = $1 ORDER BY block_height LIMIT 1"
+                        " FROM transactions WHERE id = $1 ORDER BY block_height, tx_index LIMIT 1"
                     ))
                     .bind(id.0.as_slice())
                     .fetch_optional(pool)
@@ -1192,7 +1218,7 @@ impl SqlStore {
                  WHERE i.level IN ",
                 id_index::id_levels!(),
                 " AND i.id_prefix = substr($1, 1, 8) AND t.id = $1 \
-                 ORDER BY i.block_height LIMIT 1",
+                 ORDER BY i.block_height, i.tx_index LIMIT 1",
             ))
             .bind(id.0.as_slice())
             .fetch_optional(pool)
@@ -1221,8 +1247,8 @@ impl SqlStore {
             .map_err(StorageError::db(CONTEXT))?;
             return row.as_ref().map(stored_tx).transpose();
         }
-        Err(StorageError::Config(format!(
-            "transaction {id}: the lookup was overtaken by id index merges {LOOKUP_ATTEMPTS} times in a row"
+        Err(StorageError::IdIndex(format!(
+            "looking up transaction {id} was overtaken by index merges {LOOKUP_ATTEMPTS} times in a row; try again"
         )))
     }
 

@@ -20,6 +20,27 @@ const CHILD_ENV: &str = "AEGIS_CRASH_CHILD";
 
 on_both_backends!(sigkill_during_appends_leaves_a_valid_resumable_ledger);
 
+/// On PostgreSQL the server may still be finishing a COMMIT the killed writer had sent: wait
+/// until its session is gone, so the ledger no longer changes under the checks.
+async fn wait_for_other_sessions(db: &TestDb) {
+    use sqlx::Connection;
+    let Some(url) = db.url() else { return };
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    for _ in 0..400 {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if others == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the killed writer's database session was still open after 10 s");
+}
+
 /// The writer: appends blocks forever, printing `APPENDED <height>` after each one returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_child() {
@@ -112,6 +133,7 @@ async fn sigkill_during_appends_leaves_a_valid_resumable_ledger(db: TestDb) {
         child.kill().unwrap();
         let status = child.wait().unwrap();
         assert!(!status.success());
+        wait_for_other_sessions(&db).await;
         assert!(
             last > acknowledged,
             "round {round}: no new block acknowledged"

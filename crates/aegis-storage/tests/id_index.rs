@@ -183,8 +183,10 @@ async fn lookups_racing_appends_and_merges_never_miss(db: TestDb) {
 /// How docs/storage.md rebuilds the index by hand.
 const REBUILD: &str = "DELETE FROM transaction_ids; \
     INSERT INTO transaction_ids SELECT 4, substr(id, 1, 8), block_height, tx_index FROM transactions ORDER BY 2, 3, 4; \
-    UPDATE transaction_id_levels SET entries = CASE level WHEN 4 THEN (SELECT COUNT(*) FROM transaction_ids) ELSE 0 END; \
-    UPDATE transaction_ids_state SET indexed_through = (SELECT coalesce(max(height), 0) FROM blocks);";
+    INSERT OR REPLACE INTO transaction_id_levels (level, entries, moving_slices, moving_next) \
+        VALUES (1, 0, 0, 0), (2, 0, 0, 0), (3, 0, 0, 0), (4, (SELECT COUNT(*) FROM transaction_ids), 0, 0); \
+    INSERT OR REPLACE INTO transaction_ids_state (singleton, indexed_through) \
+        VALUES (1, (SELECT coalesce(max(height), 0) FROM blocks));";
 
 /// `aegis verify` reports a damaged index with the height, and the words it greps for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,6 +241,54 @@ async fn a_damaged_id_index_is_reported_by_verify() {
         store.execute_sql(REBUILD).await.unwrap();
         assert!(verify().await.unwrap().is_ok(), "{damage}: repair");
     }
+    store.close().await;
+}
+
+/// When merges keep failing, appends go on (the ids wait in the map, still found) until the
+/// tail reaches its bound; then appends are refused with the reason, and they resume once
+/// the index is repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_stop_at_the_tail_bound_while_merges_fail() {
+    let db = TestDb::sqlite().await;
+    let store = db.open().await;
+    store.set_id_index_merge_rows(5);
+    let mut fixture = ChainFixture::new(4, "aegis-test");
+    let (block, cert) = fixture.next_block(7, 16);
+    store.append_block(&block, &cert).await.unwrap();
+    // Merges now fail: a level's row is gone.
+    store
+        .execute_sql("DELETE FROM transaction_id_levels WHERE level = 2")
+        .await
+        .unwrap();
+    let mut stored = vec![block];
+    let (refused, (block, cert)) = loop {
+        let (block, cert) = fixture.next_block(7, 16);
+        match store.append_block(&block, &cert).await {
+            Ok(()) => stored.push(block),
+            Err(error) => break (error, (block, cert)),
+        }
+        assert!(stored.len() < 20, "appends never stopped");
+    };
+    assert_eq!(
+        store.height().await.unwrap(),
+        stored.len() as u64,
+        "nothing stored"
+    );
+    let message = refused.to_string();
+    assert!(
+        message.contains("wait to be merged into the index, over the limit of 50")
+            && message.contains("transaction_id_levels must have one row for each level"),
+        "{message}"
+    );
+    assert_all_found(&store, &stored, "while merges fail").await;
+    store.execute_sql(REBUILD).await.unwrap();
+    store.append_block(&block, &cert).await.unwrap();
+    stored.push(block);
+    assert_all_found(&store, &stored, "after the repair").await;
+    let report = aegis_storage::verify(&db.config, &fixture.genesis)
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report}");
     store.close().await;
 }
 
