@@ -35,7 +35,7 @@ pub use consensus_state::FileConsensusState;
 pub use error::StorageError;
 pub use id_index::{ID_INDEX_FANOUT, ID_INDEX_LEVELS, ID_INDEX_MERGE_ROWS, ID_INDEX_SLICE_MERGES};
 pub use schema::{MigrationReport, SCHEMA_VERSION};
-pub use sql::{CommitTicket, GroupCommitter, OpenMode, SqlStore};
+pub use sql::{CommitTicket, GROUP_COMMIT_QUEUE_GROUPS, GroupCommitter, OpenMode, SqlStore};
 pub use traits::{
     BlockColumns, ConsensusStateStore, Ledger, MAX_RANGE_BLOCKS, NodeRecord, NodeRegistry, Store,
     StoreFuture, StoredBlock, StoredTransaction, Tip,

@@ -1517,6 +1517,10 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Blocks a [`GroupCommitter`] queues, in groups of its `max_blocks`: enough for the caller
+/// to keep submitting while a group is synced or an id index merge (a few hundred ms) runs.
+pub const GROUP_COMMIT_QUEUE_GROUPS: usize = 4;
+
 /// A pipelined append stream: blocks are queued in chain order and one writer task commits
 /// whatever is queued, up to `max_blocks`, in one database transaction (one disk sync).
 ///
@@ -1558,7 +1562,8 @@ impl SqlStore {
     /// and through [`Ledger::append_block`] are serialised on the same writer connection.
     pub fn group_committer(&self, max_blocks: usize) -> GroupCommitter {
         let max_blocks = max_blocks.max(1);
-        let (queue, mut rx) = tokio::sync::mpsc::channel::<Queued>(max_blocks * 2);
+        let (queue, mut rx) =
+            tokio::sync::mpsc::channel::<Queued>(max_blocks * GROUP_COMMIT_QUEUE_GROUPS);
         let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let store = self.clone();
         let counter = commits.clone();
