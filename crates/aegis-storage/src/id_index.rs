@@ -88,6 +88,8 @@ struct Recent {
     /// After a failed merge: consecutive failures, and when to try again.
     failures: u32,
     retry_at: Option<Instant>,
+    /// Why the last merge failed, while merges fail.
+    last_error: Option<String>,
 }
 
 /// The map changed under a lookup: ask again.
@@ -126,14 +128,41 @@ impl RecentIds {
         long && recent.retry_at.is_none_or(|at| now >= at)
     }
 
-    /// Whether the tail has outgrown its bound (merges keep failing): appends must wait.
-    pub(crate) fn overfull(&self) -> bool {
-        self.tail_rows() > (self.merge_rows() * ID_INDEX_MAX_TAIL_MERGES) as u64
+    /// Ids the tail may hold before appends wait for a merge.
+    pub(crate) fn tail_limit(&self) -> u64 {
+        (self.merge_rows() as u64).saturating_mul(ID_INDEX_MAX_TAIL_MERGES as u64)
     }
 
-    /// Records a failed merge; returns how long until the next try.
-    pub(crate) fn merge_failed(&self, now: Instant) -> Duration {
+    /// Whether the tail has outgrown its bound (merges keep failing): appends must wait.
+    pub(crate) fn overfull(&self) -> bool {
+        self.tail_rows() > self.tail_limit()
+    }
+
+    /// Whether a failed merge asks to wait before the next try.
+    pub(crate) fn backing_off(&self, now: Instant) -> bool {
+        self.lock().retry_at.is_some_and(|at| now < at)
+    }
+
+    /// While appends are refused: why, for `/health`.
+    pub(crate) fn fault(&self) -> Option<String> {
+        if !self.overfull() {
+            return None;
+        }
+        let recent = self.lock();
+        let error = recent.last_error.as_deref()?;
+        Some(format!(
+            "{} transaction ids wait to be merged into the index, over the limit of {}, and merging fails: {error}",
+            recent.tail_rows,
+            self.tail_limit()
+        ))
+    }
+
+    /// Records a failed merge; returns how long until the next try (counted from now, after
+    /// the failed attempt).
+    pub(crate) fn merge_failed(&self, error: &StorageError) -> Duration {
+        let now = Instant::now();
         let mut recent = self.lock();
+        recent.last_error = Some(error.to_string());
         recent.failures = recent.failures.saturating_add(1);
         let wait = MERGE_RETRY_FIRST
             .saturating_mul(1 << recent.failures.min(8).saturating_sub(1))
@@ -207,6 +236,7 @@ impl RecentIds {
         recent.tail_rows = recent.map.len() as u64;
         recent.failures = 0;
         recent.retry_at = None;
+        recent.last_error = None;
     }
 
     /// The id's location if it is in the tail; [`Stale`] if the map forgot ids since the
@@ -333,7 +363,12 @@ struct Level {
 fn slice_bounds(next: u64, slices: u64) -> (Vec<u8>, Vec<u8>) {
     let slices = u128::from(slices.max(1));
     let at = |k: u128| ((k << 64) / slices) as u64;
-    let lo = at(u128::from(next)).to_be_bytes().to_vec();
+    // The first slice starts below every blob, so even a malformed prefix is moved.
+    let lo = if next == 0 {
+        Vec::new()
+    } else {
+        at(u128::from(next)).to_be_bytes().to_vec()
+    };
     let hi = if u128::from(next) + 1 >= slices {
         vec![0xFF; 9]
     } else {
@@ -371,7 +406,7 @@ pub(crate) async fn merge(
         return Ok(merged);
     }
     let mut levels = read_levels(&mut tx).await?;
-    let slice_ids = (merge_rows.max(1) * ID_INDEX_SLICE_MERGES) as u64;
+    let slice_ids = (merge_rows.max(1) as u64).saturating_mul(ID_INDEX_SLICE_MERGES as u64);
     let mut capacity = merge_rows.max(1) as u64;
     for level in levels.iter_mut().take(ID_INDEX_LEVELS - 1) {
         capacity = capacity.saturating_mul(ID_INDEX_FANOUT);
@@ -620,7 +655,7 @@ mod tests {
     fn slices_cover_the_key_space_in_order_without_overlap() {
         for slices in 1..=9u64 {
             let bounds: Vec<_> = (0..slices).map(|k| slice_bounds(k, slices)).collect();
-            assert_eq!(bounds[0].0, vec![0; 8]);
+            assert!(bounds[0].0.is_empty());
             assert_eq!(bounds[slices as usize - 1].1, vec![0xFF; 9]);
             for pair in bounds.windows(2) {
                 assert_eq!(pair[0].1, pair[1].0, "{slices} slices");

@@ -342,19 +342,28 @@ impl SqlStore {
             return Ok(());
         }
         let mut writer = self.writer.lock().await;
-        if self.recent.overfull()
-            && let WriterConn::Sqlite(conn) = self.writer_conn(&mut writer).await?
-            && let Err(error) = self.merge_tail(conn).await
-        {
-            // Merges keep failing and the map of the tail is at its bound: store nothing
-            // more until one succeeds.
-            *writer = None;
-            self.recent.merge_failed(Instant::now());
-            return Err(StorageError::IdIndex(format!(
-                "{} transaction ids wait to be merged into the index, over the limit of {}, and merging fails: {error}",
-                self.recent.tail_rows(),
-                self.recent.merge_rows() * id_index::ID_INDEX_MAX_TAIL_MERGES
-            )));
+        if self.recent.overfull() {
+            // Merges keep failing and the map of the tail is at its bound: store nothing more
+            // until one succeeds. While the retry delay runs, refuse at once.
+            let merged = if self.recent.backing_off(Instant::now()) {
+                Err(None)
+            } else {
+                match self.writer_conn(&mut writer).await? {
+                    WriterConn::Sqlite(conn) => self.merge_tail(conn).await.map_err(Some),
+                    WriterConn::Postgres(_) => Ok(()),
+                }
+            };
+            if let Err(error) = merged {
+                if let Some(error) = error {
+                    *writer = None;
+                    self.recent.merge_failed(&error);
+                }
+                return Err(StorageError::IdIndex(
+                    self.recent
+                        .fault()
+                        .unwrap_or_else(|| "merging the id index fails".to_owned()),
+                ));
+            }
         }
         let reused = writer.is_some();
         let mut result = append_on(self.writer_conn(&mut writer).await?, blocks).await;
@@ -374,8 +383,12 @@ impl SqlStore {
             }
         }
         result?;
-        if let Some(WriterConn::Sqlite(conn)) = writer.as_mut() {
-            self.track_ids(conn, blocks).await;
+        if let Some(WriterConn::Sqlite(conn)) = writer.as_mut()
+            && !self.track_ids(conn, blocks).await
+        {
+            // A failed merge can leave the connection inside a transaction sqlx could not
+            // roll back; the next append starts from a fresh one.
+            *writer = None;
         }
         Ok(())
     }
@@ -385,9 +398,11 @@ impl SqlStore {
     /// rows. A failed merge is logged and retried with a growing delay; the blocks are
     /// stored either way and stay findable through the map (until the tail outgrows its
     /// bound: see [`SqlStore::append_prepared`]).
-    async fn track_ids(&self, conn: &mut SqliteConnection, blocks: &[PreparedBlock<'_>]) {
+    ///
+    /// Returns false if a merge failed (the caller drops the connection).
+    async fn track_ids(&self, conn: &mut SqliteConnection, blocks: &[PreparedBlock<'_>]) -> bool {
         let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
-            return;
+            return true;
         };
         let from = first.height as u64 - 1;
         if self.recent.loaded_through() < from
@@ -401,13 +416,14 @@ impl SqlStore {
         let rows =
             tx_rows(blocks).map(|(height, index, _, id)| (*id, (height as u64, index as u32)));
         self.recent.insert(rows, from, last.height as u64);
-        let now = Instant::now();
-        if self.recent.merge_due(now)
+        if self.recent.merge_due(Instant::now())
             && let Err(error) = self.merge_tail(conn).await
         {
-            let retry = self.recent.merge_failed(now);
+            let retry = self.recent.merge_failed(&error);
             tracing::warn!(%error, pending = self.recent.tail_rows(), retry_in_s = retry.as_secs(), "merging recent transaction ids into the id index failed; will retry");
+            return false;
         }
+        true
     }
 
     /// Merges the tail into the id index and lets the map forget it.
@@ -1257,6 +1273,13 @@ impl SqlStore {
     /// tighter and cost more; tests use them to exercise merges on short chains.
     pub fn set_id_index_merge_rows(&self, rows: usize) {
         self.recent.set_merge_rows(rows);
+    }
+
+    /// SQLite: why appends are refused, while the transaction-id index cannot take the ids
+    /// of new blocks (merges keep failing and the tail is at its bound); `None` otherwise.
+    /// The node's health probe reports it.
+    pub fn id_index_fault(&self) -> Option<String> {
+        self.recent.fault()
     }
 
     /// `aegis verify`'s check of SQLite's id index (nothing to check on PostgreSQL): the first

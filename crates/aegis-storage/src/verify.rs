@@ -51,6 +51,17 @@ impl fmt::Display for VerifyReport {
                 "Chain verified: {} blocks, {} transactions",
                 self.blocks_verified, self.transactions_verified
             ),
+            // The blocks themselves all verified; the fault is in a derived structure (SQLite's
+            // transaction-id index).
+            Some(fault) if self.blocks_verified >= self.tip_height => write!(
+                f,
+                "Chain integrity check failed at height {} of {}: {} (all {} blocks and {} transactions verified)",
+                fault.height,
+                self.tip_height,
+                fault.problem,
+                self.blocks_verified,
+                self.transactions_verified
+            ),
             Some(fault) => write!(
                 f,
                 "Chain integrity check failed at height {} of {}: {} ({} blocks below it verified)",

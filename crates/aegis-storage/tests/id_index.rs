@@ -10,7 +10,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use aegis_storage::fixtures::ChainFixture;
-use aegis_storage::{Ledger, SqlStore, StoredTransaction};
+use aegis_storage::{Ledger, SqlStore, StorageError, StoredTransaction};
 use aegis_types::{Block, Hash};
 use support::TestDb;
 
@@ -237,6 +237,12 @@ async fn a_damaged_id_index_is_reported_by_verify() {
             .unwrap_or_else(|| panic!("{damage}: not caught"));
         assert_eq!(fault.height, height, "{damage}: {report}");
         assert!(fault.problem.starts_with(problem), "{damage}: {report}");
+        assert!(
+            report
+                .to_string()
+                .ends_with("(all 8 blocks and 32 transactions verified)"),
+            "{report}"
+        );
         // Repair it the way it was damaged, from the transactions themselves.
         store.execute_sql(REBUILD).await.unwrap();
         assert!(verify().await.unwrap().is_ok(), "{damage}: repair");
@@ -281,10 +287,26 @@ async fn appends_stop_at_the_tail_bound_while_merges_fail() {
         "{message}"
     );
     assert_all_found(&store, &stored, "while merges fail").await;
+    let fault = store
+        .id_index_fault()
+        .expect("the fault is reported for /health");
+    assert!(fault.contains("over the limit of 50"), "{fault}");
+    // Refused again at once while the retry delay runs, nothing stored.
+    let again = store.append_block(&block, &cert).await.unwrap_err();
+    assert!(matches!(again, StorageError::IdIndex(_)), "{again}");
+    assert_eq!(store.height().await.unwrap(), stored.len() as u64);
     store.execute_sql(REBUILD).await.unwrap();
-    store.append_block(&block, &cert).await.unwrap();
+    // The writer tries again once the retry delay (1 s after the first failure) has passed.
+    let mut attempts = 0;
+    while let Err(error) = store.append_block(&block, &cert).await {
+        assert!(matches!(error, StorageError::IdIndex(_)), "{error}");
+        attempts += 1;
+        assert!(attempts < 600, "appends never resumed: {error}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     stored.push(block);
     assert_all_found(&store, &stored, "after the repair").await;
+    assert_eq!(store.id_index_fault(), None);
     let report = aegis_storage::verify(&db.config, &fixture.genesis)
         .await
         .unwrap();

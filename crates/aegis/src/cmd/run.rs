@@ -140,16 +140,23 @@ async fn probe_ledger(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        match store.height().await {
+        let probed = store.height().await.map_err(|error| error.to_string());
+        if let Ok(height) = probed {
+            status.set_height(height);
+        }
+        // Reachable, but refusing appends (SQLite's transaction-id index cannot take more).
+        let probed = probed.and_then(|height| match store.ledger.id_index_fault() {
+            Some(reason) => Err(format!("transaction id index: {reason}")),
+            None => Ok(height),
+        });
+        match probed {
             Ok(height) => {
-                status.set_height(height);
                 if status.fault().is_some() {
                     info!(height, "Ledger reachable again; node healthy");
                     status.set_fault(None);
                 }
             }
-            Err(error) => {
-                let reason = error.to_string();
+            Err(reason) => {
                 if status.fault().as_deref() != Some(reason.as_str()) {
                     tracing::error!(error = %reason, "Ledger unavailable; node unhealthy");
                 }
