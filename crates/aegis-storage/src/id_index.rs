@@ -390,16 +390,9 @@ pub(crate) async fn merge(
     let mut tx = Connection::begin_with(conn, "BEGIN IMMEDIATE")
         .await
         .map_err(db)?;
-    let row = sqlx::query(
-        "SELECT indexed_through, (SELECT coalesce(max(height), 0) FROM blocks) FROM transaction_ids_state",
-    )
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(db)?;
-    let indexed: i64 = row.try_get(0).map_err(db)?;
-    let tip: i64 = row.try_get(1).map_err(db)?;
+    let (indexed, tip) = state(&mut *tx).await?;
     let mut merged = Merged {
-        through: u64::try_from(indexed.max(tip)).unwrap_or(0),
+        through: indexed.max(tip),
         ..Merged::default()
     };
     if tip <= indexed {
@@ -460,8 +453,8 @@ pub(crate) async fn merge(
          SELECT 1, substr(id, 1, 8), block_height, tx_index FROM transactions \
          WHERE block_height > $1 AND block_height <= $2 ORDER BY 2, 3, 4",
     )
-    .bind(indexed)
-    .bind(tip)
+    .bind(to_i64(indexed))
+    .bind(to_i64(tip))
     .execute(&mut *tx)
     .await
     .map_err(db)?
@@ -480,7 +473,7 @@ pub(crate) async fn merge(
         .map_err(db)?;
     }
     sqlx::query("UPDATE transaction_ids_state SET indexed_through = $1")
-        .bind(tip)
+        .bind(to_i64(tip))
         .execute(&mut *tx)
         .await
         .map_err(db)?;

@@ -38,6 +38,13 @@ use crate::traits::{
 /// SQLite's 32766-parameter limit.
 const SQLITE_TX_ROWS_PER_INSERT: usize = 500;
 
+/// The columns [`tx_from_row`] reads, as a literal for `concat!`.
+macro_rules! tx_columns {
+    () => {
+        "block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature"
+    };
+}
+
 #[derive(Clone, Debug)]
 enum Pool {
     Sqlite(SqlitePool),
@@ -344,25 +351,16 @@ impl SqlStore {
         let mut writer = self.writer.lock().await;
         if self.recent.overfull() {
             // Merges keep failing and the map of the tail is at its bound: store nothing more
-            // until one succeeds. While the retry delay runs, refuse at once.
-            let merged = if self.recent.backing_off(Instant::now()) {
-                Err(None)
-            } else {
-                match self.writer_conn(&mut writer).await? {
-                    WriterConn::Sqlite(conn) => self.merge_tail(conn).await.map_err(Some),
-                    WriterConn::Postgres(_) => Ok(()),
-                }
-            };
-            if let Err(error) = merged {
-                if let Some(error) = error {
-                    *writer = None;
-                    self.recent.merge_failed(&error);
-                }
-                return Err(StorageError::IdIndex(
-                    self.recent
-                        .fault()
-                        .unwrap_or_else(|| "merging the id index fails".to_owned()),
-                ));
+            // until one succeeds. While the retry delay runs, refuse without trying.
+            if !self.recent.backing_off(Instant::now())
+                && let WriterConn::Sqlite(conn) = self.writer_conn(&mut writer).await?
+                && let Err(error) = self.merge_tail(conn).await
+            {
+                *writer = None;
+                self.recent.merge_failed(&error);
+            }
+            if let Some(fault) = self.recent.fault() {
+                return Err(StorageError::IdIndex(fault));
             }
         }
         let reused = writer.is_some();
@@ -465,10 +463,11 @@ impl SqlStore {
             if partial.is_empty() {
                 return Ok(Vec::new());
             }
-            let tx_rows = sqlx::query(
-                "SELECT block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature \
-                 FROM transactions WHERE block_height >= $1 AND block_height <= $2 ORDER BY block_height, tx_index",
-            )
+            let tx_rows = sqlx::query(concat!(
+                "SELECT ",
+                tx_columns!(),
+                " FROM transactions WHERE block_height >= $1 AND block_height <= $2 ORDER BY block_height, tx_index",
+            ))
             .bind(from_i)
             .bind(to_i)
             .fetch_all(pool)
@@ -1073,13 +1072,6 @@ fn assemble(
         });
     }
     Ok(out)
-}
-
-/// The columns [`tx_from_row`] reads, as a literal for `concat!`.
-macro_rules! tx_columns {
-    () => {
-        "block_height, tx_index, id, version, chain_id, sender, nonce, payload, signature"
-    };
 }
 
 impl Ledger for SqlStore {
