@@ -144,38 +144,41 @@ mod tests {
         assert_eq!(config.recent_committed, 100_000);
     }
 
+    /// Sets one field of a configuration.
+    type Setter = fn(&mut MempoolConfig, usize);
+
+    /// Each field with its limit and a way to set it.
+    const FIELDS: [(&str, usize, Setter); 4] = [
+        ("max_transactions", MAX_TRANSACTIONS_LIMIT, |c, v| {
+            c.max_transactions = v
+        }),
+        ("max_bytes", MAX_BYTES_LIMIT, |c, v| c.max_bytes = v),
+        (
+            "max_transaction_bytes",
+            MAX_TRANSACTION_BYTES_LIMIT,
+            |c, v| c.max_transaction_bytes = v,
+        ),
+        ("recent_committed", MAX_RECENT_COMMITTED_LIMIT, |c, v| {
+            c.recent_committed = v
+        }),
+    ];
+
     #[test]
     fn each_zero_field_is_refused_by_name() {
-        let cases: [(&str, fn(&mut MempoolConfig)); 4] = [
-            ("max_transactions", |c| c.max_transactions = 0),
-            ("max_bytes", |c| c.max_bytes = 0),
-            ("max_transaction_bytes", |c| c.max_transaction_bytes = 0),
-            ("recent_committed", |c| c.recent_committed = 0),
-        ];
-        for (field, zero) in cases {
+        for (field, _, set) in FIELDS {
             let mut config = MempoolConfig::default();
-            zero(&mut config);
-            assert_eq!(config.validate(), Err(ConfigError::Zero { field }), "{field}");
+            set(&mut config, 0);
+            assert_eq!(
+                config.validate(),
+                Err(ConfigError::Zero { field }),
+                "{field}"
+            );
         }
     }
 
     #[test]
     fn each_field_above_its_limit_is_refused_by_name() {
-        let cases: [(&str, usize, fn(&mut MempoolConfig, usize)); 4] = [
-            ("max_transactions", MAX_TRANSACTIONS_LIMIT, |c, v| {
-                c.max_transactions = v
-            }),
-            ("max_bytes", MAX_BYTES_LIMIT, |c, v| c.max_bytes = v),
-            (
-                "max_transaction_bytes",
-                MAX_TRANSACTION_BYTES_LIMIT,
-                |c, v| c.max_transaction_bytes = v,
-            ),
-            ("recent_committed", MAX_RECENT_COMMITTED_LIMIT, |c, v| {
-                c.recent_committed = v
-            }),
-        ];
-        for (field, max, set) in cases {
+        for (field, max, set) in FIELDS {
             let mut config = MempoolConfig::default();
             set(&mut config, max);
             assert_eq!(config.validate(), Ok(()), "{field} at its limit");

@@ -93,8 +93,11 @@ impl DrainMeter {
         if later == 0 || span_ms == 0 {
             return RETRY_AFTER_DEFAULT_MS;
         }
-        let wait_ms = wait_ms(excess_transactions, drained_transactions, span_ms)
-            .max(wait_ms(excess_bytes, drained_bytes, span_ms));
+        let wait_ms = wait_ms(excess_transactions, drained_transactions, span_ms).max(wait_ms(
+            excess_bytes,
+            drained_bytes,
+            span_ms,
+        ));
         wait_ms.clamp(RETRY_AFTER_MIN_MS, RETRY_AFTER_MAX_MS)
     }
 }

@@ -101,7 +101,11 @@ enum Screened {
     /// Refused without signature verification.
     Refused(Refusal),
     /// Passed the cheap rules; `check` is its signature's index in the batch verifier.
-    Candidate { id: Hash, size_bytes: usize, check: usize },
+    Candidate {
+        id: Hash,
+        size_bytes: usize,
+        check: usize,
+    },
 }
 
 /// The first pass's running state over one submission.
@@ -219,7 +223,10 @@ impl Mempool {
         let mut bad = vec![false; checks];
         if let Err(indices) = screening.verifier.verify() {
             for index in indices {
-                assert!(index < checks, "batch verifier named check {index} of {checks}");
+                assert!(
+                    index < checks,
+                    "batch verifier named check {index} of {checks}"
+                );
                 bad[index] = true;
             }
         }
@@ -296,7 +303,8 @@ impl Mempool {
             .saturating_add(size_bytes);
         if transactions_after > self.config.max_transactions || bytes_after > self.config.max_bytes
         {
-            let excess_transactions = transactions_after.saturating_sub(self.config.max_transactions);
+            let excess_transactions =
+                transactions_after.saturating_sub(self.config.max_transactions);
             let excess_bytes = bytes_after.saturating_sub(self.config.max_bytes);
             let retry_after_ms = self.drain.retry_after_ms(
                 now_ms,
@@ -306,9 +314,11 @@ impl Mempool {
             return Screened::Refused(Refusal::Full { retry_after_ms });
         }
         let check = screening.verifier.len();
-        screening
-            .verifier
-            .queue(transaction.body.sender, signing_bytes, transaction.signature);
+        screening.verifier.queue(
+            transaction.body.sender,
+            signing_bytes,
+            transaction.signature,
+        );
         screening.checks.insert(key, check);
         screening.reserved_transactions += 1;
         screening.reserved_bytes += size_bytes;

@@ -38,11 +38,11 @@ impl RecentIds {
         if self.capacity == 0 || !self.members.insert(id) {
             return;
         }
-        if self.order.len() == self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                let forgotten = self.members.remove(&oldest);
-                assert!(forgotten, "recent window order and members disagree");
-            }
+        if self.order.len() == self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            let forgotten = self.members.remove(&oldest);
+            assert!(forgotten, "recent window order and members disagree");
         }
         self.order.push_back(id);
         assert_eq!(self.order.len(), self.members.len());

@@ -273,7 +273,12 @@ fn a_pending_id_is_already_pending_whatever_its_signature() {
 #[test]
 fn a_bad_signature_is_refused_and_the_rest_of_the_batch_admitted() {
     let mut pool = default_pool();
-    let txs = vec![signed(1, 1, 8), forged(2, 1, 8), signed(3, 1, 8), forged(4, 1, 8)];
+    let txs = vec![
+        signed(1, 1, 8),
+        forged(2, 1, 8),
+        signed(3, 1, 8),
+        forged(4, 1, 8),
+    ];
     let results = pool.admit(txs.clone(), 0);
     assert_eq!(
         results,
@@ -313,7 +318,10 @@ fn the_pool_is_bounded_by_count() {
     });
     let txs: Vec<Transaction> = (1..=4).map(|nonce| signed(1, nonce, 8)).collect();
     let results = pool.admit(txs.clone(), 0);
-    assert_eq!(results[..3], [accepted(&txs[0]), accepted(&txs[1]), accepted(&txs[2])]);
+    assert_eq!(
+        results[..3],
+        [accepted(&txs[0]), accepted(&txs[1]), accepted(&txs[2])]
+    );
     assert_eq!(
         results[3],
         Admission::Refused(Refusal::Full {
@@ -337,7 +345,10 @@ fn the_pool_is_bounded_by_bytes() {
     let small = signed(1, 4, 50);
     let results = pool.admit(vec![big[0].clone(), big[1].clone(), big[2].clone()], 0);
     assert!(results[0].is_accepted() && results[1].is_accepted());
-    assert!(matches!(results[2], Admission::Refused(Refusal::Full { .. })));
+    assert!(matches!(
+        results[2],
+        Admission::Refused(Refusal::Full { .. })
+    ));
     // A smaller one still fits exactly.
     assert_eq!(pool.admit_one(small.clone(), 0), accepted(&small));
     assert_eq!(pool.bytes(), pool.config().max_bytes);
@@ -380,7 +391,10 @@ fn unverified_inputs_hold_room_and_exact_copies_do_not() {
         results[2],
         Admission::Refused(Refusal::BadSignature { .. })
     ));
-    assert!(matches!(results[3], Admission::Refused(Refusal::Full { .. })));
+    assert!(matches!(
+        results[3],
+        Admission::Refused(Refusal::Full { .. })
+    ));
     assert_eq!(pool.len(), 1);
 }
 
@@ -438,7 +452,10 @@ fn retry_after_is_clamped_to_its_bounds() {
     pool.remove_committed(&[], 0);
     pool.remove_committed(&[txs[0].id()], 1);
     assert!(pool.admit_one(txs[2].clone(), 1).is_accepted());
-    assert_eq!(retry_after(pool.admit_one(txs[3].clone(), 1)), RETRY_AFTER_MIN_MS);
+    assert_eq!(
+        retry_after(pool.admit_one(txs[3].clone(), 1)),
+        RETRY_AFTER_MIN_MS
+    );
     // Commits that drain nothing from this pool for a while: the maximum.
     let (mut stalled, txs) = full_pool_of_two();
     let many: Vec<Hash> = (0..20u64).map(|n| signed(9, n, 0).id()).collect();
@@ -499,7 +516,11 @@ fn a_batch_stops_at_the_first_transaction_that_does_not_fit() {
     // Room for the first and the third, not the second: the batch stops, keeping FIFO order.
     let batch = pool.next_batch(10, size(100) + size(10) + 50);
     assert_eq!(ids(&batch), ids(&txs[..1]));
-    assert_eq!(pool.next_batch(10, size(100) - 1).len(), 1, "passes over the first two");
+    assert_eq!(
+        pool.next_batch(10, size(100) - 1).len(),
+        1,
+        "passes over the first two"
+    );
     assert!(pool.next_batch(0, usize::MAX).is_empty());
     assert!(pool.next_batch(10, 0).is_empty());
 }
@@ -557,12 +578,13 @@ fn every_input_gets_exactly_one_answer_in_order() {
         results[0],
         Admission::Refused(Refusal::Malformed(TxError::WrongChain { .. }))
     ));
-    assert!(matches!(results[1], Admission::Refused(Refusal::TooLarge { .. })));
+    assert!(matches!(
+        results[1],
+        Admission::Refused(Refusal::TooLarge { .. })
+    ));
     assert_eq!(
         results[2],
-        Admission::Refused(Refusal::RecentlyCommitted {
-            id: committed.id()
-        })
+        Admission::Refused(Refusal::RecentlyCommitted { id: committed.id() })
     );
     assert_eq!(
         results[3],
@@ -578,7 +600,10 @@ fn every_input_gets_exactly_one_answer_in_order() {
         Admission::Refused(Refusal::AlreadyPending { id: good.id() })
     );
     // The forged input held the last free place while unverified.
-    assert!(matches!(results[7], Admission::Refused(Refusal::Full { .. })));
+    assert!(matches!(
+        results[7],
+        Admission::Refused(Refusal::Full { .. })
+    ));
     assert!(pool.admit(Vec::new(), 2).is_empty());
 }
 
