@@ -187,12 +187,11 @@ impl Mempool {
     }
 
     /// Admits one transaction: [`Mempool::admit`] of a single input.
+    #[must_use = "the submitted transaction gets an answer the client must see"]
     pub fn admit_one(&mut self, transaction: Transaction, now_ms: u64) -> Admission {
-        let mut results = self.admit(vec![transaction], now_ms);
-        assert_eq!(results.len(), 1, "admit gives one result per input");
-        match results.pop() {
-            Some(result) => result,
-            None => unreachable_no_result(),
+        match <[Admission; 1]>::try_from(self.admit(vec![transaction], now_ms)) {
+            Ok([result]) => result,
+            Err(results) => wrong_result_count(results.len()),
         }
     }
 
@@ -431,8 +430,8 @@ impl Mempool {
 #[cold]
 #[allow(
     clippy::panic,
-    reason = "admit returns one result per input; none for one input is a broken invariant"
+    reason = "admit returns one result per input; any other count is a broken invariant"
 )]
-fn unreachable_no_result() -> ! {
-    panic!("admit returned no result for one transaction");
+fn wrong_result_count(count: usize) -> ! {
+    panic!("admit returned {count} results for one transaction");
 }
