@@ -146,7 +146,10 @@ fn node() -> Pbft {
     let g = genesis(4, 1, 4, 4);
     let mut pbft = Pbft::new(config(&g, 1), key(1)).unwrap();
     let _ = pbft.step(env(1_000), Input::Start);
-    let _ = pbft.step(env(1_001), Input::ClientTransactions(vec![tx(1), tx(2)]));
+    let _ = pbft.step(
+        env(1_001),
+        Input::TransactionsPending(vec![tx(1).id(), tx(2).id()]),
+    );
     pbft
 }
 

@@ -150,14 +150,15 @@ fn cluster_with_stable_checkpoint() -> Cluster {
         cluster.submit(vec![tx(nonce)]);
         cluster.deliver_all(|_, _, _| true);
     }
-    assert_eq!(cluster.nodes[1].stable_checkpoint(), 4);
+    assert_eq!(cluster.core(1).stable_checkpoint(), 4);
     cluster
 }
 
 #[test]
 fn forged_stale_commit_and_checkpoint_get_no_stable_proof() {
     let mut cluster = cluster_with_stable_checkpoint();
-    let node = &mut cluster.nodes[1];
+    let mut node = cluster.take_core(1);
+    let node = &mut node;
     let before = node.state_fingerprint();
     let mut forged_checkpoint = aegis_consensus::pbft::Checkpoint::new_signed(
         CHAIN,
@@ -220,7 +221,7 @@ fn forged_stale_view_change_gets_no_new_view() {
         cluster.fire(i, PbftTimer::Progress, 10_000);
     }
     cluster.deliver_all(|from, _, _| from != 0);
-    assert_eq!(cluster.nodes[2].view(), 1);
+    assert_eq!(cluster.core(2).view(), 1);
     let view_change = |signer: usize| {
         let genesis_proof = CheckpointProof {
             seq: 0,
@@ -236,7 +237,8 @@ fn forged_stale_view_change_gets_no_new_view() {
             Vec::new(),
         ))
     };
-    let node = &mut cluster.nodes[2];
+    let mut node = cluster.take_core(2);
+    let node = &mut node;
     let before = node.state_fingerprint();
     let effects = node.step(
         env(20_000),

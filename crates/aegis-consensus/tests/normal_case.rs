@@ -6,6 +6,7 @@ mod common;
 use aegis_consensus::pbft::{PbftMessage, PbftTimer, RejectReason, Status};
 use aegis_consensus::{Effect, Outgoing, Protocol};
 use aegis_crypto::verify_commit_certificate;
+use aegis_engine::memory::Notice;
 use common::{Cluster, genesis, sent, tx};
 
 /// Reference: §4.2 (normal-case operation): pre-prepare, prepare, commit; every replica
@@ -19,7 +20,7 @@ fn n4_normal_case_commits_a_block_with_a_verifiable_certificate() {
     let set = g.validator_set().unwrap();
     for i in 0..4 {
         assert_eq!(cluster.height(i), 1, "node {i}");
-        let (block, cert) = &cluster.committed[i][0];
+        let (block, cert) = &cluster.committed(i)[0];
         assert_eq!(
             block.header.prev_hash,
             g.hash(),
@@ -30,7 +31,7 @@ fn n4_normal_case_commits_a_block_with_a_verifiable_certificate() {
         verify_commit_certificate(cert, &g.chain_id, &set).unwrap();
         assert!(cert.signatures.len() >= set.quorum());
     }
-    assert_eq!(cluster.committed[0][0].0, cluster.committed[3][0].0);
+    assert_eq!(cluster.committed(0)[0].0, cluster.committed(3)[0].0);
 }
 
 /// Reference: §4.2 and §5.1 (batching, several requests in flight): the primary pre-prepares
@@ -41,10 +42,7 @@ fn n4_primary_pipelines_up_to_pipeline_depth() {
     let mut cluster = Cluster::new(&g);
     for nonce in 1..=5 {
         // Each transaction arrives alone, so each becomes its own batch.
-        cluster.step(
-            0,
-            aegis_consensus::Input::ClientTransactions(vec![tx(nonce)]),
-        );
+        cluster.submit_to(0, vec![tx(nonce)]);
     }
     let pre_prepares: Vec<u64> = cluster
         .queue
@@ -62,10 +60,10 @@ fn n4_primary_pipelines_up_to_pipeline_depth() {
     for i in 0..4 {
         // Slots 1-3 hold one transaction each; the two left wait for a free slot and share it.
         assert_eq!(cluster.height(i), 4, "node {i}");
-        let txs: usize = cluster.committed[i].iter().map(|(b, _)| b.txs.len()).sum();
+        let txs: usize = cluster.committed(i).iter().map(|(b, _)| b.txs.len()).sum();
         assert_eq!(txs, 5);
     }
-    let chain = &cluster.committed[1];
+    let chain = &cluster.committed(1);
     for pair in chain.windows(2) {
         assert_eq!(pair[1].0.header.prev_hash, pair[0].0.hash(), "hash chain");
     }
@@ -83,8 +81,8 @@ fn n4_checkpoint_becomes_stable_and_moves_the_low_watermark() {
     }
     for i in 0..4 {
         assert_eq!(cluster.height(i), 5);
-        assert_eq!(cluster.nodes[i].stable_checkpoint(), 4, "node {i}");
-        let persisted = cluster.nodes[i].persisted();
+        assert_eq!(cluster.core(i).stable_checkpoint(), 4, "node {i}");
+        let persisted = cluster.core(i).persisted();
         assert!(
             persisted.slots.iter().all(|s| s.seq > 4),
             "log below h discarded"
@@ -108,15 +106,15 @@ fn n4_silent_primary_is_replaced_by_a_view_change() {
     }
     cluster.deliver_all(|from, _, _| from != 0);
     for i in 1..4 {
-        assert_eq!(cluster.nodes[i].view(), 1, "node {i}");
-        assert_eq!(cluster.nodes[i].status(), Status::Normal);
+        assert_eq!(cluster.core(i).view(), 1, "node {i}");
+        assert_eq!(cluster.core(i).status(), Status::Normal);
         assert_eq!(cluster.height(i), 1, "node {i} committed in view 1");
-        assert_eq!(cluster.committed[i][0].1.view, 1);
+        assert_eq!(cluster.committed(i)[0].1.view, 1);
     }
     assert!(
-        cluster.effects[2]
+        cluster.notices[2]
             .iter()
-            .any(|e| matches!(e, Effect::ViewChanged { view: 1, .. }))
+            .any(|n| matches!(n, Notice::LeaderChanged { epoch: 1, .. }))
     );
 }
 
@@ -129,7 +127,7 @@ fn n4_prepared_request_survives_view_change() {
     cluster.submit(vec![tx(1)]);
     // Prepares flow, but every COMMIT is lost: the request is prepared, not committed.
     cluster.deliver_all(|_, _, m| !matches!(m, PbftMessage::Commit(_)));
-    let digest = cluster.nodes[2].persisted().slots[0]
+    let digest = cluster.core(2).persisted().slots[0]
         .prepared
         .as_ref()
         .unwrap()
@@ -142,9 +140,9 @@ fn n4_prepared_request_survives_view_change() {
     cluster.deliver_all(|_, _, _| true);
     for i in 0..4 {
         assert_eq!(cluster.height(i), 1);
-        assert_eq!(cluster.nodes[i].view(), 1);
+        assert_eq!(cluster.core(i).view(), 1);
     }
-    let slot = cluster.nodes[3].persisted().slots[0].clone();
+    let slot = cluster.core(3).persisted().slots[0].clone();
     assert_eq!(slot.pre_prepare.unwrap().batch.digest(), digest);
 }
 
@@ -165,16 +163,21 @@ fn n4_restarted_backup_never_prepares_two_batches_for_one_slot() {
             _ => None,
         })
         .unwrap();
-    cluster.step(
-        1,
-        aegis_consensus::Input::Message {
-            from: aegis_types::ValidatorId(0),
-            message: PbftMessage::PrePrepare(pp.clone()),
-        },
-    );
-    let persisted = common::last_persisted(&cluster.effects[1]).unwrap();
+    cluster.run(1, |d| {
+        d.deliver(
+            aegis_types::ValidatorId(0),
+            PbftMessage::PrePrepare(pp.clone()),
+        )
+    });
+    // The PREPARE left only once the consensus log held the promise.
+    let persisted = cluster.logged_state(1);
     assert_eq!(persisted.slots[0].sent_prepare, Some(pp.batch.digest()));
-    // Crash and restart from exactly what was persisted.
+    assert_eq!(
+        persisted,
+        cluster.core(1).persisted(),
+        "the log replays to the core's state"
+    );
+    // Crash and restart from exactly what the log replays to.
     let mut restarted = Pbft::restore(common::config(&g, 1), common::key(1), persisted).unwrap();
     let _ = restarted.step(common::env(2_000), aegis_consensus::Input::Start);
     let other = PrePrepare::new_signed(

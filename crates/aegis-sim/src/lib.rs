@@ -1,9 +1,12 @@
 //! AEGIS deterministic cluster simulator.
 //!
-//! Runs N instances of the real PBFT core (`aegis-consensus`) against one virtual clock and
-//! one seeded RNG (ChaCha8): the same seed replays the same run, event for event. All state
-//! that decides an outcome lives in ordered maps, never in hash maps. Around the cores it
-//! simulates what the engine and the network would do (tigerbeetle's `src/testing/` twins):
+//! Runs N nodes, each `aegis-engine`'s real `Driver` over the real consensus core, with
+//! simulated I/O (`aegis_engine::memory`: a consensus log and a ledger that lose what was not
+//! synced on a crash), one virtual clock and one seeded RNG (ChaCha8): the same seed replays
+//! the same run, event for event. All state that decides an outcome lives in ordered maps,
+//! never in hash maps. The simulator is generic over the protocol ([`SimProtocol`]); PBFT's
+//! adapter and Byzantine behaviours are in [`pbft`]. Around the drivers it simulates the
+//! network and the faults (tigerbeetle's `src/testing/` twins):
 //!
 //! - Network faults: drops, delays, duplicates, reordering, partitions that heal.
 //! - Node faults: crash and restart from the last persisted state (losing the rest), a
@@ -12,22 +15,35 @@
 //!   invalid signatures, replays, silence, floods, and colluders for the f + 1 test.
 //! - Checkers: agreement, no gaps and hash links, validity (only submitted transactions,
 //!   each at most once), commit certificates that verify offline, honest nodes never
-//!   signing two statements for one slot, and liveness (after healing, probe transactions
-//!   commit on every honest node within a bound of virtual time).
+//!   signing two statements for one slot, a consensus log that replays to exactly the core's
+//!   state, and liveness (after healing, probe transactions commit on every honest node
+//!   within a bound of virtual time).
 //!
 //! [`run_cli`] is what `aegis simulate` runs; a failure prints its seed and the command that
 //! replays it. Arguments it cannot honour are refused with a [`CliError`] before any seed
 //! runs.
 
+mod checker;
+mod cluster;
+mod outcome;
+pub mod pbft;
+mod protocol;
 mod scenario;
-mod sim;
+mod verifier;
 
 use std::fmt;
 use std::io::Write;
 use std::time::Instant;
 
+pub use aegis_consensus::Reject;
+pub use cluster::Sim;
+pub use outcome::Outcome;
+pub use protocol::{Adversary, CoreSetup, REPLAY_MEMORY, SimProtocol, Statement, Transmission};
 pub use scenario::{Behavior, Crash, NetworkFaults, Partition, Scenario, TestBuilder};
-pub use sim::{Outcome, Simulation};
+pub use verifier::SharedVerifier;
+
+/// The simulator running PBFT, the protocol `aegis simulate` checks.
+pub type Simulation = Sim<aegis_consensus::pbft::Pbft>;
 
 /// Fewest validators the simulator runs: n >= 3f + 1 with f >= 1, so random runs always have
 /// a Byzantine node.

@@ -103,6 +103,9 @@ pub struct Scenario {
     /// After healing, probe transactions must be committed by every honest node within
     /// this much virtual time (the liveness bound).
     pub liveness_bound_ms: u64,
+    /// After every flush that left nothing unsynced, check that each node's consensus log
+    /// replays to exactly its core's state.
+    pub check_replay: bool,
 }
 
 impl Scenario {
@@ -142,6 +145,7 @@ impl Scenario {
             txs_per_submit: 2,
             heal_ms: 3_000,
             liveness_bound_ms: 60_000,
+            check_replay: true,
         }
     }
 

@@ -2,6 +2,8 @@
 
 use aegis_types::ValidatorId;
 
+use crate::Reject;
+
 /// The reason a message was refused. Refusing never changes protocol state.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RejectReason {
@@ -79,10 +81,34 @@ pub enum SyncFault {
     Malformed,
 }
 
-impl RejectReason {
+impl Reject for RejectReason {
+    fn label(&self) -> &'static str {
+        match self {
+            RejectReason::UnknownSender => "unknown_sender",
+            RejectReason::SenderMismatch { .. } => "sender_mismatch",
+            RejectReason::FromSelf => "from_self",
+            RejectReason::BadSignature => "bad_signature",
+            RejectReason::StaleView { .. } => "stale_view",
+            RejectReason::FutureView { .. } => "future_view",
+            RejectReason::NotPrimary { .. } => "not_primary",
+            RejectReason::PrepareFromPrimary => "prepare_from_primary",
+            RejectReason::OutOfWindow { .. } => "out_of_window",
+            RejectReason::Duplicate => "duplicate",
+            RejectReason::Equivocation { .. } => "equivocation",
+            RejectReason::ConflictingVote { .. } => "conflicting_vote",
+            RejectReason::InvalidBatch(_) => "invalid_batch",
+            RejectReason::BadCheckpointProof => "bad_checkpoint_proof",
+            RejectReason::BadPreparedCert { .. } => "bad_prepared_cert",
+            RejectReason::BadViewChange(_) => "bad_view_change",
+            RejectReason::BadNewView(_) => "bad_new_view",
+            RejectReason::NotACheckpoint { .. } => "not_a_checkpoint",
+            RejectReason::BadSyncedBlock(_) => "bad_synced_block",
+        }
+    }
+
     /// Whether the reason is evidence of a Byzantine validator (logged with the word
     /// "byzantine"), as opposed to staleness or loss.
-    pub fn is_byzantine_evidence(&self) -> bool {
+    fn is_byzantine_evidence(&self) -> bool {
         matches!(
             self,
             RejectReason::BadSignature
