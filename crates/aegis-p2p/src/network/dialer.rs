@@ -8,7 +8,7 @@ use std::time::Instant;
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::{Inner, canonical, clamp_u32};
+use super::{Inner, LOG_TARGET, canonical, clamp_u32};
 use crate::auth::{self, AuthError, AuthenticatedPeer, EXPORTER_BYTES, EXPORTER_LABEL, Role};
 use crate::metrics::Direction;
 
@@ -48,7 +48,11 @@ impl Inner {
         match result {
             Ok((stream, peer, remote)) => {
                 if peer.public_key == self.identity.public_key() {
-                    tracing::info!(%address, "Bootstrap address is this node itself; not dialling it again");
+                    tracing::info!(
+                        target: LOG_TARGET,
+                        %address,
+                        "Bootstrap address is this node itself; not dialling it again"
+                    );
                     self.lock().book.dial_found_self(&address);
                     return;
                 }
@@ -72,15 +76,28 @@ impl Inner {
                 drop(state);
                 match error {
                     DialError::Auth(ip, error) => tracing::warn!(
+                        target: LOG_TARGET,
                         %address,
                         attempts,
                         "Authentication failed for peer at {address} ({ip}): {error}"
                     ),
                     DialError::Connect(error) => {
                         if attempts <= 1 || attempts.is_multiple_of(10) {
-                            tracing::warn!(%address, attempts, %error, "Cannot connect to peer {address}: {error}");
+                            tracing::warn!(
+                                target: LOG_TARGET,
+                                %address,
+                                attempts,
+                                %error,
+                                "Cannot connect to peer {address}: {error}"
+                            );
                         } else {
-                            tracing::debug!(%address, attempts, %error, "Cannot connect to peer");
+                            tracing::debug!(
+                                target: LOG_TARGET,
+                                %address,
+                                attempts,
+                                %error,
+                                "Cannot connect to peer"
+                            );
                         }
                     }
                 }

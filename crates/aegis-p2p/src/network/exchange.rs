@@ -7,7 +7,7 @@ use aegis_types::PublicKey;
 use borsh::{BorshDeserialize, BorshSerialize};
 use bytes::Bytes;
 
-use super::{Inner, MAX_EXCHANGED_PEERS};
+use super::{Inner, LOG_TARGET, MAX_EXCHANGED_PEERS};
 use crate::book::{MAX_ADDRESS_LEN, Source};
 
 #[derive(BorshSerialize, BorshDeserialize)]
@@ -50,7 +50,11 @@ impl Inner {
                 .book
                 .learn(address.clone(), key, Source::Exchange, now)
             {
-                tracing::debug!(%address, "Learned peer address from peer exchange");
+                tracing::debug!(
+                    target: LOG_TARGET,
+                    %address,
+                    "Learned peer address from peer exchange"
+                );
             }
         }
         Ok(())

@@ -14,7 +14,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 
 use super::listener::listen;
-use super::{Inner, MIN_PENDING_HANDSHAKES, State, bracket, canonical};
+use super::{Inner, LOG_TARGET, MIN_PENDING_HANDSHAKES, State, bracket, canonical};
 use crate::auth::Identity;
 use crate::book::AddressBook;
 use crate::config::P2pConfig;
@@ -174,6 +174,7 @@ impl P2pNetwork {
             max_handshakes,
         });
         tracing::info!(
+            target: LOG_TARGET,
             address = %local_addr,
             public_key = %inner.identity.public_key(),
             validator = ?inner.identity.validator_id(),
@@ -394,6 +395,7 @@ impl Inner {
             peer.cancel.cancel();
             self.metrics.dropped("slow_peer", dropped as u64);
             tracing::warn!(
+                target: LOG_TARGET,
                 peer_id = %self.name(peer.id),
                 queued = dropped,
                 "Disconnecting slow peer: its send queue stayed full"

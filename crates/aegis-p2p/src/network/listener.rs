@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::{
-    Inner, MAX_HANDSHAKES_PER_IP, MAX_THROTTLED_IPS, REJECTION_LOG_INTERVAL, State,
+    Inner, LOG_TARGET, MAX_HANDSHAKES_PER_IP, MAX_THROTTLED_IPS, REJECTION_LOG_INTERVAL, State,
     TLS_HANDSHAKE_BYTE, canonical, clamp_u32,
 };
 use crate::auth::{self, AuthError, AuthenticatedPeer, EXPORTER_BYTES, EXPORTER_LABEL, Role};
@@ -79,7 +79,7 @@ impl Inner {
                 Ok((stream, remote)) => self.on_accept(stream, remote),
                 Err(error) => {
                     // Typically out of file descriptors: back off instead of spinning.
-                    tracing::warn!(%error, "P2P accept failed");
+                    tracing::warn!(target: LOG_TARGET, %error, "P2P accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -109,6 +109,7 @@ impl Inner {
             self.metrics.rejected(reason);
             if Self::should_warn(&mut state, ip, now) {
                 tracing::warn!(
+                    target: LOG_TARGET,
                     reason,
                     "{text} {ip} (further refusals of this address are not logged for {}s)",
                     REJECTION_LOG_INTERVAL.as_secs()
@@ -142,7 +143,11 @@ impl Inner {
                 }
                 Err(Some(error)) => inner.auth_failed(ip, &error),
                 Err(None) => {
-                    tracing::debug!(%ip, "P2P connection closed before sending anything");
+                    tracing::debug!(
+                        target: LOG_TARGET,
+                        %ip,
+                        "P2P connection closed before sending anything"
+                    );
                 }
             }
         });
@@ -199,7 +204,7 @@ impl Inner {
     /// Logs `Authentication failed for peer from <IP>: <reason>`, counts it, and bans the
     /// address after `max_failures` failures.
     fn auth_failed(&self, ip: IpAddr, error: &AuthError) {
-        tracing::warn!("Authentication failed for peer from {ip}: {error}");
+        tracing::warn!(target: LOG_TARGET, "Authentication failed for peer from {ip}: {error}");
         self.metrics.auth_failures.inc();
         let mut state = self.lock();
         // An address a validator is connected from is never banned by the node (a shared
@@ -210,7 +215,11 @@ impl Inner {
             .values()
             .any(|peer| canonical(peer.remote.ip()) == ip)
         {
-            tracing::debug!(%ip, "Not counting towards a ban: a validator is connected from this address");
+            tracing::debug!(
+                target: LOG_TARGET,
+                %ip,
+                "Not counting towards a ban: a validator is connected from this address"
+            );
             return;
         }
         if let FailureOutcome::Banned { duration } = state.bans.record_failure(ip, Instant::now()) {
@@ -219,6 +228,7 @@ impl Inner {
                 .set(state.bans.banned_count() as i64);
             drop(state);
             tracing::warn!(
+                target: LOG_TARGET,
                 "Unauthorized access from {ip}: banned for {} s",
                 duration.as_secs()
             );

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Inner, NO_PEERS_LOG_INTERVAL, State, TICK};
+use super::{Inner, LOG_TARGET, NO_PEERS_LOG_INTERVAL, State, TICK};
 
 impl Inner {
     pub(super) async fn maintenance_loop(self: Arc<Self>) {
@@ -23,7 +23,7 @@ impl Inner {
                 if now.saturating_duration_since(last_sweep) >= Duration::from_secs(1) {
                     last_sweep = now;
                     for ip in state.bans.sweep(now) {
-                        tracing::info!("Ban lifted for {ip}");
+                        tracing::info!(target: LOG_TARGET, "Ban lifted for {ip}");
                     }
                     self.metrics
                         .banned_ips
@@ -37,7 +37,11 @@ impl Inner {
                     });
                     if due {
                         state.no_peers_logged = Some(now);
-                        tracing::warn!(address = %self.local_addr, "No peers available");
+                        tracing::warn!(
+                            target: LOG_TARGET,
+                            address = %self.local_addr,
+                            "No peers available"
+                        );
                     }
                 } else {
                     state.no_peers_logged = None;
@@ -53,7 +57,13 @@ impl Inner {
                         continue;
                     }
                     entry.dialing = true;
-                    tracing::debug!(%address, source = ?entry.source, attempts = entry.attempts, "Dialling peer");
+                    tracing::debug!(
+                        target: LOG_TARGET,
+                        %address,
+                        source = ?entry.source,
+                        attempts = entry.attempts,
+                        "Dialling peer"
+                    );
                     dials.push(address.clone());
                 }
             }
@@ -80,6 +90,7 @@ impl Inner {
                         .certificate()
                         .and_then(|cert| crate::tls::seconds_until_expiry(&cert));
                     tracing::info!(
+                        target: LOG_TARGET,
                         cert_file = %self.tls.files().cert_file.display(),
                         expires_in_s = expiry,
                         "TLS certificate reloaded"
@@ -90,6 +101,7 @@ impl Inner {
                     let text = error.to_string();
                     if forced || last_error.as_deref() != Some(text.as_str()) {
                         tracing::error!(
+                            target: LOG_TARGET,
                             error = %text,
                             "TLS certificate reload failed; keeping the current certificate"
                         );

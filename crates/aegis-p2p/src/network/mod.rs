@@ -44,6 +44,10 @@ use crate::metrics::{Direction, P2pMetrics};
 use crate::queue::PeerQueue;
 use crate::tls::TlsStore;
 
+/// The `logger` of this module's log lines (the tracing target). The network was one
+/// module before it was split by purpose, and operators filter on this name
+/// (docs/troubleshooting.md), so every submodule logs under it.
+const LOG_TARGET: &str = "aegis_p2p::network";
 /// Target size of one batched frame; a single larger message still gets its own frame.
 pub const BATCH_BYTES: usize = 256 * 1024;
 /// Most handshakes in progress at once, at least (the bound is `max(this, 2*max_peers)`).

@@ -9,7 +9,7 @@ use aegis_types::PublicKey;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use super::Inner;
+use super::{Inner, LOG_TARGET};
 use crate::queue::{Outgoing, PeerQueue, Priority};
 use crate::wire::RecordKind;
 
@@ -47,6 +47,7 @@ impl Inner {
                 .is_none();
             if !answered {
                 tracing::warn!(
+                    target: LOG_TARGET,
                     peer_id = %name,
                     timeout_ms = self.config.ping_timeout.as_millis() as u64,
                     "Peer did not answer ping in time; dropping it and redialling"

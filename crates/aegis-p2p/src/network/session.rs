@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::handle::Inbound;
 use super::peer_table::Registered;
 use super::ping::PingState;
-use super::{BATCH_BYTES, Inner, canonical};
+use super::{BATCH_BYTES, Inner, LOG_TARGET, canonical};
 use crate::auth::AuthenticatedPeer;
 use crate::inbox::Delivered;
 use crate::metrics::Direction;
@@ -58,33 +58,36 @@ impl Inner {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let name = self.name(peer.id);
-        let (queue, cancel, conn_id) = match self.register(
-            &peer,
-            direction,
-            remote,
-            dialed_address.as_deref(),
-        ) {
-            Registered::Yes(queue, cancel, conn_id) => (queue, cancel, conn_id),
-            Registered::SelfConnection => {
-                tracing::debug!("Dropped a connection to this node itself");
-                return;
-            }
-            Registered::Duplicate => {
-                tracing::debug!(peer_id = %name, ?direction, "Dropped duplicate connection; keeping the one dialled by the lower key");
-                return;
-            }
-            Registered::Full => {
-                self.metrics.rejected("max_peers");
-                let ip = canonical(remote.ip());
-                tracing::warn!(
-                    peer_id = %name,
-                    max_peers = self.config.max_peers,
-                    "Refused peer from {ip}: max_peers reached"
-                );
-                return;
-            }
-        };
+        let (queue, cancel, conn_id) =
+            match self.register(&peer, direction, remote, dialed_address.as_deref()) {
+                Registered::Yes(queue, cancel, conn_id) => (queue, cancel, conn_id),
+                Registered::SelfConnection => {
+                    tracing::debug!(target: LOG_TARGET, "Dropped a connection to this node itself");
+                    return;
+                }
+                Registered::Duplicate => {
+                    tracing::debug!(
+                        target: LOG_TARGET,
+                        peer_id = %name,
+                        ?direction,
+                        "Dropped duplicate connection; keeping the one dialled by the lower key"
+                    );
+                    return;
+                }
+                Registered::Full => {
+                    self.metrics.rejected("max_peers");
+                    let ip = canonical(remote.ip());
+                    tracing::warn!(
+                        target: LOG_TARGET,
+                        peer_id = %name,
+                        max_peers = self.config.max_peers,
+                        "Refused peer from {ip}: max_peers reached"
+                    );
+                    return;
+                }
+            };
         tracing::info!(
+            target: LOG_TARGET,
             peer_id = %name,
             validator = %peer.id,
             remote = %remote,
@@ -126,21 +129,36 @@ impl Inner {
             self.metrics.protocol_violations.inc();
             let ip = canonical(remote.ip());
             tracing::warn!(
+                target: LOG_TARGET,
                 peer_id = %name,
                 remote = %remote,
                 "Protocol violation by peer from {ip}: {error}; disconnected"
             );
         }
         if removed {
-            tracing::info!(peer_id = %name, reason = %ended, "Peer disconnected: {ended}");
+            tracing::info!(
+                target: LOG_TARGET,
+                peer_id = %name,
+                reason = %ended,
+                "Peer disconnected: {ended}"
+            );
             if self.lock().peers.is_empty() && !self.shutdown.is_cancelled() {
                 let mut state = self.lock();
                 state.no_peers_logged = Some(Instant::now());
                 drop(state);
-                tracing::warn!(address = %self.local_addr, "No peers available");
+                tracing::warn!(
+                    target: LOG_TARGET,
+                    address = %self.local_addr,
+                    "No peers available"
+                );
             }
         } else {
-            tracing::debug!(peer_id = %name, reason = %ended, "Superseded connection closed");
+            tracing::debug!(
+                target: LOG_TARGET,
+                peer_id = %name,
+                reason = %ended,
+                "Superseded connection closed"
+            );
         }
     }
 
@@ -240,7 +258,7 @@ impl Inner {
             result = self.write_frames(writer, &queue) => result,
         };
         if let Err(error) = result {
-            tracing::debug!(%error, "P2P send failed");
+            tracing::debug!(target: LOG_TARGET, %error, "P2P send failed");
         }
         cancel.cancel();
     }
