@@ -112,22 +112,15 @@ fn retry_after_seconds(after: Duration) -> u64 {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        // Logged here, where the error is handled. Client errors are the client's business
-        // and a flood of them must not flood the log, so only node faults go above debug.
+        // Logged here, where the error is handled. Refusals are the client's business (or
+        // load) and a flood of them must not flood the log: only node faults go above debug.
         let text = self.to_string();
-        let message = match &self {
-            ApiError::Internal(detail) => {
-                tracing::error!(error = %detail, "HTTP request failed");
-                INTERNAL_MESSAGE
-            }
-            ApiError::Unavailable { .. } => {
-                tracing::info!(reason = %text, "HTTP request refused: unavailable");
-                text.as_str()
-            }
-            _ => {
-                tracing::debug!(code = self.code(), message = %text, "HTTP request refused");
-                text.as_str()
-            }
+        let message = if let ApiError::Internal(detail) = &self {
+            tracing::error!(error = %detail, "HTTP request failed");
+            INTERNAL_MESSAGE
+        } else {
+            tracing::debug!(code = self.code(), message = %text, "HTTP request refused");
+            text.as_str()
         };
         let id = match &self {
             ApiError::Conflict { id, .. } => Some(id.as_str()),

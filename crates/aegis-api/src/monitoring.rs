@@ -53,7 +53,7 @@ async fn node_status(State(status): State<Arc<NodeStatus>>) -> Response {
         "p2p": {
             "listen": network.local_addr().to_string(),
             "peers": peers.len(),
-            "validators": status.validators(),
+            "validators": status.validator_count(),
             "banned_ips": network.banned_count(),
             "messages_received": status.messages_received(),
             "connected": peers.iter().map(|p| json!({

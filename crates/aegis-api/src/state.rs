@@ -92,7 +92,7 @@ impl NodeStatus {
     }
 
     /// Validators in the genesis set.
-    pub fn validators(&self) -> usize {
+    pub fn validator_count(&self) -> usize {
         self.validators
     }
 

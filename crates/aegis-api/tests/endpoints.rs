@@ -177,3 +177,46 @@ async fn a_taken_port_is_an_error_naming_the_endpoint_and_address() {
     );
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_closes_idle_keep_alive_connections_and_the_port() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let cluster = Cluster::new(1, 36);
+    let a = cluster.start(0, vec![]).await;
+    let api = a.api();
+    // A client that keeps its connection open after a complete exchange.
+    let mut client = tokio::net::TcpStream::connect(api).await.unwrap();
+    client
+        .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // The body is one JSON object, the last thing in the response.
+    while !(response.ends_with(b"}") && String::from_utf8_lossy(&response).contains("\r\n\r\n{")) {
+        let n = tokio::time::timeout(Duration::from_secs(15), client.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before the whole response");
+        response.extend_from_slice(&chunk[..n]);
+    }
+
+    // Well within the grace period: an idle connection does not hold the server.
+    tokio::time::timeout(aegis_api::SHUTDOWN_GRACE, a.http.stop())
+        .await
+        .expect("stopped before the grace period ran out");
+    let n = tokio::time::timeout(Duration::from_secs(15), client.read(&mut chunk))
+        .await
+        .unwrap();
+    assert!(
+        matches!(n, Ok(0) | Err(_)),
+        "the idle connection was closed"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(api).await.is_err(),
+        "nothing listens on {api} any more"
+    );
+    a.network.shutdown();
+}
