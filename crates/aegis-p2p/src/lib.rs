@@ -19,8 +19,9 @@
 //!   authentication failures logged as `Authentication failed for peer from <IP>: <reason>`
 //!   and bans logged as `Unauthorized access from <IP>: banned for <N> s` (the shipped
 //!   fail2ban filter reads those lines).
-//! - **Node runner** ([`node`]): until consensus is wired in, `aegis run` is this layer plus
-//!   the `/metrics`, `/status` and `/health` endpoints.
+//!
+//! The HTTP endpoints that report on this layer (`/metrics`, `/status`, `/health`) are
+//! `aegis-api`'s; the `aegis` binary wires the two together.
 //!
 //! Messages are opaque bytes with a one-byte tag ([`tags`]) used only for metrics, so the
 //! consensus and sync layers define their own encodings.
@@ -32,7 +33,6 @@ mod inbox;
 pub mod limits;
 pub mod metrics;
 mod network;
-pub mod node;
 mod queue;
 pub mod tls;
 pub mod wire;

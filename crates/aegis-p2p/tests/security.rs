@@ -184,6 +184,12 @@ async fn bad_input_is_refused_counted_and_honest_peers_keep_talking() {
         let from = format!("Authentication failed for peer from {}: ", attacker(k));
         wait_for_warning(log, &[&from, reason]).await;
     }
+    for line in log_lines(log)
+        .iter()
+        .filter(|line| is_warning_with(line, "Authentication failed for peer from 127.0.22."))
+    {
+        assert_eq!(line["logger"], "aegis_p2p::network", "{line}");
+    }
     assert_eq!(a.peer_count(), 1);
     still_talking(&a, &mut ib).await;
     a.shutdown();
@@ -371,6 +377,13 @@ async fn no_peers_available_is_logged_alone_and_when_the_last_peer_leaves() {
     b.shutdown();
     wait_for(WAIT, "No peers available after b left", || count() > before).await;
     assert_eq!(a.peer_count(), 0);
+    // Operators select the network's lines by logger (docs/troubleshooting.md): the
+    // maintenance tick and the session that ended both log as `aegis_p2p::network`.
+    for line in log_lines(log).iter().filter(|line| {
+        is_warning_with(line, "No peers available") && line["address"] == own.as_str()
+    }) {
+        assert_eq!(line["logger"], "aegis_p2p::network", "{line}");
+    }
     a.shutdown();
 }
 

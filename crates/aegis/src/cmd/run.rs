@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tracing::info;
@@ -62,7 +63,7 @@ async fn node_main(
         home = %node.config.home.display(),
         "AEGIS node starting"
     );
-    let ledger_status = std::sync::Arc::new(aegis_p2p::node::LedgerStatus::default());
+    let ledger_status = Arc::new(aegis_api::LedgerStatus::default());
     let store = match open_ledger(&node, &ledger_status).await {
         Ok(store) => store,
         Err(error) => {
@@ -71,11 +72,11 @@ async fn node_main(
             return Ok(ExitCode::FAILURE);
         }
     };
-    let network = start_network(&node, &sighup, std::sync::Arc::clone(&ledger_status)).await?;
+    let network = start_network(&node, &sighup, Arc::clone(&ledger_status)).await?;
     let probe = tokio::spawn(probe_ledger(store.clone(), ledger_status));
     shutdown_signal().await?;
     probe.abort();
-    network.shutdown();
+    network.stop().await;
     store.ledger.close().await;
     info!("AEGIS node stopped");
     Ok(ExitCode::SUCCESS)
@@ -89,7 +90,7 @@ const LEDGER_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_sec
 /// block: a damaged tip stops the start with the words "integrity" and "corrupt".
 async fn open_ledger(
     node: &Preflight,
-    status: &aegis_p2p::node::LedgerStatus,
+    status: &aegis_api::LedgerStatus,
 ) -> anyhow::Result<aegis_storage::NodeStore> {
     use aegis_storage::NodeRegistry;
     let store_config = crate::cmd::db::store_config(&node.config);
@@ -131,10 +132,7 @@ async fn open_ledger(
 
 /// Keeps `/health` and `/status` truthful: a ledger that stops answering (database lost,
 /// disk full) turns `/health` unhealthy with the reason, logged once, until it recovers.
-async fn probe_ledger(
-    store: aegis_storage::NodeStore,
-    status: std::sync::Arc<aegis_p2p::node::LedgerStatus>,
-) {
+async fn probe_ledger(store: aegis_storage::NodeStore, status: Arc<aegis_api::LedgerStatus>) {
     use aegis_storage::Ledger;
     let mut interval = tokio::time::interval(LEDGER_PROBE_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -178,15 +176,33 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The network side of a running node: the P2P layer, the placeholder consumer of its
+/// inbox, and the HTTP endpoints.
+struct NetworkSide {
+    network: aegis_p2p::P2pNetwork,
+    drain: tokio::task::JoinHandle<()>,
+    http: aegis_api::HttpEndpoints,
+}
+
+impl NetworkSide {
+    /// Stops the HTTP endpoints (letting requests in flight finish), then the P2P layer.
+    async fn stop(self) {
+        self.http.stop().await;
+        self.network.shutdown();
+        // The inbox ends once the network is shut down and what it held is counted.
+        let _ = self.drain.await;
+    }
+}
+
 /// Starts the P2P layer and the `/metrics`, `/status` and `/health` endpoints (all a node
 /// does until the consensus engine is wired in), and reloads the TLS files on SIGHUP.
 async fn start_network(
     node: &Preflight,
     sighup: &aegis_telemetry::SighupHub,
-    ledger: std::sync::Arc<aegis_p2p::node::LedgerStatus>,
-) -> anyhow::Result<aegis_p2p::node::RunningNode> {
+    ledger: Arc<aegis_api::LedgerStatus>,
+) -> anyhow::Result<NetworkSide> {
     let config = &node.config;
-    let metrics = std::sync::Arc::new(aegis_telemetry::Metrics::new());
+    let metrics = Arc::new(aegis_telemetry::Metrics::new());
     metrics.register_node_info(
         env!("CARGO_PKG_VERSION"),
         &node.node_id,
@@ -194,31 +210,53 @@ async fn start_network(
     );
     let identity = aegis_p2p::Identity::new(node.secret.clone(), &node.genesis)
         .context("read the validator set from the genesis")?;
-    let monitoring = config
-        .monitoring
-        .enabled
-        .then(|| aegis_p2p::node::HttpListen {
-            host: config.monitoring.host.clone(),
-            port: config.monitoring.metrics_port,
-        });
-    let running = aegis_p2p::node::start(aegis_p2p::node::NodeOptions {
-        node_id: node.node_id.clone(),
-        identity,
-        p2p: p2p_config(config),
-        monitoring,
-        metrics_path: config.monitoring.metrics_path.clone(),
-        api: Some(aegis_p2p::node::HttpListen {
+    let validators = identity.validators().clone();
+    let p2p_metrics = aegis_p2p::P2pMetrics::new();
+    p2p_metrics.register(&metrics);
+    let (network, inbox) = aegis_p2p::P2pNetwork::start(p2p_config(config), identity, p2p_metrics)
+        .await
+        .context("start the P2P network")?;
+    sighup.subscribe("tls reload", network.tls_reload_trigger());
+    let status = Arc::new(aegis_api::NodeStatus::new(
+        node.node_id.clone(),
+        &validators,
+        network.clone(),
+        ledger,
+        metrics,
+    ));
+    let drain = tokio::spawn(drain_inbox(inbox, Arc::clone(&status)));
+    let options = aegis_api::HttpOptions {
+        api: Some(aegis_api::HttpListen {
             host: config.api.host.clone(),
             port: config.api.port,
         }),
-        metrics,
-        ledger,
-        drain_inbox: true,
+        monitoring: config.monitoring.enabled.then(|| aegis_api::HttpListen {
+            host: config.monitoring.host.clone(),
+            port: config.monitoring.metrics_port,
+        }),
+        metrics_path: config.monitoring.metrics_path.clone(),
+    };
+    let http = match aegis_api::start(options, status).await {
+        Ok(http) => http,
+        Err(error) => {
+            network.shutdown();
+            return Err(anyhow::Error::new(error).context("start the HTTP endpoints"));
+        }
+    };
+    Ok(NetworkSide {
+        network,
+        drain,
+        http,
     })
-    .await
-    .context("start the P2P network")?;
-    sighup.subscribe("tls reload", running.network.tls_reload_trigger());
-    Ok(running)
+}
+
+/// Takes and counts what peers send until the network shuts down: nothing consumes
+/// messages yet, and an unread inbox would make peer readers wait (backpressure). The
+/// consensus engine takes the inbox instead of this.
+async fn drain_inbox(mut inbox: aegis_p2p::Inbox, status: Arc<aegis_api::NodeStatus>) {
+    while inbox.recv().await.is_some() {
+        status.add_messages_received(1);
+    }
 }
 
 /// The P2P layer's settings from the node configuration. Destructured exhaustively so a
