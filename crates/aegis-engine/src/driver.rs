@@ -282,6 +282,17 @@ impl<P: Protocol, I: Io<P>> Driver<P, I> {
         Ok(())
     }
 
+    /// Stops cleanly (SIGTERM): flushes, and syncs every record still buffered, so the log
+    /// replays to exactly the core's state and a restart resends nothing it need not.
+    pub fn close(&mut self) -> Result<(), DriverError> {
+        self.flush()?;
+        if self.log.unsynced_bytes() > 0 {
+            self.log.sync().map_err(io("sync the consensus log"))?;
+            self.stats.syncs += 1;
+        }
+        Ok(())
+    }
+
     /// At a stable checkpoint once the records since the last snapshot outweigh it (so
     /// compaction at most doubles what is written), and regardless of checkpoints once the
     /// log is four times its snapshot and past [`MIN_COMPACTION_LOG_BYTES`].

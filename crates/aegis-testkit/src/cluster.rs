@@ -199,6 +199,34 @@ impl<L: TestLog> Cluster<L> {
         }
     }
 
+    /// Delivers queued messages in rounds, as the node's event loop does: each round takes
+    /// everything queued, and each node steps through all of its messages before one flush
+    /// (one sync of its consensus log). Returns the number of rounds.
+    pub fn deliver_batched(&mut self) -> usize {
+        let mut rounds = 0;
+        while !self.queue.is_empty() {
+            rounds += 1;
+            assert!(rounds < 100_000, "message storm");
+            let queued = std::mem::take(&mut self.queue);
+            let mut inboxes: Vec<Vec<(usize, PbftMessage)>> = vec![Vec::new(); self.nodes.len()];
+            for (from, to, message) in queued {
+                inboxes[to].push((from, message));
+            }
+            for (to, inbox) in inboxes.into_iter().enumerate() {
+                if inbox.is_empty() || self.nodes[to].is_none() {
+                    continue;
+                }
+                self.run(to, |d| {
+                    for (from, message) in inbox {
+                        d.deliver(ValidatorId(from as u16), message)?;
+                    }
+                    Ok(())
+                });
+            }
+        }
+        rounds
+    }
+
     /// Hands the same transactions to every running node's mempool.
     pub fn submit(&mut self, txs: Vec<Transaction>) {
         for i in 0..self.nodes.len() {
