@@ -14,6 +14,7 @@
 )]
 
 pub mod cluster;
+pub mod purity;
 pub mod wait;
 
 use aegis_crypto::SecretKey;

@@ -447,6 +447,19 @@ impl Pbft {
     ) {
         let height = block.height();
         let hash = certificate.block_hash;
+        // Callers execute in order (try_execute) or check the height (sync): a decided height
+        // is always the next one, and a certificate always names its block.
+        assert_eq!(
+            height,
+            self.last_executed + 1,
+            "decided heights run without gaps"
+        );
+        assert_eq!(
+            block.header.prev_hash, self.last_hash,
+            "a decided block links to the last"
+        );
+        debug_assert_eq!(certificate.height, height);
+        debug_assert_eq!(hash, block.hash());
         let ids = block.tx_ids();
         for id in &ids {
             self.recent_ids.insert(*id);

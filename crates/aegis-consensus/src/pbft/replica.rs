@@ -86,6 +86,7 @@ impl Pbft {
     }
 
     pub(super) fn finish(&mut self) -> Vec<PbftEffect> {
+        self.check_invariants();
         let out = std::mem::take(&mut self.out);
         let mut effects = out.first;
         let mut journal = std::mem::take(&mut self.journal);
@@ -104,5 +105,23 @@ impl Pbft {
         effects.extend(out.plain.into_iter().map(Effect::Send));
         effects.extend(out.last);
         effects
+    }
+
+    /// What holds after every step (TigerBeetle's assertions on invariants): the log stays
+    /// inside the watermarks (§4.3), execution never passes the stable checkpoint's... other
+    /// side, and the bounded queues stay bounded. A broken invariant is a bug, never bad input.
+    fn check_invariants(&self) {
+        let (low, high) = (self.low_watermark(), self.high_watermark());
+        debug_assert!(
+            self.slots.keys().all(|seq| *seq > low && *seq <= high),
+            "slots {:?} outside the watermarks ({low}, {high}]",
+            self.slots.keys().collect::<Vec<_>>()
+        );
+        debug_assert!(
+            self.stable.seq <= high && self.view_changes.len() <= self.config.validators.len()
+        );
+        assert!(self.future.len() <= self.config.max_future_messages);
+        assert!(self.pending.len() <= self.config.max_pending_txs);
+        assert!(self.checkpoints.len() <= super::config::MAX_PENDING_CHECKPOINTS);
     }
 }
