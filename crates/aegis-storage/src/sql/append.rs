@@ -101,7 +101,7 @@ pub(super) async fn append_on(
 }
 
 /// A block checked and encoded, ready to insert.
-/// Borrows the block on the direct path; owns it in the [`GroupCommitter`] queue.
+/// Borrows the block on the direct path; owns it in the [`super::GroupCommitter`] queue.
 pub(crate) struct PreparedBlock<'a> {
     pub(super) block: Cow<'a, Block>,
     pub(super) height: i64,

@@ -53,7 +53,7 @@ mod tx_ids;
 mod tx_insert;
 mod writer;
 
-pub use group_commit::{CommitTicket, GROUP_COMMIT_QUEUE_GROUPS, GroupCommitter};
+pub use group_commit::GroupCommitter;
 
 use connect::{connect_postgres, connect_sqlite, warn_if_not_durable};
 use writer::{WriterConn, WriterOptions};

@@ -1,5 +1,6 @@
 //! Reads of the ledger: the [`Ledger`] trait on [`SqlStore`] (its appends go through
-//! [`super::writer`]), range reads and the row counts the guide prints.
+//! [`super::writer`], its group commit through [`super::group_commit`]), range reads and
+//! the row counts the guide prints.
 
 use std::borrow::Cow;
 
@@ -7,7 +8,9 @@ use aegis_types::{Block, BlockHeader, CommitCertificate, Hash};
 use sqlx::Row;
 
 use crate::StorageError;
-use crate::traits::{Ledger, MAX_RANGE_BLOCKS, StoreFuture, StoredBlock, StoredTransaction, Tip};
+use crate::traits::{
+    BlockSink, Ledger, MAX_RANGE_BLOCKS, StoreFuture, StoredBlock, StoredTransaction, Tip,
+};
 
 use super::append::{prepare, prepare_batch};
 use super::rows::{assemble, block_from_row, stored_tx, tip_from_row, tx_from_row};
@@ -199,5 +202,9 @@ impl Ledger for SqlStore {
                 }
             }
         })
+    }
+
+    fn group_commit(&self, max_blocks: usize) -> Result<Box<dyn BlockSink>, StorageError> {
+        self.group_commit_sink(max_blocks)
     }
 }
