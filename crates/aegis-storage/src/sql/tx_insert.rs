@@ -14,6 +14,17 @@ use super::append::PreparedBlock;
 /// SQLite's 32766-parameter limit.
 const SQLITE_TX_ROWS_PER_INSERT: usize = 500;
 
+/// Parameters one row of `transactions` binds: its nine columns.
+const TX_ROW_PARAMETERS: usize = 9;
+
+/// Most parameters one SQLite statement may bind (`SQLITE_MAX_VARIABLE_NUMBER`, 32766 since
+/// SQLite 3.32; the bundled SQLite is newer).
+const SQLITE_MAX_PARAMETERS: usize = 32_766;
+
+// A full multi-row insert must stay within SQLite's parameter limit, or the largest chunk
+// of a big block would fail to prepare.
+const _: () = assert!(SQLITE_TX_ROWS_PER_INSERT * TX_ROW_PARAMETERS <= SQLITE_MAX_PARAMETERS);
+
 /// How one backend inserts the transactions of the blocks of one commit.
 pub(super) trait TxInserter {
     fn insert_transactions<'a>(
