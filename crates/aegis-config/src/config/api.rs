@@ -1,10 +1,23 @@
 //! `api:`: the client API and `/health` listener.
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
+
+use aegis_types::encoding::MAX_ENCODED_BYTES;
 
 use crate::file::{ApiFile, ApiTlsFile};
 
 use super::checker::Checker;
+use super::mempool::MEMPOOL_MAX_TRANSACTION_BYTES_RANGE;
+
+/// `api.max_request_size`: a request is read whole into memory, and nothing larger than the
+/// canonical encoding's limit (64 MiB) could be decoded from it anyway.
+pub const API_MAX_REQUEST_SIZE_RANGE: RangeInclusive<u64> = 1..=MAX_ENCODED_BYTES as u64;
+
+// A client submits one transaction per request, so the largest request allowed must hold the
+// largest transaction the mempool may be set to admit.
+const _: () =
+    assert!(*MEMPOOL_MAX_TRANSACTION_BYTES_RANGE.end() <= *API_MAX_REQUEST_SIZE_RANGE.end());
 
 /// `api:` — the client API and `/health` listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +69,11 @@ pub(super) fn build_api(ck: &mut Checker<'_, '_>, file: ApiFile) -> ApiConfig {
     ApiConfig {
         host: ck.host("api.host", host),
         port: ck.port("api.port", port),
-        max_request_size_bytes: ck.size("api.max_request_size", max_request_size),
+        max_request_size_bytes: ck.size(
+            "api.max_request_size",
+            max_request_size,
+            API_MAX_REQUEST_SIZE_RANGE,
+        ),
         tls,
     }
 }

@@ -2,6 +2,7 @@
 //! choices, each reported as `FILE:LINE:COL: KEY: message` at the key's value.
 
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,39 +34,72 @@ impl Checker<'_, '_> {
         self.cx.error(location, key, message);
     }
 
-    /// An integer in `min..=max`, converted to `T`.
-    pub(super) fn int<T>(&mut self, key: &str, value: u64, min: u64, max: u64) -> T
+    /// An integer in `range`, converted to `T`.
+    pub(super) fn int<T>(&mut self, key: &str, value: u64, range: RangeInclusive<u64>) -> T
     where
         T: TryFrom<u64> + Default,
     {
-        if value < min || value > max {
+        let (min, max) = (*range.start(), *range.end());
+        if !range.contains(&value) {
             self.error(key, format!("{value} is out of range ({min}-{max})"));
         }
         T::try_from(value.clamp(min, max)).unwrap_or_default()
     }
 
     pub(super) fn port(&mut self, key: &str, value: u64) -> u16 {
-        self.int(key, value, 1, u64::from(u16::MAX))
+        self.int(key, value, 1..=u64::from(u16::MAX))
     }
 
-    pub(super) fn count(&mut self, key: &str, value: u64) -> u32 {
-        self.int(key, value, 1, u64::from(u32::MAX))
-    }
-
-    pub(super) fn positive(&mut self, key: &str, value: Duration) -> Duration {
+    /// A duration in `range`. Every duration must be greater than 0, which is said so on its
+    /// own, as it was before durations had maxima.
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        value: Duration,
+        range: RangeInclusive<Duration>,
+    ) -> Duration {
         if value.is_zero() {
             self.error(key, "must be greater than 0");
+        } else if !range.contains(&value) {
+            let (min, max) = (*range.start(), *range.end());
+            let bounds = if min <= Duration::from_millis(1) {
+                format!("greater than 0, at most {}", show_duration(max))
+            } else {
+                format!("{}-{}", show_duration(min), show_duration(max))
+            };
+            self.error(
+                key,
+                format!("{} is out of range ({bounds})", show_duration(value)),
+            );
         }
         value
     }
 
-    pub(super) fn seconds(&mut self, key: &str, value: Seconds) -> Duration {
-        self.positive(key, value.0)
+    pub(super) fn seconds(
+        &mut self,
+        key: &str,
+        value: Seconds,
+        range: RangeInclusive<Duration>,
+    ) -> Duration {
+        self.duration(key, value.0, range)
     }
 
-    pub(super) fn size(&mut self, key: &str, value: ByteSize) -> usize {
-        if value.0 == 0 {
+    /// A size in bytes within `range`. A size of 0 where 1 is the least is said to be so on
+    /// its own, as it was before sizes had maxima.
+    pub(super) fn size(&mut self, key: &str, value: ByteSize, range: RangeInclusive<u64>) -> usize {
+        let (min, max) = (*range.start(), *range.end());
+        if value.0 == 0 && min <= 1 {
             self.error(key, "must be greater than 0");
+        } else if !range.contains(&value.0) {
+            let bounds = if min <= 1 {
+                format!("greater than 0, at most {}", show_size(max))
+            } else {
+                format!("{}-{}", show_size(min), show_size(max))
+            };
+            self.error(
+                key,
+                format!("{} is out of range ({bounds})", show_size(value.0)),
+            );
         }
         match usize::try_from(value.0) {
             Ok(bytes) => bytes,
@@ -150,6 +184,25 @@ pub(crate) fn show_duration(duration: Duration) -> String {
     }
 }
 
+/// `512 bytes`, `64 KiB`, `16 MiB`, `4 GiB`: the largest binary unit that divides the size,
+/// written so the file accepts it back.
+pub(crate) fn show_size(bytes: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", bytes >> shift);
+        }
+    }
+    match bytes {
+        1 => "1 byte".to_owned(),
+        _ => format!("{bytes} bytes"),
+    }
+}
+
+/// Durations from 1 ms (the finest a file can write, so: greater than 0) up to `max`.
+pub(super) const fn up_to(max: Duration) -> RangeInclusive<Duration> {
+    Duration::from_millis(1)..=max
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +213,16 @@ mod tests {
         assert_eq!(show_duration(Duration::from_secs(90)), "90s");
         assert_eq!(show_duration(Duration::from_secs(300)), "5m");
         assert_eq!(show_duration(Duration::from_secs(7200)), "2h");
+    }
+
+    #[test]
+    fn sizes_display() {
+        assert_eq!(show_size(1), "1 byte");
+        assert_eq!(show_size(1500), "1500 bytes");
+        assert_eq!(show_size(64 << 10), "64 KiB");
+        assert_eq!(show_size(66_560), "65 KiB");
+        assert_eq!(show_size(16 << 20), "16 MiB");
+        assert_eq!(show_size(4 << 30), "4 GiB");
+        assert_eq!(crate::decode::parse_size(&show_size(66_560)), Some(66_560));
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! One module per section (`node`, `p2p`, `storage`, `consensus`, `mempool`, `performance`,
 //! `security`, `monitoring`, `api`, `logging`): its validated struct, the bounds of its
-//! keys and the function that builds it. [`checker`] holds the located checks they share;
+//! keys (all of them listed in [`bounds`]) and the function that builds it. [`checker`] holds the located checks they share;
 //! this module holds the whole [`NodeConfig`] and the rules across sections.
 
 use std::collections::BTreeMap;
@@ -21,6 +21,7 @@ mod api;
 mod checker;
 mod consensus;
 mod logging;
+mod mempool;
 mod monitoring;
 mod node;
 mod p2p;
@@ -31,6 +32,7 @@ mod storage;
 pub use api::{ApiConfig, TlsFiles};
 pub use consensus::{ConsensusConfig, MAX_BYZANTINE_NODES};
 pub use logging::{LogLevel, LoggingConfig};
+pub use mempool::MempoolConfig;
 pub use monitoring::{MetricKind, MetricSpec, MonitoringConfig};
 pub use node::{MAX_NODE_ID_BYTES, NodeSettings};
 pub use p2p::{P2pConfig, PeerAddress};
@@ -38,10 +40,52 @@ pub use performance::{BufferSizes, CacheConfig, MemoryConfig, PerformanceConfig}
 pub use security::{NodeTlsConfig, RateLimitConfig, SecurityConfig};
 pub use storage::{StorageBackend, StorageConfig, redact_url};
 
+/// The range of every integer, duration and size key, by section, as the checks apply
+/// them and `docs/configuration.md` lists them. Each names its key (`P2P_MAX_PEERS_RANGE` is
+/// `p2p.max_peers`) and says why it ends where it does.
+pub mod bounds {
+    pub use super::api::API_MAX_REQUEST_SIZE_RANGE;
+    pub use super::consensus::{
+        CONSENSUS_ELECTION_TIMEOUT_RANGE, CONSENSUS_HEARTBEAT_INTERVAL_RANGE,
+        CONSENSUS_MAX_BYZANTINE_NODES_RANGE, CONSENSUS_MESSAGE_TIMEOUT_RANGE,
+        CONSENSUS_MIN_VALIDATORS_RANGE, CONSENSUS_RETRY_ATTEMPTS_RANGE, CONSENSUS_TIMEOUT_RANGE,
+    };
+    pub use super::mempool::{
+        MEMPOOL_MAX_BYTES_RANGE, MEMPOOL_MAX_TRANSACTION_BYTES_RANGE,
+        MEMPOOL_MAX_TRANSACTIONS_RANGE, MEMPOOL_RECENT_COMMITTED_RANGE,
+    };
+    pub use super::p2p::{
+        P2P_BATCH_SIZE_RANGE, P2P_COMPRESSION_THRESHOLD_RANGE, P2P_CONNECTION_TIMEOUT_RANGE,
+        P2P_FLUSH_INTERVAL_RANGE, P2P_HANDSHAKE_TIMEOUT_RANGE, P2P_MAX_FRAME_SIZE_RANGE,
+        P2P_MAX_PEERS_RANGE, P2P_MAX_RECONNECT_ATTEMPTS_RANGE, P2P_PING_INTERVAL_RANGE,
+        P2P_RECONNECT_INTERVAL_RANGE, P2P_SOCKET_BUFFER_SIZE_RANGE,
+    };
+    pub use super::performance::{
+        PERFORMANCE_BUFFER_SIZE_RANGE, PERFORMANCE_CACHE_MAX_SIZE_RANGE,
+        PERFORMANCE_CACHE_TTL_RANGE, PERFORMANCE_CONNECTION_POOL_SIZE_RANGE,
+        PERFORMANCE_MAX_WORKERS_RANGE, PERFORMANCE_MEMORY_MAX_CACHE_SIZE_RANGE,
+        PERFORMANCE_THREAD_POOL_SIZE_RANGE,
+    };
+    pub use super::security::{
+        SECURITY_BLOCK_DURATION_RANGE, SECURITY_BURST_SIZE_RANGE, SECURITY_MAX_FAILURES_RANGE,
+        SECURITY_REQUESTS_PER_MINUTE_RANGE,
+    };
+    pub use super::storage::{
+        STORAGE_MAX_OVERFLOW_RANGE, STORAGE_POOL_RECYCLE_RANGE, STORAGE_POOL_SIZE_RANGE,
+        STORAGE_POOL_TIMEOUT_RANGE,
+    };
+    pub use crate::file::{
+        DEFAULT_MEMPOOL_MAX_BYTES, DEFAULT_MEMPOOL_MAX_TRANSACTION_BYTES,
+        DEFAULT_MEMPOOL_MAX_TRANSACTIONS, DEFAULT_MEMPOOL_RECENT_COMMITTED,
+        MEMPOOL_TX_ENVELOPE_BYTES,
+    };
+}
+
 use api::build_api;
 use checker::Checker;
 use consensus::build_consensus;
 use logging::build_logging;
+use mempool::build_mempool;
 use monitoring::build_monitoring;
 use node::build_node;
 use p2p::build_p2p;
@@ -60,6 +104,7 @@ pub struct NodeConfig {
     pub p2p: P2pConfig,
     pub storage: StorageConfig,
     pub consensus: ConsensusConfig,
+    pub mempool: MempoolConfig,
     pub performance: PerformanceConfig,
     pub security: SecurityConfig,
     pub monitoring: MonitoringConfig,
@@ -106,6 +151,7 @@ pub(crate) fn build(
         p2p,
         storage,
         consensus,
+        mempool,
         performance,
         security,
         monitoring,
@@ -117,6 +163,7 @@ pub(crate) fn build(
     let p2p = build_p2p(&mut ck, p2p);
     let storage = build_storage(&mut ck, storage);
     let consensus = build_consensus(&mut ck, consensus);
+    let mempool = build_mempool(&mut ck, mempool);
     let performance = build_performance(&mut ck, performance);
     let security = build_security(&mut ck, security);
     let monitoring = build_monitoring(&mut ck, monitoring);
@@ -131,6 +178,7 @@ pub(crate) fn build(
         p2p,
         storage,
         consensus,
+        mempool,
         performance,
         security,
         monitoring,

@@ -1,12 +1,53 @@
 //! `p2p:`: the node-to-node TLS listener, its peers and its framing.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::Duration;
+
+use aegis_types::encoding::MAX_ENCODED_BYTES;
+use aegis_types::validator::MAX_VALIDATORS;
 
 use crate::decode::Millis;
 use crate::file::P2pFile;
 
-use super::checker::{Checker, is_valid_host, show_duration};
+use super::checker::{Checker, is_valid_host, show_duration, up_to};
+
+/// `p2p.reconnect_interval`: redials back off to at most 10 minutes (docs/p2p.md), so a
+/// fixed interval longer than that would wait longer than the backoff ever does.
+pub const P2P_RECONNECT_INTERVAL_RANGE: RangeInclusive<Duration> = up_to(Duration::from_secs(600));
+/// `p2p.max_reconnect_attempts`: 1000 attempts at the default 30 s already redial a dead
+/// address for over 8 hours before backing off; more would only postpone the backoff.
+pub const P2P_MAX_RECONNECT_ATTEMPTS_RANGE: RangeInclusive<u64> = 0..=1000;
+/// `p2p.connection_timeout`: a TCP connect that has not completed in 5 minutes will not.
+pub const P2P_CONNECTION_TIMEOUT_RANGE: RangeInclusive<Duration> = up_to(Duration::from_secs(300));
+/// `p2p.handshake_timeout`: an unauthenticated connection holds one of the few handshake
+/// slots (8 per IP) while it lasts, so a long bound would let silent clients keep them.
+pub const P2P_HANDSHAKE_TIMEOUT_RANGE: RangeInclusive<Duration> = up_to(Duration::from_secs(60));
+/// `p2p.max_peers`: peers are the other validators of the genesis, never more than the
+/// largest validator set.
+pub const P2P_MAX_PEERS_RANGE: RangeInclusive<u64> = 1..=MAX_VALIDATORS as u64;
+/// `p2p.max_frame_size`: every peer may have a frame this large in memory at once.
+pub const P2P_MAX_FRAME_SIZE_RANGE: RangeInclusive<u64> = 1..=128 << 20;
+/// `p2p.compression_threshold`: a threshold above the largest frame would turn compression
+/// off while it says on.
+pub const P2P_COMPRESSION_THRESHOLD_RANGE: RangeInclusive<u64> =
+    1..=*P2P_MAX_FRAME_SIZE_RANGE.end();
+/// `p2p.batch_size`: each peer's writer reserves room for a batch, and a peer's send queue
+/// holds 4096 messages, so a larger batch would never fill.
+pub const P2P_BATCH_SIZE_RANGE: RangeInclusive<u64> = 1..=4096;
+/// `p2p.flush_interval`: messages may wait this long in the send buffer while more keep
+/// coming; consensus messages held back for seconds would stall its rounds.
+pub const P2P_FLUSH_INTERVAL_RANGE: RangeInclusive<Duration> = up_to(Duration::from_secs(1));
+/// `p2p.send_buffer_size` and `p2p.recv_buffer_size`: each is allocated for every peer, in
+/// the kernel and again in user space.
+pub const P2P_SOCKET_BUFFER_SIZE_RANGE: RangeInclusive<u64> = 1..=16 << 20;
+/// `p2p.ping_interval` (and `p2p.ping_timeout`, which is shorter): a dead peer goes unnoticed
+/// for up to this long.
+pub const P2P_PING_INTERVAL_RANGE: RangeInclusive<Duration> = up_to(Duration::from_secs(600));
+
+// The largest message the canonical encoding decodes (a full block) must fit in one frame,
+// with room for the frame's few header bytes, at the largest frame size allowed.
+const _: () = assert!((MAX_ENCODED_BYTES as u64) < *P2P_MAX_FRAME_SIZE_RANGE.end());
 
 /// A `host:port` peer address. The host may be a DNS name, an IPv4 address or a bracketed
 /// IPv6 address (`[::1]:8000`); it is not resolved here.
@@ -80,8 +121,8 @@ pub(super) fn build_p2p(ck: &mut Checker<'_, '_>, file: P2pFile) -> P2pConfig {
             Err(message) => ck.error(&key, message),
         }
     }
-    let ping_interval = ck.seconds("p2p.ping_interval", ping_interval);
-    let ping_timeout = ck.seconds("p2p.ping_timeout", ping_timeout);
+    let ping_interval = ck.seconds("p2p.ping_interval", ping_interval, P2P_PING_INTERVAL_RANGE);
+    let ping_timeout = ck.seconds("p2p.ping_timeout", ping_timeout, P2P_PING_INTERVAL_RANGE);
     if ping_timeout >= ping_interval && !ping_interval.is_zero() {
         ck.error(
             "p2p.ping_timeout",
@@ -93,28 +134,59 @@ pub(super) fn build_p2p(ck: &mut Checker<'_, '_>, file: P2pFile) -> P2pConfig {
         );
     }
     let Millis(flush_interval) = flush_interval;
-    let compression_threshold_bytes = ck.size("p2p.compression_threshold", compression_threshold);
-    let send_buffer_size_bytes = ck.size("p2p.send_buffer_size", send_buffer_size);
-    let recv_buffer_size_bytes = ck.size("p2p.recv_buffer_size", recv_buffer_size);
-    let max_frame_size_bytes = ck.size("p2p.max_frame_size", max_frame_size);
+    let compression_threshold_bytes = ck.size(
+        "p2p.compression_threshold",
+        compression_threshold,
+        P2P_COMPRESSION_THRESHOLD_RANGE,
+    );
+    let send_buffer_size_bytes = ck.size(
+        "p2p.send_buffer_size",
+        send_buffer_size,
+        P2P_SOCKET_BUFFER_SIZE_RANGE,
+    );
+    let recv_buffer_size_bytes = ck.size(
+        "p2p.recv_buffer_size",
+        recv_buffer_size,
+        P2P_SOCKET_BUFFER_SIZE_RANGE,
+    );
+    let max_frame_size_bytes = ck.size(
+        "p2p.max_frame_size",
+        max_frame_size,
+        P2P_MAX_FRAME_SIZE_RANGE,
+    );
     P2pConfig {
         host: ck.host("p2p.host", host),
         port: ck.port("p2p.port", port),
         bootstrap_nodes: peers,
-        reconnect_interval: ck.seconds("p2p.reconnect_interval", reconnect_interval),
+        reconnect_interval: ck.seconds(
+            "p2p.reconnect_interval",
+            reconnect_interval,
+            P2P_RECONNECT_INTERVAL_RANGE,
+        ),
         max_reconnect_attempts: ck.int(
             "p2p.max_reconnect_attempts",
             max_reconnect_attempts,
-            0,
-            u64::from(u32::MAX),
+            P2P_MAX_RECONNECT_ATTEMPTS_RANGE,
         ),
-        connection_timeout: ck.seconds("p2p.connection_timeout", connection_timeout),
-        handshake_timeout: ck.seconds("p2p.handshake_timeout", handshake_timeout),
-        max_peers: ck.count("p2p.max_peers", max_peers),
+        connection_timeout: ck.seconds(
+            "p2p.connection_timeout",
+            connection_timeout,
+            P2P_CONNECTION_TIMEOUT_RANGE,
+        ),
+        handshake_timeout: ck.seconds(
+            "p2p.handshake_timeout",
+            handshake_timeout,
+            P2P_HANDSHAKE_TIMEOUT_RANGE,
+        ),
+        max_peers: ck.int("p2p.max_peers", max_peers, P2P_MAX_PEERS_RANGE),
         message_compression,
         compression_threshold_bytes,
-        batch_size: ck.count("p2p.batch_size", batch_size),
-        flush_interval: ck.positive("p2p.flush_interval", flush_interval),
+        batch_size: ck.int("p2p.batch_size", batch_size, P2P_BATCH_SIZE_RANGE),
+        flush_interval: ck.duration(
+            "p2p.flush_interval",
+            flush_interval,
+            P2P_FLUSH_INTERVAL_RANGE,
+        ),
         send_buffer_size_bytes,
         recv_buffer_size_bytes,
         max_frame_size_bytes,

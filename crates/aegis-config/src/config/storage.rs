@@ -1,12 +1,26 @@
 //! `storage:`: the ledger database and its connection pool.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::file::StorageFile;
 
-use super::checker::Checker;
+use super::checker::{Checker, up_to};
+
+/// `storage.pool_size`: on PostgreSQL every connection is a server process (the server's
+/// default `max_connections` is 100); a thousand is beyond what one node can use.
+pub const STORAGE_POOL_SIZE_RANGE: RangeInclusive<u64> = 1..=1000;
+/// `storage.max_overflow`: the same reasoning as `pool_size`.
+pub const STORAGE_MAX_OVERFLOW_RANGE: RangeInclusive<u64> = 0..=1000;
+/// `storage.pool_timeout`: an append waits this long for a connection, and an unreachable
+/// database is retried this long at start-up; ten minutes of either is an outage.
+pub const STORAGE_POOL_TIMEOUT_RANGE: RangeInclusive<Duration> = up_to(Duration::from_secs(600));
+/// `storage.pool_recycle`: connections are replaced at least daily, so a failover or a
+/// server's per-connection memory growth is picked up.
+pub const STORAGE_POOL_RECYCLE_RANGE: RangeInclusive<Duration> =
+    up_to(Duration::from_secs(24 * 3600));
 
 /// Which database holds the ledger.
 #[derive(Clone, PartialEq, Eq)]
@@ -120,10 +134,22 @@ pub(super) fn build_storage(ck: &mut Checker<'_, '_>, file: StorageFile) -> Stor
     };
     StorageConfig {
         backend,
-        pool_size: ck.count("storage.pool_size", pool_size),
-        max_overflow: ck.int("storage.max_overflow", max_overflow, 0, u64::from(u32::MAX)),
-        pool_timeout: ck.seconds("storage.pool_timeout", pool_timeout),
-        pool_recycle: ck.seconds("storage.pool_recycle", pool_recycle),
+        pool_size: ck.int("storage.pool_size", pool_size, STORAGE_POOL_SIZE_RANGE),
+        max_overflow: ck.int(
+            "storage.max_overflow",
+            max_overflow,
+            STORAGE_MAX_OVERFLOW_RANGE,
+        ),
+        pool_timeout: ck.seconds(
+            "storage.pool_timeout",
+            pool_timeout,
+            STORAGE_POOL_TIMEOUT_RANGE,
+        ),
+        pool_recycle: ck.seconds(
+            "storage.pool_recycle",
+            pool_recycle,
+            STORAGE_POOL_RECYCLE_RANGE,
+        ),
     }
 }
 
