@@ -5,8 +5,9 @@
 //!
 //! One module per section (`node`, `p2p`, `storage`, `consensus`, `mempool`, `performance`,
 //! `security`, `monitoring`, `api`, `logging`): its validated struct, the bounds of its
-//! keys (all of them listed in [`bounds`]) and the function that builds it. [`checker`] holds the located checks they share;
-//! this module holds the whole [`NodeConfig`] and the rules across sections.
+//! keys (all of them listed in [`bounds`]) and the function that builds it. [`checker`]
+//! holds the located checks they share; this module holds the whole [`NodeConfig`] and the
+//! rules across sections.
 
 use std::collections::BTreeMap;
 use std::fmt;

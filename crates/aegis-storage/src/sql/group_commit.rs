@@ -23,8 +23,8 @@ use super::append::{PreparedBlock, check_follows, prepare};
 /// the next blocks are checked and encoded ([`GroupCommitter::submit`] does that in the
 /// caller's task) and wait in the queue. A block is acknowledged, by its
 /// [`CommitTicket`], only once the transaction holding it has committed: the guarantee is the
-/// same as [`crate::Ledger::append_block`]'s (the block is durable, whole, with its certificate),
-/// but an acknowledgement can wait for the blocks queued with it. If a group fails, its
+/// same as [`crate::Ledger::append_block`]'s (the block is durable, whole, with its
+/// certificate), but an acknowledgement can wait for the blocks queued with it. If a group fails, its
 /// blocks are retried one by one, so each gets its own verdict.
 #[derive(Debug)]
 pub struct GroupCommitter {
@@ -40,8 +40,9 @@ struct Queued {
 
 impl SqlStore {
     /// Starts a [`GroupCommitter`] on this store (needs a Tokio runtime). Appends through it
-    /// and through [`crate::Ledger::append_block`] are serialised on the same writer connection.
-    /// `max_blocks` is taken as 1 when 0 and as [`MAX_GROUP_COMMIT_BLOCKS`] above that.
+    /// and through [`crate::Ledger::append_block`] are serialised on the same writer
+    /// connection. `max_blocks` is taken as 1 when 0 and as [`MAX_GROUP_COMMIT_BLOCKS`] above
+    /// that.
     pub fn group_committer(&self, max_blocks: usize) -> GroupCommitter {
         let max_blocks = max_blocks.clamp(1, MAX_GROUP_COMMIT_BLOCKS);
         let (queue, mut rx) =
@@ -130,9 +131,9 @@ impl GroupCommitter {
 }
 
 impl SqlStore {
-    /// [`crate::Ledger::group_commit`]: a [`GroupCommitter`] behind the trait, once `max_blocks` is
-    /// in range and the calling thread has a runtime to run the writer on (the inherent
-    /// [`SqlStore::group_committer`] clamps the first and panics without the second).
+    /// [`crate::Ledger::group_commit`]: a [`GroupCommitter`] behind the trait, once
+    /// `max_blocks` is in range and the calling thread has a runtime to run the writer on (the
+    /// inherent [`SqlStore::group_committer`] clamps the first and panics without the second).
     pub(super) fn group_commit_sink(
         &self,
         max_blocks: usize,
