@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use aegis_types::tx::MAX_TX_PAYLOAD_BYTES;
+
 use crate::decode::{ByteSize, Millis, Seconds, file_section};
 
 const fn secs(seconds: u64) -> Seconds {
@@ -19,6 +21,7 @@ file_section! {
         p2p: P2pFile = P2pFile::default(),
         storage: StorageFile = StorageFile::default(),
         consensus: ConsensusFile = ConsensusFile::default(),
+        mempool: MempoolFile = MempoolFile::default(),
         performance: PerformanceFile = PerformanceFile::default(),
         security: SecurityFile = SecurityFile::default(),
         monitoring: MonitoringFile = MonitoringFile::default(),
@@ -81,6 +84,29 @@ file_section! {
         min_validators: u64 = 3,
         message_timeout: Seconds = secs(10),
         retry_attempts: u64 = 3,
+    }
+}
+
+/// Bytes an encoded transaction holds besides its payload: the version, chain id (at most
+/// 64 bytes), sender, nonce, length prefixes and signature take about 180, and the rest is
+/// room for later fields.
+pub const MEMPOOL_TX_ENVELOPE_BYTES: u64 = 1024;
+/// `mempool.max_transactions` by default.
+pub const DEFAULT_MEMPOOL_MAX_TRANSACTIONS: u64 = 10_000;
+/// `mempool.max_bytes` by default: 64 MiB.
+pub const DEFAULT_MEMPOOL_MAX_BYTES: u64 = 64 << 20;
+/// `mempool.max_transaction_bytes` by default: the largest payload plus the envelope.
+pub const DEFAULT_MEMPOOL_MAX_TRANSACTION_BYTES: u64 =
+    MAX_TX_PAYLOAD_BYTES as u64 + MEMPOOL_TX_ENVELOPE_BYTES;
+/// `mempool.recent_committed` by default.
+pub const DEFAULT_MEMPOOL_RECENT_COMMITTED: u64 = 100_000;
+
+file_section! {
+    struct MempoolFile {
+        max_transactions: u64 = DEFAULT_MEMPOOL_MAX_TRANSACTIONS,
+        max_bytes: ByteSize = ByteSize(DEFAULT_MEMPOOL_MAX_BYTES),
+        max_transaction_bytes: ByteSize = ByteSize(DEFAULT_MEMPOOL_MAX_TRANSACTION_BYTES),
+        recent_committed: u64 = DEFAULT_MEMPOOL_RECENT_COMMITTED,
     }
 }
 

@@ -2,9 +2,10 @@
 //! [`NodeConfig`].
 //!
 //! This crate owns:
-//! - the configuration schema: every section and key, its default and its unit
-//!   (bare numbers are seconds, except `p2p.flush_interval` in milliseconds; sizes are bytes
-//!   or `"64KB"`-style strings where KB = 1024 bytes);
+//! - the configuration schema: every section and key, its default, its unit (bare numbers
+//!   are seconds, except `p2p.flush_interval` in milliseconds; sizes are bytes or
+//!   `"64KB"`-style strings where KB = 1024 bytes) and its range, each maximum a named
+//!   constant ([`bounds`]);
 //! - `${VAR}` and `${VAR:-default}` substitution in scalar values, quoted or not, and the
 //!   `Missing environment variables: A, B` report;
 //! - `AEGIS_HOME` resolution and the anchoring of relative paths ([`resolve_home`]);
@@ -53,9 +54,10 @@ use std::path::Path;
 
 pub use config::{
     ApiConfig, BufferSizes, CacheConfig, ConsensusConfig, LogLevel, LoggingConfig,
-    MAX_BYZANTINE_NODES, MAX_NODE_ID_BYTES, MemoryConfig, MetricKind, MetricSpec, MonitoringConfig,
-    NodeConfig, NodeSettings, NodeTlsConfig, P2pConfig, PeerAddress, PerformanceConfig,
-    RateLimitConfig, SecurityConfig, StorageBackend, StorageConfig, TlsFiles, redact_url,
+    MAX_BYZANTINE_NODES, MAX_NODE_ID_BYTES, MemoryConfig, MempoolConfig, MetricKind, MetricSpec,
+    MonitoringConfig, NodeConfig, NodeSettings, NodeTlsConfig, P2pConfig, PeerAddress,
+    PerformanceConfig, RateLimitConfig, SecurityConfig, StorageBackend, StorageConfig, TlsFiles,
+    bounds, redact_url,
 };
 pub use env::{
     AEGIS_HOME_VAR, DEFAULT_AEGIS_HOME, EnvLookup, home_dotenv_path, load_dotenv, parse_dotenv,

@@ -352,22 +352,29 @@ fn durations_and_sizes_accept_units() {
     let config = ok(r#"
 p2p:
   reconnect_interval: "5m"
-  connection_timeout: 1h
-  flush_interval: 2s
+  connection_timeout: 1m
+  flush_interval: 1s
   ping_interval: 500ms
   ping_timeout: "100ms"
-  max_frame_size: 1GB
+  max_frame_size: 64MB
   compression_threshold: 512KiB
 storage:
   type: embedded
   pool_recycle: 90
+performance:
+  cache:
+    ttl: 1h
+mempool:
+  max_bytes: 1GB
 "#);
     assert_eq!(config.p2p.reconnect_interval, Duration::from_secs(300));
-    assert_eq!(config.p2p.connection_timeout, Duration::from_secs(3600));
-    assert_eq!(config.p2p.flush_interval, Duration::from_secs(2));
+    assert_eq!(config.p2p.connection_timeout, Duration::from_secs(60));
+    assert_eq!(config.p2p.flush_interval, Duration::from_secs(1));
     assert_eq!(config.p2p.ping_interval, Duration::from_millis(500));
-    assert_eq!(config.p2p.max_frame_size_bytes, 1 << 30);
+    assert_eq!(config.p2p.max_frame_size_bytes, 64 << 20);
     assert_eq!(config.p2p.compression_threshold_bytes, 512 * 1024);
+    assert_eq!(config.performance.cache.ttl, Duration::from_secs(3600));
+    assert_eq!(config.mempool.max_bytes, 1 << 30);
     assert!(matches!(
         config.storage.backend,
         StorageBackend::Sqlite { .. }
@@ -504,7 +511,7 @@ fn out_of_range_values() {
     );
     assert_eq!(
         errors("storage:\n  pool_size: 0\n"),
-        vec!["prod.yaml:2:14: storage.pool_size: 0 is out of range (1-4294967295)"]
+        vec!["prod.yaml:2:14: storage.pool_size: 0 is out of range (1-1000)"]
     );
     assert_eq!(
         errors("performance:\n  memory:\n    gc_threshold: 1.5\n"),
@@ -538,6 +545,139 @@ fn out_of_range_values() {
         vec![
             r#"prod.yaml:2:14: consensus.algorithm: expected one of "pbft", "raft", found "paxos""#
         ]
+    );
+}
+
+/// Every integer, duration and size has a maximum: the maximum itself is accepted, one step
+/// above it is refused with the key and the value's location, like any range error.
+#[test]
+fn values_just_above_their_maximum_are_refused() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "p2p",
+            "max_peers: 1024",
+            "max_peers: 1025",
+            "prod.yaml:2:14: p2p.max_peers: 1025 is out of range (1-1024)",
+        ),
+        (
+            "p2p",
+            "handshake_timeout: 1m",
+            "handshake_timeout: 61",
+            "prod.yaml:2:22: p2p.handshake_timeout: 61s is out of range (greater than 0, at most 1m)",
+        ),
+        (
+            "p2p",
+            "flush_interval: 1000",
+            "flush_interval: 1001",
+            "prod.yaml:2:19: p2p.flush_interval: 1001ms is out of range (greater than 0, at most 1s)",
+        ),
+        (
+            "p2p",
+            "send_buffer_size: 16MB",
+            "send_buffer_size: 16777217",
+            "prod.yaml:2:21: p2p.send_buffer_size: 16777217 bytes is out of range (greater than 0, at most 16 MiB)",
+        ),
+        (
+            "p2p",
+            "max_frame_size: 128MiB",
+            "max_frame_size: 129MiB",
+            "prod.yaml:2:19: p2p.max_frame_size: 129 MiB is out of range (greater than 0, at most 128 MiB)",
+        ),
+        (
+            "storage",
+            "pool_size: 1000",
+            "pool_size: 1001",
+            "prod.yaml:2:14: storage.pool_size: 1001 is out of range (1-1000)",
+        ),
+        (
+            "storage",
+            "pool_timeout: 10m",
+            "pool_timeout: 601",
+            "prod.yaml:2:17: storage.pool_timeout: 601s is out of range (greater than 0, at most 10m)",
+        ),
+        (
+            "consensus",
+            "retry_attempts: 100",
+            "retry_attempts: 101",
+            "prod.yaml:2:19: consensus.retry_attempts: 101 is out of range (0-100)",
+        ),
+        (
+            "security",
+            "rate_limiting:\n    block_duration: 168h",
+            "rate_limiting:\n    block_duration: 169h",
+            "prod.yaml:3:21: security.rate_limiting.block_duration: 169h is out of range (greater than 0, at most 168h)",
+        ),
+        (
+            "performance",
+            "memory:\n    max_cache_size: 65536",
+            "memory:\n    max_cache_size: 65537",
+            "prod.yaml:3:21: performance.memory.max_cache_size: 65537 is out of range (1-65536)",
+        ),
+        (
+            "mempool",
+            "max_bytes: 4GB",
+            "max_bytes: 4294967297",
+            "prod.yaml:2:14: mempool.max_bytes: 4294967297 bytes is out of range (1 MiB-4 GiB)",
+        ),
+        (
+            "mempool",
+            "max_transactions: 1000000",
+            "max_transactions: 1000001",
+            "prod.yaml:2:21: mempool.max_transactions: 1000001 is out of range (1-1000000)",
+        ),
+    ];
+    for (section, at_max, above, expected) in cases {
+        ok(&format!("{section}:\n  {at_max}\n"));
+        assert_eq!(
+            errors(&format!("{section}:\n  {above}\n")),
+            vec![*expected],
+            "{section}: {above}"
+        );
+    }
+    // Below a minimum that is not 1, the same form.
+    assert_eq!(
+        errors("mempool:\n  max_transaction_bytes: 1023\n  recent_committed: 999\n"),
+        vec![
+            "prod.yaml:2:26: mempool.max_transaction_bytes: 1023 bytes is out of range (1 KiB-1 MiB)",
+            "prod.yaml:3:21: mempool.recent_committed: 999 is out of range (1000-10000000)",
+        ]
+    );
+    // A zero still says only that it must be greater than 0.
+    assert_eq!(
+        errors("p2p:\n  max_frame_size: 0\n"),
+        vec!["prod.yaml:2:19: p2p.max_frame_size: must be greater than 0"]
+    );
+}
+
+/// The `mempool:` section is optional: without it the defaults apply; with it, its keys are
+/// read, ranged and checked for typos like every other section.
+#[test]
+fn mempool_section_is_optional_with_defaults() {
+    let defaults = ok("").mempool;
+    assert_eq!(defaults.max_transactions, 10_000);
+    assert_eq!(defaults.max_bytes, 64 << 20);
+    assert_eq!(defaults.max_transaction_bytes, 65_536 + 1024);
+    assert_eq!(defaults.recent_committed, 100_000);
+    assert_eq!(ok("mempool:\n").mempool, defaults);
+    let set = ok("mempool:\n  max_transactions: 500\n  max_bytes: 8MB\n  max_transaction_bytes: 4KB\n  recent_committed: \"${RECENT:-2000}\"\n").mempool;
+    assert_eq!(
+        (
+            set.max_transactions,
+            set.max_bytes,
+            set.max_transaction_bytes,
+            set.recent_committed
+        ),
+        (500, 8 << 20, 4096, 2000)
+    );
+    assert_eq!(
+        errors("mempool:\n  max_transaction: 10\n"),
+        vec![
+            "prod.yaml:2:3: mempool.max_transaction: unknown key; did you mean `max_transactions`?"
+        ]
+    );
+    assert_eq!(
+        errors("mempol:\n  max_bytes: 1MB\n"),
+        vec!["prod.yaml:1:1: mempol: unknown key; did you mean `mempool`?"]
     );
 }
 
@@ -607,7 +747,7 @@ fn all_errors_are_collected_in_file_order() {
             "prod.yaml:2:9: p2p.port: 70000 is out of range (1-65535)",
             "prod.yaml:3:3: p2p.prot: unknown key; did you mean `port`?",
             r#"prod.yaml:4:14: p2p.max_peers: expected an integer, found "many""#,
-            "prod.yaml:6:14: storage.pool_size: 0 is out of range (1-4294967295)",
+            "prod.yaml:6:14: storage.pool_size: 0 is out of range (1-1000)",
             r#"prod.yaml:8:10: logging.level: expected one of "trace", "debug", "info", "warn", "warning", "error", found "loud""#,
         ]
     );

@@ -49,9 +49,17 @@ pub(crate) const ID_INDEX_MAX_TAIL_MERGES: usize = 10;
 const MERGE_RETRY_FIRST: Duration = Duration::from_secs(1);
 const MERGE_RETRY_MAX: Duration = Duration::from_secs(60);
 
+// The retry delay doubles from the first wait up to the longest; the other way round the
+// "longest" would cut the first wait short.
+const _: () = assert!(MERGE_RETRY_FIRST.as_millis() <= MERGE_RETRY_MAX.as_millis());
+
 /// Times a lookup starts over because merges kept moving ids out of the map under it. One
 /// retry is enough unless merges run back to back, each taking far longer than a lookup.
 pub(crate) const LOOKUP_ATTEMPTS: usize = 8;
+
+// A lookup overtaken by one merge must get its retry, or a stored transaction could be
+// reported missing.
+const _: () = assert!(LOOKUP_ATTEMPTS >= 2);
 
 /// Where a transaction is: (block height, index in the block).
 pub(crate) type Location = (u64, u32);

@@ -3,7 +3,9 @@
 //! This crate owns everything a node persists:
 //! - the **ledger** ([`Ledger`]): committed blocks with their commit certificates and their
 //!   transactions, in the `blocks` and `transactions` tables of embedded SQLite
-//!   (`$AEGIS_HOME/data/blockchain.db`, the default) or PostgreSQL ([`SqlStore`]);
+//!   (`$AEGIS_HOME/data/blockchain.db`, the default) or PostgreSQL ([`SqlStore`]), and the
+//!   pipelined group commit a node stores its stream of committed blocks through
+//!   ([`Ledger::group_commit`], a [`BlockSink`]);
 //! - the **`nodes` table** ([`NodeRegistry`]): validators and known peers, last seen;
 //! - the **consensus state** a restart needs ([`ConsensusStateStore`]): named blobs in files
 //!   under `data/consensus/`, each replaced atomically ([`FileConsensusState`]);
@@ -35,10 +37,11 @@ pub use consensus_state::FileConsensusState;
 pub use error::StorageError;
 pub use id_index::{ID_INDEX_FANOUT, ID_INDEX_LEVELS, ID_INDEX_MERGE_ROWS, ID_INDEX_SLICE_MERGES};
 pub use schema::{MigrationReport, SCHEMA_VERSION};
-pub use sql::{CommitTicket, GROUP_COMMIT_QUEUE_GROUPS, GroupCommitter, OpenMode, SqlStore};
+pub use sql::{GroupCommitter, OpenMode, SqlStore};
 pub use traits::{
-    BlockColumns, ConsensusStateStore, Ledger, MAX_RANGE_BLOCKS, NodeRecord, NodeRegistry, Store,
-    StoreFuture, StoredBlock, StoredTransaction, Tip,
+    BlockColumns, BlockSink, CommitAck, CommitTicket, ConsensusStateStore,
+    GROUP_COMMIT_QUEUE_GROUPS, Ledger, MAX_GROUP_COMMIT_BLOCKS, MAX_RANGE_BLOCKS, NodeRecord,
+    NodeRegistry, Store, StoreFuture, StoredBlock, StoredTransaction, Tip,
 };
 pub use verify::{ChainFault, VerifyReport, check_tip, verify_chain};
 
@@ -104,6 +107,9 @@ impl Ledger for NodeStore {
         id: &'a aegis_types::Hash,
     ) -> StoreFuture<'a, Option<StoredTransaction>> {
         self.ledger.transaction(id)
+    }
+    fn group_commit(&self, max_blocks: usize) -> Result<Box<dyn BlockSink>, StorageError> {
+        self.ledger.group_commit(max_blocks)
     }
 }
 

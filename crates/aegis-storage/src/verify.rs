@@ -18,6 +18,10 @@ use crate::traits::{Ledger, StoredBlock, Tip};
 /// Blocks read and checked per round trip.
 const VERIFY_CHUNK_BLOCKS: u64 = 200;
 
+// A chunk is read with one `Ledger::blocks` call, which returns at most MAX_RANGE_BLOCKS: a
+// larger chunk would come back short and its missing blocks would look like a gap.
+const _: () = assert!(VERIFY_CHUNK_BLOCKS <= crate::MAX_RANGE_BLOCKS);
+
 /// The first problem found in a stored chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChainFault {

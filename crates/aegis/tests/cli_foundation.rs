@@ -230,6 +230,48 @@ fn config_errors_name_file_line_column_and_key() {
     assert!(stderr.contains("node.genesis_file:"), "{stderr}");
 }
 
+/// `config check` accepts a node configuration without a `mempool:` section (its defaults
+/// apply) and with one; a mempool value out of range is reported like any other key.
+#[test]
+fn config_check_accepts_the_mempool_section_and_its_absence() {
+    let (_dir, out) = testnet(26000);
+    let without = out.join("node0/config/production.yaml");
+    let base = std::fs::read_to_string(&without).unwrap();
+    assert!(!base.contains("mempool:"), "{base}");
+    let with = node0_config(
+        &out,
+        "with-mempool.yaml",
+        &format!(
+            "{base}\nmempool:\n  max_transactions: 20000\n  max_bytes: 128MB\n  max_transaction_bytes: 66560\n  recent_committed: 100000\n"
+        ),
+    );
+    for path in [&without, &with] {
+        let (code, stdout, stderr) = check(path);
+        assert_eq!(
+            (code, stdout.as_str()),
+            (0, "Configuration is valid\n"),
+            "{}: {stderr}",
+            path.display()
+        );
+    }
+    let too_many = node0_config(
+        &out,
+        "too-many.yaml",
+        &format!("{base}\nmempool:\n  max_transactions: 1000001\n"),
+    );
+    let (code, _, stderr) = check(&too_many);
+    assert_eq!(code, 1, "{stderr}");
+    // The blank line and `mempool:` come after the base file's lines.
+    let line = base.lines().count() + 3;
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        vec![format!(
+            "{}:{line}:21: mempool.max_transactions: 1000001 is out of range (1-1000000)",
+            too_many.display()
+        )]
+    );
+}
+
 #[test]
 fn missing_environment_variables_are_listed_on_one_line() {
     let (_dir, out) = testnet(22000);
