@@ -615,9 +615,9 @@ fn values_just_above_their_maximum_are_refused() {
         ),
         (
             "mempool",
-            "max_bytes: 4GB",
-            "max_bytes: 4294967297",
-            "prod.yaml:2:14: mempool.max_bytes: 4294967297 bytes is out of range (1 MiB-4 GiB)",
+            "max_bytes: 1GB",
+            "max_bytes: 1073741825",
+            "prod.yaml:2:14: mempool.max_bytes: 1073741825 bytes is out of range (1 MiB-1 GiB)",
         ),
         (
             "mempool",
@@ -638,7 +638,7 @@ fn values_just_above_their_maximum_are_refused() {
     assert_eq!(
         errors("mempool:\n  max_transaction_bytes: 1023\n  recent_committed: 999\n"),
         vec![
-            "prod.yaml:2:26: mempool.max_transaction_bytes: 1023 bytes is out of range (1 KiB-1 MiB)",
+            "prod.yaml:2:26: mempool.max_transaction_bytes: 1023 bytes is out of range (1 KiB-65 KiB)",
             "prod.yaml:3:21: mempool.recent_committed: 999 is out of range (1000-10000000)",
         ]
     );

@@ -18,10 +18,13 @@ use super::checker::Checker;
 /// at most 10,000 drain in any reasonable time, and each costs memory and a map entry.
 pub const MEMPOOL_MAX_TRANSACTIONS_RANGE: RangeInclusive<u64> = 1..=1_000_000;
 /// `mempool.max_bytes`: from 1 MiB (a pool that holds a transaction of any allowed size) to
-/// 4 GiB of memory.
-pub const MEMPOOL_MAX_BYTES_RANGE: RangeInclusive<u64> = 1 << 20..=4 << 30;
-/// `mempool.max_transaction_bytes`: from 1 KiB (the envelope with a small payload) to 1 MiB.
-pub const MEMPOOL_MAX_TRANSACTION_BYTES_RANGE: RangeInclusive<u64> = 1 << 10..=1 << 20;
+/// 1 GiB of memory (`aegis_mempool::MAX_BYTES_LIMIT`).
+pub const MEMPOOL_MAX_BYTES_RANGE: RangeInclusive<u64> = 1 << 20..=1 << 30;
+/// `mempool.max_transaction_bytes`: from 1 KiB (the envelope with a small payload) to the
+/// largest transaction the types allow, the payload limit plus the envelope
+/// (`aegis_mempool::MAX_TRANSACTION_BYTES_LIMIT`): a larger setting could admit nothing more.
+pub const MEMPOOL_MAX_TRANSACTION_BYTES_RANGE: RangeInclusive<u64> =
+    1 << 10..=MAX_TX_PAYLOAD_BYTES as u64 + MEMPOOL_TX_ENVELOPE_BYTES;
 /// `mempool.recent_committed`: at least a thousand ids, so a replay of something just
 /// committed is always caught; at most ten million, about a gigabyte of memory.
 pub const MEMPOOL_RECENT_COMMITTED_RANGE: RangeInclusive<u64> = 1000..=10_000_000;
