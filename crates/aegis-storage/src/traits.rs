@@ -218,23 +218,7 @@ pub trait NodeRegistry: Send + Sync {
     fn nodes(&self) -> StoreFuture<'_, Vec<NodeRecord>>;
 }
 
-/// The state consensus needs after a restart, as named opaque blobs under
-/// `data/consensus/`. The consensus core decides what the bytes mean.
-pub trait ConsensusStateStore: Send + Sync {
-    /// Writes `bytes` under `name`; durable (file and directory synced) when it returns `Ok`.
-    /// A crash leaves either the old or the new contents, never a mix.
-    fn save_state<'a>(&'a self, name: &'a str, bytes: &'a [u8]) -> StoreFuture<'a, ()>;
-
-    /// The last saved bytes under `name`, `None` if never saved (or removed).
-    fn load_state<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
-
-    fn remove_state<'a>(&'a self, name: &'a str) -> StoreFuture<'a, ()>;
-
-    /// Names of every saved blob, sorted.
-    fn state_names(&self) -> StoreFuture<'_, Vec<String>>;
-}
-
 /// Everything a node persists. The engine is generic over this.
-pub trait Store: Ledger + NodeRegistry + ConsensusStateStore {}
+pub trait Store: Ledger + NodeRegistry {}
 
-impl<T: Ledger + NodeRegistry + ConsensusStateStore> Store for T {}
+impl<T: Ledger + NodeRegistry> Store for T {}

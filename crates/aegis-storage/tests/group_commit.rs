@@ -8,9 +8,7 @@ mod support;
 use std::sync::Arc;
 
 use aegis_storage::fixtures::ChainFixture;
-use aegis_storage::{
-    FileConsensusState, Ledger, MAX_GROUP_COMMIT_BLOCKS, NodeStore, StorageError, verify_chain,
-};
+use aegis_storage::{Ledger, MAX_GROUP_COMMIT_BLOCKS, StorageError, verify_chain};
 use support::TestDb;
 
 on_both_backends!(
@@ -18,16 +16,12 @@ on_both_backends!(
     every_refusal_and_failure_reaches_the_tickets_of_its_block,
 );
 
-/// A committer obtained from `dyn Ledger`, first on the SQL store, then on the node store
-/// around it: every block whose ticket resolved is stored and reads back as submitted.
+/// Committers obtained from `dyn Ledger`, one after another on two handles of the store (the
+/// second continues the chain the first left): every block whose ticket resolved is stored
+/// and reads back as submitted.
 async fn blocks_submitted_through_the_traits_are_stored_when_their_tickets_resolve(db: TestDb) {
     let store = db.open().await;
-    let consensus = FileConsensusState::open(db.dir.path().join("consensus")).unwrap();
-    let node_store = NodeStore {
-        ledger: store.clone(),
-        consensus,
-    };
-    let ledgers: [Arc<dyn Ledger>; 2] = [Arc::new(store.clone()), Arc::new(node_store)];
+    let ledgers: [Arc<dyn Ledger>; 2] = [Arc::new(store.clone()), Arc::new(store.clone())];
     let mut fixture = ChainFixture::new(4, "aegis-test");
     let mut submitted = Vec::new();
     for ledger in &ledgers {

@@ -77,7 +77,7 @@ async fn node_main(
     shutdown_signal().await?;
     probe.abort();
     network.stop().await;
-    store.ledger.close().await;
+    store.close().await;
     info!("AEGIS node stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -91,14 +91,13 @@ const LEDGER_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_sec
 async fn open_ledger(
     node: &Preflight,
     status: &aegis_api::LedgerStatus,
-) -> anyhow::Result<aegis_storage::NodeStore> {
+) -> anyhow::Result<aegis_storage::SqlStore> {
     use aegis_storage::NodeRegistry;
     let store_config = crate::cmd::db::store_config(&node.config);
     let location = store_config.backend.location();
-    let store =
-        aegis_storage::NodeStore::open(&store_config, node.config.node.data_dir.join("consensus"))
-            .await
-            .with_context(|| format!("open the ledger at {location}"))?;
+    let store = aegis_storage::SqlStore::open(&store_config)
+        .await
+        .with_context(|| format!("open the ledger at {location}"))?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -132,7 +131,7 @@ async fn open_ledger(
 
 /// Keeps `/health` and `/status` truthful: a ledger that stops answering (database lost,
 /// disk full) turns `/health` unhealthy with the reason, logged once, until it recovers.
-async fn probe_ledger(store: aegis_storage::NodeStore, status: Arc<aegis_api::LedgerStatus>) {
+async fn probe_ledger(store: aegis_storage::SqlStore, status: Arc<aegis_api::LedgerStatus>) {
     use aegis_storage::Ledger;
     let mut interval = tokio::time::interval(LEDGER_PROBE_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -143,7 +142,7 @@ async fn probe_ledger(store: aegis_storage::NodeStore, status: Arc<aegis_api::Le
             status.set_height(height);
         }
         // Reachable, but refusing appends (SQLite's transaction-id index cannot take more).
-        let probed = probed.and_then(|height| match store.ledger.id_index_fault() {
+        let probed = probed.and_then(|height| match store.id_index_fault() {
             Some(reason) => Err(format!("transaction id index: {reason}")),
             None => Ok(height),
         });
