@@ -54,6 +54,11 @@ impl<S: DurableState> MemoryLog<S> {
     pub fn durable(&self) -> Option<&S> {
         self.durable.as_ref()
     }
+
+    /// Records appended since the last sync, oldest first: what a crash now would lose.
+    pub fn unsynced_records(&self) -> impl Iterator<Item = &S::Record> {
+        self.unsynced.iter().flat_map(|(_, records)| records.iter())
+    }
 }
 
 fn encoded_len<T: borsh::BorshSerialize>(value: &T) -> Result<u64, IoError> {

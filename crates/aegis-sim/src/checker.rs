@@ -1,32 +1,110 @@
-//! The checkers, fed from what every node's driver puts out: agreement, no gaps and hash
-//! links, commit certificates that verify offline, validity (only submitted transactions, each
-//! at most once per chain), honest nodes never signing two statements for one slot (even
-//! across restarts), and liveness after the network heals.
+//! The checkers, fed on every step from what every node's driver persists and puts out:
+//! agreement, no gaps and hash links, commit certificates that verify offline (with the
+//! checker's own quorum and signature code, [`crate::quorum`]), validity (only submitted
+//! transactions, each at most once per chain), honest nodes never signing two statements for
+//! one slot (even across restarts), liveness after the network heals, and the protocol's own
+//! invariants ([`crate::protocol::Invariants`]) on every honest sync and message.
 
-use aegis_crypto::verify_commit_certificate;
-use aegis_types::{Block, CommitCertificate};
+use std::collections::BTreeMap;
 
-use crate::cluster::Sim;
-use crate::protocol::SimProtocol;
+use aegis_types::{Block, CommitCertificate, Hash, ValidatorSet};
+
+use crate::cluster::{Node, Sim};
+use crate::protocol::{Invariants, SimProtocol, World};
+use crate::quorum;
+use crate::scenario::Scenario;
+
+/// What the protocol invariants see, for `node` (none while it is down).
+fn world_of<'a, P: SimProtocol>(
+    scenario: &'a Scenario,
+    chain_id: &'a str,
+    genesis_hash: Hash,
+    validators: &'a ValidatorSet,
+    node: &'a Node<P>,
+    canonical: &'a BTreeMap<u64, Hash>,
+) -> Option<World<'a>> {
+    let driver = node.driver.as_ref()?;
+    Some(World {
+        scenario,
+        chain_id,
+        genesis_hash,
+        validators,
+        blocks: driver.ledger().blocks(),
+        tx_heights: &node.tx_heights,
+        canonical,
+    })
+}
 
 impl<P: SimProtocol> Sim<P> {
-    /// Honest nodes never sign two different statements for one slot, even across restarts.
-    pub(crate) fn record_statement(&mut self, node: usize, message: &P::Message) {
-        let Some(statement) = P::statement(message) else {
+    /// An honest node's outgoing message: it never signs two different statements for one
+    /// slot, even across restarts; then the protocol's invariants look at it.
+    pub(crate) fn check_sent(&mut self, node: usize, message: &P::Message) {
+        let mut first = false;
+        for statement in P::statements(message, self.nodes.len()) {
+            if statement.signer != node {
+                // Forwarded: the signer's statement, checked when the signer sent it.
+                continue;
+            }
+            let key = (node, statement.kind, statement.epoch, statement.slot);
+            match self.statements.get(&key) {
+                Some(previous) if *previous != statement.digest => {
+                    self.violation(format!(
+                        "equivocation: honest node {node} sent two different {} messages for view {}, sequence {}",
+                        statement.kind, statement.epoch, statement.slot
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.statements.insert(key, statement.digest);
+                    first = true;
+                }
+            }
+        }
+        let found = match world_of(
+            &self.scenario,
+            &self.chain_id,
+            self.genesis_hash,
+            &self.validators,
+            &self.nodes[node],
+            &self.canonical,
+        ) {
+            Some(world) => self.invariants.sent(&world, node, message, first),
+            None => Vec::new(),
+        };
+        for violation in found {
+            self.violation(violation);
+        }
+    }
+
+    /// An honest node's durable state, each time its consensus log synced.
+    pub(crate) fn check_persisted(&mut self, node: usize) {
+        let Some(syncs) = self.nodes[node].driver.as_ref().map(|d| d.log().syncs) else {
             return;
         };
-        let key = (node, statement.kind, statement.epoch, statement.slot);
-        match self.statements.get(&key) {
-            Some(previous) if *previous != statement.digest => {
-                self.violation(format!(
-                    "equivocation: honest node {node} sent two different {} messages for view {}, sequence {}",
-                    statement.kind, statement.epoch, statement.slot
-                ));
-            }
-            Some(_) => {}
-            None => {
-                self.statements.insert(key, statement.digest);
-            }
+        if self.nodes[node].behavior.is_some() || self.nodes[node].checked_syncs == syncs {
+            return;
+        }
+        self.nodes[node].checked_syncs = syncs;
+        let Some(world) = world_of(
+            &self.scenario,
+            &self.chain_id,
+            self.genesis_hash,
+            &self.validators,
+            &self.nodes[node],
+            &self.canonical,
+        ) else {
+            return;
+        };
+        let Some(state) = self.nodes[node]
+            .driver
+            .as_ref()
+            .and_then(|driver| driver.log().durable())
+        else {
+            return;
+        };
+        let found = self.invariants.persisted(&world, node, state);
+        for violation in found {
+            self.violation(violation);
         }
     }
 
@@ -85,17 +163,23 @@ impl<P: SimProtocol> Sim<P> {
                 self.canonical.insert(height, hash);
             }
         }
-        if !self.verified_certs.contains(&hash) {
-            let ok = certificate.block_hash == hash
-                && certificate.height == height
-                && verify_commit_certificate(certificate, &self.chain_id, &self.validators).is_ok();
-            if ok {
-                self.verified_certs.insert(hash);
-            } else {
-                self.violation(format!(
-                    "certificate: node {i}'s block {height} carries a certificate that does not verify"
-                ));
-            }
+        // Every certificate, whoever built it: the memo makes each signature cost one
+        // verification per run.
+        let checked = if certificate.block_hash != hash || certificate.height != height {
+            Err("it names another block".to_owned())
+        } else {
+            quorum::check_commit_certificate(
+                &mut self.memo,
+                certificate,
+                &self.chain_id,
+                &self.validators,
+                self.scenario.max_faulty(),
+            )
+        };
+        if let Err(why) = checked {
+            self.violation(format!(
+                "certificate: node {i}'s block {height} carries a certificate that does not verify: {why}"
+            ));
         }
         for tx in &block.txs {
             let id = tx.id();
@@ -109,6 +193,20 @@ impl<P: SimProtocol> Sim<P> {
                     "validity: node {i} committed transaction {id:?} twice (heights {first} and {height})"
                 ));
             }
+        }
+        let found = match world_of(
+            &self.scenario,
+            &self.chain_id,
+            self.genesis_hash,
+            &self.validators,
+            &self.nodes[i],
+            &self.canonical,
+        ) {
+            Some(world) => self.invariants.committed(&world, i, block, certificate),
+            None => Vec::new(),
+        };
+        for violation in found {
+            self.violation(violation);
         }
         if !self.probe.is_empty() {
             self.check_liveness();

@@ -1,12 +1,14 @@
 //! The simulation loop: N nodes, each the real `aegis-engine` driver over the real core with
 //! simulated I/O, one virtual clock, one seeded RNG, and an event queue ordered by (time,
-//! insertion). The driver's outbox feeds a faulty network; its ledger and notices feed the
-//! checkers ([`crate::checker`]).
+//! insertion). The driver's outbox feeds a faulty network ([`crate::network`]); its consensus
+//! log, ledger and notices feed the checkers ([`crate::checker`]) after every step. Crashes
+//! come on schedule, at random syncs (torn persists), and aimed at the steps that matter
+//! (a proposal, a VIEW-CHANGE, a NEW-VIEW). With a trace on, every event is logged.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use aegis_consensus::{CoreStatus, Outgoing, Role};
+use aegis_consensus::{CoreStatus, Role};
 use aegis_crypto::SecretKey;
 use aegis_engine::memory::{
     ManualClock, MemoryIo, MemoryLedger, MemoryLog, Notice, Notices, Outbox,
@@ -20,15 +22,14 @@ use aegis_types::{
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
-use crate::protocol::{Adversary, CoreSetup, SimProtocol, Transmission};
+use crate::protocol::{CoreSetup, Moment, SimProtocol};
+use crate::quorum::SignatureMemo;
 use crate::scenario::{Behavior, Scenario};
 use crate::verifier::SharedVerifier;
 use crate::{Outcome, Reject};
 
 /// Virtual time starts here (milliseconds since the Unix epoch), so block timestamps look real.
 pub(crate) const EPOCH_MS: u64 = 1_700_000_000_000;
-/// Most blocks one sync reply carries.
-const MAX_SYNC_BLOCKS: usize = 16;
 /// How often Byzantine nodes replay or flood.
 const BYZANTINE_TICK_MS: u64 = 250;
 /// Hard cap on processed events, so a livelock shows as a violation rather than a hang.
@@ -37,7 +38,7 @@ const MAX_EVENTS: u64 = 3_000_000;
 pub(crate) type SimDriver<P> = Driver<P, MemoryIo<P>>;
 
 #[derive(Debug, Clone)]
-enum Event<M> {
+pub(crate) enum Event<M> {
     Deliver {
         to: usize,
         from: usize,
@@ -58,6 +59,8 @@ enum Event<M> {
     ByzantineTick(usize),
     Heal,
     Probe,
+    /// A slow phase has lasted this long past healing: every honest node must have committed.
+    SlowProgress,
 }
 
 #[derive(Debug)]
@@ -67,12 +70,14 @@ pub(crate) struct Node<P: SimProtocol> {
     parked: Option<Parts<P, MemoryIo<P>>>,
     pub(crate) skew_ms: u64,
     pub(crate) behavior: Option<Behavior>,
-    memory: VecDeque<P::Message>,
+    pub(crate) memory: VecDeque<P::Message>,
     entropy_seed: u64,
     /// The earliest wake-up already scheduled (virtual time).
     wake_at: Option<u64>,
     /// Highest ledger height the checkers have seen on this node.
     pub(crate) checked_height: u64,
+    /// The consensus log's sync count when the checkers last read its durable state.
+    pub(crate) checked_syncs: u64,
     /// Where each committed transaction sits in this node's ledger.
     pub(crate) tx_heights: BTreeMap<Hash, u64>,
     /// The status when the node went down.
@@ -84,12 +89,12 @@ pub(crate) struct Node<P: SimProtocol> {
 #[derive(Debug)]
 pub struct Sim<P: SimProtocol> {
     pub(crate) scenario: Scenario,
-    rng: ChaCha8Rng,
+    pub(crate) rng: ChaCha8Rng,
     pub(crate) now_ms: u64,
     counter: u64,
     queue: BTreeMap<(u64, u64), Event<P::Message>>,
     pub(crate) nodes: Vec<Node<P>>,
-    keys: Vec<SecretKey>,
+    pub(crate) keys: Vec<SecretKey>,
     genesis: Genesis,
     pub(crate) validators: ValidatorSet,
     pub(crate) chain_id: String,
@@ -101,9 +106,18 @@ pub struct Sim<P: SimProtocol> {
     pub(crate) probe: BTreeSet<Hash>,
     pub(crate) healed: bool,
     pub(crate) canonical: BTreeMap<u64, Hash>,
-    pub(crate) verified_certs: BTreeSet<Hash>,
     /// Honest nodes' signed statements: (node, kind, epoch, slot) -> digest.
     pub(crate) statements: BTreeMap<(usize, &'static str, u64, u64), Hash>,
+    /// The protocol's own invariant checkers.
+    pub(crate) invariants: P::Invariants,
+    /// The checkers' own signature checks (never the cores' verifier).
+    pub(crate) memo: SignatureMemo,
+    /// Crashes still to aim at interesting moments.
+    aimed_left: u32,
+    /// Each node's committed height when the network healed.
+    heights_at_heal: Vec<u64>,
+    /// The event log, when tracing.
+    trace: Option<Vec<String>>,
     pub(crate) outcome: Outcome,
 }
 
@@ -156,6 +170,7 @@ impl<P: SimProtocol> Sim<P> {
                 entropy_seed: rng.next_u64(),
                 wake_at: None,
                 checked_height: 0,
+                checked_syncs: 0,
                 tx_heights: BTreeMap::new(),
                 last_status: None,
                 last_stable: 0,
@@ -188,26 +203,45 @@ impl<P: SimProtocol> Sim<P> {
             probe: BTreeSet::new(),
             healed: false,
             canonical: BTreeMap::new(),
-            verified_certs: BTreeSet::new(),
             statements: BTreeMap::new(),
+            invariants: P::Invariants::default(),
+            memo: SignatureMemo::default(),
+            aimed_left: 0,
+            heights_at_heal: Vec::new(),
+            trace: None,
             outcome,
         }
     }
 
-    fn schedule(&mut self, at_ms: u64, event: Event<P::Message>) {
+    /// Logs every event of the run into [`Outcome::trace`].
+    pub fn traced(mut self) -> Sim<P> {
+        self.trace = Some(Vec::new());
+        self
+    }
+
+    /// Adds a line to the event log, if tracing (the line is built only then).
+    pub(crate) fn trace(&mut self, line: impl FnOnce() -> String) {
+        let now_ms = self.now_ms;
+        if let Some(trace) = self.trace.as_mut() {
+            trace.push(format!("{now_ms:>7} ms  {}", line()));
+        }
+    }
+
+    pub(crate) fn schedule(&mut self, at_ms: u64, event: Event<P::Message>) {
         self.counter += 1;
         self.queue.insert((at_ms, self.counter), event);
     }
 
-    fn chance(&mut self, per_mille: u32) -> bool {
+    pub(crate) fn chance(&mut self, per_mille: u32) -> bool {
         per_mille > 0 && self.rng.next_u64() % 1000 < u64::from(per_mille)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.rng.next_u64() % n.max(1)
     }
 
     pub(crate) fn violation(&mut self, text: String) {
+        self.trace(|| format!("VIOLATION {text}"));
         if self.outcome.violations.len() < 20 {
             self.outcome.violations.push(text);
         }
@@ -219,6 +253,7 @@ impl<P: SimProtocol> Sim<P> {
 
     /// Runs to the end and checks everything.
     pub fn run(mut self) -> Outcome {
+        self.aimed_left = self.scenario.aimed_crash_budget;
         for i in 0..self.nodes.len() {
             self.start_node(i);
             if matches!(
@@ -236,9 +271,18 @@ impl<P: SimProtocol> Sim<P> {
                 Event::Restart(crash.node),
             );
         }
-        self.schedule(self.scenario.heal_ms, Event::Heal);
-        self.schedule(self.scenario.heal_ms + 100, Event::Probe);
-        let deadline = self.scenario.heal_ms + 100 + self.scenario.liveness_bound_ms;
+        let heal_ms = self.scenario.heal_ms;
+        self.schedule(heal_ms, Event::Heal);
+        self.schedule(heal_ms + 100, Event::Probe);
+        // Liveness is owed once the network is good again: after healing and after any slow
+        // phase still running then; during such a phase, progress is owed (see SlowProgress).
+        let slow_until = self.scenario.slow_after_heal_until();
+        let good_from = slow_until.unwrap_or(0).max(heal_ms + 100);
+        let deadline = good_from + self.scenario.liveness_bound_ms;
+        let progress_at = heal_ms + self.scenario.slow_progress_bound_ms;
+        if slow_until.is_some_and(|until| until >= progress_at) {
+            self.schedule(progress_at, Event::SlowProgress);
+        }
         while let Some(((at_ms, _), event)) = self.queue.pop_first() {
             if at_ms > deadline || self.outcome.events >= MAX_EVENTS {
                 break;
@@ -253,7 +297,7 @@ impl<P: SimProtocol> Sim<P> {
         if self.outcome.liveness_ms.is_none() {
             let heights = self.honest_heights();
             self.violation(format!(
-                "liveness: probe transactions not committed by every honest node within {} ms of healing (heights {heights:?}, events {})",
+                "liveness: probe transactions not committed by every honest node within {} ms of healing and the end of slow phases (heights {heights:?}, events {})",
                 self.scenario.liveness_bound_ms, self.outcome.events
             ));
         }
@@ -298,6 +342,8 @@ impl<P: SimProtocol> Sim<P> {
             }
         }
         self.outcome.end_ms = self.now_ms;
+        self.outcome.signatures_checked = self.memo.verified;
+        self.outcome.trace = self.trace.take().unwrap_or_default();
         self.outcome
     }
 
@@ -352,14 +398,28 @@ impl<P: SimProtocol> Sim<P> {
             return;
         }
         let needs_sync = driver.needs_sync();
+        let moment = driver
+            .log()
+            .unsynced_records()
+            .find_map(|record| P::moment(i, record));
         let may_tear = needs_sync && !self.healed && self.nodes[i].behavior.is_none();
         if may_tear && self.chance(self.scenario.torn_persist_per_mille) {
             // The process dies before the sync: the log's unsynced records, the ledger's
             // unflushed blocks and the messages waiting for them are lost.
             self.outcome.torn_persists += 1;
+            self.trace(|| format!("torn persist: node {i} crashes before its sync"));
             self.crash(i);
             let restart = self.now_ms + 50 + self.below(500);
             self.schedule(restart, Event::Restart(i));
+            return;
+        }
+        // A crash aimed at this step: before its sync (torn) or right after its messages left.
+        let aimed = match moment {
+            Some(moment) if self.aim_crash(i) => Some((moment, self.chance(500))),
+            _ => None,
+        };
+        if let Some((moment, true)) = aimed {
+            self.aimed_crash(i, moment, "before its sync");
             return;
         }
         let flushed = self.nodes[i].driver.as_mut().map(SimDriver::flush);
@@ -369,6 +429,26 @@ impl<P: SimProtocol> Sim<P> {
             return;
         }
         self.drain(i);
+        if let Some((moment, false)) = aimed {
+            self.aimed_crash(i, moment, "after its messages left");
+        }
+    }
+
+    /// Whether to crash honest node `i` at the interesting step it just took.
+    fn aim_crash(&mut self, i: usize) -> bool {
+        if self.aimed_left == 0 || self.healed || self.nodes[i].behavior.is_some() {
+            return false;
+        }
+        self.chance(self.scenario.aimed_crash_per_mille)
+    }
+
+    fn aimed_crash(&mut self, i: usize, moment: Moment, when: &str) {
+        self.aimed_left -= 1;
+        self.outcome.aimed_crashes += 1;
+        self.trace(|| format!("aimed crash: node {i} {} {when}", moment.as_str()));
+        self.crash(i);
+        let restart = self.now_ms + 50 + self.below(800);
+        self.schedule(restart, Event::Restart(i));
     }
 
     /// Carries a driver's output into the world: committed blocks to the checkers, notices
@@ -391,7 +471,17 @@ impl<P: SimProtocol> Sim<P> {
                 "consensus log: node {i}'s log replays to another state than its core's"
             ));
         }
+        // What the node persisted first: a message it sends is checked against it.
+        self.check_persisted(i);
         for (block, certificate) in appended {
+            self.trace(|| {
+                format!(
+                    "node {i} committed height {} view {} ({} txs)",
+                    block.height(),
+                    certificate.view,
+                    block.txs.len()
+                )
+            });
             self.check_commit(i, &block, &certificate);
         }
         for notice in notices {
@@ -403,8 +493,14 @@ impl<P: SimProtocol> Sim<P> {
                         .entry(reason.label().to_owned())
                         .or_default() += 1;
                 }
-                Notice::LeaderSuspected { .. } => self.outcome.view_changes_started += 1,
-                Notice::LeaderChanged { .. } | Notice::Committed { .. } => {}
+                Notice::LeaderSuspected { epoch } => {
+                    self.outcome.view_changes_started += 1;
+                    self.trace(|| format!("node {i} suspects the leader, moves to epoch {epoch}"));
+                }
+                Notice::LeaderChanged { epoch, leader } => {
+                    self.trace(|| format!("node {i} enters epoch {epoch}, leader {}", leader.0));
+                }
+                Notice::Committed { .. } => {}
             }
         }
         for outgoing in messages {
@@ -441,6 +537,7 @@ impl<P: SimProtocol> Sim<P> {
         parts.transport = Outbox::default();
         parts.observer = Notices::default();
         let durable = parts.ledger.height().unwrap_or(0);
+        self.trace(|| format!("node {node} is down (ledger height {durable})"));
         self.nodes[node].checked_height = durable;
         self.nodes[node].tx_heights.retain(|_, h| *h <= durable);
         self.nodes[node].parked = Some(parts);
@@ -453,15 +550,15 @@ impl<P: SimProtocol> Sim<P> {
         match event {
             Event::Deliver { to, from, message } => {
                 if self.nodes[to].driver.is_none() {
+                    self.trace(|| format!("lost {from}->{to} (down) {}", P::describe(&message)));
                     return;
                 }
+                self.trace(|| format!("deliver {from}->{to} {}", P::describe(&message)));
                 self.outcome.messages_delivered += 1;
-                if self.nodes[to].behavior == Some(Behavior::Replay) {
-                    let memory = &mut self.nodes[to].memory;
-                    if memory.len() >= crate::protocol::REPLAY_MEMORY {
-                        memory.pop_front();
-                    }
-                    memory.push_back(message.clone());
+                if let Some(behavior) = self.nodes[to].behavior {
+                    self.with_adversary(to, |adversary| {
+                        P::observe(adversary, to, behavior, &message);
+                    });
                 }
                 let from = ValidatorId(from as u16);
                 self.call(to, |driver| driver.deliver(from, message));
@@ -473,6 +570,7 @@ impl<P: SimProtocol> Sim<P> {
                 self.call(node, SimDriver::tick);
             }
             Event::Submit { node, txs } => {
+                self.trace(|| format!("submit {} transaction(s) to node {node}", txs.len()));
                 self.call(node, |driver| driver.submit(txs).map(drop));
             }
             Event::Load => {
@@ -496,9 +594,13 @@ impl<P: SimProtocol> Sim<P> {
                     self.schedule(self.now_ms + self.scenario.tx_interval_ms, Event::Load);
                 }
             }
-            Event::Crash(node) => self.crash(node),
+            Event::Crash(node) => {
+                self.trace(|| format!("scheduled crash of node {node}"));
+                self.crash(node);
+            }
             Event::Restart(node) => {
                 if self.nodes[node].driver.is_none() {
+                    self.trace(|| format!("node {node} restarts from its consensus log"));
                     self.start_node(node);
                 }
             }
@@ -512,15 +614,29 @@ impl<P: SimProtocol> Sim<P> {
                 self.schedule(self.now_ms + BYZANTINE_TICK_MS, Event::ByzantineTick(node));
             }
             Event::Heal => {
+                self.trace(|| "heal: partitions, drops, duplicates and crashes end".into());
                 self.healed = true;
+                self.heights_at_heal = self.nodes.iter().map(|n| n.checked_height).collect();
                 for node in 0..self.nodes.len() {
                     if self.nodes[node].driver.is_none() {
                         self.start_node(node);
                     }
                 }
             }
+            Event::SlowProgress => {
+                let bound = self.scenario.slow_progress_bound_ms;
+                for i in 0..self.nodes.len() {
+                    let before = self.heights_at_heal.get(i).copied().unwrap_or(0);
+                    if self.nodes[i].behavior.is_none() && self.nodes[i].checked_height <= before {
+                        self.violation(format!(
+                            "liveness: honest node {i} committed nothing within {bound} ms of healing on a slow but reliable network (height {before})"
+                        ));
+                    }
+                }
+            }
             Event::Probe => {
                 let txs = self.new_txs(2);
+                self.trace(|| "probe: two transactions to every node".into());
                 self.probe = txs.iter().map(Transaction::id).collect();
                 for node in 0..self.nodes.len() {
                     self.schedule(
@@ -551,150 +667,6 @@ impl<P: SimProtocol> Sim<P> {
                 tx
             })
             .collect()
-    }
-
-    // ----------------------------------------------------------------- network
-
-    fn partitioned(&self, a: usize, b: usize) -> bool {
-        if self.healed {
-            return false;
-        }
-        self.scenario.partitions.iter().any(|p| {
-            p.at_ms <= self.now_ms
-                && self.now_ms < p.heal_ms
-                && p.side.contains(&a) != p.side.contains(&b)
-        })
-    }
-
-    fn send(&mut self, from: usize, outgoing: Outgoing<P::Message>) {
-        let (targets, message): (Vec<usize>, P::Message) = match outgoing {
-            Outgoing::To(to, message) => (vec![usize::from(to.0)], message),
-            Outgoing::All(message) => (
-                (0..self.nodes.len()).filter(|j| *j != from).collect(),
-                message,
-            ),
-        };
-        match self.nodes[from].behavior {
-            None => {
-                self.record_statement(from, &message);
-                for to in targets {
-                    self.transmit(from, to, message.clone());
-                }
-            }
-            Some(behavior) => {
-                let sent = self.with_adversary(from, |adversary| {
-                    P::misbehave(adversary, from, behavior, targets, message)
-                });
-                for (from, to, message) in sent {
-                    self.transmit(from, to, message);
-                }
-            }
-        }
-    }
-
-    fn with_adversary(
-        &mut self,
-        node: usize,
-        act: impl FnOnce(&mut Adversary<'_, P::Message>) -> Vec<Transmission<P::Message>>,
-    ) -> Vec<Transmission<P::Message>> {
-        let behaviors: Vec<Option<Behavior>> = self.nodes.iter().map(|n| n.behavior).collect();
-        let status: Vec<Option<CoreStatus>> = self
-            .nodes
-            .iter()
-            .map(|n| n.driver.as_ref().map(SimDriver::status))
-            .collect();
-        let mut memory = std::mem::take(&mut self.nodes[node].memory);
-        let sent = act(&mut Adversary {
-            keys: &self.keys,
-            chain_id: &self.chain_id,
-            validators: &self.validators,
-            genesis_hash: self.genesis_hash,
-            behaviors: &behaviors,
-            status: &status,
-            rng: &mut self.rng,
-            memory: &mut memory,
-        });
-        self.nodes[node].memory = memory;
-        sent
-    }
-
-    fn byzantine_tick(&mut self, node: usize) {
-        let Some(behavior) = self.nodes[node].behavior else {
-            return;
-        };
-        let sent = self.with_adversary(node, |adversary| {
-            P::byzantine_tick(adversary, node, behavior)
-        });
-        for (from, to, message) in sent {
-            self.transmit(from, to, message);
-        }
-    }
-
-    /// Puts one message on the wire with the scenario's faults.
-    fn transmit(&mut self, from: usize, to: usize, message: P::Message) {
-        if to >= self.nodes.len() || to == from || self.partitioned(from, to) {
-            return;
-        }
-        let faults = self.scenario.network.clone();
-        if !self.healed && self.chance(faults.drop_per_mille) {
-            return;
-        }
-        let copies = if !self.healed && self.chance(faults.duplicate_per_mille) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let mut delay = faults.min_delay_ms
-                + self.below(faults.max_delay_ms.saturating_sub(faults.min_delay_ms) + 1);
-            if !self.healed && self.chance(faults.reorder_per_mille) {
-                delay += self.below(10 * faults.max_delay_ms + 1);
-            }
-            self.schedule(
-                self.now_ms + delay,
-                Event::Deliver {
-                    to,
-                    from,
-                    message: message.clone(),
-                },
-            );
-        }
-    }
-
-    fn serve_sync(&mut self, node: usize, from_height: u64) {
-        let peers: Vec<usize> = (0..self.nodes.len())
-            .filter(|p| {
-                *p != node && self.nodes[*p].driver.is_some() && !self.partitioned(node, *p)
-            })
-            .collect();
-        if peers.is_empty() {
-            return;
-        }
-        let peer = peers[self.below(peers.len() as u64) as usize];
-        let start = from_height.saturating_sub(1) as usize;
-        let Some(driver) = self.nodes[peer].driver.as_ref() else {
-            return;
-        };
-        let mut blocks: Vec<(Block, CommitCertificate)> = driver
-            .ledger()
-            .blocks()
-            .iter()
-            .skip(start)
-            .take(MAX_SYNC_BLOCKS)
-            .cloned()
-            .collect();
-        if blocks.is_empty() {
-            return;
-        }
-        if self.nodes[peer].behavior == Some(Behavior::InvalidSignatures) {
-            for (_, certificate) in &mut blocks {
-                for signature in &mut certificate.signatures {
-                    signature.signature.0[0] ^= 1;
-                }
-            }
-        }
-        let delay = 20 + self.below(100);
-        self.schedule(self.now_ms + delay, Event::Synced { node, blocks });
     }
 }
 

@@ -28,9 +28,15 @@ pub struct Outcome {
     pub view_changes_started: u64,
     pub sync_requests: u64,
     pub torn_persists: u64,
+    /// Crashes aimed at a proposal, a VIEW-CHANGE or a NEW-VIEW.
+    pub aimed_crashes: u64,
+    /// Ed25519 verifications the checkers ran themselves (each distinct signature once).
+    pub signatures_checked: u64,
     /// Bytes every node's consensus log wrote (records and snapshots), summed.
     pub log_bytes: u64,
     /// Disk syncs of the consensus logs (a compaction counts three), summed.
     pub log_syncs: u64,
     pub log_compactions: u64,
+    /// The event log, when the run was traced (`aegis simulate --seed S --trace`).
+    pub trace: Vec<String>,
 }

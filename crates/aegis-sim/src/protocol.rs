@@ -2,13 +2,13 @@
 //! a core from the scenario's genesis, what a message promises (for the equivocation checker),
 //! and how its Byzantine nodes misbehave. PBFT's is in [`crate::pbft`]; Raft adds its own.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use aegis_consensus::{CoreStatus, Protocol};
+use aegis_consensus::{CoreStatus, Protocol, RecordOf};
 use aegis_crypto::SecretKey;
-use aegis_types::{Genesis, Hash, ValidatorSet};
+use aegis_types::{Block, CommitCertificate, Genesis, Hash, ValidatorSet};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::Rng;
 
@@ -27,10 +27,12 @@ pub struct CoreSetup<'a> {
     pub verifier: Arc<SharedVerifier>,
 }
 
-/// A signed promise an honest node makes: it must never make two different ones with the same
-/// `kind`, `epoch` and `slot`, even across restarts.
+/// A signed promise: its `signer` must never make two different ones with the same `kind`,
+/// `epoch` and `slot`, even across restarts. A node that forwards another's message (PBFT
+/// relays NEW-VIEWs and checkpoint proofs) makes no statement of its own by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Statement {
+    pub signer: usize,
     pub kind: &'static str,
     pub epoch: u64,
     pub slot: u64,
@@ -84,13 +86,102 @@ impl<M> Adversary<'_, M> {
     }
 }
 
+/// A moment worth crashing at: the fault injector aims crashes and torn writes at the steps
+/// that persisted one of these (PBFT: a primary's proposal, a VIEW-CHANGE, a NEW-VIEW).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Moment {
+    /// The leader just ordered a new batch or entry.
+    Proposing,
+    /// The node just asked to leave its epoch (PBFT's VIEW-CHANGE, Raft's vote request).
+    LeavingEpoch,
+    /// The node just entered a new epoch (PBFT's NEW-VIEW).
+    EnteringEpoch,
+}
+
+impl Moment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Moment::Proposing => "proposing",
+            Moment::LeavingEpoch => "leaving-epoch",
+            Moment::EnteringEpoch => "entering-epoch",
+        }
+    }
+}
+
+/// What protocol invariants see of the world: the cluster's fixed parameters, the acting
+/// node's ledger, and the chain honest nodes agreed on. Nothing here is the core's code:
+/// the quorum arithmetic and signature checks are the checker's own ([`crate::quorum`]).
+#[derive(Debug)]
+pub struct World<'a> {
+    pub scenario: &'a Scenario,
+    pub chain_id: &'a str,
+    pub genesis_hash: Hash,
+    /// The validators' keys and names; only [`crate::quorum`] says how many make a quorum.
+    pub validators: &'a ValidatorSet,
+    /// The acting node's ledger: block `h` at index `h - 1`.
+    pub blocks: &'a [(Block, CommitCertificate)],
+    /// Where each transaction sits in the acting node's ledger.
+    pub tx_heights: &'a BTreeMap<Hash, u64>,
+    /// The block hash honest nodes committed at each height.
+    pub canonical: &'a BTreeMap<u64, Hash>,
+}
+
+impl World<'_> {
+    /// The hash of the acting node's block `height` (the genesis hash for 0).
+    pub fn block_hash(&self, height: u64) -> Option<Hash> {
+        if height == 0 {
+            return Some(self.genesis_hash);
+        }
+        let index = usize::try_from(height - 1).ok()?;
+        self.blocks.get(index).map(|(block, _)| block.hash())
+    }
+}
+
+/// Protocol-specific invariants, checked on every step from what honest nodes persist and
+/// send (PBFT's are in [`crate::pbft`]; Raft brings its own). Each returns the violations it
+/// found, as text starting with the checker's name and a colon.
+pub trait Invariants<P: SimProtocol>: Debug + Default {
+    /// Honest `node`'s durable state after a sync (what its consensus log replays to).
+    fn persisted(&mut self, world: &World<'_>, node: usize, state: &P::Persisted) -> Vec<String>;
+
+    /// Honest `node` puts `message` on the wire (first copies and retransmissions alike);
+    /// `first` says the message makes a statement this node had not made before.
+    fn sent(
+        &mut self,
+        world: &World<'_>,
+        node: usize,
+        message: &P::Message,
+        first: bool,
+    ) -> Vec<String>;
+
+    /// Honest `node` stored `block` with `certificate` at the next height.
+    fn committed(
+        &mut self,
+        world: &World<'_>,
+        node: usize,
+        block: &Block,
+        certificate: &CommitCertificate,
+    ) -> Vec<String>;
+}
+
 /// A protocol the simulator can run.
 pub trait SimProtocol: Protocol + Debug + Sized {
+    /// The protocol's own invariant checkers.
+    type Invariants: Invariants<Self>;
+
     /// Node `setup.node`'s core, new or restored from what its consensus log replays to.
     fn build(setup: CoreSetup<'_>, restored: Option<Self::Persisted>) -> Result<Self, String>;
 
-    /// The promise a message makes, if it makes one.
-    fn statement(message: &Self::Message) -> Option<Statement>;
+    /// The promises a message makes, with who signed them, among `validators` nodes (a PBFT
+    /// NEW-VIEW makes one for itself and one for each PRE-PREPARE in it).
+    fn statements(message: &Self::Message, validators: usize) -> Vec<Statement>;
+
+    /// The moment a record of node `node`'s durable state marks, if it is one the fault
+    /// injector aims crashes at.
+    fn moment(node: usize, record: &RecordOf<Self>) -> Option<Moment>;
+
+    /// One line for the event log (`--trace`).
+    fn describe(message: &Self::Message) -> String;
 
     /// The height below which the node's log is garbage collected (PBFT's stable checkpoint).
     fn stable_height(&self) -> u64;
@@ -100,6 +191,15 @@ pub trait SimProtocol: Protocol + Debug + Sized {
 
     /// Flips a bit of the message's signature.
     fn corrupt_signature(message: &mut Self::Message);
+
+    /// What Byzantine `node` remembers of a message delivered to it (replays, or a colluding
+    /// primary's pick of VIEW-CHANGEs).
+    fn observe(
+        adversary: &mut Adversary<'_, Self::Message>,
+        node: usize,
+        behavior: Behavior,
+        message: &Self::Message,
+    );
 
     /// What a Byzantine node puts on the wire instead of `message` (addressed to `targets`).
     fn misbehave(

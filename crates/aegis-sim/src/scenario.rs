@@ -10,9 +10,11 @@ use rand_chacha::rand_core::{Rng, SeedableRng};
 pub enum Behavior {
     /// Sends nothing at all (a crashed or mute node that still counts as a validator).
     Silent,
-    /// As primary, sends one batch to half the peers and another to the rest.
+    /// As primary, sends each peer one of two batches for a slot, drawn afresh on every
+    /// (re)transmission, so some peers receive both.
     EquivocatingPrimary,
-    /// Sends each PREPARE and COMMIT to half the peers, and a conflicting one to the rest.
+    /// Sends each PREPARE and COMMIT to some peers, and a conflicting one to the others,
+    /// drawn afresh on every (re)transmission.
     ConflictingVotes,
     /// Corrupts the signature of about half its messages, and of the blocks it serves in sync.
     InvalidSignatures,
@@ -21,8 +23,11 @@ pub enum Behavior {
     /// Floods peers with well-signed junk: random views, sequence numbers and digests.
     Flood,
     /// Acts with the other colluding nodes: the primary splits the honest nodes in two and
-    /// every colluder prepares and commits both halves. With f + 1 colluders this breaks
-    /// agreement; with f it must not.
+    /// every colluder prepares and commits both halves; under an honest primary colluders
+    /// vote towards some honest nodes only; their VIEW-CHANGEs hide what they prepared; a
+    /// colluding new primary builds the NEW-VIEW that preserves least (probing first with one
+    /// VIEW-CHANGE too few). With f + 1 colluders this breaks agreement; with f it must not.
+    /// Random runs draw f colluders in a quarter of the seeds.
     Colluding,
 }
 
@@ -68,6 +73,18 @@ pub struct Partition {
     pub heal_ms: u64,
 }
 
+/// A phase of a slow but reliable network: from `at_ms` to `until_ms` (which may lie past the
+/// healing) every message takes `min_delay_ms` to `max_delay_ms`, longer than the base
+/// timeouts, and none is dropped or duplicated. Only timeouts that grow (§4.5.2) let a view
+/// change finish in such a phase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlowPhase {
+    pub at_ms: u64,
+    pub until_ms: u64,
+    pub min_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
 /// A crash of `node` at `at_ms`, restarted from its persisted state at `restart_ms`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Crash {
@@ -94,15 +111,25 @@ pub struct Scenario {
     /// Per mille chance that a node crashes just before a persist completes, losing the
     /// state and the messages of that step (random runs only).
     pub torn_persist_per_mille: u32,
+    /// Per mille chance that an honest node crashes at a step that persisted a
+    /// [`crate::Moment`] (a proposal, a VIEW-CHANGE, a NEW-VIEW), before healing, at most
+    /// `aimed_crash_budget` times a run: half tear the step (the crash comes before its sync),
+    /// half come right after its messages left.
+    pub aimed_crash_per_mille: u32,
+    pub aimed_crash_budget: u32,
+    pub slow_phases: Vec<SlowPhase>,
     pub clock_skew_max_ms: u64,
     /// Client transactions are submitted every `tx_interval_ms` until `heal_ms`.
     pub tx_interval_ms: u64,
     pub txs_per_submit: usize,
     /// Everything is healed at this time; crashed nodes restart.
     pub heal_ms: u64,
-    /// After healing, probe transactions must be committed by every honest node within
-    /// this much virtual time (the liveness bound).
+    /// After healing (and after any slow phase still running then), probe transactions must
+    /// be committed by every honest node within this much virtual time (the liveness bound).
     pub liveness_bound_ms: u64,
+    /// While a slow phase lasts past healing, every honest node must commit a block within
+    /// this much virtual time of healing: progress on a slow but reliable network.
+    pub slow_progress_bound_ms: u64,
     /// After every flush that left nothing unsynced, check that each node's consensus log
     /// replays to exactly its core's state.
     pub check_replay: bool,
@@ -125,6 +152,15 @@ impl Scenario {
             .map(|(_, b)| *b)
     }
 
+    /// When the slow phases running at healing end, if one is.
+    pub fn slow_after_heal_until(&self) -> Option<u64> {
+        self.slow_phases
+            .iter()
+            .filter(|p| p.at_ms <= self.heal_ms && self.heal_ms < p.until_ms)
+            .map(|p| p.until_ms)
+            .max()
+    }
+
     /// A quiet cluster: no faults, steady load.
     pub fn quiet(validators: usize, seed: u64) -> Scenario {
         Scenario {
@@ -140,17 +176,23 @@ impl Scenario {
             partitions: Vec::new(),
             crashes: Vec::new(),
             torn_persist_per_mille: 0,
+            aimed_crash_per_mille: 0,
+            aimed_crash_budget: 0,
+            slow_phases: Vec::new(),
             clock_skew_max_ms: 0,
             tx_interval_ms: 150,
             txs_per_submit: 2,
             heal_ms: 3_000,
             liveness_bound_ms: 60_000,
+            slow_progress_bound_ms: 30_000,
             check_replay: true,
         }
     }
 
     /// Every fault at once, drawn from `seed`: up to f Byzantine nodes with random
-    /// behaviours, drops, duplicates, reordering, partitions, crashes, torn persists, skew.
+    /// behaviours (or, in a quarter of the seeds, f colluders), drops, duplicates, reordering,
+    /// partitions, crashes, torn persists, crashes aimed at proposals and view changes, a
+    /// slow phase in a third of the seeds, skew.
     pub fn random(validators: usize, seed: u64) -> Scenario {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5ce7_a110);
         let mut pick = |n: u64| rng.next_u64() % n.max(1);
@@ -211,8 +253,98 @@ impl Scenario {
         }
         scenario.torn_persist_per_mille = pick(3) as u32;
         scenario.clock_skew_max_ms = pick(500);
+        // The sharper faults are drawn last, so the draws above stay what they were.
+        if pick(4) == 0 {
+            // f colluders, one of them a primary of view 0 or 1.
+            let mut colluders = vec![pick(2) as usize];
+            while colluders.len() < f {
+                let node = pick(validators as u64) as usize;
+                if !colluders.contains(&node) {
+                    colluders.push(node);
+                }
+            }
+            colluders.sort();
+            scenario.byzantine = colluders
+                .into_iter()
+                .map(|node| (node, Behavior::Colluding))
+                .collect();
+            scenario
+                .crashes
+                .retain(|c| !colluders_contain(&scenario.byzantine, c.node));
+        }
+        scenario.aimed_crash_per_mille = 100 + pick(400) as u32;
+        scenario.aimed_crash_budget = 1 + pick(4) as u32;
+        if pick(3) == 0 {
+            // Delays past the view-change timeout, the retransmission interval and (in three
+            // message delays) the request timeout, possibly well after healing.
+            // Half of them last long after healing: honest nodes must then commit on the slow
+            // network, which only timeouts that grow allow.
+            let at_ms = pick(heal_ms);
+            let min_delay_ms = scenario.message_timeout_ms * (11 + pick(5)) / 10;
+            let until_ms = if pick(2) == 0 {
+                heal_ms + scenario.slow_progress_bound_ms + 5_000 + pick(25_000)
+            } else {
+                at_ms + 1_500 + pick(6_000)
+            };
+            scenario.slow_phases.push(SlowPhase {
+                at_ms,
+                until_ms,
+                min_delay_ms,
+                max_delay_ms: min_delay_ms + pick(scenario.message_timeout_ms),
+            });
+        }
         scenario
     }
+
+    /// The seed's fault rates on one line, printed with the seed (TigerBeetle's VOPR prints
+    /// every knob a seed drew).
+    pub fn fault_rates(&self) -> String {
+        let byzantine: Vec<String> = self
+            .byzantine
+            .iter()
+            .map(|(node, behavior)| format!("{node}:{behavior:?}"))
+            .collect();
+        let slow: Vec<String> = self
+            .slow_phases
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}-{} ms at {}-{} ms",
+                    p.at_ms, p.until_ms, p.min_delay_ms, p.max_delay_ms
+                )
+            })
+            .collect();
+        let network = &self.network;
+        format!(
+            "n={} f={} byzantine=[{}] drop={}‰ dup={}‰ reorder={}‰ delay={}-{} ms \
+             partitions={} crashes={} torn={}‰ aimed-crashes={}‰ x{} slow=[{}] skew<{} ms \
+             K={} depth={} block-txs={} load-every={} ms heal={} ms",
+            self.validators,
+            self.max_faulty(),
+            byzantine.join(" "),
+            network.drop_per_mille,
+            network.duplicate_per_mille,
+            network.reorder_per_mille,
+            network.min_delay_ms,
+            network.max_delay_ms,
+            self.partitions.len(),
+            self.crashes.len(),
+            self.torn_persist_per_mille,
+            self.aimed_crash_per_mille,
+            self.aimed_crash_budget,
+            slow.join(", "),
+            self.clock_skew_max_ms,
+            self.checkpoint_interval,
+            self.pipeline_depth,
+            self.max_block_txs,
+            self.tx_interval_ms,
+            self.heal_ms,
+        )
+    }
+}
+
+fn colluders_contain(byzantine: &[(usize, Behavior)], node: usize) -> bool {
+    byzantine.iter().any(|(n, _)| *n == node)
 }
 
 /// Builds a scenario for a test that reads like a specification:
@@ -275,6 +407,37 @@ impl TestBuilder {
             node,
             at_ms,
             restart_ms,
+        });
+        self
+    }
+
+    /// Crashes aimed at proposals, VIEW-CHANGEs and NEW-VIEWs: `per_mille` of such steps, at
+    /// most `budget` of them, before healing.
+    pub fn aimed_crashes(mut self, per_mille: u32, budget: u32) -> Self {
+        self.scenario.aimed_crash_per_mille = per_mille;
+        self.scenario.aimed_crash_budget = budget;
+        self
+    }
+
+    pub fn torn_persists(mut self, per_mille: u32) -> Self {
+        self.scenario.torn_persist_per_mille = per_mille;
+        self
+    }
+
+    /// A slow but reliable network from `at_ms` to `until_ms`: every message takes
+    /// `min_delay_ms` to `max_delay_ms`.
+    pub fn slow_phase(
+        mut self,
+        at_ms: u64,
+        until_ms: u64,
+        min_delay_ms: u64,
+        max_delay_ms: u64,
+    ) -> Self {
+        self.scenario.slow_phases.push(SlowPhase {
+            at_ms,
+            until_ms,
+            min_delay_ms,
+            max_delay_ms,
         });
         self
     }

@@ -115,8 +115,18 @@ impl PbftConfig {
     }
 
     /// 2f + 1 for n = 3f + 1.
+    #[cfg_attr(
+        not(feature = "planted-bugs"),
+        allow(
+            clippy::let_and_return,
+            reason = "test builds may plant a bug between the lines"
+        )
+    )]
     pub fn quorum(&self) -> usize {
-        self.validators.quorum()
+        let quorum = self.validators.quorum();
+        #[cfg(feature = "planted-bugs")]
+        let quorum = super::planted::one_fewer(super::planted::PlantedBug::QuorumOffByOne, quorum);
+        quorum
     }
 
     /// f + 1: at least one honest validator.

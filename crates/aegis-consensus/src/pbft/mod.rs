@@ -25,6 +25,8 @@ pub mod messages;
 mod checkpoints;
 mod journal;
 mod normal_case;
+#[cfg(feature = "planted-bugs")]
+pub mod planted;
 mod proposing;
 mod reject;
 mod replica;

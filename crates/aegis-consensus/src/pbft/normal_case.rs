@@ -11,6 +11,8 @@ use super::config::MAX_FUTURE_VIEW_DISTANCE;
 use super::messages::{
     self, Batch, Checkpoint, Commit, PbftMessage, PrePrepare, Prepare, PreparedCert,
 };
+#[cfg(feature = "planted-bugs")]
+use super::planted::{self, PlantedBug};
 use super::reject::RejectReason;
 use super::state::{Slot, Status};
 use crate::{Effect, Outgoing};
@@ -157,9 +159,12 @@ impl Pbft {
         })?;
         let digest = pp.batch.digest();
         let bytes = messages::pre_prepare_bytes(&self.config.chain_id, pp.view, pp.seq, &digest);
-        if let Some(existing) = self
+        let existing = self
             .current_slot(pp.seq)
-            .and_then(|s| s.durable.pre_prepare.as_ref())
+            .and_then(|s| s.durable.pre_prepare.as_ref());
+        #[cfg(feature = "planted-bugs")]
+        let existing = planted::forget(PlantedBug::ReplaceConflictingPrePrepare, existing);
+        if let Some(existing) = existing
             && pp.view == self.view
         {
             if existing.batch.digest() == digest {
@@ -314,6 +319,8 @@ impl Pbft {
         let view = self.view;
         let primary = self.config.primary(view);
         let need_prepares = self.config.quorum() - 1;
+        #[cfg(feature = "planted-bugs")]
+        let need_prepares = planted::one_fewer(PlantedBug::PrepareQuorumOffByOne, need_prepares);
         let next_height = self.last_executed + 1;
         let last_hash = self.last_hash;
         let me = self.config.me;

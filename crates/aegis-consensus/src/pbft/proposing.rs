@@ -93,6 +93,11 @@ impl Pbft {
         let pp = PrePrepare::new_signed(&self.config.chain_id, &self.key, self.view, seq, batch);
         self.slot_mut(seq).set_pre_prepare(pp.clone());
         self.send_signed(Outgoing::All(PbftMessage::PrePrepare(pp)));
+        #[cfg(feature = "planted-bugs")]
+        super::planted::send_early(
+            super::planted::PlantedBug::ProposalSentBeforePersist,
+            &mut self.out,
+        );
         self.refresh_progress_timer(false);
         self.proposal_asked = false;
         self.maybe_propose();

@@ -20,6 +20,8 @@ impl Pbft {
 
     pub(super) fn backoff(&self, base_ms: u64) -> u64 {
         let exponent = self.failed_views.min(MAX_BACKOFF_EXPONENT);
+        #[cfg(feature = "planted-bugs")]
+        let exponent = super::planted::backoff_exponent(exponent);
         base_ms
             .saturating_mul(1u64 << exponent)
             .min(self.config.max_timeout_ms.max(base_ms))

@@ -11,6 +11,8 @@ use super::messages::{
     self, Batch, CheckpointProof, NewView, PbftMessage, PrePrepare, Prepare, PreparedCert,
     ViewChange,
 };
+#[cfg(feature = "planted-bugs")]
+use super::planted::{self, PlantedBug};
 use super::reject::{BatchFault, RejectReason};
 use super::state::Status;
 use super::{Pbft, PbftTimer, message_view};
@@ -31,6 +33,8 @@ impl Pbft {
             .range(self.stable.seq + 1..)
             .filter_map(|(_, slot)| slot.durable.prepared.clone())
             .collect();
+        #[cfg(feature = "planted-bugs")]
+        let prepared = planted::skip_executed(prepared, self.last_executed);
         let me = self.config.me;
         let vc = ViewChange::new_signed(
             &self.config.chain_id,
@@ -43,6 +47,8 @@ impl Pbft {
         self.own_view_change = Some(vc.clone());
         self.view_changes.insert(me, vc.clone());
         self.send_signed(Outgoing::All(PbftMessage::ViewChange(vc)));
+        #[cfg(feature = "planted-bugs")]
+        planted::send_early(PlantedBug::ViewChangeSentBeforePersist, &mut self.out);
         self.cancel_timer(PbftTimer::Progress);
         self.cancel_timer(PbftTimer::ViewChange);
         self.future
@@ -149,7 +155,11 @@ impl Pbft {
     ) -> (CheckpointProof, Vec<(u64, Option<Batch>)>) {
         let mut checkpoint: Option<&CheckpointProof> = None;
         for vc in view_changes {
-            if checkpoint.is_none_or(|c| vc.checkpoint.seq > c.seq) {
+            let replaces = checkpoint.is_none_or(|c| vc.checkpoint.seq > c.seq);
+            #[cfg(feature = "planted-bugs")]
+            let replaces =
+                planted::min_s_replaces(replaces, vc.checkpoint.seq, checkpoint.map(|c| c.seq));
+            if replaces {
                 checkpoint = Some(&vc.checkpoint);
             }
         }
@@ -255,6 +265,8 @@ impl Pbft {
             return Err(RejectReason::BadSignature);
         }
         let quorum = self.config.quorum();
+        #[cfg(feature = "planted-bugs")]
+        let quorum = planted::one_fewer(PlantedBug::NewViewQuorumOffByOne, quorum);
         if nv.view_changes.len() < quorum || nv.view_changes.len() > self.config.validators.len() {
             return Err(RejectReason::BadNewView("not a quorum of view changes"));
         }
