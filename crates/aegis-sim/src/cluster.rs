@@ -398,16 +398,19 @@ impl<P: SimProtocol> Sim<P> {
             return;
         }
         let needs_sync = driver.needs_sync();
+        let aimed_at = self.scenario.aimed_at;
         let moment = driver
             .log()
             .unsynced_records()
-            .find_map(|record| P::moment(i, record));
+            .filter_map(|record| P::moment(i, record))
+            .find(|moment| aimed_at.is_none_or(|wanted| wanted == *moment));
         let may_tear = needs_sync && !self.healed && self.nodes[i].behavior.is_none();
         if may_tear && self.chance(self.scenario.torn_persist_per_mille) {
             // The process dies before the sync: the log's unsynced records, the ledger's
             // unflushed blocks and the messages waiting for them are lost.
             self.outcome.torn_persists += 1;
             self.trace(|| format!("torn persist: node {i} crashes before its sync"));
+            self.send_unheld(i);
             self.crash(i);
             let restart = self.now_ms + 50 + self.below(500);
             self.schedule(restart, Event::Restart(i));
@@ -419,6 +422,7 @@ impl<P: SimProtocol> Sim<P> {
             _ => None,
         };
         if let Some((moment, true)) = aimed {
+            self.send_unheld(i);
             self.aimed_crash(i, moment, "before its sync");
             return;
         }
@@ -431,6 +435,18 @@ impl<P: SimProtocol> Sim<P> {
         self.drain(i);
         if let Some((moment, false)) = aimed {
             self.aimed_crash(i, moment, "after its messages left");
+        }
+    }
+
+    /// What the driver sent at once during a step (nothing waited for a sync) is on the wire
+    /// before any crash that follows.
+    fn send_unheld(&mut self, i: usize) {
+        let Some(driver) = self.nodes[i].driver.as_mut() else {
+            return;
+        };
+        let messages = std::mem::take(&mut driver.transport_mut().messages);
+        for outgoing in messages {
+            self.send(i, outgoing);
         }
     }
 

@@ -2,6 +2,8 @@
 //! with [`TestBuilder`] for scenario tests, or drawn from a seed by [`Scenario::random`].
 
 use rand_chacha::ChaCha8Rng;
+
+use crate::protocol::Moment;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
 /// How a Byzantine node misbehaves. It runs the real core; the simulator rewrites, drops or
@@ -117,6 +119,8 @@ pub struct Scenario {
     /// half come right after its messages left.
     pub aimed_crash_per_mille: u32,
     pub aimed_crash_budget: u32,
+    /// Aim only at this kind of step (random runs aim at all of them).
+    pub aimed_at: Option<Moment>,
     pub slow_phases: Vec<SlowPhase>,
     pub clock_skew_max_ms: u64,
     /// Client transactions are submitted every `tx_interval_ms` until `heal_ms`.
@@ -178,6 +182,7 @@ impl Scenario {
             torn_persist_per_mille: 0,
             aimed_crash_per_mille: 0,
             aimed_crash_budget: 0,
+            aimed_at: None,
             slow_phases: Vec::new(),
             clock_skew_max_ms: 0,
             tx_interval_ms: 150,
@@ -417,6 +422,12 @@ impl TestBuilder {
         self.scenario.aimed_crash_per_mille = per_mille;
         self.scenario.aimed_crash_budget = budget;
         self
+    }
+
+    /// Crashes aimed at one kind of step only.
+    pub fn aimed_crashes_at(mut self, moment: Moment, per_mille: u32, budget: u32) -> Self {
+        self.scenario.aimed_at = Some(moment);
+        self.aimed_crashes(per_mille, budget)
     }
 
     pub fn torn_persists(mut self, per_mille: u32) -> Self {
