@@ -76,6 +76,32 @@ impl<P: SimProtocol> Sim<P> {
         }
     }
 
+    /// An honest node's core after a step, through what it says about itself.
+    pub(crate) fn check_core(&mut self, node: usize) {
+        if self.nodes[node].behavior.is_some() {
+            return;
+        }
+        let Some(world) = world_of(
+            &self.scenario,
+            &self.chain_id,
+            self.genesis_hash,
+            &self.validators,
+            &self.nodes[node],
+            &self.canonical,
+        ) else {
+            return;
+        };
+        let Some(driver) = self.nodes[node].driver.as_ref() else {
+            return;
+        };
+        let found = self
+            .invariants
+            .stepped(&world, node, driver.core(), driver.next_deadline());
+        for violation in found {
+            self.violation(violation);
+        }
+    }
+
     /// An honest node's durable state, each time its consensus log synced.
     pub(crate) fn check_persisted(&mut self, node: usize) {
         let Some(syncs) = self.nodes[node].driver.as_ref().map(|d| d.log().syncs) else {

@@ -489,6 +489,7 @@ impl<P: SimProtocol> Sim<P> {
         }
         // What the node persisted first: a message it sends is checked against it.
         self.check_persisted(i);
+        self.check_core(i);
         for (block, certificate) in appended {
             self.trace(|| {
                 format!(

@@ -154,6 +154,16 @@ pub trait Invariants<P: SimProtocol>: Debug + Default {
         first: bool,
     ) -> Vec<String>;
 
+    /// Honest `node`'s core after a step: what it says about itself (status, accessors, the
+    /// timers the driver holds for it) must agree with its state and with the ledger.
+    fn stepped(
+        &mut self,
+        world: &World<'_>,
+        node: usize,
+        core: &P,
+        next_deadline: Option<u64>,
+    ) -> Vec<String>;
+
     /// Honest `node` stored `block` with `certificate` at the next height.
     fn committed(
         &mut self,

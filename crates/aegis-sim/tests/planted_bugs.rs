@@ -243,3 +243,32 @@ fn the_shipped_binary_never_enables_planted_bugs() {
     assert!(tree.contains("aegis-consensus"), "{tree}");
     assert!(!tree.contains("planted-bugs"), "{tree}");
 }
+
+// ------------------------------------------------------------------------------ triage
+
+/// A failing seed is printed with its fault rates and the command that replays it; the
+/// replay's event log shows the violation where it happened.
+#[test]
+fn a_failing_seed_prints_its_faults_and_the_command_that_replays_it() {
+    let _planted = plant(PlantedBug::CheckpointWeakQuorum);
+    let mut out = Vec::new();
+    let violations = aegis_sim::run_cli(4, 1, 5, &mut out).expect("write to a Vec");
+    let text = String::from_utf8_lossy(&out);
+    assert!(violations > 0, "{text}");
+    assert!(text.contains("seed 5: "), "{text}");
+    assert!(text.contains("  faults: n=4 f=1 "), "{text}");
+    assert!(
+        text.contains("  replay: aegis simulate --validators 4 --seed 5 --trace"),
+        "{text}"
+    );
+    assert!(
+        text.trim_end()
+            .ends_with(&format!("seeds: 1, violations: {violations}")),
+        "{text}"
+    );
+    let mut replay = Vec::new();
+    let again = aegis_sim::run_one(4, 5, true, &mut replay).expect("write to a Vec");
+    let log = String::from_utf8_lossy(&replay);
+    assert_eq!(again, violations, "the replay finds the same violations");
+    assert!(log.contains(" ms  VIOLATION checkpoint: "), "{log}");
+}

@@ -55,6 +55,13 @@ fn replay_one_seed_is_deterministic() {
     let first = run_seed(validators, seed);
     let second = Simulation::new(Scenario::random(validators, seed)).run();
     assert_eq!(format!("{first:?}"), format!("{second:?}"));
+    // Tracing only watches: the traced run is the same run.
+    let mut traced = Simulation::new(Scenario::random(validators, seed))
+        .traced()
+        .run();
+    assert!(traced.trace.len() as u64 > first.events / 2);
+    traced.trace.clear();
+    assert_eq!(format!("{first:?}"), format!("{traced:?}"));
     assert!(first.violations.is_empty(), "{:?}", first.violations);
     assert!(first.events > 100);
 }

@@ -85,3 +85,42 @@ fn a_small_healthy_run_succeeds() {
         "{stdout}"
     );
 }
+
+#[test]
+fn one_seed_replays_with_its_fault_rates_and_event_log() {
+    let (code, stdout, stderr) = simulate(&["--validators", "4", "--seed", "7", "--trace"]);
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let first = stdout.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with("seed 7: faults: n=4 f=1 "),
+        "the seed's fault rates come first: {first}"
+    );
+    assert!(stdout.contains(" ms  deliver "), "no event log: {stdout}");
+    assert!(stdout.contains(" ms  heal: "), "{stdout}");
+    assert_eq!(stdout.lines().last(), Some("seeds: 1, violations: 0"));
+    // The same seed replays exactly, event log and all.
+    let (_, again, _) = simulate(&["--validators", "4", "--seed", "7", "--trace"]);
+    let strip = |text: &str| -> String {
+        text.lines()
+            .filter(|line| !line.contains("wall time"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&stdout), strip(&again));
+    // Without --trace: the fault rates and the summary only.
+    let (code, quiet, _) = simulate(&["--validators", "4", "--seed", "7"]);
+    assert_eq!(code, 0);
+    assert!(!quiet.contains(" ms  deliver "), "{quiet}");
+    assert_eq!(quiet.lines().last(), Some("seeds: 1, violations: 0"));
+}
+
+#[test]
+fn trace_without_a_seed_and_seed_with_a_range_are_refused() {
+    assert_refused(&["--trace"], &["--trace", "--seed S"]);
+    assert_refused(&["--seed", "3", "--seeds", "2"], &["--seed S", "--seeds"]);
+    assert_refused(&["--seed", "3", "--start-seed", "2"], &["--start-seed"]);
+    assert_refused(
+        &["--validators", "3", "--seed", "1"],
+        &["--validators 3 is too few"],
+    );
+}

@@ -19,9 +19,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use aegis_consensus::Role;
 use aegis_consensus::pbft::config::DEFAULT_TX_DEDUP_WINDOW_BLOCKS;
-use aegis_consensus::pbft::{Batch, Commit, NewView, Pbft, PbftMessage, PbftPersisted, ViewChange};
-use aegis_types::{Block, CommitCertificate, Hash, Signature, Transaction};
+use aegis_consensus::pbft::{
+    Batch, Commit, NewView, Pbft, PbftMessage, PbftPersisted, PbftTimer, ViewChange,
+};
+use aegis_types::{Block, CommitCertificate, Hash, Signature, Transaction, ValidatorId};
 
 use super::paper::{self, Params};
 use crate::protocol::{Invariants, World};
@@ -209,6 +212,53 @@ impl Invariants<Pbft> for PbftInvariants {
                 message.kind()
             ));
         }
+        found
+    }
+
+    fn stepped(
+        &mut self,
+        world: &World<'_>,
+        node: usize,
+        core: &Pbft,
+        next_deadline: Option<u64>,
+    ) -> Vec<String> {
+        let params = params(world);
+        let status = aegis_consensus::Protocol::status(core);
+        let mut found = Vec::new();
+        let mut expect = |what: &str, ok: bool| {
+            if !ok {
+                found.push(format!(
+                    "core: node {node}'s {what} disagrees with its state"
+                ));
+            }
+        };
+        let primary = params.primary(core.view()) == node;
+        let normal = core.status() == aegis_consensus::pbft::Status::Normal;
+        expect("view", status.epoch == core.view());
+        expect("primary", core.is_primary() == primary);
+        let role = match (normal, primary) {
+            (false, _) => Role::Electing,
+            (true, true) => Role::Leader,
+            (true, false) => Role::Follower,
+        };
+        expect("role", status.role == role);
+        let leader = normal.then(|| ValidatorId(params.primary(core.view()) as u16));
+        expect("leader", status.leader == leader);
+        expect(
+            "height",
+            core.last_committed() == (status.height, status.last_hash)
+                && world.block_hash(status.height) == Some(status.last_hash),
+        );
+        expect("pending count", core.pending_txs() == status.pending);
+        let earliest = [
+            PbftTimer::Progress,
+            PbftTimer::ViewChange,
+            PbftTimer::Retransmit,
+        ]
+        .into_iter()
+        .filter_map(|timer| core.timer_deadline(timer))
+        .min();
+        expect("earliest timer", earliest == next_deadline);
         found
     }
 

@@ -1,0 +1,309 @@
+//! The parts of a replica whose mistakes never fork a chain, so the simulator's safety
+//! checkers cannot see them (cargo-mutants found each one surviving; docs/consensus.md,
+//! "Mutation testing"): what a replica says about itself (status, accessors, names for logs
+//! and metrics), why it refuses what it refuses, its bounded queues, the hints that make it
+//! ask for sync, its configuration, and the buffer of messages for a view about to start.
+
+#![allow(clippy::unwrap_used, reason = "test setup fails the test loudly")]
+
+mod common;
+
+use aegis_consensus::pbft::{
+    Checkpoint, Commit, ConfigError, Pbft, PbftEffect, PbftMessage, PbftTimer, Prepare,
+    RejectReason, Status,
+};
+use aegis_consensus::{Effect, Input, Protocol, Role};
+use aegis_types::{Hash, ValidatorId};
+use common::{CHAIN, Cluster, config, env, genesis, key, tx};
+
+const START_MS: u64 = 1_000;
+
+fn started(i: usize, k: u64) -> Pbft {
+    let g = genesis(4, 1, k, 4);
+    let mut pbft = Pbft::new(config(&g, i), key(i)).unwrap();
+    let _ = pbft.step(env(START_MS), Input::Start);
+    pbft
+}
+
+fn deliver(pbft: &mut Pbft, now_ms: u64, from: usize, message: PbftMessage) -> Vec<PbftEffect> {
+    pbft.step(
+        env(now_ms),
+        Input::Message {
+            from: ValidatorId(from as u16),
+            message,
+        },
+    )
+}
+
+fn rejected(effects: &[PbftEffect]) -> Vec<RejectReason> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Rejected { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn checkpoint(from: usize, seq: u64, hash: Hash) -> PbftMessage {
+    PbftMessage::Checkpoint(Checkpoint::new_signed(
+        CHAIN,
+        &key(from),
+        ValidatorId(from as u16),
+        seq,
+        hash,
+    ))
+}
+
+// ------------------------------------------------------------------ names and status
+
+#[test]
+fn roles_and_message_kinds_have_stable_names() {
+    assert_eq!(Role::Leader.as_str(), "leader");
+    assert_eq!(Role::Follower.as_str(), "follower");
+    assert_eq!(Role::Electing.as_str(), "electing");
+    let hash = Hash::digest(b"x");
+    let k = key(1);
+    let me = ValidatorId(1);
+    let kinds = [
+        (
+            PbftMessage::Prepare(Prepare::new_signed(CHAIN, &k, me, 0, 1, hash)),
+            "prepare",
+        ),
+        (
+            PbftMessage::Commit(Commit::new_signed(CHAIN, &k, me, 0, 1, hash)),
+            "commit",
+        ),
+        (checkpoint(1, 2, hash), "checkpoint"),
+    ];
+    for (message, kind) in kinds {
+        assert_eq!(message.kind(), kind);
+    }
+}
+
+/// What a replica says about itself follows its state: view, status, role, leader, pending
+/// work, timers.
+#[test]
+fn status_and_accessors_follow_the_replica() {
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    cluster.submit_to(1, vec![tx(1), tx(2)]);
+    let backup = cluster.core(1);
+    assert_eq!(backup.view(), 0);
+    assert_eq!(backup.pending_txs(), 2);
+    let status = backup.status();
+    assert_eq!(status, Status::Normal);
+    let core_status = Protocol::status(backup);
+    assert_eq!(core_status.role, Role::Follower);
+    assert_eq!(core_status.leader, Some(ValidatorId(0)));
+    assert_eq!(core_status.pending, 2);
+    assert!(!backup.is_primary());
+    assert!(
+        backup.timer_deadline(PbftTimer::Progress).is_some(),
+        "pending work arms the request timer"
+    );
+    assert_eq!(
+        Protocol::status(cluster.core(0)).role,
+        Role::Leader,
+        "validator 0 leads view 0"
+    );
+    // The backups suspect the primary: a view change is running.
+    cluster.fire(1, PbftTimer::Progress, 10_000);
+    let changing = cluster.core(1);
+    assert_eq!(changing.view(), 1);
+    assert_eq!(changing.status(), Status::ViewChanging);
+    let core_status = Protocol::status(changing);
+    assert_eq!(core_status.role, Role::Electing);
+    assert_eq!(core_status.leader, None);
+    assert_eq!(core_status.epoch, 1);
+    assert_eq!(changing.timer_deadline(PbftTimer::Progress), None);
+}
+
+/// The fingerprints the property tests compare tell different states apart.
+#[test]
+fn state_fingerprints_change_with_the_state() {
+    let mut a = started(1, 10);
+    let before = a.state_fingerprint();
+    let protocol_before = a.protocol_fingerprint();
+    let _ = a.step(
+        env(START_MS + 1),
+        Input::TransactionsPending(vec![Hash::digest(b"tx")]),
+    );
+    assert_ne!(before, a.state_fingerprint());
+    assert_ne!(protocol_before, a.protocol_fingerprint());
+}
+
+// ----------------------------------------------------------------------- configuration
+
+#[test]
+fn configuration_derives_the_retransmit_interval_and_refuses_zeros() {
+    let g = genesis(4, 1, 10, 4);
+    let config =
+        aegis_consensus::pbft::PbftConfig::from_genesis(&g, ValidatorId(1), 2_000, 800).unwrap();
+    assert_eq!(config.retransmit_interval_ms, 200, "message timeout / 4");
+    assert_eq!(config.max_timeout_ms, 800 * 16);
+    let mut zero = config.clone();
+    zero.progress_timeout_ms = 0;
+    assert_eq!(
+        zero.validate(),
+        Err(ConfigError::Zero {
+            field: "progress_timeout_ms"
+        })
+    );
+    let mut stranger = config;
+    stranger.me = ValidatorId(9);
+    assert_eq!(
+        stranger.validate(),
+        Err(ConfigError::UnknownSelf(ValidatorId(9)))
+    );
+}
+
+// ----------------------------------------------------------------------- checkpoints
+
+/// §4.3: checkpoints come every K sequence numbers; a vote for another number is refused.
+#[test]
+fn checkpoint_votes_off_the_interval_are_refused() {
+    let mut pbft = started(1, 2);
+    for seq in [0, 3] {
+        let effects = deliver(&mut pbft, START_MS + 1, 2, checkpoint(2, seq, Hash::ZERO));
+        assert_eq!(
+            rejected(&effects),
+            vec![RejectReason::NotACheckpoint { seq }]
+        );
+    }
+}
+
+/// A repeated vote is a duplicate; a different vote for the same number is evidence of a
+/// Byzantine validator, but only when its signature holds.
+#[test]
+fn checkpoint_duplicates_and_conflicts_are_told_apart() {
+    let mut pbft = started(1, 2);
+    let first = checkpoint(2, 2, Hash::digest(b"a"));
+    let _ = deliver(&mut pbft, START_MS + 1, 2, first.clone());
+    let effects = deliver(&mut pbft, START_MS + 2, 2, first);
+    assert_eq!(rejected(&effects), vec![RejectReason::Duplicate]);
+    let effects = deliver(
+        &mut pbft,
+        START_MS + 3,
+        2,
+        checkpoint(2, 2, Hash::digest(b"b")),
+    );
+    assert_eq!(
+        rejected(&effects),
+        vec![RejectReason::ConflictingVote { view: 0, seq: 2 }]
+    );
+    let mut forged = Checkpoint::new_signed(CHAIN, &key(3), ValidatorId(2), 2, Hash::ZERO);
+    forged.from = ValidatorId(2);
+    let effects = deliver(&mut pbft, START_MS + 4, 2, PbftMessage::Checkpoint(forged));
+    assert_eq!(rejected(&effects), vec![RejectReason::BadSignature]);
+}
+
+/// f + 1 CHECKPOINTs above the executed height mean an honest replica executed past this
+/// one: it asks for sync at its next retransmission tick; f of them do not.
+#[test]
+fn f_plus_one_checkpoints_above_the_height_ask_for_sync() {
+    let mut pbft = started(1, 2);
+    let hash = Hash::digest(b"later");
+    let _ = deliver(&mut pbft, START_MS + 1, 2, checkpoint(2, 4, hash));
+    assert_eq!(pbft.behind_hint(), 0, "one vote (f) may be a liar");
+    let _ = deliver(&mut pbft, START_MS + 2, 3, checkpoint(3, 4, hash));
+    assert_eq!(pbft.behind_hint(), 4, "f + 1 votes");
+    let interval = pbft.config().retransmit_interval_ms;
+    let effects = pbft.step(
+        env(START_MS + interval + 1),
+        Input::Timer(PbftTimer::Retransmit),
+    );
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::RequestSync { from_height: 1 })),
+        "{effects:?}"
+    );
+}
+
+/// At most `MAX_PENDING_CHECKPOINTS` sequence numbers are kept; a Byzantine validator's lone
+/// votes go first, so a quorum arriving after a flood of them still becomes stable.
+#[test]
+fn lone_checkpoint_votes_cannot_crowd_out_a_quorum() {
+    let mut pbft = started(1, 2);
+    for k in 2..=20 {
+        let _ = deliver(&mut pbft, START_MS + k, 0, checkpoint(0, 2 * k, Hash::ZERO));
+    }
+    let real = Hash::digest(b"real");
+    for (k, from) in [2, 3, 0].into_iter().enumerate() {
+        let _ = deliver(
+            &mut pbft,
+            START_MS + 100 + k as u64,
+            from,
+            checkpoint(from, 2, real),
+        );
+    }
+    assert_eq!(
+        pbft.stable_checkpoint(),
+        2,
+        "the quorum for 2 survived the flood"
+    );
+}
+
+/// All `MAX_PENDING_CHECKPOINTS` (8) sequence numbers keep their votes while none is full.
+#[test]
+fn eight_checkpoints_in_progress_keep_their_votes() {
+    let mut pbft = started(1, 2);
+    let hash = |seq: u64| Hash::digest(&seq.to_le_bytes());
+    let mut now = START_MS;
+    for seq in (2..=16).step_by(2) {
+        for from in [2, 3] {
+            now += 1;
+            let _ = deliver(&mut pbft, now, from, checkpoint(from, seq, hash(seq)));
+        }
+    }
+    assert_eq!(pbft.stable_checkpoint(), 0, "two votes are not a quorum");
+    let _ = deliver(&mut pbft, now + 1, 0, checkpoint(0, 14, hash(14)));
+    assert_eq!(
+        pbft.stable_checkpoint(),
+        14,
+        "the votes for 14 were all kept"
+    );
+}
+
+// ------------------------------------------------------------------ the view gate's buffer
+
+/// §4.4: a replica still waiting for the NEW-VIEW of view v keeps the PRE-PREPARE, PREPAREs
+/// and COMMITs of v that arrive first, and uses them once the NEW-VIEW installs v: it
+/// prepares, commits and executes without any retransmission.
+#[test]
+fn messages_for_a_view_about_to_start_count_once_it_starts() {
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    cluster.submit(vec![tx(1)]);
+    let is_new_view = |m: &PbftMessage| matches!(m, PbftMessage::NewView(_));
+    // View 0's primary is cut off; view 1's NEW-VIEW never arrives; view 2 is led by 2.
+    cluster.deliver_all(|from, _, _| from != 0);
+    for i in 1..4 {
+        cluster.fire(i, PbftTimer::Progress, 10_000);
+    }
+    cluster.deliver_all(|from, _, m| from != 0 && !(from == 1 && is_new_view(m)));
+    for i in [0, 2, 3] {
+        cluster.fire(i, PbftTimer::ViewChange, 20_000);
+    }
+    // Everyone but 3 hears view 2's NEW-VIEW: they order and execute tx 1 while 3 keeps
+    // what they send it.
+    cluster.deliver_all(|_, to, m| !(to == 3 && is_new_view(m)));
+    assert_eq!(cluster.height(2), 1);
+    assert_eq!(cluster.height(3), 0);
+    assert_eq!(cluster.core(3).view(), 2);
+    let nv = cluster.logged_state(2).latest_new_view.unwrap();
+    cluster.run(3, |d| d.deliver(ValidatorId(2), PbftMessage::NewView(nv)));
+    assert_eq!(cluster.height(3), 1, "the kept COMMITs of view 2 count");
+    let slot = cluster
+        .logged_state(3)
+        .slots
+        .into_iter()
+        .find(|s| s.seq == 1)
+        .unwrap();
+    assert_eq!(slot.view, 2);
+    assert!(
+        slot.sent_commit.is_some(),
+        "the kept PRE-PREPARE and PREPAREs prepared it"
+    );
+}
