@@ -73,6 +73,7 @@ impl<P: SimProtocol> Sim<P> {
             .collect();
         let mut memory = std::mem::take(&mut self.nodes[node].memory);
         let result = act(&mut Adversary {
+            scenario: &self.scenario,
             keys: &self.keys,
             chain_id: &self.chain_id,
             validators: &self.validators,

@@ -46,6 +46,7 @@ pub type Transmission<M> = (usize, usize, M);
 /// with each other's), the cluster's view of each node, and the run's RNG.
 #[derive(Debug)]
 pub struct Adversary<'a, M> {
+    pub scenario: &'a Scenario,
     pub keys: &'a [SecretKey],
     pub chain_id: &'a str,
     pub validators: &'a ValidatorSet,

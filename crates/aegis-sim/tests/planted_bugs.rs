@@ -272,3 +272,30 @@ fn a_failing_seed_prints_its_faults_and_the_command_that_replays_it() {
     assert_eq!(again, violations, "the replay finds the same violations");
     assert!(log.contains(" ms  VIOLATION checkpoint: "), "{log}");
 }
+
+/// f colluders' VIEW-CHANGEs claim a stable checkpoint that only they signed. A core that
+/// checks each CHECKPOINT's signature but forgets to count them adopts it through the
+/// NEW-VIEW; without colluders nobody sends such a proof.
+#[test]
+fn colluders_expose_a_checkpoint_proof_that_is_not_counted() {
+    let _planted = plant(PlantedBug::CheckpointProofUncounted);
+    let caught = (0..200).find(|seed| {
+        let scenario = aegis_sim::Scenario::random(4, *seed);
+        let colluders = scenario
+            .byzantine
+            .iter()
+            .any(|(_, b)| *b == Behavior::Colluding);
+        colluders && {
+            let outcome = aegis_sim::Simulation::new(scenario).run();
+            reported(&outcome, "checkpoint") || reported(&outcome, "new-view")
+        }
+    });
+    drop(_planted);
+    let seed = caught.expect("a colluder seed of 0..200 catches it");
+    let real = run_seed(4, seed);
+    assert!(
+        real.violations.is_empty(),
+        "seed {seed}: {:?}",
+        real.violations
+    );
+}

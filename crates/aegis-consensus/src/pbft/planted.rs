@@ -41,10 +41,13 @@ pub enum PlantedBug {
     NoTimeoutBackoff,
     /// `PbftConfig::quorum` is one short. Caught by the checkers' own quorum arithmetic.
     QuorumOffByOne,
+    /// `verify_checkpoint_proof` checks each CHECKPOINT's signature but not that there are a
+    /// quorum of them. Caught once colluders' VIEW-CHANGEs claim a checkpoint they cannot prove.
+    CheckpointProofUncounted,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 10] = [
+    pub const ALL: [PlantedBug; 11] = [
         PlantedBug::PrepareQuorumOffByOne,
         PlantedBug::ReplaceConflictingPrePrepare,
         PlantedBug::CheckpointWeakQuorum,
@@ -55,6 +58,7 @@ impl PlantedBug {
         PlantedBug::ViewChangeSkipsExecuted,
         PlantedBug::NoTimeoutBackoff,
         PlantedBug::QuorumOffByOne,
+        PlantedBug::CheckpointProofUncounted,
     ];
 }
 
@@ -103,6 +107,15 @@ pub(crate) fn one_fewer(bug: PlantedBug, count: usize) -> usize {
 /// [`PlantedBug::ReplaceConflictingPrePrepare`]: the slot's accepted PRE-PREPARE is not looked at.
 pub(crate) fn forget<T>(bug: PlantedBug, existing: Option<T>) -> Option<T> {
     if active(bug) { None } else { existing }
+}
+
+/// [`PlantedBug::CheckpointProofUncounted`]: the count a proof must reach.
+pub(crate) fn proof_quorum(quorum: usize) -> usize {
+    if active(PlantedBug::CheckpointProofUncounted) {
+        1
+    } else {
+        quorum
+    }
 }
 
 /// [`PlantedBug::CheckpointWeakQuorum`].

@@ -7,14 +7,16 @@
 //! - Colluders (at most f in random runs, f + 1 in the test that breaks agreement) push every
 //!   quorum to its edge: a colluding primary splits the honest nodes between two batches and
 //!   every colluder votes for both; under an honest primary colluders vote towards only some
-//!   honest nodes; their VIEW-CHANGEs hide what they prepared; and a colluding new primary
-//!   builds its NEW-VIEW from the VIEW-CHANGEs that preserve least, first probing with one
-//!   VIEW-CHANGE too few.
+//!   honest nodes; their VIEW-CHANGEs hide what they prepared, or claim a stable checkpoint or
+//!   a prepared certificate they cannot prove (a correct replica refuses those); and a
+//!   colluding new primary builds its NEW-VIEW from the VIEW-CHANGEs that preserve least,
+//!   first probing with one VIEW-CHANGE too few.
 
 use std::collections::BTreeMap;
 
 use aegis_consensus::pbft::{
-    Batch, Checkpoint, Commit, NewView, PbftMessage, PrePrepare, Prepare, ViewChange,
+    Batch, Checkpoint, CheckpointProof, Commit, NewView, PbftMessage, PrePrepare, Prepare,
+    PreparedCert, ViewChange,
 };
 use aegis_types::{Hash, PublicKey, ValidatorId};
 
@@ -200,10 +202,14 @@ fn colluding(
     match &message {
         PbftMessage::PrePrepare(pp) if pp.batch.view == pp.view => split(adversary, from, pp),
         PbftMessage::ViewChange(vc) => {
-            let hidden = hide(adversary, vc);
+            let rewritten = match adversary.below(4) {
+                0 => forge_checkpoint(adversary, vc),
+                1 => forge_prepared(adversary, vc),
+                _ => hide(adversary, vc),
+            };
             targets
                 .iter()
-                .map(|to| (from, *to, PbftMessage::ViewChange(hidden.clone())))
+                .map(|to| (from, *to, PbftMessage::ViewChange(rewritten.clone())))
                 .collect()
         }
         PbftMessage::NewView(nv) => new_view(adversary, from, targets, nv),
@@ -270,6 +276,92 @@ fn hide(adversary: &Adversary<'_, PbftMessage>, vc: &ViewChange) -> ViewChange {
     )
 }
 
+/// A colluder's VIEW-CHANGE claiming the next stable checkpoint, for a block nobody
+/// committed, proven only by the colluders' CHECKPOINTs: fewer than a quorum.
+fn forge_checkpoint(adversary: &Adversary<'_, PbftMessage>, vc: &ViewChange) -> ViewChange {
+    let seq = vc.checkpoint.seq + adversary.scenario.checkpoint_interval;
+    let block_hash = Hash::digest(&seq.to_le_bytes());
+    let checkpoints = adversary
+        .nodes_with(Some(Behavior::Colluding))
+        .into_iter()
+        .map(|c| {
+            let id = ValidatorId(c as u16);
+            Checkpoint::new_signed(adversary.chain_id, &adversary.keys[c], id, seq, block_hash)
+        })
+        .collect();
+    let checkpoint = CheckpointProof {
+        seq,
+        block_hash,
+        checkpoints,
+    };
+    let key = &adversary.keys[usize::from(vc.from.0)];
+    ViewChange::new_signed(
+        adversary.chain_id,
+        key,
+        vc.from,
+        vc.new_view,
+        checkpoint,
+        Vec::new(),
+    )
+}
+
+/// A colluder's VIEW-CHANGE reporting, above its checkpoint, an empty batch "prepared" in the
+/// latest earlier view a colluder led, with PREPAREs from the other colluders only: fewer
+/// than a quorum.
+fn forge_prepared(adversary: &Adversary<'_, PbftMessage>, vc: &ViewChange) -> ViewChange {
+    let n = adversary.behaviors.len();
+    let led = (0..vc.new_view)
+        .rev()
+        .find(|view| is_colluder(adversary, quorum::primary(*view, n)));
+    let Some(view) = led else {
+        return hide(adversary, vc);
+    };
+    let primary = quorum::primary(view, n);
+    let seq = vc.checkpoint.seq + 1;
+    let batch = Batch {
+        proposer: ValidatorId(primary as u16),
+        view,
+        timestamp_ms: 0,
+        txs: Vec::new(),
+    };
+    let digest = batch.digest();
+    let pre_prepare = PrePrepare::new_signed(
+        adversary.chain_id,
+        &adversary.keys[primary],
+        view,
+        seq,
+        batch,
+    );
+    let prepares = adversary
+        .nodes_with(Some(Behavior::Colluding))
+        .into_iter()
+        .filter(|c| *c != primary)
+        .map(|c| {
+            let id = ValidatorId(c as u16);
+            Prepare::new_signed(
+                adversary.chain_id,
+                &adversary.keys[c],
+                id,
+                view,
+                seq,
+                digest,
+            )
+        })
+        .collect();
+    let key = &adversary.keys[usize::from(vc.from.0)];
+    ViewChange::new_signed(
+        adversary.chain_id,
+        key,
+        vc.from,
+        vc.new_view,
+        vc.checkpoint.clone(),
+        vec![PreparedCert {
+            pre_prepare,
+            prepares,
+        }],
+    )
+}
+
 /// A colluding primary's NEW-VIEW: from every VIEW-CHANGE it knows for the view, the colluders'
 /// (hiding what they prepared) first, then the honest ones that preserve least, with O
 /// recomputed so that honest backups accept it. It first sends one with a VIEW-CHANGE too few,
@@ -283,18 +375,25 @@ fn new_view(
     let view = nv.view;
     let n = adversary.behaviors.len();
     let f = (n - 1) / 3;
-    // Honest VIEW-CHANGEs are valid (honest nodes only send valid ones); those of Byzantine
-    // nodes that do not collude are not trusted.
+    // Honest VIEW-CHANGEs are valid (honest nodes only send valid ones); the ones in the
+    // core's NEW-VIEW passed its checks.
     let mut known: BTreeMap<u16, ViewChange> = BTreeMap::new();
     let remembered = adversary.memory.iter().filter_map(|m| match m {
         PbftMessage::ViewChange(vc) => Some(vc),
         _ => None,
     });
-    for vc in nv.view_changes.iter().chain(remembered) {
-        let sender = usize::from(vc.from.0);
-        let trusted = adversary.behaviors.get(sender).copied().flatten().is_none()
-            || is_colluder(adversary, sender);
-        if vc.new_view == view && trusted {
+    // Colluders' own come from the core's NEW-VIEW only: the ones they sent may be forged.
+    for vc in &nv.view_changes {
+        known.insert(vc.from.0, vc.clone());
+    }
+    for vc in remembered {
+        let honest = adversary
+            .behaviors
+            .get(usize::from(vc.from.0))
+            .copied()
+            .flatten()
+            .is_none();
+        if vc.new_view == view && honest {
             known.entry(vc.from.0).or_insert_with(|| vc.clone());
         }
     }
