@@ -307,3 +307,100 @@ fn messages_for_a_view_about_to_start_count_once_it_starts() {
         "the kept PRE-PREPARE and PREPAREs prepared it"
     );
 }
+
+// --------------------------------------------------------------- stable checkpoints
+
+/// §4.3: a new stable checkpoint discards the votes at and below it, not the votes for later
+/// checkpoints that are still arriving.
+#[test]
+fn a_stable_checkpoint_keeps_the_votes_for_later_ones() {
+    let mut pbft = started(1, 2);
+    let (two, four) = (Hash::digest(b"2"), Hash::digest(b"4"));
+    let mut now = START_MS;
+    for from in [2, 3] {
+        now += 1;
+        let _ = deliver(&mut pbft, now, from, checkpoint(from, 4, four));
+    }
+    for from in [0, 2, 3] {
+        now += 1;
+        let _ = deliver(&mut pbft, now, from, checkpoint(from, 2, two));
+    }
+    assert_eq!(pbft.stable_checkpoint(), 2);
+    let _ = deliver(&mut pbft, now + 1, 0, checkpoint(0, 4, four));
+    assert_eq!(
+        pbft.stable_checkpoint(),
+        4,
+        "the two earlier votes for 4 were kept"
+    );
+}
+
+/// Adopting a stable checkpoint above what it executed makes a replica ask for the blocks at
+/// once; one at its own height asks for nothing.
+#[test]
+fn adopting_a_stable_checkpoint_asks_for_sync_only_when_behind() {
+    let mut behind = started(1, 2);
+    let hash = Hash::digest(b"2");
+    let mut asked = 0;
+    for (k, from) in [0, 2, 3].into_iter().enumerate() {
+        let effects = deliver(
+            &mut behind,
+            START_MS + 1 + k as u64,
+            from,
+            checkpoint(from, 2, hash),
+        );
+        asked += effects
+            .iter()
+            .filter(|e| matches!(e, Effect::RequestSync { from_height: 1 }))
+            .count();
+    }
+    assert_eq!(behind.stable_checkpoint(), 2);
+    assert_eq!(asked, 1, "behind at 0 with a stable checkpoint at 2");
+
+    // A cluster that executes blocks 1 and 2 itself never asks.
+    let g = genesis(4, 1, 2, 1);
+    let mut cluster = Cluster::new(&g);
+    for nonce in 1..=2 {
+        cluster.submit(vec![tx(nonce)]);
+        cluster.deliver_all(|_, _, _| true);
+    }
+    assert_eq!(cluster.core(1).stable_checkpoint(), 2);
+    let sync_requests: usize = (0..4)
+        .map(|i| cluster.driver(i).transport().sync_requests.len())
+        .sum();
+    assert_eq!(sync_requests, 0);
+}
+
+/// A replica working below the stable checkpoint gets the proof: the quorum's CHECKPOINTs,
+/// all but its own.
+#[test]
+fn a_lagging_sender_gets_the_stable_proof_from_the_others() {
+    let g = genesis(4, 1, 2, 1);
+    let mut cluster = Cluster::new(&g);
+    for nonce in 1..=3 {
+        cluster.submit(vec![tx(nonce)]);
+        cluster.deliver_all(|_, _, _| true);
+    }
+    let mut node = cluster.take_core(1);
+    assert_eq!(node.stable_checkpoint(), 2);
+    let stale = PbftMessage::Commit(Commit::new_signed(
+        CHAIN,
+        &key(2),
+        ValidatorId(2),
+        0,
+        1,
+        Hash::ZERO,
+    ));
+    let effects = deliver(&mut node, 50_000, 2, stale);
+    let forwarded: Vec<ValidatorId> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send(aegis_consensus::Outgoing::To(
+                ValidatorId(2),
+                PbftMessage::Checkpoint(c),
+            )) => Some(c.from),
+            _ => None,
+        })
+        .collect();
+    assert!(forwarded.len() >= 2, "{forwarded:?}");
+    assert!(!forwarded.contains(&ValidatorId(2)), "{forwarded:?}");
+}

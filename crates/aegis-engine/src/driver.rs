@@ -412,6 +412,10 @@ impl<P: Protocol, I: Io<P>> Driver<P, I> {
         self.stats
     }
 
+    pub fn transport(&self) -> &I::Transport {
+        &self.transport
+    }
+
     pub fn transport_mut(&mut self) -> &mut I::Transport {
         &mut self.transport
     }
