@@ -404,3 +404,112 @@ fn a_lagging_sender_gets_the_stable_proof_from_the_others() {
     assert!(forwarded.len() >= 2, "{forwarded:?}");
     assert!(!forwarded.contains(&ValidatorId(2)), "{forwarded:?}");
 }
+
+// ------------------------------------------------------------------- refusal reasons
+
+/// A repeated vote is a duplicate; a different vote for the same slot is evidence of a
+/// Byzantine validator (logged as such), but only when its signature holds.
+#[test]
+fn repeated_and_conflicting_votes_are_told_apart() {
+    let mut pbft = started(1, 10);
+    let (a, b) = (Hash::digest(b"a"), Hash::digest(b"b"));
+    let k2 = key(2);
+    let me2 = ValidatorId(2);
+    let prepare: &dyn Fn(Hash) -> PbftMessage =
+        &|d| PbftMessage::Prepare(Prepare::new_signed(CHAIN, &k2, me2, 0, 1, d));
+    let commit: &dyn Fn(Hash) -> PbftMessage =
+        &|h| PbftMessage::Commit(Commit::new_signed(CHAIN, &k2, me2, 0, 1, h));
+    let forged = |message: PbftMessage| match message {
+        PbftMessage::Prepare(mut p) => {
+            p.signature.0[0] ^= 1;
+            PbftMessage::Prepare(p)
+        }
+        PbftMessage::Commit(mut c) => {
+            c.signature.0[0] ^= 1;
+            PbftMessage::Commit(c)
+        }
+        other => other,
+    };
+    let mut now = START_MS;
+    for vote in [prepare, commit] {
+        now += 1;
+        assert_eq!(rejected(&deliver(&mut pbft, now, 2, vote(a))), vec![]);
+        assert_eq!(
+            rejected(&deliver(&mut pbft, now + 1, 2, vote(a))),
+            vec![RejectReason::Duplicate]
+        );
+        let conflict = rejected(&deliver(&mut pbft, now + 2, 2, vote(b)));
+        assert_eq!(
+            conflict,
+            vec![RejectReason::ConflictingVote { view: 0, seq: 1 }]
+        );
+        assert!(aegis_consensus::Reject::is_byzantine_evidence(&conflict[0]));
+        assert_eq!(
+            rejected(&deliver(&mut pbft, now + 3, 2, forged(vote(b)))),
+            vec![RejectReason::BadSignature]
+        );
+        now += 10;
+    }
+}
+
+/// §4.2: a backup accepts one PRE-PREPARE per view and sequence number; a second, different
+/// one is the primary equivocating.
+#[test]
+fn a_second_pre_prepare_for_a_slot_is_equivocation() {
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    cluster.submit_to(0, vec![tx(1)]);
+    let first = cluster
+        .queue
+        .iter()
+        .find_map(|(_, to, m)| match m {
+            PbftMessage::PrePrepare(pp) if *to == 1 => Some(pp.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let mut backup = cluster.take_core(1);
+    assert_eq!(
+        rejected(&deliver(
+            &mut backup,
+            START_MS,
+            0,
+            PbftMessage::PrePrepare(first.clone())
+        )),
+        vec![]
+    );
+    assert_eq!(
+        rejected(&deliver(
+            &mut backup,
+            START_MS + 1,
+            0,
+            PbftMessage::PrePrepare(first.clone())
+        )),
+        vec![RejectReason::Duplicate]
+    );
+    let mut batch = first.batch.clone();
+    batch.timestamp_ms += 1;
+    let other = aegis_consensus::pbft::PrePrepare::new_signed(CHAIN, &key(0), 0, first.seq, batch);
+    let mut forged = other.clone();
+    forged.signature.0[0] ^= 1;
+    assert_eq!(
+        rejected(&deliver(
+            &mut backup,
+            START_MS + 2,
+            0,
+            PbftMessage::PrePrepare(forged)
+        )),
+        vec![RejectReason::BadSignature]
+    );
+    assert_eq!(
+        rejected(&deliver(
+            &mut backup,
+            START_MS + 3,
+            0,
+            PbftMessage::PrePrepare(other)
+        )),
+        vec![RejectReason::Equivocation {
+            view: 0,
+            seq: first.seq
+        }]
+    );
+}
