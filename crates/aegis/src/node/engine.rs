@@ -129,6 +129,13 @@ fn turn_loop(
                     reply,
                 } => {
                     let admissions = driver.submit(transactions.clone())?;
+                    // The mempool verified these in one batch: proposals carrying them are
+                    // not verified again.
+                    for (tx, admission) in transactions.iter().zip(&admissions) {
+                        if let Admission::Accepted { id } = admission {
+                            shared.verified.remember(tx.body.sender, *id, tx.signature);
+                        }
+                    }
                     if forward {
                         gossip.extend(
                             transactions

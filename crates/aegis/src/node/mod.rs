@@ -13,7 +13,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use aegis_api::{ApiError, CommittedBlock, ConsensusView, NodeApi, NodeFuture, SyncState};
-use aegis_consensus::pbft::{Pbft, PbftConfig, PbftMessage, PbftPersisted};
+use aegis_consensus::pbft::{Pbft, PbftConfig, PbftMessage, PbftPersisted, Remembered};
 use aegis_engine::{Driver, DriverConfig, FileLog, Parts};
 use aegis_mempool::{Admission, Mempool, MempoolConfig};
 use aegis_p2p::{Inbox, P2pNetwork, tags};
@@ -39,6 +39,8 @@ pub const STALLED_AFTER: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct NodeShared {
     pub metrics: NodeMetrics,
+    /// Signatures verified once (at admission, or in a proposal), never verified again.
+    pub verified: Arc<Remembered>,
     view: RwLock<ConsensusView>,
     events: broadcast::Sender<Arc<CommittedBlock>>,
     running: AtomicBool,
@@ -56,6 +58,7 @@ impl NodeShared {
         let (events, _) = broadcast::channel(EVENTS_CHANNEL);
         NodeShared {
             metrics: NodeMetrics::default(),
+            verified: Arc::new(Remembered::default()),
             view: RwLock::new(ConsensusView {
                 algorithm: "pbft",
                 running: false,
@@ -256,7 +259,8 @@ pub async fn start(
         Some(state) => Pbft::restore(pbft_config, node.secret.clone(), state),
         None => Pbft::new(pbft_config, node.secret.clone()),
     }
-    .context("build the PBFT core")?;
+    .context("build the PBFT core")?
+    .with_verifier(Arc::clone(&shared.verified) as Arc<dyn aegis_consensus::pbft::SignatureCheck>);
     info!(
         resumed,
         height = core.last_committed().0,
@@ -265,6 +269,10 @@ pub async fn start(
         "Consensus state {}",
         if resumed { "restored from the consensus log" } else { "starts at genesis" }
     );
+    let driver_config = DriverConfig {
+        max_batch_bytes: config.consensus.max_block_bytes,
+        block_interval_ms: config.consensus.block_interval.as_millis() as u64,
+    };
     let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
     let runtime = tokio::runtime::Handle::current();
     let thread_shared = Arc::clone(&shared);
@@ -292,7 +300,7 @@ pub async fn start(
                     validators,
                 },
             };
-            let driver: NodeDriver = Driver::new(core, parts, mempool, DriverConfig::default());
+            let driver: NodeDriver = Driver::new(core, parts, mempool, driver_config);
             engine::run(driver, receiver, runtime, thread_shared)
         })
         .context("start the consensus engine thread")?;
