@@ -44,6 +44,12 @@ enum Command {
     Bench(cmd::bench::Command),
     /// Run the deterministic consensus simulator on many seeds; exit 0 only with no violation.
     Simulate(cmd::simulate::Args),
+    /// Submit and read transactions through a node's API.
+    #[command(subcommand)]
+    Tx(cmd::client::TxCommand),
+    /// Read blocks through a node's API.
+    #[command(subcommand)]
+    Block(cmd::client::BlockCommand),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +64,8 @@ fn main() -> ExitCode {
         (Some(Command::Verify(args)), _) => cmd::verify::run(args),
         (Some(Command::Bench(command)), _) => cmd::bench::run(command),
         (Some(Command::Simulate(args)), _) => cmd::simulate::run(args),
+        (Some(Command::Tx(command)), _) => cmd::client::tx(command),
+        (Some(Command::Block(command)), _) => cmd::client::block(command),
         (None, None) => {
             eprintln!(
                 "error: give a subcommand, or --config FILE to run the node (see `aegis --help`)"
