@@ -30,6 +30,9 @@ enum Command {
     Keygen(cmd::keygen::Args),
     /// Generate a local test network: genesis, keys, TLS certificates and one home per node.
     Testnet(cmd::testnet::Args),
+    /// Run a live local network: start the validators, send a light workload, show
+    /// progress until Ctrl-C.
+    Devnet(cmd::devnet::Args),
     /// Work with configuration files.
     #[command(subcommand)]
     Config(cmd::config::Command),
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         (None, Some(config)) => cmd::run::run(cmd::run::Args { config }),
         (Some(Command::Keygen(args)), _) => cmd::keygen::run(args),
         (Some(Command::Testnet(args)), _) => cmd::testnet::run(args),
+        (Some(Command::Devnet(args)), _) => cmd::devnet::run(args),
         (Some(Command::Config(command)), _) => cmd::config::run(command),
         (Some(Command::Db(command)), _) => cmd::db::run(command),
         (Some(Command::Verify(args)), _) => cmd::verify::run(args),

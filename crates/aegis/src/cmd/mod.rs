@@ -4,6 +4,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod db;
+pub mod devnet;
 pub mod keygen;
 pub mod run;
 pub mod simulate;
