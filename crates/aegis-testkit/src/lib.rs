@@ -2,15 +2,15 @@
 //! normal one. It owns what tests share, so no test file writes its own:
 //!
 //! - [`wait`]: polling waits that fail at a deadline, naming what they waited for, instead
-//!   of sleeping for a guessed time; [`wait_async`] (feature `tokio`) for async tests;
+//!   of sleeping for a guessed time; `wait_async` (feature `tokio`) for async tests;
 //! - [`net`]: loopback addresses per test and free ports;
 //! - [`purity`]: the check that a pure crate has no I/O, clock or randomness;
-//! - feature `chain`: validator keys, genesis documents ([`GenesisBuilder`]) and signed
+//! - feature `chain`: validator keys, genesis documents (`GenesisBuilder`) and signed
 //!   transactions;
 //! - feature `cluster`: a PBFT cluster run by the engine's driver over in-memory or
-//!   file-backed I/O ([`cluster`]);
-//! - feature `p2p`: `aegis-p2p` nodes on loopback ([`p2p`]) and their TLS certificates
-//!   ([`tls`]).
+//!   file-backed I/O (`cluster`);
+//! - feature `p2p`: `aegis-p2p` nodes on loopback (`p2p`) and their TLS certificates
+//!   (`tls`).
 //!
 //! Without features the crate depends on nothing; each feature brings only its own
 //! dependencies, so a test crate compiles nothing it does not use.

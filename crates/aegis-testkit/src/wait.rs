@@ -1,7 +1,7 @@
 //! Waiting on a condition with a deadline: tests never sleep for a guessed time, they poll
 //! what they wait for and fail with what they waited for once the deadline passes.
 //!
-//! These waits block the thread; async tests use [`crate::wait_async`] (feature `tokio`),
+//! These waits block the thread; async tests use `wait_async` (feature `tokio`),
 //! which has the same functions and sleeps on tokio's timer instead.
 
 use std::time::{Duration, Instant};
