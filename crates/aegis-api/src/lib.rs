@@ -22,6 +22,7 @@
 pub mod error;
 pub mod health;
 pub mod monitoring;
+pub mod node;
 pub mod server;
 mod state;
 
@@ -32,6 +33,7 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
+pub use node::{CommittedBlock, ConsensusView, NodeApi, NodeFuture, SyncState};
 pub use server::{HttpListen, HttpServer, SHUTDOWN_GRACE, ServeError, serve};
 pub use state::{LedgerStatus, NodeStatus};
 

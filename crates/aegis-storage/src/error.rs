@@ -67,9 +67,6 @@ pub enum StorageError {
     /// Stored data that does not decode or does not match what it should.
     #[error("integrity error: corrupt ledger data{}: {detail}", height.map(|h| format!(" at height {h}")).unwrap_or_default())]
     Corrupt { height: Option<u64>, detail: String },
-    /// A consensus state file whose checksum does not match its contents.
-    #[error("integrity error: corrupt consensus state file {path}: {detail}")]
-    CorruptFile { path: PathBuf, detail: String },
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -83,10 +80,6 @@ pub enum StorageError {
         "no ledger database at {0}; run `aegis db migrate --config FILE` or start the node once"
     )]
     Missing(PathBuf),
-    #[error(
-        "invalid consensus state name {0:?}: use 1 to 128 characters of [A-Za-z0-9._-], not starting with '.'"
-    )]
-    InvalidName(String),
     #[error("background task failed: {0}")]
     Task(String),
     /// SQLite's transaction-id index cannot keep up: merges keep failing, or lookups keep

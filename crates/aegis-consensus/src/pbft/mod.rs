@@ -49,7 +49,7 @@ pub use messages::{
 };
 pub use reject::{BatchFault, RejectReason, SyncFault};
 pub use state::{PbftPersisted, PbftRecord, PersistedSlot, Status};
-pub use verifier::{Ed25519, SignatureCheck};
+pub use verifier::{Ed25519, MAX_REMEMBERED_SIGNATURES, Remembered, SignatureCheck};
 
 use crate::{CoreStatus, Effect, Env, Input, Outgoing, Protocol, Role};
 use journal::Journal;

@@ -198,6 +198,11 @@ impl P2pNetwork {
         self.inner.identity.validator_id()
     }
 
+    /// The largest message payload a frame can carry (from `max_frame_size`).
+    pub fn max_payload_bytes(&self) -> usize {
+        wire::max_payload(self.inner.config.max_frame_size_bytes)
+    }
+
     pub fn metrics(&self) -> &P2pMetrics {
         &self.inner.metrics
     }

@@ -72,12 +72,26 @@ async fn node_main(
             return Ok(ExitCode::FAILURE);
         }
     };
-    let network = start_network(&node, &sighup, Arc::clone(&ledger_status)).await?;
+    let network = start_network(&node, &sighup, Arc::clone(&ledger_status), store.clone()).await?;
     let probe = tokio::spawn(probe_ledger(store.clone(), ledger_status));
-    shutdown_signal().await?;
+    let failed = tokio::select! {
+        signal = shutdown_signal() => {
+            signal?;
+            false
+        }
+        () = network.consensus.failed() => true,
+    };
     probe.abort();
-    network.stop().await;
+    let stopped = network.stop().await;
     store.close().await;
+    if failed || stopped.is_err() {
+        if let Err(error) = stopped {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+        }
+        info!("AEGIS node stopped after a consensus engine failure");
+        return Ok(ExitCode::FAILURE);
+    }
     info!("AEGIS node stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -175,30 +189,32 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The network side of a running node: the P2P layer, the placeholder consumer of its
-/// inbox, and the HTTP endpoints.
+/// The running node: the P2P layer, the consensus engine fed by its inbox, and the HTTP
+/// endpoints.
 struct NetworkSide {
     network: aegis_p2p::P2pNetwork,
-    drain: tokio::task::JoinHandle<()>,
+    consensus: crate::node::ConsensusNode,
     http: aegis_api::HttpEndpoints,
 }
 
 impl NetworkSide {
-    /// Stops the HTTP endpoints (letting requests in flight finish), then the P2P layer.
-    async fn stop(self) {
+    /// Stops taking transactions (503), lets the engine store and sync what it decided, stops
+    /// the HTTP endpoints (letting requests in flight finish), then the P2P layer.
+    async fn stop(self) -> anyhow::Result<()> {
+        let stopped = self.consensus.stop().await;
         self.http.stop().await;
         self.network.shutdown();
-        // The inbox ends once the network is shut down and what it held is counted.
-        let _ = self.drain.await;
+        stopped
     }
 }
 
-/// Starts the P2P layer and the `/metrics`, `/status` and `/health` endpoints (all a node
-/// does until the consensus engine is wired in), and reloads the TLS files on SIGHUP.
+/// Starts the P2P layer, the consensus engine on its inbox, and the `/metrics`, `/status`
+/// and `/health` endpoints; reloads the TLS files on SIGHUP.
 async fn start_network(
     node: &Preflight,
     sighup: &aegis_telemetry::SighupHub,
     ledger: Arc<aegis_api::LedgerStatus>,
+    store: aegis_storage::SqlStore,
 ) -> anyhow::Result<NetworkSide> {
     let config = &node.config;
     let metrics = Arc::new(aegis_telemetry::Metrics::new());
@@ -216,6 +232,22 @@ async fn start_network(
         .await
         .context("start the P2P network")?;
     sighup.subscribe("tls reload", network.tls_reload_trigger());
+    let consensus = match crate::node::start(
+        node,
+        store,
+        network.clone(),
+        inbox,
+        &metrics,
+        Arc::clone(&ledger),
+    )
+    .await
+    {
+        Ok(consensus) => consensus,
+        Err(error) => {
+            network.shutdown();
+            return Err(error.context("start the consensus engine"));
+        }
+    };
     let status = Arc::new(aegis_api::NodeStatus::new(
         node.node_id.clone(),
         &validators,
@@ -223,7 +255,6 @@ async fn start_network(
         ledger,
         metrics,
     ));
-    let drain = tokio::spawn(drain_inbox(inbox, Arc::clone(&status)));
     let options = aegis_api::HttpOptions {
         api: Some(aegis_api::HttpListen {
             host: config.api.host.clone(),
@@ -238,24 +269,16 @@ async fn start_network(
     let http = match aegis_api::start(options, status).await {
         Ok(http) => http,
         Err(error) => {
+            let _ = consensus.stop().await;
             network.shutdown();
             return Err(anyhow::Error::new(error).context("start the HTTP endpoints"));
         }
     };
     Ok(NetworkSide {
         network,
-        drain,
+        consensus,
         http,
     })
-}
-
-/// Takes and counts what peers send until the network shuts down: nothing consumes
-/// messages yet, and an unread inbox would make peer readers wait (backpressure). The
-/// consensus engine takes the inbox instead of this.
-async fn drain_inbox(mut inbox: aegis_p2p::Inbox, status: Arc<aegis_api::NodeStatus>) {
-    while inbox.recv().await.is_some() {
-        status.add_messages_received(1);
-    }
 }
 
 /// The P2P layer's settings from the node configuration. Destructured exhaustively so a
