@@ -12,7 +12,8 @@ use aegis_config::{
     ConfigError, LoadError, LogLevel, MetricKind, NodeConfig, PeerAddress, StorageBackend,
     check_against_genesis, load, parse_str,
 };
-use aegis_types::{ConsensusAlgorithm, ConsensusParams, Genesis, PublicKey, Validator};
+use aegis_testkit::GenesisBuilder;
+use aegis_types::{ConsensusAlgorithm, Genesis};
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
     let map: HashMap<String, String> = pairs
@@ -830,23 +831,10 @@ fn api_tls_requires_files() {
 }
 
 fn genesis_with(n: usize, f: u32, algorithm: ConsensusAlgorithm) -> Genesis {
-    Genesis {
-        chain_id: "aegis-test".into(),
-        genesis_time_ms: 0,
-        validators: (0..n)
-            .map(|i| Validator {
-                name: format!("node{i}"),
-                public_key: PublicKey([i as u8; 32]),
-                p2p_address: format!("10.0.0.{i}:8000"),
-                api_address: format!("10.0.0.{i}:8080"),
-            })
-            .collect(),
-        consensus: ConsensusParams {
-            algorithm,
-            max_byzantine_nodes: f,
-            ..ConsensusParams::default()
-        },
-    }
+    GenesisBuilder::new(n)
+        .max_byzantine_nodes(f)
+        .algorithm(algorithm)
+        .build()
 }
 
 fn genesis_errors(config: &NodeConfig, genesis: &Genesis) -> Vec<String> {

@@ -10,15 +10,18 @@
 //! - the schema and its versioned, embedded migrations ([`schema`]);
 //! - offline **verification** of a stored chain against its genesis ([`verify_chain`]) and a
 //!   cheap start-up check of the tip ([`check_tip`]);
-//! - the storage benchmark ([`bench`]).
+//! - with the `fixtures` feature, valid chains made in-process (`fixtures::ChainFixture`)
+//!   and the storage benchmark built on them (`bench`, `bench_storage`).
 //!
 //! A block is written with its certificate in one database transaction: after a crash it is
 //! there whole or not at all. See `docs/storage.md` and
 //! `docs/adr/0004-storage-durability.md`.
 
+#[cfg(feature = "fixtures")]
 pub mod bench;
 pub mod config;
 mod error;
+#[cfg(feature = "fixtures")]
 pub mod fixtures;
 mod id_index;
 pub mod schema;
@@ -75,7 +78,8 @@ async fn verify_with_index(
     Ok(report)
 }
 
-/// `aegis bench storage`: opens (creating) the ledger at `config` and runs the benchmark,
+#[cfg(feature = "fixtures")]
+/// `aegis bench storage` (feature `fixtures`): opens (creating) the ledger at `config` and runs the benchmark,
 /// extending the chain of `fixture`.
 pub async fn bench_storage(
     config: &StoreConfig,

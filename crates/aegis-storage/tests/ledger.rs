@@ -13,6 +13,7 @@ use aegis_storage::{
     Ledger, NodeRecord, NodeRegistry, OpenMode, SCHEMA_VERSION, SqlStore, StorageError,
     StoreConfig, check_tip, verify_chain,
 };
+use aegis_testkit::wait_async::retry_until;
 use aegis_types::{Hash, PublicKey};
 use support::TestDb;
 
@@ -666,18 +667,12 @@ async fn postgres_lost_mid_run_fails_appends_then_recovers() {
     assert!(error.is_transient(), "{error}");
     pg_ctl("start");
     // The pool replaces its dead connections; retry as the engine would.
-    let mut appended = false;
-    for _ in 0..20 {
-        if store.append_block(&next, &next_cert).await.is_ok() {
-            appended = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert!(
-        appended,
-        "append never succeeded after the server came back"
-    );
+    retry_until(
+        Duration::from_secs(30),
+        "an append to succeed after the server came back",
+        async || store.append_block(&next, &next_cert).await.is_ok(),
+    )
+    .await;
     let report = verify_chain(&store, &fixture.genesis).await.unwrap();
     assert!(
         report.to_string().starts_with("Chain verified: 2 blocks"),

@@ -12,10 +12,15 @@ mod common;
 
 use common::{aegis, http_get};
 
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aegis_testkit::net::port_is_free;
+use aegis_testkit::wait::{wait_for, wait_until};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Kills the node processes this test started, however the test ends.
 struct Nodes(Vec<Child>);
@@ -30,7 +35,7 @@ impl Drop for Nodes {
 }
 
 fn free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
+    port_is_free(LOCALHOST, port)
 }
 
 /// A base port whose testnet ports (P+i, P+80+i, P+1090+i) are all free now. Seeded from
@@ -96,26 +101,33 @@ fn start_mesh(out: &Path, base: u16, nodes: &mut Nodes) -> Start {
                 .unwrap(),
         );
     }
-    let deadline = Instant::now() + MESH_WAIT;
-    loop {
-        let counts: Vec<Option<u64>> = (0..4).map(|i| peers(base + 1090 + i)).collect();
-        if counts.iter().all(|c| *c == Some(3)) {
-            return Start::Mesh;
-        }
-        for child in &mut nodes.0 {
-            if let Some(status) = child.try_wait().unwrap() {
-                let logs = logs(out);
-                if logs.contains("Address already in use") {
-                    return Start::PortTaken(logs);
-                }
-                panic!("a node exited ({status}):\n{logs}");
+    let peers_per_node =
+        || -> Vec<Option<u64>> { (0..4).map(|i| peers(base + 1090 + i)).collect() };
+    wait_for(
+        MESH_WAIT,
+        || {
+            format!(
+                "a full mesh: peers per node {:?}\n{}",
+                peers_per_node(),
+                logs(out)
+            )
+        },
+        || {
+            if peers_per_node().iter().all(|c| *c == Some(3)) {
+                return Some(Start::Mesh);
             }
-        }
-        if Instant::now() > deadline {
-            panic!("no full mesh: peers per node {counts:?}\n{}", logs(out));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+            for child in &mut nodes.0 {
+                if let Some(status) = child.try_wait().unwrap() {
+                    let logs = logs(out);
+                    if logs.contains("Address already in use") {
+                        return Some(Start::PortTaken(logs));
+                    }
+                    panic!("a node exited ({status}):\n{logs}");
+                }
+            }
+            None
+        },
+    )
 }
 
 fn peers(metrics_port: u16) -> Option<u64> {
@@ -193,19 +205,14 @@ fn four_aegis_run_processes_form_a_full_mesh() {
 }
 
 fn assert_known_peers_file(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let count = std::fs::read_to_string(path)
+    let count = || {
+        std::fs::read_to_string(path)
             .map(|text| text.matches("public_key").count())
-            .unwrap_or(0);
-        if count == 3 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} lists {count} peers",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            .unwrap_or(0)
+    };
+    wait_until(
+        Duration::from_secs(5),
+        || format!("3 peers in {}; it lists {}", path.display(), count()),
+        || count() == 3,
+    );
 }
