@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Inner, LOG_TARGET, NO_PEERS_LOG_INTERVAL, State, TICK};
+use super::{Inner, LOG_TARGET, NO_PEERS_LOG_INTERVAL, State, TICK, canonical};
 
 impl Inner {
     pub(super) async fn maintenance_loop(self: Arc<Self>) {
@@ -29,7 +29,18 @@ impl Inner {
                         .banned_ips
                         .set(state.bans.banned_count() as i64);
                     state.limiter.sweep(now);
+                    let State {
+                        validator_addresses,
+                        peers,
+                        ..
+                    } = &mut *state;
+                    validator_addresses.sweep(now, |ip| {
+                        peers.values().any(|peer| canonical(peer.remote.ip()) == ip)
+                    });
                     state.book.save_if_dirty();
+                    drop(state);
+                    self.log_suppressed(now);
+                    state = self.lock();
                 }
                 if state.peers.is_empty() {
                     let due = state.no_peers_logged.is_none_or(|last| {
