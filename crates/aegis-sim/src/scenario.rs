@@ -42,7 +42,7 @@ impl Behavior {
 
     /// Whether a censoring primary leaves this transaction out.
     pub fn censors(id: &aegis_types::Hash) -> bool {
-        id.0[0] % 2 == 0
+        id.0[0].is_multiple_of(2)
     }
 }
 
