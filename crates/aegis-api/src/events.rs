@@ -6,9 +6,9 @@
 //! behind the node's channel (`Lagged`) or sees a gap reads the missed blocks from the
 //! ledger, so no block is skipped and none is sent twice. Without `Last-Event-ID` the stream
 //! starts with the next block committed. Streams end when the server stops; at most
-//! `max_event_streams` are open at once, and a comment line keeps idle ones alive.
+//! `max_event_streams` are open at once, and a comment line every `event_keep_alive` keeps
+//! idle ones alive.
 
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -29,8 +29,6 @@ use crate::model::BlockEventJson;
 use crate::routes::{ClientApi, storage_error};
 use crate::{ApiError, CommittedBlock};
 
-/// Interval of the keep-alive comment on an idle stream (proxies close silent connections).
-pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Blocks read from the ledger at once while replaying.
 pub const REPLAY_CHUNK_BLOCKS: u64 = 64;
 /// Events queued for one client before the feeder waits for it to read.
@@ -96,7 +94,7 @@ pub async fn events(
         _permit: permit,
     }));
     let mut response = Sse::new(EventStream(receiver))
-        .keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE))
+        .keep_alive(KeepAlive::new().interval(api.limits.event_keep_alive))
         .into_response();
     // Reverse proxies (nginx) would otherwise buffer the stream.
     response
@@ -111,7 +109,7 @@ struct Feed {
     blocks: broadcast::Receiver<Arc<CommittedBlock>>,
     /// The height of the last event sent (or of the start point).
     last: u64,
-    out: mpsc::Sender<Event>,
+    out: mpsc::Sender<BlockEventJson>,
     shutdown: CancellationToken,
     /// Held while the stream is open (`max_event_streams`).
     _permit: OwnedSemaphorePermit,
@@ -125,6 +123,11 @@ async fn feed(mut feed: Feed) {
     if replay(&mut feed, None).await.is_err() {
         return;
     }
+    follow_node(feed).await;
+}
+
+/// Sends what the node announces, filling any gap from the ledger, until the stream ends.
+async fn follow_node(mut feed: Feed) {
     loop {
         let received = tokio::select! {
             () = feed.shutdown.cancelled() => return,
@@ -202,17 +205,10 @@ async fn replay(feed: &mut Feed, up_to: Option<u64>) -> Result<(), Ended> {
 }
 
 async fn send(feed: &mut Feed, block: &BlockEventJson) -> Result<(), Ended> {
-    let event = Event::default()
-        .id(block.height.to_string())
-        .event("block")
-        .json_data(block)
-        .map_err(|error| {
-            tracing::error!(%error, height = block.height, "encode a block event");
-            Ended
-        })?;
+    debug_assert_eq!(block.height, feed.last + 1, "events go out in height order");
     tokio::select! {
         () = feed.shutdown.cancelled() => Err(Ended),
-        sent = feed.out.send(event) => {
+        sent = feed.out.send(block.clone()) => {
             sent.map_err(|_| Ended)?;
             feed.last = block.height;
             Ok(())
@@ -220,13 +216,116 @@ async fn send(feed: &mut Feed, block: &BlockEventJson) -> Result<(), Ended> {
     }
 }
 
-/// The response body's events, as the feeder queues them.
-struct EventStream(mpsc::Receiver<Event>);
+/// The response body's events, as the feeder queues them: `id: <height>`, `event: block`,
+/// `data: <BlockEvent JSON>`.
+struct EventStream(mpsc::Receiver<BlockEventJson>);
 
 impl Stream for EventStream {
-    type Item = Result<Event, Infallible>;
+    type Item = Result<Event, axum::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|event| event.map(Ok))
+        self.0.poll_recv(cx).map(|block| {
+            block.map(|block| {
+                Event::default()
+                    .id(block.height.to_string())
+                    .event("block")
+                    .json_data(&block)
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use aegis_storage::fixtures::ChainFixture;
+    use aegis_storage::{SqlStore, StoreConfig};
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    async fn ledger(dir: &tempfile::TempDir) -> Arc<SqlStore> {
+        let config = StoreConfig::sqlite(dir.path().join("blockchain.db"));
+        Arc::new(SqlStore::open(&config).await.unwrap())
+    }
+
+    fn announced(block: &aegis_types::Block) -> Arc<CommittedBlock> {
+        Arc::new(CommittedBlock {
+            height: block.height(),
+            hash: block.hash(),
+            tx_ids: block.tx_ids(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_lags_reads_what_it_missed_from_the_ledger_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ledger(&dir).await;
+        let mut fixture = ChainFixture::new(1, "c");
+        let (node, blocks) = broadcast::channel(2);
+        let (out, mut events) = mpsc::channel(EVENT_QUEUE);
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        let mut feed = Feed {
+            ledger: Arc::clone(&store) as Arc<dyn Ledger>,
+            blocks,
+            last: 0,
+            out,
+            shutdown: CancellationToken::new(),
+            _permit: permit,
+        };
+        for (block, certificate) in fixture.next_blocks(2, 1, 8, 1) {
+            store.append_block(&block, &certificate).await.unwrap();
+        }
+        assert!(replay(&mut feed, None).await.is_ok());
+        // Six more commits while the subscriber is busy: its channel holds two.
+        for (block, certificate) in fixture.next_blocks(6, 2, 8, 1) {
+            store.append_block(&block, &certificate).await.unwrap();
+            node.send(announced(&block)).unwrap();
+        }
+        drop(node);
+        follow_node(feed).await;
+        let mut heights = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            heights.push(event.height);
+        }
+        assert_eq!(heights, (1..=8).collect::<Vec<u64>>());
+    }
+
+    #[tokio::test]
+    async fn a_gap_in_the_announcements_is_filled_from_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ledger(&dir).await;
+        let mut fixture = ChainFixture::new(1, "c");
+        let (node, blocks) = broadcast::channel(16);
+        let (out, mut events) = mpsc::channel(EVENT_QUEUE);
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        let feed = Feed {
+            ledger: Arc::clone(&store) as Arc<dyn Ledger>,
+            blocks,
+            last: 0,
+            out,
+            shutdown: CancellationToken::new(),
+            _permit: permit,
+        };
+        let chain = fixture.next_blocks(4, 1, 8, 1);
+        for (block, certificate) in &chain {
+            store.append_block(block, certificate).await.unwrap();
+        }
+        // Only the first and last are announced (and the first twice).
+        node.send(announced(&chain[0].0)).unwrap();
+        node.send(announced(&chain[0].0)).unwrap();
+        node.send(announced(&chain[3].0)).unwrap();
+        drop(node);
+        follow_node(feed).await;
+        let mut seen = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            seen.push((event.height, event.hash, event.tx_ids.len()));
+        }
+        let expected: Vec<_> = chain
+            .iter()
+            .map(|(block, _)| (block.height(), block.hash(), 1))
+            .collect();
+        assert_eq!(seen, expected);
     }
 }

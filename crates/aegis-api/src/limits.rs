@@ -40,6 +40,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_MAX_BATCH_TRANSACTIONS: usize = 100;
 /// Default open `GET /v1/events` streams; more are answered 503.
 pub const DEFAULT_MAX_EVENT_STREAMS: usize = 256;
+/// Default interval of the keep-alive comment on an idle event stream: well under the idle
+/// timeouts of common proxies and load balancers (60 s).
+pub const DEFAULT_EVENT_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Largest `max_batch_transactions` accepted: one submission's signatures are verified in
 /// one batch, and a request should not hold the mempool for long.
@@ -56,6 +59,8 @@ pub const HEADER_BUFFER_FACTOR: usize = 4;
 pub const MIN_HEADER_BUFFER_BYTES: usize = 8 * 1024;
 /// Shortest request timeout accepted.
 pub const MIN_REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
+/// Shortest keep-alive interval accepted (a stream of comments only would be a flood).
+pub const MIN_EVENT_KEEP_ALIVE: Duration = Duration::from_millis(100);
 
 const _: () = assert!(DEFAULT_MAX_BATCH_TRANSACTIONS <= MAX_BATCH_TRANSACTIONS_LIMIT);
 const _: () = assert!(MIN_HEADER_BYTES <= DEFAULT_MAX_HEADER_BYTES);
@@ -82,6 +87,8 @@ pub struct ApiLimits {
     pub max_batch_transactions: usize,
     /// `GET /v1/events` streams open at once; 503 above it.
     pub max_event_streams: usize,
+    /// Interval of the keep-alive comment on an idle event stream.
+    pub event_keep_alive: Duration,
     /// Per-IP request rate; 429 above it. `/health` is exempt (load balancers poll it).
     pub rate_limit: RateLimit,
 }
@@ -96,6 +103,7 @@ impl Default for ApiLimits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_batch_transactions: DEFAULT_MAX_BATCH_TRANSACTIONS,
             max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
+            event_keep_alive: DEFAULT_EVENT_KEEP_ALIVE,
             rate_limit: RateLimit::default(),
         }
     }
@@ -134,6 +142,12 @@ impl ApiLimits {
             return error(
                 "max_header_bytes",
                 format!("from {MIN_HEADER_BYTES} to {MAX_HEADER_BYTES_LIMIT}"),
+            );
+        }
+        if self.event_keep_alive < MIN_EVENT_KEEP_ALIVE {
+            return error(
+                "event_keep_alive",
+                format!("at least {} ms", MIN_EVENT_KEEP_ALIVE.as_millis()),
             );
         }
         if self.request_timeout < MIN_REQUEST_TIMEOUT {
