@@ -24,9 +24,9 @@ use tokio::sync::Semaphore;
 use crate::ApiError;
 use crate::rate_limit::{RateLimit, RateLimiter};
 
-/// Default largest request body: `api.max_request_size`'s default (1 MB). It holds the
-/// largest transaction (65,536 payload bytes are 131,072 hex digits) several times over.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1_000_000;
+/// Default largest request body: `api.max_request_size`'s default (`1MB`, 1 MiB). It holds
+/// the largest transaction (65,536 payload bytes are 131,072 hex digits) several times over.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Default largest request head: the request target plus every header name and value.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Default time a client has to send a request's headers, and then separately to have the

@@ -121,6 +121,8 @@ pub struct Harness {
     pub http: Option<HttpEndpoints>,
     pub api: SocketAddr,
     pub monitoring: SocketAddr,
+    pub consensus_metrics: aegis_telemetry::ConsensusMetrics,
+    pub mempool_metrics: aegis_telemetry::MempoolMetrics,
 }
 
 impl Harness {
@@ -166,8 +168,23 @@ impl Harness {
             }),
             stopping: Mutex::new(false),
         });
-        let (network, inbox) = runtime.block_on(start_network(&dir, &genesis));
+        // The node's registry as the binary fills it: identity, P2P, and the components'.
         let metrics = Arc::new(aegis_telemetry::Metrics::new());
+        metrics.register_node_info_with_algorithm(
+            env!("CARGO_PKG_VERSION"),
+            "node0",
+            &genesis.chain_id,
+            "pbft",
+        );
+        let p2p_metrics = P2pMetrics::new();
+        p2p_metrics.register(&metrics);
+        let consensus_metrics = aegis_telemetry::ConsensusMetrics::new();
+        consensus_metrics.register(&metrics);
+        let mempool_metrics = aegis_telemetry::MempoolMetrics::new();
+        mempool_metrics.register(&metrics);
+        aegis_telemetry::StorageMetrics::new().register(&metrics);
+        aegis_telemetry::SyncMetrics::new().register(&metrics);
+        let (network, inbox) = runtime.block_on(start_network(&dir, &genesis, p2p_metrics));
         let ledger_status = Arc::new(LedgerStatus::default());
         let validators = genesis.validator_set().unwrap();
         let status = Arc::new(
@@ -215,6 +232,8 @@ impl Harness {
             http: Some(http),
             api,
             monitoring,
+            consensus_metrics,
+            mempool_metrics,
         }
     }
 
@@ -281,6 +300,11 @@ impl Harness {
             view.last_commit_ms = Some(now_ms());
         }
         self.ledger_status.set_height(block.height());
+        self.consensus_metrics.height.set(block.height() as i64);
+        self.consensus_metrics
+            .committed_transactions
+            .inc_by(ids.len() as u64);
+        self.consensus_metrics.commit_latency.observe(0.02);
         // No subscriber is fine: nobody listens.
         let _ = self.node.blocks.send(Arc::new(CommittedBlock {
             height: block.height(),
@@ -307,7 +331,11 @@ impl Harness {
     }
 }
 
-async fn start_network(dir: &tempfile::TempDir, genesis: &Genesis) -> (P2pNetwork, Inbox) {
+async fn start_network(
+    dir: &tempfile::TempDir,
+    genesis: &Genesis,
+    metrics: P2pMetrics,
+) -> (P2pNetwork, Inbox) {
     let identity = Identity::new(aegis_testkit::validator_key(0), genesis).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["node0".into(), "localhost".into()]).unwrap();
@@ -324,7 +352,7 @@ async fn start_network(dir: &tempfile::TempDir, genesis: &Genesis) -> (P2pNetwor
     config.host = "127.0.0.1".into();
     config.port = 0;
     config.data_dir = Some(dir.path().join("data/p2p"));
-    P2pNetwork::start(config, identity, P2pMetrics::new())
+    P2pNetwork::start(config, identity, metrics)
         .await
         .unwrap()
 }
