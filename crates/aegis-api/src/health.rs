@@ -24,8 +24,8 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::ErrorBody;
 use crate::model::{
-    CheckStatus, ConsensusCheck, HealthChecks, HealthJson, HealthStatus, PeersCheck,
-    StorageCheck, SyncCheck,
+    CheckStatus, ConsensusCheck, HealthChecks, HealthJson, HealthStatus, PeersCheck, StorageCheck,
+    SyncCheck,
 };
 use crate::routes::ClientApi;
 use crate::{ApiError, NodeStatus, SyncState};
@@ -44,12 +44,16 @@ impl HealthQuery {
     /// refused, so a misspelt threshold is not silently ignored by a readiness probe.
     pub fn parse(query: Option<&str>) -> Result<HealthQuery, ApiError> {
         let mut parsed = HealthQuery::default();
-        for pair in query.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+        for pair in query
+            .unwrap_or("")
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+        {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let number = |what: &str| {
-                value.parse::<u64>().map_err(|_| {
-                    ApiError::BadRequest(format!("{what} must be a whole number"))
-                })
+                value
+                    .parse::<u64>()
+                    .map_err(|_| ApiError::BadRequest(format!("{what} must be a whole number")))
             };
             match name {
                 "min_peers" => {
@@ -126,7 +130,9 @@ pub fn report(status: &NodeStatus, query: HealthQuery) -> HealthJson {
     let (peers_status, peers_message) = match query.min_peers {
         Some(min) if peers < min => (
             CheckStatus::Fail,
-            Some(format!("{peers} validators connected, fewer than min_peers {min}")),
+            Some(format!(
+                "{peers} validators connected, fewer than min_peers {min}"
+            )),
         ),
         _ if view.is_some() && below_quorum => (
             CheckStatus::Warn,
@@ -186,10 +192,15 @@ pub fn report(status: &NodeStatus, query: HealthQuery) -> HealthJson {
         max_blocks_behind: query.max_blocks_behind,
     };
 
-    let worst = [storage.status, peers_check.status, consensus.status, sync.status]
-        .into_iter()
-        .max()
-        .unwrap_or(CheckStatus::Pass);
+    let worst = [
+        storage.status,
+        peers_check.status,
+        consensus.status,
+        sync.status,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(CheckStatus::Pass);
     HealthJson {
         status: HealthStatus::of(worst),
         checks: HealthChecks {
@@ -230,7 +241,12 @@ mod tests {
                 max_blocks_behind: Some(0),
             }
         );
-        for bad in ["min_peer=2", "min_peers=-1", "min_peers=", "max_blocks_behind=x"] {
+        for bad in [
+            "min_peer=2",
+            "min_peers=-1",
+            "min_peers=",
+            "max_blocks_behind=x",
+        ] {
             let error = HealthQuery::parse(Some(bad)).unwrap_err();
             assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{bad}");
         }

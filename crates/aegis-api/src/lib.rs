@@ -147,10 +147,8 @@ pub async fn start_with(
     let mut api_addr = None;
     let started = async {
         if let Some(listen) = monitoring {
-            let router = server::with_fallbacks(monitoring_router(
-                Arc::clone(&status),
-                &metrics_path,
-            ));
+            let router =
+                server::with_fallbacks(monitoring_router(Arc::clone(&status), &metrics_path));
             let limits = ConnectionLimits::default();
             let server =
                 serve_with("monitoring", &listen, router, shutdown.clone(), limits).await?;

@@ -231,8 +231,7 @@ impl Guard {
         if RATE_EXEMPT_PATHS.contains(&request.uri().path()) {
             return Ok(());
         }
-        let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>()
-        else {
+        let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() else {
             return Ok(());
         };
         let now = Instant::now();

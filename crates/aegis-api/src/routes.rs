@@ -45,11 +45,7 @@ pub fn api_routes() -> Vec<ApiRoute> {
     };
     vec![
         route(Method::GET, "/health", get(health::health)),
-        route(
-            Method::POST,
-            "/v1/transactions",
-            post(transactions::submit),
-        ),
+        route(Method::POST, "/v1/transactions", post(transactions::submit)),
         route(
             Method::GET,
             "/v1/transactions/{id}",

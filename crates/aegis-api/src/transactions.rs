@@ -22,8 +22,7 @@ use serde_json::Value;
 
 use crate::error::{ErrorBody, retry_after_seconds};
 use crate::model::{
-    Accepted, BatchItem, Rejected, RejectedStatus, TransactionJson, TransactionStatusJson,
-    TxStatus,
+    Accepted, BatchItem, Rejected, RejectedStatus, TransactionJson, TransactionStatusJson, TxStatus,
 };
 use crate::routes::{ClientApi, storage_error};
 use crate::{ApiError, NodeApi};
@@ -258,7 +257,10 @@ pub fn body_error(rejection: &BytesRejection, limit_bytes: usize) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge { limit_bytes }
     } else {
-        ApiError::BadRequest(format!("could not read the body: {}", rejection.body_text()))
+        ApiError::BadRequest(format!(
+            "could not read the body: {}",
+            rejection.body_text()
+        ))
     }
 }
 
@@ -294,8 +296,8 @@ pub async fn get_transaction(
                     stored.height
                 ))
             })?;
-        let proof = MerkleProof::build(&block.columns.tx_ids, stored.index as usize)
-            .ok_or_else(|| {
+        let proof =
+            MerkleProof::build(&block.columns.tx_ids, stored.index as usize).ok_or_else(|| {
                 ApiError::Internal(format!(
                     "transaction {id} is indexed at {} of a block of {}",
                     stored.index, block.columns.tx_count

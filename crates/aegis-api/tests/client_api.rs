@@ -94,7 +94,10 @@ fn a_replay_of_a_pending_or_committed_transaction_is_a_conflict_naming_it() {
     let reply = post_json(h.api, "/v1/transactions", &tx_json(&first));
     let body = reply.assert_error(409, "conflict");
     assert_eq!(body["id"], id);
-    assert!(body["message"].as_str().unwrap().contains("pending"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("pending"),
+        "{body}"
+    );
 
     // Recently committed: the mempool's window refuses it.
     h.commit(10);
@@ -104,11 +107,20 @@ fn a_replay_of_a_pending_or_committed_transaction_is_a_conflict_naming_it() {
     // Committed long ago (the mempool forgot it): the ledger refuses it.
     post_json(h.api, "/v1/transactions", &tx_json(&tx(11)));
     h.commit(10);
-    assert!(!h.node.mempool.lock().unwrap().is_recently_committed(&first.id()));
+    assert!(
+        !h.node
+            .mempool
+            .lock()
+            .unwrap()
+            .is_recently_committed(&first.id())
+    );
     let body = post_json(h.api, "/v1/transactions", &tx_json(&first)).assert_error(409, "conflict");
     assert_eq!(body["id"], id);
     assert!(
-        body["message"].as_str().unwrap().contains("already committed, at height 1 index 0"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("already committed, at height 1 index 0"),
         "{body}"
     );
     assert_eq!(h.mempool_len(), 0, "nothing was admitted again");
@@ -221,8 +233,16 @@ fn an_array_gets_one_answer_per_element_in_order() {
         );
     };
     let refused = |i: usize, status: u16, code: &str| {
-        assert_eq!(results[i]["status"], "rejected", "element {i}: {}", results[i]);
-        assert_eq!(results[i]["http_status"], status, "element {i}: {}", results[i]);
+        assert_eq!(
+            results[i]["status"], "rejected",
+            "element {i}: {}",
+            results[i]
+        );
+        assert_eq!(
+            results[i]["http_status"], status,
+            "element {i}: {}",
+            results[i]
+        );
         assert_eq!(results[i]["error"], code, "element {i}: {}", results[i]);
         assert!(results[i]["message"].is_string());
     };
@@ -284,7 +304,10 @@ fn arrays_and_bodies_have_their_bounds() {
     client::parse_reply(&raw).assert_error(413, "payload_too_large");
     assert_eq!(h.mempool_len(), 0);
     let three: Vec<_> = (0..3).map(|n| tx_json(&tx(n))).collect();
-    assert_eq!(post_json(h.api, "/v1/transactions", &json!(three)).status, 202);
+    assert_eq!(
+        post_json(h.api, "/v1/transactions", &json!(three)).status,
+        202
+    );
     assert_eq!(h.mempool_len(), 3);
     h.stop();
 }
@@ -299,13 +322,20 @@ fn a_full_mempool_answers_503_with_retry_after_and_drops_nothing_silently() {
         ..Options::default()
     });
     let two: Vec<_> = (0..2).map(|n| tx_json(&tx(n))).collect();
-    assert_eq!(post_json(h.api, "/v1/transactions", &json!(two)).status, 202);
+    assert_eq!(
+        post_json(h.api, "/v1/transactions", &json!(two)).status,
+        202
+    );
     let reply = post_json(h.api, "/v1/transactions", &tx_json(&tx(2)));
     reply.assert_error(503, "unavailable");
     let after: u64 = reply.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&after), "{after}");
 
-    let reply = post_json(h.api, "/v1/transactions", &json!([tx_json(&tx(3)), tx_json(&tx(4))]));
+    let reply = post_json(
+        h.api,
+        "/v1/transactions",
+        &json!([tx_json(&tx(3)), tx_json(&tx(4))]),
+    );
     assert_eq!(reply.status, 202);
     assert!(reply.header("retry-after").is_some());
     for result in reply.json().as_array().unwrap() {
@@ -360,7 +390,10 @@ fn blocks_are_served_with_every_header_field_their_transactions_and_certificate(
 
     get(h.api, "/v1/blocks/0").assert_error(404, "not_found");
     let body = get(h.api, "/v1/blocks/3").assert_error(404, "not_found");
-    assert!(body["message"].as_str().unwrap().contains("height is 2"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("height is 2"),
+        "{body}"
+    );
     for bad in ["abc", "-1", "1.5", "18446744073709551616", "%20"] {
         get(h.api, &format!("/v1/blocks/{bad}")).assert_error(400, "bad_request");
     }
@@ -375,8 +408,14 @@ fn unknown_and_malformed_transaction_ids() {
     for bad in ["abc", &"g".repeat(64), &"a".repeat(66)] {
         get(h.api, &format!("/v1/transactions/{bad}")).assert_error(400, "bad_request");
     }
-    request(h.api, "DELETE", &format!("/v1/transactions/{unknown}"), &[], b"")
-        .assert_error(405, "method_not_allowed");
+    request(
+        h.api,
+        "DELETE",
+        &format!("/v1/transactions/{unknown}"),
+        &[],
+        b"",
+    )
+    .assert_error(405, "method_not_allowed");
     get(h.api, "/v1/nothing").assert_error(404, "not_found");
     get(h.api, "/v1/transactions").assert_error(405, "method_not_allowed");
     h.stop();
@@ -390,7 +429,10 @@ fn without_an_engine_submitting_is_refused_and_committed_data_is_still_served() 
     });
     let block = h.commit_filler(1);
     post_json(h.api, "/v1/transactions", &tx_json(&tx(1))).assert_error(503, "unavailable");
-    assert_eq!(get(h.api, "/v1/blocks/1").json()["hash"], block.hash().to_hex());
+    assert_eq!(
+        get(h.api, "/v1/blocks/1").json()["hash"],
+        block.hash().to_hex()
+    );
     let id = block.txs[0].id().to_hex();
     assert_eq!(
         get(h.api, &format!("/v1/transactions/{id}")).json()["status"],

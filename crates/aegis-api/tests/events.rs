@@ -18,7 +18,10 @@ fn heights(events: &[client::SseEvent]) -> Vec<u64> {
         .iter()
         .map(|event| {
             let data: serde_json::Value = serde_json::from_str(&event.data).unwrap();
-            assert_eq!(event.id.as_deref(), Some(data["height"].to_string().as_str()));
+            assert_eq!(
+                event.id.as_deref(),
+                Some(data["height"].to_string().as_str())
+            );
             assert_eq!(event.event.as_deref(), Some("block"));
             data["height"].as_u64().unwrap()
         })
@@ -42,7 +45,11 @@ fn each_committed_block_is_one_event_with_its_height_as_id() {
 
     let a = tx(1);
     let b = tx(2);
-    post_json(h.api, "/v1/transactions", &json!([tx_json(&a), tx_json(&b)]));
+    post_json(
+        h.api,
+        "/v1/transactions",
+        &json!([tx_json(&a), tx_json(&b)]),
+    );
     let block = h.commit(10);
     let events = stream.take(1);
     assert_eq!(events[0].id.as_deref(), Some("2"));
@@ -94,7 +101,10 @@ fn a_burst_of_commits_beyond_the_nodes_channel_reaches_the_client_whole() {
     for _ in 0..burst {
         h.commit_filler(1);
     }
-    assert_eq!(heights(&stream.take(burst as usize)), (1..=burst).collect::<Vec<_>>());
+    assert_eq!(
+        heights(&stream.take(burst as usize)),
+        (1..=burst).collect::<Vec<_>>()
+    );
     assert_eq!(stream.next(QUIET), None);
     h.stop();
 }

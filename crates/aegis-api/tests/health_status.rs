@@ -18,7 +18,10 @@ fn a_running_synced_node_is_healthy_with_four_passing_checks() {
     let health = reply.json();
     assert_eq!(health["status"], "healthy", "{health}");
     for check in ["storage", "peers", "consensus", "sync"] {
-        assert_eq!(health["checks"][check]["status"], "pass", "{check}: {health}");
+        assert_eq!(
+            health["checks"][check]["status"], "pass",
+            "{check}: {health}"
+        );
     }
     assert_eq!(health["checks"]["storage"]["block_height"], 1);
     assert_eq!(health["checks"]["consensus"]["running"], true);
@@ -142,7 +145,10 @@ fn status_has_what_operators_and_the_guide_read() {
     assert_eq!(status["sync_status"], "syncing");
     assert_eq!(status["sync_target_height"], 90);
     h.node.view.lock().unwrap().sync = SyncState::Stalled;
-    assert_eq!(get(h.monitoring, "/status").json()["sync_status"], "stalled");
+    assert_eq!(
+        get(h.monitoring, "/status").json()["sync_status"],
+        "stalled"
+    );
     h.stop();
 }
 

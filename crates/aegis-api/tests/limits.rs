@@ -136,7 +136,10 @@ fn a_slow_body_gets_408_and_the_connection_is_closed() {
     assert_eq!(reply.header("connection"), Some("close"));
     assert_eq!(h.mempool_len(), 0);
     // The node still serves.
-    assert_eq!(post_json(h.api, "/v1/transactions", &tx_json(&tx(1))).status, 202);
+    assert_eq!(
+        post_json(h.api, "/v1/transactions", &tx_json(&tx(1))).status,
+        202
+    );
     h.stop();
 }
 
@@ -190,7 +193,10 @@ fn the_per_ip_rate_limit_answers_429_with_retry_after_and_spares_health() {
     let reply = get(h.api, "/v1/blocks/latest");
     let body = reply.assert_error(429, "too_many_requests");
     assert!(
-        body["message"].as_str().unwrap().contains("60 requests per minute"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("60 requests per minute"),
         "{body}"
     );
     assert_eq!(reply.header("retry-after"), Some("1"));
@@ -218,10 +224,8 @@ fn requests_beyond_the_concurrency_bound_answer_503() {
     });
     // One request in progress: its body is still coming.
     let mut busy = TcpStream::connect(h.api).unwrap();
-    busy.write_all(
-        b"POST /v1/transactions HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n[",
-    )
-    .unwrap();
+    busy.write_all(b"POST /v1/transactions HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n[")
+        .unwrap();
     aegis_testkit::wait::wait_until(PROMPTLY, "a second request is refused", || {
         let reply = get(h.api, "/v1/blocks/latest");
         if reply.status == 503 {

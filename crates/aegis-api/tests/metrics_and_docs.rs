@@ -137,7 +137,12 @@ fn documented_routes(page: &str) -> BTreeSet<(String, String)> {
         .filter_map(|line| line.strip_prefix("### `"))
         .filter_map(|rest| rest.split('`').next())
         .filter_map(|route| route.split_once(' '))
-        .map(|(method, path)| (method.to_owned(), path.split('?').next().unwrap().to_owned()))
+        .map(|(method, path)| {
+            (
+                method.to_owned(),
+                path.split('?').next().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -180,7 +185,10 @@ fn docs_api_md_describes_exactly_the_routes_served_and_documented_in_openapi() {
         "unavailable",
         "internal",
     ] {
-        assert!(page.contains(&format!("`{code}`")), "docs/api.md lacks {code}");
+        assert!(
+            page.contains(&format!("`{code}`")),
+            "docs/api.md lacks {code}"
+        );
     }
     // And every default limit is the code's.
     let limits = aegis_api::ApiLimits::default();
@@ -194,7 +202,10 @@ fn docs_api_md_describes_exactly_the_routes_served_and_documented_in_openapi() {
         format!("{}", limits.max_event_streams),
         format!("{} s", limits.event_keep_alive.as_secs()),
     ] {
-        assert!(page.contains(&value), "docs/api.md lacks the default {value}");
+        assert!(
+            page.contains(&value),
+            "docs/api.md lacks the default {value}"
+        );
     }
 }
 

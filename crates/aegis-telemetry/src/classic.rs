@@ -155,7 +155,10 @@ aegis_p2p_peers 3
             strip_exemplar("x_total{a=\"b # c\"} 1 # {trace_id=\"1\"} 1.0"),
             "x_total{a=\"b # c\"} 1"
         );
-        assert_eq!(strip_exemplar("x_total{a=\"q\\\"#\"} 2"), "x_total{a=\"q\\\"#\"} 2");
+        assert_eq!(
+            strip_exemplar("x_total{a=\"q\\\"#\"} 2"),
+            "x_total{a=\"q\\\"#\"} 2"
+        );
         assert_eq!(strip_exemplar("x 1 # {} 1"), "x 1");
         assert_eq!(strip_exemplar("x 1"), "x 1");
     }

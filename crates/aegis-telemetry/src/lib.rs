@@ -51,13 +51,13 @@ mod metrics;
 mod node_metrics;
 mod sighup;
 
+pub use classic::{CLASSIC_CONTENT_TYPE, openmetrics_to_classic};
 pub use error::TelemetryError;
 pub use file::{LogFile, LogFileWriter};
 pub use init::{
     AEGIS_LOG_ENV, DEFAULT_LOG_FILE, LogHandle, LogOptions, RUST_LOG_ENV, init, level_filter,
 };
 pub use json::JsonLayer;
-pub use classic::{CLASSIC_CONTENT_TYPE, openmetrics_to_classic};
 pub use metrics::{METRIC_PREFIX, METRICS_CONTENT_TYPE, Metrics, OPENMETRICS_CONTENT_TYPE};
 pub use node_metrics::{
     COMMIT_LATENCY_BUCKETS, ConsensusMetrics, MempoolMetrics, ReasonLabels,

@@ -150,7 +150,8 @@ impl MempoolMetrics {
 
     /// Sets both gauges from the pool's `len()` and `bytes()`.
     pub fn set(&self, transactions: usize, bytes: usize) {
-        self.size.set(i64::try_from(transactions).unwrap_or(i64::MAX));
+        self.size
+            .set(i64::try_from(transactions).unwrap_or(i64::MAX));
         self.bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 }

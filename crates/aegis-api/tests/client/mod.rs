@@ -352,9 +352,7 @@ async fn start_network(
     config.host = "127.0.0.1".into();
     config.port = 0;
     config.data_dir = Some(dir.path().join("data/p2p"));
-    P2pNetwork::start(config, identity, metrics)
-        .await
-        .unwrap()
+    P2pNetwork::start(config, identity, metrics).await.unwrap()
 }
 
 /// A transaction of the test chain, signed by the test client, distinct by `nonce`.
@@ -550,8 +548,8 @@ impl EventClient {
     /// Opens the stream, with `Last-Event-ID` when given.
     pub fn open(addr: SocketAddr, last_event_id: Option<&str>) -> EventClient {
         let mut stream = TcpStream::connect(addr).unwrap();
-        let mut head = "GET /v1/events HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n"
-            .to_owned();
+        let mut head =
+            "GET /v1/events HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n".to_owned();
         if let Some(id) = last_event_id {
             head.push_str(&format!("Last-Event-ID: {id}\r\n"));
         }
@@ -569,7 +567,10 @@ impl EventClient {
             }
             assert!(Instant::now() < deadline, "no response head");
             match stream.read(&mut buf) {
-                Ok(0) => panic!("closed before the head: {:?}", String::from_utf8_lossy(&raw)),
+                Ok(0) => panic!(
+                    "closed before the head: {:?}",
+                    String::from_utf8_lossy(&raw)
+                ),
                 Ok(n) => raw.extend_from_slice(&buf[..n]),
                 Err(_) => {}
             }
