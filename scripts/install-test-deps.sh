@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain, on a fresh Debian machine of
 # the project's kind: fail2ban (its fail2ban-regex checks the shipped filter), openssl
-# (s_client handshakes), curl, PostgreSQL 15 server binaries (throwaway test clusters),
+# (s_client handshakes), curl and jq (the guide's commands), tmux (drives aegis devnet),
+# PostgreSQL 15 server binaries (throwaway test clusters),
 # promtool (from Debian's `prometheus` package: `promtool check metrics` on /metrics),
 # PyNaCl (the Python example of docs/encoding.md) and openapi-spec-validator (validates
 # /v1/openapi.json). Idempotent; skips what is present.
@@ -11,6 +12,8 @@ need_apt=()
 command -v fail2ban-regex >/dev/null 2>&1 || need_apt+=(fail2ban)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v jq >/dev/null 2>&1 || need_apt+=(jq)
+command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     need_apt+=(postgresql postgresql-client)

@@ -28,6 +28,7 @@
 //! own.
 
 pub mod blocks;
+pub mod chain;
 pub mod error;
 pub mod events;
 pub mod health;

@@ -388,6 +388,22 @@ pub struct HealthChecks {
     pub sync: SyncCheck,
 }
 
+/// `GET /v1/node`: the chain a client signs for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = NodeInfo)]
+pub struct NodeInfoJson {
+    /// This node's name in the genesis (`node.id`).
+    pub node_id: String,
+    /// The chain id every transaction must carry.
+    pub chain_id: String,
+    /// `pbft` or `raft`.
+    pub algorithm: String,
+    /// The node's version.
+    pub version: String,
+    /// Validators in the genesis.
+    pub validators: usize,
+}
+
 /// `GET /health`: 200 when healthy or degraded, 503 when unhealthy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(as = Health)]

@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
 use crate::routes::ClientApi;
-use crate::{ApiError, blocks, events, health, model, transactions};
+use crate::{ApiError, blocks, chain, events, health, model, transactions};
 
 /// The document's description of the API port.
 #[derive(Debug, OpenApi)]
@@ -32,6 +32,7 @@ use crate::{ApiError, blocks, events, health, model, transactions};
         blocks::get_block,
         events::events,
         openapi_json,
+        chain::node_info,
     ),
     components(schemas(
         ErrorBody,
@@ -47,6 +48,7 @@ use crate::{ApiError, blocks, events, health, model, transactions};
         model::SignatureJson,
         model::BlockEventJson,
         model::HealthJson,
+        model::NodeInfoJson,
         transactions::SubmitRequest,
         transactions::SubmitResponse,
     )),

@@ -21,6 +21,10 @@ pub struct RateLimit {
     pub requests_per_minute: u32,
     /// Requests one address may send in a burst above the sustained rate.
     pub burst_size: u32,
+    /// Whether clients on the node's own host (127.0.0.0/8, ::1) are exempt: a reverse
+    /// proxy in front of the API, the operator's tools and `aegis devnet` talk from there,
+    /// and a proxy limits its own clients.
+    pub exempt_loopback: bool,
 }
 
 impl Default for RateLimit {
@@ -30,6 +34,7 @@ impl Default for RateLimit {
             enabled: true,
             requests_per_minute: 100,
             burst_size: 20,
+            exempt_loopback: true,
         }
     }
 }
@@ -44,6 +49,7 @@ struct Bucket {
 #[derive(Debug)]
 pub struct RateLimiter {
     enabled: bool,
+    exempt_loopback: bool,
     capacity: f64,
     per_second: f64,
     buckets: HashMap<IpAddr, Bucket>,
@@ -53,6 +59,7 @@ impl RateLimiter {
     pub fn new(limit: RateLimit) -> RateLimiter {
         RateLimiter {
             enabled: limit.enabled && limit.requests_per_minute > 0,
+            exempt_loopback: limit.exempt_loopback,
             capacity: f64::from(limit.burst_size.max(1)),
             per_second: f64::from(limit.requests_per_minute) / 60.0,
             buckets: HashMap::new(),
@@ -61,7 +68,7 @@ impl RateLimiter {
 
     /// Takes one token for `ip`: `Ok` if it had one, else how long until it has.
     pub fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        if !self.enabled {
+        if !self.enabled || (self.exempt_loopback && ip.is_loopback()) {
             return Ok(());
         }
         if !self.buckets.contains_key(&ip) && self.buckets.len() >= MAX_TRACKED_CLIENTS {
@@ -115,6 +122,7 @@ mod tests {
             enabled: true,
             requests_per_minute: per_minute,
             burst_size: burst,
+            exempt_loopback: false,
         })
     }
 
@@ -146,11 +154,38 @@ mod tests {
     }
 
     #[test]
+    fn loopback_clients_are_exempt_unless_told_otherwise() {
+        let mut exempt = RateLimiter::new(RateLimit {
+            exempt_loopback: true,
+            ..RateLimit {
+                enabled: true,
+                requests_per_minute: 1,
+                burst_size: 1,
+                exempt_loopback: true,
+            }
+        });
+        let now = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(exempt.check([127, 0, 0, 1].into(), now), Ok(()));
+            assert_eq!(
+                exempt.check(std::net::Ipv6Addr::LOCALHOST.into(), now),
+                Ok(())
+            );
+        }
+        assert_eq!(exempt.check([10, 0, 0, 1].into(), now), Ok(()));
+        assert!(exempt.check([10, 0, 0, 1].into(), now).is_err());
+        let mut strict = limiter(1, 1);
+        assert_eq!(strict.check([127, 0, 0, 1].into(), now), Ok(()));
+        assert!(strict.check([127, 0, 0, 1].into(), now).is_err());
+    }
+
+    #[test]
     fn disabled_limits_nothing() {
         let mut limiter = RateLimiter::new(RateLimit {
             enabled: false,
             requests_per_minute: 1,
             burst_size: 1,
+            exempt_loopback: false,
         });
         let now = Instant::now();
         for _ in 0..100 {

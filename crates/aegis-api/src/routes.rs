@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::{ApiLimits, Guard, guard};
-use crate::{ApiError, NodeStatus, blocks, events, health, openapi, server, transactions};
+use crate::{ApiError, NodeStatus, blocks, chain, events, health, openapi, server, transactions};
 
 /// What the API port's handlers share.
 #[derive(Debug)]
@@ -55,6 +55,7 @@ pub fn api_routes() -> Vec<ApiRoute> {
         route(Method::GET, "/v1/blocks/{height}", get(blocks::get_block)),
         route(Method::GET, "/v1/events", get(events::events)),
         route(Method::GET, "/v1/openapi.json", get(openapi::openapi_json)),
+        route(Method::GET, "/v1/node", get(chain::node_info)),
     ]
 }
 

@@ -185,6 +185,8 @@ fn the_per_ip_rate_limit_answers_429_with_retry_after_and_spares_health() {
             enabled: true,
             requests_per_minute: 6,
             burst_size: 3,
+            // The test client is on loopback.
+            exempt_loopback: false,
         },
         ..limits()
     });
