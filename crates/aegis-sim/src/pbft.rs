@@ -159,6 +159,18 @@ impl SimProtocol for Pbft {
                     .collect()
             }
             Behavior::Colluding => colluding(adversary, from, &targets, message),
+            Behavior::Censoring => match &message {
+                // Its own proposals, re-signed without the censored transactions.
+                PbftMessage::PrePrepare(pp) if pp.batch.view == pp.view => {
+                    let mut batch = pp.batch.clone();
+                    batch.txs.retain(|tx| !Behavior::censors(&tx.id()));
+                    let key = &adversary.keys[from];
+                    let pp =
+                        PrePrepare::new_signed(adversary.chain_id, key, pp.view, pp.seq, batch);
+                    all(&PbftMessage::PrePrepare(pp))
+                }
+                _ => all(&message),
+            },
         }
     }
 

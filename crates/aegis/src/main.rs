@@ -59,6 +59,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Exactly one rustls crypto provider (ring) for the whole process, before any TLS use:
+    // the node's P2P and the HTTP client of `tx`, `block` and `devnet`.
+    aegis_p2p::install_default_provider();
     let result = match (cli.command, cli.config) {
         (Some(Command::Run(args)), _) => cmd::run::run(args),
         (None, Some(config)) => cmd::run::run(cmd::run::Args { config }),

@@ -217,10 +217,11 @@ async fn start_network(
 ) -> anyhow::Result<NetworkSide> {
     let config = &node.config;
     let metrics = Arc::new(aegis_telemetry::Metrics::new());
-    metrics.register_node_info(
+    metrics.register_node_info_with_algorithm(
         env!("CARGO_PKG_VERSION"),
         &node.node_id,
         &node.genesis.chain_id,
+        node.genesis.consensus.algorithm.as_str(),
     );
     let identity = aegis_p2p::Identity::new(node.secret.clone(), &node.genesis)
         .context("read the validator set from the genesis")?;
@@ -233,7 +234,7 @@ async fn start_network(
     sighup.subscribe("tls reload", network.tls_reload_trigger());
     let consensus = match crate::node::start(
         node,
-        store,
+        store.clone(),
         network.clone(),
         inbox,
         &metrics,
@@ -247,13 +248,18 @@ async fn start_network(
             return Err(error.context("start the consensus engine"));
         }
     };
-    let status = Arc::new(aegis_api::NodeStatus::new(
-        node.node_id.clone(),
-        &validators,
-        network.clone(),
-        ledger,
-        metrics,
-    ));
+    let status = Arc::new(
+        aegis_api::NodeStatus::new(
+            node.node_id.clone(),
+            &validators,
+            network.clone(),
+            ledger,
+            metrics,
+        )
+        .with_genesis(&node.genesis),
+    );
+    status.attach_ledger(Arc::new(store) as Arc<dyn aegis_storage::Ledger>);
+    status.attach_node(Arc::clone(&consensus.api) as Arc<dyn aegis_api::NodeApi>);
     let options = aegis_api::HttpOptions {
         api: Some(aegis_api::HttpListen {
             host: config.api.host.clone(),
@@ -265,7 +271,8 @@ async fn start_network(
         }),
         metrics_path: config.monitoring.metrics_path.clone(),
     };
-    let http = match aegis_api::start(options, status).await {
+    let limits = api_limits(config);
+    let http = match aegis_api::start_with(options, limits, status).await {
         Ok(http) => http,
         Err(error) => {
             let _ = consensus.stop().await;
@@ -346,4 +353,19 @@ fn p2p_config(config: &aegis_config::NodeConfig) -> aegis_p2p::P2pConfig {
     };
     p2p.data_dir = Some(config.node.data_dir.join("p2p"));
     p2p
+}
+
+/// The API's limits from `api:` and `security.rate_limiting` (the rest keep their defaults).
+fn api_limits(config: &aegis_config::NodeConfig) -> aegis_api::ApiLimits {
+    let rate = &config.security.rate_limiting;
+    aegis_api::ApiLimits {
+        max_body_bytes: config.api.max_request_size_bytes,
+        rate_limit: aegis_api::RateLimit {
+            enabled: rate.enabled,
+            requests_per_minute: rate.requests_per_minute,
+            burst_size: rate.burst_size,
+            ..aegis_api::RateLimit::default()
+        },
+        ..aegis_api::ApiLimits::default()
+    }
 }

@@ -119,6 +119,7 @@ fn turn_loop(
             match command {
                 Command::Deliver { from, message } => driver.deliver(from, message)?,
                 Command::Synced { blocks } => {
+                    shared.metrics.blocks_fetched(blocks.len());
                     for (block, certificate) in blocks {
                         driver.synced_block(block, certificate)?;
                     }

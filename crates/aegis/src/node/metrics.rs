@@ -1,123 +1,57 @@
-//! The consensus, mempool, storage and sync metrics of a running node: one field per metric,
-//! registered into the node's registry (STYLE.md item 10), updated by the driver thread.
+//! The running node's consensus, mempool, storage and sync metrics: `aegis-telemetry`'s
+//! structs (one documented field per metric), registered into the node's registry and
+//! updated by the engine's thread, plus the node-only ones below.
 
+use aegis_telemetry::{ConsensusMetrics, MempoolMetrics, StorageMetrics, SyncMetrics};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Unit;
 
-/// Labels of the by-reason families: a reject reason's stable label.
+/// Labels of `aegis_consensus_rejected_total`.
 pub type ReasonLabels = Vec<(&'static str, &'static str)>;
 
 #[derive(Debug, Clone)]
 pub struct NodeMetrics {
-    /// `aegis_consensus_height`: last committed and stored height.
-    height: Gauge,
-    /// `aegis_consensus_view`: the PBFT view (Raft term).
-    view: Gauge,
-    /// `aegis_consensus_view_changes_total`: view changes this node started.
-    view_changes: Counter,
-    /// `aegis_consensus_commit_latency_seconds`: from the proposal's timestamp to the block
-    /// being stored on this node.
-    commit_latency: Histogram,
-    /// `aegis_consensus_failures_total{kind}`: rounds that failed (`view_timeout`), engine
-    /// stops (`engine`).
-    failures: Family<ReasonLabels, Counter>,
-    /// `aegis_consensus_byzantine_events_total{reason}`: refused messages that are evidence
-    /// of a Byzantine peer.
-    byzantine: Family<ReasonLabels, Counter>,
-    /// `aegis_consensus_rejected_total{reason}`: every refused message, by reason.
+    pub consensus: ConsensusMetrics,
+    pub mempool: MempoolMetrics,
+    pub storage: StorageMetrics,
+    pub sync: SyncMetrics,
+    /// `aegis_consensus_rejected_total{reason}`: every refused message, Byzantine evidence or
+    /// not (stale, duplicate, out of window), by reason.
     rejected: Family<ReasonLabels, Counter>,
-    /// `aegis_consensus_committed_transactions_total`.
-    committed_transactions: Counter,
-    /// `aegis_mempool_size` and `aegis_mempool_bytes`.
-    mempool_size: Gauge,
-    mempool_bytes: Gauge,
-    /// `aegis_storage_write_latency_seconds`: one group-commit flush (many blocks, one sync).
-    storage_write: Histogram,
-    /// `aegis_storage_submit_latency_seconds`: handing a block to the group committer
-    /// (waits only while its queue is full).
+    /// `aegis_storage_submit_latency_seconds`: handing a block to the group committer (waits
+    /// only while its queue is full).
     storage_submit: Histogram,
-    /// `aegis_sync_network_height`: the highest height peers are known to have reached.
-    network_height: Gauge,
 }
 
 impl Default for NodeMetrics {
     fn default() -> Self {
         NodeMetrics {
-            height: Gauge::default(),
-            view: Gauge::default(),
-            view_changes: Counter::default(),
-            commit_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
-            failures: Family::default(),
-            byzantine: Family::default(),
+            consensus: ConsensusMetrics::new(),
+            mempool: MempoolMetrics::new(),
+            storage: StorageMetrics::new(),
+            sync: SyncMetrics::new(),
             rejected: Family::default(),
-            committed_transactions: Counter::default(),
-            mempool_size: Gauge::default(),
-            mempool_bytes: Gauge::default(),
-            storage_write: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
-            storage_submit: Histogram::new(exponential_buckets(0.00001, 2.0, 16)),
-            network_height: Gauge::default(),
+            storage_submit: Histogram::new(exponential_buckets(0.00001, 4.0, 10)),
         }
     }
 }
 
+fn gauge_value(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
 impl NodeMetrics {
     pub fn register(&self, metrics: &aegis_telemetry::Metrics) {
-        metrics.register(
-            "consensus_height",
-            "Last committed block height",
-            self.height.clone(),
-        );
-        metrics.register("consensus_view", "Current PBFT view", self.view.clone());
-        metrics.register(
-            "consensus_view_changes",
-            "View changes this node started",
-            self.view_changes.clone(),
-        );
-        metrics.register_with_unit(
-            "consensus_commit_latency",
-            "From a block's proposal to it being stored on this node",
-            Unit::Seconds,
-            self.commit_latency.clone(),
-        );
-        metrics.register(
-            "consensus_failures",
-            "Consensus failures by kind (view_timeout, engine)",
-            self.failures.clone(),
-        );
-        metrics.register(
-            "consensus_byzantine_events",
-            "Refused messages that are evidence of a Byzantine peer, by reason",
-            self.byzantine.clone(),
-        );
+        self.consensus.register(metrics);
+        self.mempool.register(metrics);
+        self.storage.register(metrics);
+        self.sync.register(metrics);
         metrics.register(
             "consensus_rejected",
             "Refused consensus messages, by reason",
             self.rejected.clone(),
-        );
-        metrics.register(
-            "consensus_committed_transactions",
-            "Transactions in committed blocks",
-            self.committed_transactions.clone(),
-        );
-        metrics.register(
-            "mempool_size",
-            "Transactions in the mempool",
-            self.mempool_size.clone(),
-        );
-        metrics.register_with_unit(
-            "mempool",
-            "Bytes of transactions in the mempool",
-            Unit::Bytes,
-            self.mempool_bytes.clone(),
-        );
-        metrics.register_with_unit(
-            "storage_write_latency",
-            "One group-commit flush of committed blocks (one disk sync)",
-            Unit::Seconds,
-            self.storage_write.clone(),
         );
         metrics.register_with_unit(
             "storage_submit_latency",
@@ -125,65 +59,64 @@ impl NodeMetrics {
             Unit::Seconds,
             self.storage_submit.clone(),
         );
-        metrics.register(
-            "sync_network_height",
-            "Highest block height peers are known to have reached",
-            self.network_height.clone(),
-        );
     }
 
     pub fn height(&self, height: u64) {
-        self.height.set(i64::try_from(height).unwrap_or(i64::MAX));
+        self.consensus.height.set(gauge_value(height));
     }
 
     pub fn view(&self, view: u64) {
-        self.view.set(i64::try_from(view).unwrap_or(i64::MAX));
+        self.consensus.view.set(gauge_value(view));
     }
 
+    /// A view change this node started (its request or view-change timer ran out).
     pub fn view_change(&self) {
-        self.view_changes.inc();
-        self.failures
-            .get_or_create(&vec![("kind", "view_timeout")])
-            .inc();
+        self.consensus.view_changes.inc();
+        self.consensus.failures.inc();
     }
 
+    /// The engine stopped on an error.
     pub fn engine_failure(&self) {
-        self.failures.get_or_create(&vec![("kind", "engine")]).inc();
+        self.consensus.failures.inc();
     }
 
     pub fn rejected(&self, reason: &'static str, byzantine: bool) {
         self.rejected.get_or_create(&vec![("reason", reason)]).inc();
         if byzantine {
-            self.byzantine
-                .get_or_create(&vec![("reason", reason)])
-                .inc();
+            self.consensus.byzantine_event(reason);
         }
     }
 
     pub fn committed(&self, transactions: usize, latency_seconds: Option<f64>) {
-        self.committed_transactions.inc_by(transactions as u64);
+        self.consensus
+            .committed_transactions
+            .inc_by(transactions as u64);
         if let Some(latency) = latency_seconds {
-            self.commit_latency.observe(latency);
+            self.consensus.commit_latency.observe(latency);
         }
     }
 
     pub fn mempool(&self, size: usize, bytes: usize) {
-        self.mempool_size
-            .set(i64::try_from(size).unwrap_or(i64::MAX));
-        self.mempool_bytes
-            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.mempool.set(size, bytes);
     }
 
     pub fn storage_write_seconds(&self, seconds: f64) {
-        self.storage_write.observe(seconds);
+        self.storage.write_latency.observe(seconds);
     }
 
     pub fn storage_submit_seconds(&self, seconds: f64) {
         self.storage_submit.observe(seconds);
     }
 
-    pub fn network_height(&self, height: u64) {
-        self.network_height
-            .set(i64::try_from(height).unwrap_or(i64::MAX));
+    /// The network's height as far as this node knows, and how far behind it is.
+    pub fn sync_progress(&self, height: u64, network_height: u64) {
+        self.sync.target_height.set(gauge_value(network_height));
+        self.sync
+            .blocks_behind
+            .set(gauge_value(network_height.saturating_sub(height)));
+    }
+
+    pub fn blocks_fetched(&self, count: usize) {
+        self.sync.blocks_fetched.inc_by(count as u64);
     }
 }

@@ -142,7 +142,7 @@ impl NodeShared {
         self.metrics.height(height);
         self.metrics.view(status.epoch);
         self.metrics.mempool(mempool.len(), mempool.bytes());
-        self.metrics.network_height(network_height);
+        self.metrics.sync_progress(height, network_height);
         let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
         *view = ConsensusView {
             algorithm: "pbft",
