@@ -98,11 +98,24 @@ fn log_to_file(config: &NodeConfig, lines: &[String]) {
     }
 }
 
-/// Logs an error that ends the node (the log file has the reason next to the node's other
-/// lines; `main` prints it on stderr), and passes the result on.
-pub fn logged(result: anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
-    if let Err(error) = &result {
-        tracing::error!(target: LOG_TARGET, "AEGIS node failed: {error:#}");
+/// Reports an error that ends the running node once: as an ERROR line of the log (which
+/// the console shows too when `logging.console` is on) and, with the console off, on
+/// stderr as `error: …`.
+pub fn report_failure(console: bool, error: &anyhow::Error) {
+    tracing::error!(target: LOG_TARGET, "AEGIS node failed: {error:#}");
+    if !console {
+        eprintln!("error: {error:#}");
     }
-    result
+}
+
+/// Reports an error that ends the node ([`report_failure`]) and turns it into the exit
+/// code, so that it is not printed a second time by `main`.
+pub fn logged(console: bool, result: anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(code) => Ok(code),
+        Err(error) => {
+            report_failure(console, &error);
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

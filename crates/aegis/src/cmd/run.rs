@@ -33,7 +33,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(started) => started,
         Err(code) => return Ok(code),
     };
-    crate::startup::logged(serve(node, &log))
+    let console = node.config.logging.console;
+    crate::startup::logged(console, serve(node, &log))
 }
 
 fn serve(node: Preflight, log: &aegis_telemetry::LogHandle) -> anyhow::Result<ExitCode> {
@@ -66,8 +67,7 @@ async fn node_main(
     let store = match open_ledger(&node, &ledger_status).await {
         Ok(store) => store,
         Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("error: {error:#}");
+            crate::startup::report_failure(node.config.logging.console, &error);
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -85,8 +85,7 @@ async fn node_main(
     store.close().await;
     if failed || stopped.is_err() {
         if let Err(error) = stopped {
-            tracing::error!("{error:#}");
-            eprintln!("error: {error:#}");
+            crate::startup::report_failure(node.config.logging.console, &error);
         }
         info!("AEGIS node stopped after a consensus engine failure");
         return Ok(ExitCode::FAILURE);
