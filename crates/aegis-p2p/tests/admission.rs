@@ -17,7 +17,7 @@ use aegis_testkit::net::free_port;
 use aegis_testkit::p2p::{Cluster, address, start};
 use aegis_testkit::wait_async::wait_until;
 use common::{capture_log, is_warning_with, log_lines, wait_for_warning};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -252,14 +252,19 @@ async fn silent_strangers_cannot_crowd_out_validators_and_are_banned() {
     .await;
     drop(held);
 
-    // One address opening and closing connections without a word: free ten times in the
-    // failure window, then failures, then a ban.
+    // One address opening and closing connections without a word (at b, whose table the
+    // strangers did not fill): free ten times in the failure window, then failures, then
+    // a ban. Each probe half-closes and waits for b to close its side, so that b sees one
+    // silent connection at a time rather than a burst its per-address bound refuses.
     let prober = IpAddr::from([127, 0, 43, 200]);
     let allowed = aegis_p2p::limits::SILENT_CONNECTIONS_ALLOWED;
     for _ in 0..allowed + 5 {
-        drop(connect_from(prober, a.local_addr()).await.unwrap());
+        let mut probe = connect_from(prober, b.local_addr()).await.unwrap();
+        probe.shutdown().await.unwrap();
+        let closed = tokio::time::timeout(WAIT, probe.read(&mut [0u8; 1])).await;
+        assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
     }
-    wait_until(WAIT, "the prober banned", || a.is_banned(prober)).await;
+    wait_until(WAIT, "the prober banned", || b.is_banned(prober)).await;
     let silent = format!(
         "Authentication failed for peer from {prober}: connection closed without sending anything ({} such connections",
         allowed + 1
