@@ -127,21 +127,23 @@ impl Inner {
                 return;
             }
         };
-        if admitted.evicted {
+        let text = "handshake evicted: the validator address's handshake slots were full, \
+                    and this one had made the least progress";
+        let evicted_logged = if admitted.evicted {
             self.metrics.rejected("evicted");
-            let text = "handshake evicted: the validator address's handshake slots were full, \
-                        and this one had made the least progress";
-            let logged = state.refusals.record(ip, RefusalKind::Refused, text, now);
-            if let Some(earlier) = logged {
-                tracing::warn!(
-                    target: LOG_TARGET,
-                    reason = "evicted",
-                    "Unauthorized access from {ip}: connection refused: {text}{}",
-                    earlier_suffix(earlier)
-                );
-            }
-        }
+            state.refusals.record(ip, RefusalKind::Refused, text, now)
+        } else {
+            None
+        };
         drop(state);
+        if let Some(earlier) = evicted_logged {
+            tracing::warn!(
+                target: LOG_TARGET,
+                reason = "evicted",
+                "Unauthorized access from {ip}: connection refused: {text}{}",
+                earlier_suffix(earlier)
+            );
+        }
         let slot = HandshakeSlot {
             inner: Arc::clone(self),
             id: admitted.id,

@@ -1,6 +1,8 @@
 //! Background upkeep: the periodic tick (dials that are due, ban and rate-limit expiry,
 //! the known-peers file, the `No peers available` warning) and TLS certificate reloads.
 
+use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,14 +31,14 @@ impl Inner {
                         .banned_ips
                         .set(state.bans.banned_count() as i64);
                     state.limiter.sweep(now);
-                    let State {
-                        validator_addresses,
-                        peers,
-                        ..
-                    } = &mut *state;
-                    validator_addresses.sweep(now, |ip| {
-                        peers.values().any(|peer| canonical(peer.remote.ip()) == ip)
-                    });
+                    let connected: HashSet<IpAddr> = state
+                        .peers
+                        .values()
+                        .map(|peer| canonical(peer.remote.ip()))
+                        .collect();
+                    state
+                        .validator_addresses
+                        .sweep(now, |ip| connected.contains(&ip));
                     state.book.save_if_dirty();
                     drop(state);
                     self.log_suppressed(now);
