@@ -330,7 +330,8 @@ fn the_cli_client_commits_a_transaction_and_prints_its_proof() {
 #[test]
 fn the_python_client_from_the_docs_commits_and_verifies() {
     let network = Network::start(4);
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/client.py");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/client.py");
     let output = Command::new("python3")
         .arg(&script)
         .args(["--node", &network.api_url(2), "--genesis"])
@@ -340,7 +341,11 @@ fn the_python_client_from_the_docs_commits_and_verifies() {
         .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}\n{}", network.logs());
+    assert!(
+        output.status.success(),
+        "{stdout}\n{stderr}\n{}",
+        network.logs()
+    );
     assert!(stdout.contains("inclusion proof: ok"), "{stdout}");
     assert!(stdout.contains("commit certificate: ok"), "{stdout}");
 }

@@ -3,6 +3,8 @@
 //! process on loopback, sends a light steady workload through the client API, and prints
 //! progress every second (height, committed transactions per second, submit-to-commit
 //! latency, peers per node) until Ctrl-C or SIGTERM; then it stops the nodes cleanly.
+//! Commits come from node0's event stream (`GET /v1/events`), so latencies are exact to the
+//! commit, not to the progress line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -187,6 +189,13 @@ async fn drive(args: &Args, nodes: &mut [Node]) -> anyhow::Result<ExitCode> {
         .context("install the SIGTERM handler")?;
     let client = SecretKey::generate();
     let mut workload = Workload::default();
+    // Commits as they happen (node0's event stream): exact submit-to-commit latencies.
+    let (commits_tx, mut commits) = tokio::sync::mpsc::channel(COMMIT_EVENTS);
+    let events = tokio::spawn(follow_commits(
+        http.clone(),
+        nodes[0].api.clone(),
+        commits_tx,
+    ));
     let mut nonce = 0u64;
     let interval = if args.rate == 0 {
         Duration::from_secs(3600)
@@ -222,6 +231,7 @@ async fn drive(args: &Args, nodes: &mut [Node]) -> anyhow::Result<ExitCode> {
                     Err(_) => workload.refused(0),
                 }
             }
+            Some((tx_count, ids)) = commits.recv() => workload.committed(tx_count, &ids),
             _ = progress_tick.tick() => {
                 for node in nodes.iter_mut() {
                     if let Ok(Some(status)) = node.child.try_wait() {
@@ -233,8 +243,59 @@ async fn drive(args: &Args, nodes: &mut [Node]) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    events.abort();
     println!("stopping the devnet...");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Committed blocks' transaction counts and ids waiting for the progress loop, at most.
+const COMMIT_EVENTS: usize = 1_024;
+
+/// Follows `GET /v1/events` of one node and passes on each block's transaction count and
+/// ids; reconnects (resuming after the last height seen) if the stream breaks.
+async fn follow_commits(
+    http: reqwest::Client,
+    api: String,
+    commits: tokio::sync::mpsc::Sender<(u64, Vec<Hash>)>,
+) {
+    let mut last: Option<u64> = None;
+    loop {
+        let mut request = http
+            .get(format!("{api}/v1/events"))
+            .timeout(Duration::from_secs(24 * 3600));
+        if let Some(height) = last {
+            request = request.header("Last-Event-ID", height.to_string());
+        }
+        if let Ok(mut response) = request.send().await {
+            let mut buffer = String::new();
+            while let Ok(Some(chunk)) = response.chunk().await {
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find('\n') {
+                    let line: String = buffer.drain(..=end).collect();
+                    let Some(data) = line.trim_end().strip_prefix("data:") else {
+                        continue;
+                    };
+                    let Ok(event) = serde_json::from_str::<Value>(data.trim()) else {
+                        continue;
+                    };
+                    last = event["height"].as_u64().or(last);
+                    let ids = event["tx_ids"]
+                        .as_array()
+                        .map(|ids| {
+                            ids.iter()
+                                .filter_map(|id| id.as_str().and_then(|id| Hash::from_hex(id).ok()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let count = event["tx_count"].as_u64().unwrap_or(0);
+                    if commits.send((count, ids)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Waits until every node answers `/health`; returns the chain id.
@@ -281,8 +342,6 @@ struct Workload {
     /// Submit-to-commit latencies since the last progress line, milliseconds.
     latencies_ms: Vec<u64>,
     refused: BTreeMap<u16, u64>,
-    /// The height whose blocks were read last.
-    read_height: u64,
     committed_since: u64,
     since: Option<Instant>,
 }
@@ -296,6 +355,18 @@ impl Workload {
 
     fn refused(&mut self, status: u16) {
         *self.refused.entry(status).or_default() += 1;
+    }
+
+    fn committed(&mut self, tx_count: u64, ids: &[Hash]) {
+        self.committed_since += tx_count;
+        for id in ids {
+            if let Some(submitted) = self.waiting.remove(id)
+                && self.latencies_ms.len() < MAX_SAMPLES
+            {
+                self.latencies_ms
+                    .push(submitted.elapsed().as_millis() as u64);
+            }
+        }
     }
 }
 
@@ -313,40 +384,6 @@ async fn progress(http: &reqwest::Client, nodes: &[Node], workload: &mut Workloa
         peers.push(status.as_ref().and_then(|s| s["peers"].as_u64()));
     }
     let top = heights.iter().flatten().copied().max().unwrap_or(0);
-    // Read the new blocks of the most advanced node: their transactions give the commit
-    // rate and, for ours, the latency.
-    if let Some(at) = heights.iter().position(|h| *h == Some(top)) {
-        let end = top.min(workload.read_height + 50);
-        for height in workload.read_height + 1..=end {
-            let block: Option<Value> = match http
-                .get(format!("{}/v1/blocks/{height}", nodes[at].api))
-                .send()
-                .await
-            {
-                Ok(response) => response.json().await.ok(),
-                Err(_) => None,
-            };
-            let Some(block) = block else { break };
-            let txs = block["transactions"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            workload.committed_since += txs.len() as u64;
-            for tx in txs {
-                let id = serde_json::from_value::<aegis_types::Transaction>(tx)
-                    .ok()
-                    .map(|tx| tx.id());
-                if let Some(submitted) = id.and_then(|id| workload.waiting.remove(&id))
-                    && workload.latencies_ms.len() < MAX_SAMPLES
-                {
-                    workload
-                        .latencies_ms
-                        .push(submitted.elapsed().as_millis() as u64);
-                }
-            }
-            workload.read_height = height;
-        }
-    }
     let elapsed = workload
         .since
         .replace(Instant::now())
