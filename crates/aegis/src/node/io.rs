@@ -215,6 +215,8 @@ impl Clock for WallClock {
 pub struct NodeObserver {
     pub shared: Arc<NodeShared>,
     pub validators: ValidatorSet,
+    /// To name the address a misbehaving peer connects from.
+    pub network: P2pNetwork,
 }
 
 impl NodeObserver {
@@ -222,6 +224,15 @@ impl NodeObserver {
         self.validators
             .get(id)
             .map_or_else(|| id.to_string(), |v| v.name.clone())
+    }
+
+    /// The address validator `id` is connected from, if it is.
+    fn address(&self, id: ValidatorId) -> Option<String> {
+        self.network
+            .peers()
+            .into_iter()
+            .find(|peer| peer.id == id)
+            .map(|peer| peer.remote_addr.ip().to_string())
     }
 }
 
@@ -232,11 +243,14 @@ impl Observer<Pbft> for NodeObserver {
             .metrics
             .rejected(reason.label(), reason.is_byzantine_evidence());
         if reason.is_byzantine_evidence() {
+            let ip = from.and_then(|id| self.address(id));
             warn!(
                 peer_id = peer_id.as_deref().unwrap_or("sync"),
+                peer_ip = ip.as_deref().unwrap_or("-"),
                 reason = reason.label(),
-                "Consensus: byzantine evidence from {}: {reason}",
-                peer_id.as_deref().unwrap_or("a synced block")
+                "Consensus: byzantine evidence from {} ({}): {reason}",
+                peer_id.as_deref().unwrap_or("a synced block"),
+                ip.as_deref().unwrap_or("address unknown")
             );
         } else {
             tracing::debug!(

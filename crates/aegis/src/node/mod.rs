@@ -278,6 +278,7 @@ pub async fn start(
     let thread_shared = Arc::clone(&shared);
     let thread_store = store.clone();
     let transport = P2pTransport::new(network.clone());
+    let observer_network = network.clone();
     let validators = node
         .genesis
         .validator_set()
@@ -298,6 +299,7 @@ pub async fn start(
                 observer: NodeObserver {
                     shared: Arc::clone(&thread_shared),
                     validators,
+                    network: observer_network,
                 },
             };
             let driver: NodeDriver = Driver::new(core, parts, mempool, driver_config);
@@ -348,7 +350,7 @@ async fn dispatch(
             tags::CONSENSUS => match borsh::from_slice::<PbftMessage>(&inbound.payload) {
                 Ok(message) => Some(Command::Deliver { from, message }),
                 Err(error) => {
-                    undecodable(from, "consensus", &error);
+                    undecodable(&network, from, "consensus", &error);
                     None
                 }
             },
@@ -376,7 +378,7 @@ async fn dispatch(
                     None
                 }
                 Err(error) => {
-                    undecodable(from, "sync", &error);
+                    undecodable(&network, from, "sync", &error);
                     None
                 }
             },
@@ -391,7 +393,7 @@ async fn dispatch(
                     None
                 }
                 Err(error) => {
-                    undecodable(from, "mempool", &error);
+                    undecodable(&network, from, "mempool", &error);
                     None
                 }
             },
@@ -409,10 +411,19 @@ async fn dispatch(
     }
 }
 
-fn undecodable(from: ValidatorId, kind: &str, error: &std::io::Error) {
+fn undecodable(network: &P2pNetwork, from: ValidatorId, kind: &str, error: &std::io::Error) {
+    let ip = network
+        .peers()
+        .into_iter()
+        .find(|peer| peer.id == from)
+        .map_or_else(
+            || "address unknown".to_owned(),
+            |peer| peer.remote_addr.ip().to_string(),
+        );
     warn!(
         peer_id = %from,
-        "Consensus: byzantine evidence: undecodable {kind} message from validator {from}: {error}"
+        peer_ip = %ip,
+        "Consensus: byzantine evidence: undecodable {kind} message from validator {from} ({ip}): {error}"
     );
 }
 
