@@ -187,7 +187,6 @@ async fn drive(args: &Args, nodes: &mut [Node]) -> anyhow::Result<ExitCode> {
     println!("devnet is up; Ctrl-C stops it");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("install the SIGTERM handler")?;
-    let client = SecretKey::generate();
     let mut workload = Workload::default();
     // Commits as they happen (node0's event stream): exact submit-to-commit latencies.
     let (commits_tx, mut commits) = tokio::sync::mpsc::channel(COMMIT_EVENTS);
@@ -196,42 +195,29 @@ async fn drive(args: &Args, nodes: &mut [Node]) -> anyhow::Result<ExitCode> {
         nodes[0].api.clone(),
         commits_tx,
     ));
-    let mut nonce = 0u64;
-    let interval = if args.rate == 0 {
-        Duration::from_secs(3600)
-    } else {
-        Duration::from_secs_f64(1.0 / f64::from(args.rate))
-    };
-    let mut submit_tick = tokio::time::interval(interval);
+    // The load: its own task, so submissions neither wait for each other (at most
+    // MAX_IN_FLIGHT at once) nor delay the reading of commits; outcomes come back here.
+    let (outcomes_tx, mut outcomes) = tokio::sync::mpsc::channel(SUBMIT_OUTCOMES);
+    let apis: Vec<String> = nodes.iter().map(|node| node.api.clone()).collect();
+    let load = tokio::spawn(submit_load(
+        http.clone(),
+        apis,
+        chain_id,
+        args.rate,
+        outcomes_tx,
+    ));
     let mut progress_tick = tokio::time::interval(PROGRESS_EVERY);
-    let mut next_node = 0usize;
+    progress_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
+            biased;
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
-            _ = submit_tick.tick(), if args.rate > 0 => {
-                nonce += 1;
-                let tx = client.sign_transaction(TxBody {
-                    version: aegis_types::ENCODING_VERSION,
-                    chain_id: chain_id.clone(),
-                    sender: client.public_key(),
-                    nonce,
-                    payload: format!("devnet {nonce}").into_bytes(),
-                });
-                let node = &nodes[next_node % nodes.len()];
-                next_node += 1;
-                let sent = http
-                    .post(format!("{}/v1/transactions", node.api))
-                    .json(&tx)
-                    .send()
-                    .await;
-                match sent {
-                    Ok(response) if response.status().is_success() => workload.submitted(tx.id()),
-                    Ok(response) => workload.refused(response.status().as_u16()),
-                    Err(_) => workload.refused(0),
-                }
-            }
             Some((tx_count, ids)) = commits.recv() => workload.committed(tx_count, &ids),
+            Some(outcome) = outcomes.recv() => match outcome {
+                Ok((id, submitted)) => workload.submitted(id, submitted),
+                Err(status) => workload.refused(status),
+            },
             _ = progress_tick.tick() => {
                 for node in nodes.iter_mut() {
                     if let Ok(Some(status)) = node.child.try_wait() {
@@ -243,6 +229,7 @@ async fn drive(args: &Args, nodes: &mut [Node]) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    load.abort();
     events.abort();
     println!("stopping the devnet...");
     Ok(ExitCode::SUCCESS)
@@ -250,6 +237,57 @@ async fn drive(args: &Args, nodes: &mut [Node]) -> anyhow::Result<ExitCode> {
 
 /// Committed blocks' transaction counts and ids waiting for the progress loop, at most.
 const COMMIT_EVENTS: usize = 1_024;
+/// Submission outcomes waiting for the progress loop, at most.
+const SUBMIT_OUTCOMES: usize = 4_096;
+/// Submissions awaiting their answer at once, at most.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// What one submission came to: the id and when it was accepted, or the refusal's status
+/// (0 when the node did not answer).
+type SubmitOutcome = Result<(Hash, Instant), u16>;
+
+/// Submits `rate` transactions a second, round robin over the nodes, without waiting for
+/// one answer before the next request (at most [`MAX_IN_FLIGHT`] at once).
+async fn submit_load(
+    http: reqwest::Client,
+    apis: Vec<String>,
+    chain_id: String,
+    rate: u32,
+    outcomes: tokio::sync::mpsc::Sender<SubmitOutcome>,
+) {
+    if rate == 0 || apis.is_empty() {
+        return;
+    }
+    let client = SecretKey::generate();
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for nonce in 1u64.. {
+        tick.tick().await;
+        let Ok(permit) = std::sync::Arc::clone(&in_flight).acquire_owned().await else {
+            return;
+        };
+        let tx = client.sign_transaction(TxBody {
+            version: aegis_types::ENCODING_VERSION,
+            chain_id: chain_id.clone(),
+            sender: client.public_key(),
+            nonce,
+            payload: format!("devnet {nonce}").into_bytes(),
+        });
+        let url = format!("{}/v1/transactions", apis[nonce as usize % apis.len()]);
+        let (http, outcomes) = (http.clone(), outcomes.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = match http.post(url).json(&tx).send().await {
+                Ok(response) if response.status().is_success() => Ok((tx.id(), started)),
+                Ok(response) => Err(response.status().as_u16()),
+                Err(_) => Err(0),
+            };
+            drop(permit);
+            let _ = outcomes.send(outcome).await;
+        });
+    }
+}
 
 /// Follows `GET /v1/events` of one node and passes on each block's transaction count and
 /// ids; reconnects (resuming after the last height seen) if the stream breaks.
@@ -339,6 +377,9 @@ async fn wait_ready(http: &reqwest::Client, nodes: &[Node]) -> anyhow::Result<St
 struct Workload {
     /// Submitted and not yet seen committed: id -> when submitted.
     waiting: BTreeMap<Hash, Instant>,
+    /// Committed before the answer to its submission came back: id -> when seen committed
+    /// (also other clients' transactions, so bounded by clearing).
+    seen_early: BTreeMap<Hash, Instant>,
     /// Submit-to-commit latencies since the last progress line, milliseconds.
     latencies_ms: Vec<u64>,
     refused: BTreeMap<u16, u64>,
@@ -347,9 +388,17 @@ struct Workload {
 }
 
 impl Workload {
-    fn submitted(&mut self, id: Hash) {
+    fn submitted(&mut self, id: Hash, at: Instant) {
+        // The commit may have been seen before the answer to the submission arrived.
+        if let Some(committed) = self.seen_early.remove(&id) {
+            if self.latencies_ms.len() < MAX_SAMPLES {
+                self.latencies_ms
+                    .push(committed.saturating_duration_since(at).as_millis() as u64);
+            }
+            return;
+        }
         if self.waiting.len() < MAX_TRACKED {
-            self.waiting.insert(id, Instant::now());
+            self.waiting.insert(id, at);
         }
     }
 
