@@ -323,3 +323,29 @@ fn the_cli_client_commits_a_transaction_and_prints_its_proof() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stdout).contains("error"));
 }
+
+/// The Python client of `docs/examples/client.py`, written from the docs alone, commits a
+/// transaction and checks its inclusion proof and the block's certificate against the
+/// genesis keys.
+#[test]
+fn the_python_client_from_the_docs_commits_and_verifies() {
+    let network = Network::start(4);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/client.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .args(["--node", &network.api_url(2), "--genesis"])
+        .arg(network.out.join("genesis.json"))
+        .args(["--payload", "from python", "--timeout", "90"])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{stderr}\n{}",
+        network.logs()
+    );
+    assert!(stdout.contains("inclusion proof: ok"), "{stdout}");
+    assert!(stdout.contains("commit certificate: ok"), "{stdout}");
+}

@@ -3,6 +3,8 @@
 //! process on loopback, sends a light steady workload through the client API, and prints
 //! progress every second (height, committed transactions per second, submit-to-commit
 //! latency, peers per node) until Ctrl-C or SIGTERM; then it stops the nodes cleanly.
+//! Commits come from node0's event stream (`GET /v1/events`), so latencies are exact to the
+//! commit, not to the progress line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -185,43 +187,37 @@ async fn drive(args: &Args, nodes: &mut [Node]) -> anyhow::Result<ExitCode> {
     println!("devnet is up; Ctrl-C stops it");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("install the SIGTERM handler")?;
-    let client = SecretKey::generate();
     let mut workload = Workload::default();
-    let mut nonce = 0u64;
-    let interval = if args.rate == 0 {
-        Duration::from_secs(3600)
-    } else {
-        Duration::from_secs_f64(1.0 / f64::from(args.rate))
-    };
-    let mut submit_tick = tokio::time::interval(interval);
+    // Commits as they happen (node0's event stream): exact submit-to-commit latencies.
+    let (commits_tx, mut commits) = tokio::sync::mpsc::channel(COMMIT_EVENTS);
+    let events = tokio::spawn(follow_commits(
+        http.clone(),
+        nodes[0].api.clone(),
+        commits_tx,
+    ));
+    // The load: its own task, so submissions neither wait for each other (at most
+    // MAX_IN_FLIGHT at once) nor delay the reading of commits; outcomes come back here.
+    let (outcomes_tx, mut outcomes) = tokio::sync::mpsc::channel(SUBMIT_OUTCOMES);
+    let apis: Vec<String> = nodes.iter().map(|node| node.api.clone()).collect();
+    let load = tokio::spawn(submit_load(
+        http.clone(),
+        apis,
+        chain_id,
+        args.rate,
+        outcomes_tx,
+    ));
     let mut progress_tick = tokio::time::interval(PROGRESS_EVERY);
-    let mut next_node = 0usize;
+    progress_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
+            biased;
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
-            _ = submit_tick.tick(), if args.rate > 0 => {
-                nonce += 1;
-                let tx = client.sign_transaction(TxBody {
-                    version: aegis_types::ENCODING_VERSION,
-                    chain_id: chain_id.clone(),
-                    sender: client.public_key(),
-                    nonce,
-                    payload: format!("devnet {nonce}").into_bytes(),
-                });
-                let node = &nodes[next_node % nodes.len()];
-                next_node += 1;
-                let sent = http
-                    .post(format!("{}/v1/transactions", node.api))
-                    .json(&tx)
-                    .send()
-                    .await;
-                match sent {
-                    Ok(response) if response.status().is_success() => workload.submitted(tx.id()),
-                    Ok(response) => workload.refused(response.status().as_u16()),
-                    Err(_) => workload.refused(0),
-                }
-            }
+            Some((tx_count, ids)) = commits.recv() => workload.committed(tx_count, &ids),
+            Some(outcome) = outcomes.recv() => match outcome {
+                Ok((id, submitted)) => workload.submitted(id, submitted),
+                Err(status) => workload.refused(status),
+            },
             _ = progress_tick.tick() => {
                 for node in nodes.iter_mut() {
                     if let Ok(Some(status)) = node.child.try_wait() {
@@ -233,8 +229,111 @@ async fn drive(args: &Args, nodes: &mut [Node]) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    load.abort();
+    events.abort();
     println!("stopping the devnet...");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Committed blocks' transaction counts and ids waiting for the progress loop, at most.
+const COMMIT_EVENTS: usize = 1_024;
+/// Submission outcomes waiting for the progress loop, at most.
+const SUBMIT_OUTCOMES: usize = 4_096;
+/// Submissions awaiting their answer at once, at most.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// What one submission came to: the id and when it was accepted, or the refusal's status
+/// (0 when the node did not answer).
+type SubmitOutcome = Result<(Hash, Instant), u16>;
+
+/// Submits `rate` transactions a second, round robin over the nodes, without waiting for
+/// one answer before the next request (at most [`MAX_IN_FLIGHT`] at once).
+async fn submit_load(
+    http: reqwest::Client,
+    apis: Vec<String>,
+    chain_id: String,
+    rate: u32,
+    outcomes: tokio::sync::mpsc::Sender<SubmitOutcome>,
+) {
+    if rate == 0 || apis.is_empty() {
+        return;
+    }
+    let client = SecretKey::generate();
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for nonce in 1u64.. {
+        tick.tick().await;
+        let Ok(permit) = std::sync::Arc::clone(&in_flight).acquire_owned().await else {
+            return;
+        };
+        let tx = client.sign_transaction(TxBody {
+            version: aegis_types::ENCODING_VERSION,
+            chain_id: chain_id.clone(),
+            sender: client.public_key(),
+            nonce,
+            payload: format!("devnet {nonce}").into_bytes(),
+        });
+        let url = format!("{}/v1/transactions", apis[nonce as usize % apis.len()]);
+        let (http, outcomes) = (http.clone(), outcomes.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = match http.post(url).json(&tx).send().await {
+                Ok(response) if response.status().is_success() => Ok((tx.id(), started)),
+                Ok(response) => Err(response.status().as_u16()),
+                Err(_) => Err(0),
+            };
+            drop(permit);
+            let _ = outcomes.send(outcome).await;
+        });
+    }
+}
+
+/// Follows `GET /v1/events` of one node and passes on each block's transaction count and
+/// ids; reconnects (resuming after the last height seen) if the stream breaks.
+async fn follow_commits(
+    http: reqwest::Client,
+    api: String,
+    commits: tokio::sync::mpsc::Sender<(u64, Vec<Hash>)>,
+) {
+    let mut last: Option<u64> = None;
+    loop {
+        let mut request = http
+            .get(format!("{api}/v1/events"))
+            .timeout(Duration::from_secs(24 * 3600));
+        if let Some(height) = last {
+            request = request.header("Last-Event-ID", height.to_string());
+        }
+        if let Ok(mut response) = request.send().await {
+            let mut buffer = String::new();
+            while let Ok(Some(chunk)) = response.chunk().await {
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find('\n') {
+                    let line: String = buffer.drain(..=end).collect();
+                    let Some(data) = line.trim_end().strip_prefix("data:") else {
+                        continue;
+                    };
+                    let Ok(event) = serde_json::from_str::<Value>(data.trim()) else {
+                        continue;
+                    };
+                    last = event["height"].as_u64().or(last);
+                    let ids = event["tx_ids"]
+                        .as_array()
+                        .map(|ids| {
+                            ids.iter()
+                                .filter_map(|id| id.as_str().and_then(|id| Hash::from_hex(id).ok()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let count = event["tx_count"].as_u64().unwrap_or(0);
+                    if commits.send((count, ids)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Waits until every node answers `/health`; returns the chain id.
@@ -278,24 +377,45 @@ async fn wait_ready(http: &reqwest::Client, nodes: &[Node]) -> anyhow::Result<St
 struct Workload {
     /// Submitted and not yet seen committed: id -> when submitted.
     waiting: BTreeMap<Hash, Instant>,
+    /// Committed before the answer to its submission came back: id -> when seen committed
+    /// (also other clients' transactions, so bounded by clearing).
+    seen_early: BTreeMap<Hash, Instant>,
     /// Submit-to-commit latencies since the last progress line, milliseconds.
     latencies_ms: Vec<u64>,
     refused: BTreeMap<u16, u64>,
-    /// The height whose blocks were read last.
-    read_height: u64,
     committed_since: u64,
     since: Option<Instant>,
 }
 
 impl Workload {
-    fn submitted(&mut self, id: Hash) {
+    fn submitted(&mut self, id: Hash, at: Instant) {
+        // The commit may have been seen before the answer to the submission arrived.
+        if let Some(committed) = self.seen_early.remove(&id) {
+            if self.latencies_ms.len() < MAX_SAMPLES {
+                self.latencies_ms
+                    .push(committed.saturating_duration_since(at).as_millis() as u64);
+            }
+            return;
+        }
         if self.waiting.len() < MAX_TRACKED {
-            self.waiting.insert(id, Instant::now());
+            self.waiting.insert(id, at);
         }
     }
 
     fn refused(&mut self, status: u16) {
         *self.refused.entry(status).or_default() += 1;
+    }
+
+    fn committed(&mut self, tx_count: u64, ids: &[Hash]) {
+        self.committed_since += tx_count;
+        for id in ids {
+            if let Some(submitted) = self.waiting.remove(id)
+                && self.latencies_ms.len() < MAX_SAMPLES
+            {
+                self.latencies_ms
+                    .push(submitted.elapsed().as_millis() as u64);
+            }
+        }
     }
 }
 
@@ -313,40 +433,6 @@ async fn progress(http: &reqwest::Client, nodes: &[Node], workload: &mut Workloa
         peers.push(status.as_ref().and_then(|s| s["peers"].as_u64()));
     }
     let top = heights.iter().flatten().copied().max().unwrap_or(0);
-    // Read the new blocks of the most advanced node: their transactions give the commit
-    // rate and, for ours, the latency.
-    if let Some(at) = heights.iter().position(|h| *h == Some(top)) {
-        let end = top.min(workload.read_height + 50);
-        for height in workload.read_height + 1..=end {
-            let block: Option<Value> = match http
-                .get(format!("{}/v1/blocks/{height}", nodes[at].api))
-                .send()
-                .await
-            {
-                Ok(response) => response.json().await.ok(),
-                Err(_) => None,
-            };
-            let Some(block) = block else { break };
-            let txs = block["transactions"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            workload.committed_since += txs.len() as u64;
-            for tx in txs {
-                let id = serde_json::from_value::<aegis_types::Transaction>(tx)
-                    .ok()
-                    .map(|tx| tx.id());
-                if let Some(submitted) = id.and_then(|id| workload.waiting.remove(&id))
-                    && workload.latencies_ms.len() < MAX_SAMPLES
-                {
-                    workload
-                        .latencies_ms
-                        .push(submitted.elapsed().as_millis() as u64);
-                }
-            }
-            workload.read_height = height;
-        }
-    }
     let elapsed = workload
         .since
         .replace(Instant::now())

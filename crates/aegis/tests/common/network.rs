@@ -48,7 +48,7 @@ enum Start {
 
 impl Network {
     /// Generates a network of `n` validators, starts every node and waits for the full mesh
-    /// with the consensus engine running on each.
+    /// with the consensus engine running on each (`/status` `consensus.running`).
     pub fn start(n: usize) -> Network {
         let mut dir = tempfile::tempdir().expect("a temporary directory");
         let mut taken = Vec::new();
@@ -241,7 +241,10 @@ impl Network {
                 )
             },
             || {
-                if ports.iter().all(|p| peers_at(*p) == Some(full)) {
+                if ports
+                    .iter()
+                    .all(|p| peers_at(*p) == Some(full) && engine_running(*p))
+                {
                     return Some(Start::Mesh);
                 }
                 for child in nodes.iter_mut().flatten() {
@@ -263,6 +266,13 @@ fn peers_at(metrics_port: u16) -> Option<u64> {
     let (_, body) = http_get(metrics_port, "/status")?;
     let status: serde_json::Value = serde_json::from_str(&body).ok()?;
     status["p2p"]["peers"].as_u64()
+}
+
+/// Whether the node's consensus engine runs (it starts just after the network).
+fn engine_running(metrics_port: u16) -> bool {
+    http_get(metrics_port, "/status")
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .is_some_and(|status| status["consensus"]["running"] == true)
 }
 
 fn logs_in(out: &Path, n: usize) -> String {
