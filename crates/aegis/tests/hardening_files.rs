@@ -191,8 +191,8 @@ fn garbage_certificates_are_named_by_config_check_and_logged_by_run() {
     );
 }
 
-/// Every file under `dir` with its contents, sorted.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+/// The files under `dir`, sorted.
+fn files_in(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -201,7 +201,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                files.push((path.clone(), std::fs::read(&path).unwrap_or_default()));
+                files.push(path);
             }
         }
     }
@@ -237,7 +237,13 @@ fn a_second_aegis_run_on_the_same_home_is_refused_and_touches_nothing() {
         );
     std::fs::write(&moved, text).unwrap();
     let log_before = log_text(&home);
-    let consensus_before = snapshot(&home.join("data/consensus"));
+    // The running node writes its consensus log as it starts; the finding's second process
+    // deleted a file there.
+    let consensus = home.join("data/consensus");
+    wait_until(WAIT, "node0's consensus log written", || {
+        !files_in(&consensus).is_empty()
+    });
+    let consensus_before = files_in(&consensus);
     let lock = home.join("data/aegis.lock");
     assert_eq!(
         std::fs::read_to_string(&lock).unwrap().trim(),
@@ -259,14 +265,14 @@ fn a_second_aegis_run_on_the_same_home_is_refused_and_touches_nothing() {
         .env("AEGIS_ENCRYPTION_KEY", "unused"));
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains(&refusal), "{stderr}");
-    // Untouched: the lock names the first process, the consensus files are as they were,
-    // and the log has nothing from the others (the running node may have added its own
+    // Untouched: the lock names the first process, the consensus files are all there, and
+    // the log has nothing from the others (the running node may have added its own
     // lines, after the ones it had).
     assert_eq!(
         std::fs::read_to_string(&lock).unwrap().trim(),
         pid.to_string()
     );
-    assert_eq!(snapshot(&home.join("data/consensus")), consensus_before);
+    assert_eq!(files_in(&consensus), consensus_before);
     let log_after = log_text(&home);
     assert!(log_after.starts_with(&log_before));
     assert_eq!(
