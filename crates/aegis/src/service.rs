@@ -4,10 +4,12 @@
 //! mempool may get, how many validators make a quorum).
 //!
 //! Both are called once by `aegis run` ([`crate::cmd::run`]): [`register_metrics`] when the
-//! registry is made, [`notify_ready`] once every port serves.
+//! registry is made, [`notify_when_ready`] once every component is started.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use aegis_api::NodeApi;
 use aegis_telemetry::{Metrics, info, warn};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -17,11 +19,18 @@ use prometheus_client::registry::Unit;
 
 use crate::preflight::Preflight;
 
+/// How often [`notify_when_ready`] looks at the consensus engine until it runs.
+pub const READY_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Tells systemd (when the node runs under it, with `NOTIFY_SOCKET` set) that the node is
-/// ready: its P2P, API and monitoring ports are bound and the consensus engine runs.
-/// `systemctl start aegis` returns only then, and units ordered after it start only then.
-/// Without `NOTIFY_SOCKET` (not under systemd, or `Type=simple`) this does nothing.
-pub fn notify_ready(node: &Preflight) {
+/// ready, once it is: its P2P, API and monitoring ports are bound (the caller has started
+/// them) and its consensus engine runs, so `/health` answers 200. `systemctl start aegis`
+/// returns only then, and units ordered after it start only then; a node that never gets
+/// there is stopped by systemd's `TimeoutStartSec`, or exits by itself (engine failure).
+/// Without `NOTIFY_SOCKET` (not under systemd, or `Type=simple`) nothing is sent.
+///
+/// Runs as a task of the node's runtime, which ends it if the node stops first.
+pub fn notify_when_ready(node: &Preflight, engine: Arc<dyn NodeApi>) {
     let config = &node.config;
     let monitoring = if config.monitoring.enabled {
         format!("metrics {}", config.monitoring.metrics_port)
@@ -32,9 +41,18 @@ pub fn notify_ready(node: &Preflight) {
         "Serving: P2P {}, API {}, {monitoring}",
         config.p2p.port, config.api.port
     );
+    tokio::spawn(async move {
+        while !engine.consensus().running {
+            tokio::time::sleep(READY_POLL).await;
+        }
+        notify_ready(&status);
+    });
+}
+
+fn notify_ready(status: &str) {
     let states = [
         sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&status),
+        sd_notify::NotifyState::Status(status),
     ];
     match sd_notify::notify(&states) {
         Ok(()) if std::env::var_os("NOTIFY_SOCKET").is_some() => {

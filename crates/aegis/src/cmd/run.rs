@@ -72,7 +72,7 @@ async fn node_main(
         }
     };
     let network = start_network(&node, &sighup, Arc::clone(&ledger_status), store.clone()).await?;
-    crate::service::notify_ready(&node);
+    crate::service::notify_when_ready(&node, Arc::clone(&network.consensus.api));
     let probe = tokio::spawn(probe_ledger(store.clone(), ledger_status));
     let failed = tokio::select! {
         signal = shutdown_signal() => {
