@@ -1,7 +1,7 @@
 // What the explorer checks in the browser, from docs/encoding.md alone: transaction ids,
 // block hashes, RFC 9162 transaction roots and inclusion proofs, and commit certificates.
 // SHA-256 comes from Web Crypto; browsers offer Web Crypto only to secure contexts (HTTPS,
-// or http://localhost), so over plain HTTP to another host the page uses its own SHA-256
+// or a page from localhost), so over plain HTTP to another host the page uses its own SHA-256
 // below, and says so. Ed25519 (certificate signatures) is Web Crypto only.
 
 const TEXT = new TextEncoder();
