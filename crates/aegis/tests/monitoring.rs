@@ -338,6 +338,10 @@ fn prometheus_scrapes_every_node_runs_the_dashboard_and_fires_aegis_down_for_a_s
         );
     }
     let (_, others) = disk_alerts();
+    let others: Vec<Value> = others
+        .into_iter()
+        .filter(|alert| !load_dependent(alert))
+        .collect();
     assert!(others.is_empty(), "{others:#?}");
 
     // One node stops: AegisDown fires for it, a minute later, and for no other node.
@@ -376,11 +380,19 @@ fn prometheus_scrapes_every_node_runs_the_dashboard_and_fires_aegis_down_for_a_s
         .into_iter()
         .filter(|alert| alert["labels"]["instance"] != stopped.as_str())
         .filter(|alert| alert["labels"]["alertname"] != "AegisDiskNearlyFull")
+        .filter(|alert| !load_dependent(alert))
         .collect();
     assert!(
         others.is_empty(),
         "three of four validators keep a quorum: {others:#?}"
     );
+}
+
+/// A pending `AegisCommitLatencyHigh`: it measures this machine as much as the nodes (four
+/// nodes, Prometheus and the other tests share two cores), so it may start counting; it
+/// fires only after 5 minutes, longer than this test runs.
+fn load_dependent(alert: &Value) -> bool {
+    alert["labels"]["alertname"] == "AegisCommitLatencyHigh" && alert["state"] == "pending"
 }
 
 /// `name=value`, percent-encoded.
