@@ -4,7 +4,9 @@
 //!   sends `READY=1` once it serves, and not before: its API and metrics answer at once;
 //! - logrotate: the shipped policy, run with `logrotate -f` on a running node's log (its
 //!   `postrotate` sends SIGHUP as `systemctl reload aegis` would), moves the file aside and
-//!   the node's next lines go to the new file; a second rotation compresses the first.
+//!   the node's next lines go to the new file; a second rotation compresses the first;
+//! - the sandbox: every system call of a traced node (start, a commit, SIGHUP, SIGTERM) is
+//!   in the unit's `SystemCallFilter=`, and it writes only under its `ReadWritePaths=`.
 
 #![allow(
     clippy::unwrap_used,
@@ -264,4 +266,238 @@ fn logrotate_rotates_a_running_nodes_log_and_the_node_writes_on_in_the_new_file(
         !messages(&middle).iter().any(|m| m == "AEGIS node stopped"),
         "{middle}"
     );
+}
+
+/// A node run under strace; both are killed when the test ends however it ends (a killed
+/// strace would leave its tracee running).
+struct Traced {
+    strace: std::process::Child,
+    trace: std::path::PathBuf,
+}
+
+impl Traced {
+    /// The node's pid: strace's child, the first pid of the trace.
+    fn pid(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.trace).ok()?;
+        text.split_whitespace().next().map(str::to_owned)
+    }
+}
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+        let _ = self.strace.kill();
+        let _ = self.strace.wait();
+    }
+}
+
+/// Every system call in the groups the unit's `SystemCallFilter=` names, expanded the way
+/// systemd expands them (`systemd-analyze syscall-filter` lists each group's members, some of
+/// them groups).
+fn syscall_groups() -> std::collections::BTreeMap<String, Vec<String>> {
+    let output = Command::new("systemd-analyze")
+        .arg("syscall-filter")
+        .output()
+        .expect("systemd-analyze (Debian's systemd) lists the system call groups");
+    let mut groups = std::collections::BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        if let Some(name) = line.strip_prefix('@') {
+            current = Some(format!("@{}", name.trim()));
+        } else if line.trim().is_empty() {
+            current = None;
+        } else if let Some(group) = &current
+            && !line.trim_start().starts_with('#')
+        {
+            groups
+                .entry(group.clone())
+                .or_insert_with(Vec::new)
+                .push(line.trim().to_owned());
+        }
+    }
+    groups
+}
+
+fn expand(
+    name: &str,
+    groups: &std::collections::BTreeMap<String, Vec<String>>,
+) -> std::collections::BTreeSet<String> {
+    match groups.get(name) {
+        Some(members) => members.iter().flat_map(|m| expand(m, groups)).collect(),
+        None if name.starts_with('@') => panic!("unknown system call group {name}"),
+        None => [name.to_owned()].into(),
+    }
+}
+
+#[test]
+fn the_units_sandbox_allows_everything_a_running_node_does() {
+    // The unit's system call filter: an allow list, then deny lists.
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/systemd/aegis.service"),
+    )
+    .unwrap();
+    let groups = syscall_groups();
+    let mut allowed = std::collections::BTreeSet::new();
+    let mut denied = std::collections::BTreeSet::new();
+    for filter in unit
+        .lines()
+        .filter_map(|line| line.strip_prefix("SystemCallFilter="))
+    {
+        let (deny, names) = match filter.strip_prefix('~') {
+            Some(names) => (true, names),
+            None => (false, filter),
+        };
+        for name in names.split_whitespace() {
+            let calls = expand(name, &groups);
+            if deny {
+                denied.extend(calls);
+            } else {
+                allowed.extend(calls);
+            }
+        }
+    }
+    assert!(
+        allowed.contains("openat") && denied.contains("setuid"),
+        "{allowed:?}"
+    );
+
+    // One validator of four under strace: start, commit a transaction, SIGHUP, SIGTERM.
+    let mut network = Network::generate(4);
+    for i in 1..4 {
+        network.start_node(i);
+    }
+    let trace = network.dir.path().join("strace.txt");
+    let console = std::fs::File::create(network.dir.path().join("node.out")).unwrap();
+    let mut node = Traced {
+        strace: Command::new("strace")
+            .args(["-f", "-qq", "-o"])
+            .arg(&trace)
+            .arg(env!("CARGO_BIN_EXE_aegis"))
+            .args(["run", "--config"])
+            .arg(network.config(0))
+            .env_remove("AEGIS_HOME")
+            .env_remove("AEGIS_ENCRYPTION_KEY")
+            .env_remove("RUST_LOG")
+            .env_remove("AEGIS_LOG")
+            .stdout(Stdio::null())
+            .stderr(console)
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot run strace ({error}): install the test dependencies with \
+                     scripts/install-test-deps.sh (Debian's strace)"
+                )
+            }),
+        trace: trace.clone(),
+    };
+    let api = network.api_port(0);
+    wait_until(
+        START_WAIT,
+        || format!("the traced node to serve /health 200\n{}", network.logs()),
+        || http_get(api, "/health").is_some_and(|(head, _)| head.starts_with("HTTP/1.1 200")),
+    );
+    let chain = common::workload::chain_id(api);
+    let client = aegis_crypto::SecretKey::generate();
+    let tx = common::workload::sign(&client, &chain, 1, b"traced");
+    let (status, body) = common::http_post(
+        api,
+        "/v1/transactions",
+        &serde_json::to_string(&tx).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status, 202, "{body}");
+    let path = format!("/v1/transactions/{}", tx.id().to_hex());
+    wait_until(
+        START_WAIT,
+        || format!("the transaction committed\n{}", network.logs()),
+        || http_get(api, &path).is_some_and(|(_, body)| body.contains("\"committed\"")),
+    );
+    let log = network.home(0).join("logs/aegis.log");
+    let pid = node.pid().expect("the trace names the node");
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until(
+        REOPEN_WAIT,
+        || "the node to handle SIGHUP".to_owned(),
+        || std::fs::read_to_string(&log).is_ok_and(|text| text.contains("Log file reopened")),
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(node.strace.wait().unwrap().success(), "{}", network.logs());
+
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    let home = network.home(0);
+    // The unit's ReadWritePaths under /opt/aegis, in this node's home.
+    let writable: Vec<std::path::PathBuf> = unit
+        .lines()
+        .filter_map(|line| line.strip_prefix("ReadWritePaths="))
+        .flat_map(str::split_whitespace)
+        .filter_map(|path| path.trim_start_matches('-').strip_prefix("/opt/aegis/"))
+        .map(|dir| home.join(dir))
+        .collect();
+    assert!(writable.contains(&home.join("data")), "{writable:?}");
+    let mut used = std::collections::BTreeSet::new();
+    let mut written = Vec::new();
+    for line in text.lines() {
+        let Some(call) = line.split_whitespace().nth(1) else {
+            continue;
+        };
+        let Some((name, rest)) = call.split_once('(') else {
+            continue;
+        };
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || name.is_empty() {
+            continue;
+        }
+        used.insert(name.to_owned());
+        let opens_for_writing = name == "openat"
+            && ["O_WRONLY", "O_RDWR", "O_CREAT"]
+                .iter()
+                .any(|flag| line.contains(flag));
+        let changes = matches!(
+            name,
+            "mkdir" | "rename" | "unlink" | "renameat" | "unlinkat"
+        );
+        if (opens_for_writing || changes) && !line.contains(" = -1 ") {
+            let quoted = line.split('"').nth(1).unwrap_or(rest);
+            written.push(quoted.to_owned());
+        }
+    }
+    assert!(
+        used.contains("openat") && used.contains("epoll_wait"),
+        "{used:?}"
+    );
+    for call in &used {
+        // SQLite changes its files' owner back to the database's only when it runs as
+        // root, which the unit never does.
+        if root && call == "fchown" {
+            continue;
+        }
+        assert!(
+            allowed.contains(call),
+            "{call} is not in the unit's allow list"
+        );
+        assert!(!denied.contains(call), "{call} is denied by the unit");
+    }
+    for path in &written {
+        let path = std::path::Path::new(path);
+        assert!(
+            writable.iter().any(|dir| path.starts_with(dir))
+                || path == std::path::Path::new("/dev/null"),
+            "{} is written outside the unit's ReadWritePaths",
+            path.display()
+        );
+    }
 }
