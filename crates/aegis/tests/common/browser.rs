@@ -58,6 +58,25 @@ fn devtools_get(port: u16, path: &str) -> Option<String> {
     String::from_utf8(body).ok()
 }
 
+/// A child process killed when dropped, until [`into_inner`](Killed::into_inner) hands it
+/// on: a panic while Chromium starts must not leave it running.
+struct Killed(Option<Child>);
+
+impl Killed {
+    fn into_inner(mut self) -> Child {
+        self.0.take().expect("the child is held until handed on")
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A headless Chromium with one page under control.
 pub struct Browser {
     child: Child,
@@ -88,33 +107,35 @@ impl Browser {
     /// fetched in the background) with a `width`×`height` window, and attaches to its page.
     pub fn start(width: u32, height: u32) -> Browser {
         let profile = tempfile::tempdir().expect("a profile directory");
-        let child = Command::new(chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                "--remote-debugging-port=0",
-                &format!("--window-size={width},{height}"),
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "cannot start {} ({error}): install the test dependencies with \
+        let child = Killed(Some(
+            Command::new(chromium())
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-dev-shm-usage",
+                    "--remote-debugging-port=0",
+                    &format!("--window-size={width},{height}"),
+                ])
+                .arg(format!("--user-data-dir={}", profile.path().display()))
+                .arg("about:blank")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|error| {
+                    panic!(
+                        "cannot start {} ({error}): install the test dependencies with \
                      scripts/install-test-deps.sh (Debian's chromium)",
-                    chromium()
-                )
-            });
+                        chromium()
+                    )
+                }),
+        ));
         // Chromium writes its DevTools port in the profile once it listens.
         let active = profile.path().join("DevToolsActivePort");
         let port: u16 = wait_for(
@@ -155,7 +176,7 @@ impl Browser {
             .set_read_timeout(Some(READ_SLICE))
             .expect("a read timeout");
         let mut browser = Browser {
-            child,
+            child: child.into_inner(),
             socket,
             next_id: 0,
             reports: Vec::new(),
