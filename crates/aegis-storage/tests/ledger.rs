@@ -419,8 +419,14 @@ async fn nodes_table_records_peers(db: TestDb) {
     assert_eq!(store.table_counts().await.unwrap().0, 2);
     // Consensus runs: per key, recorded once and kept across reopening.
     assert!(!store.consensus_ran(&a.public_key).await.unwrap());
-    store.record_consensus_run(&a.public_key, 6_000).await.unwrap();
-    store.record_consensus_run(&a.public_key, 7_000).await.unwrap();
+    store
+        .record_consensus_run(&a.public_key, 6_000)
+        .await
+        .unwrap();
+    store
+        .record_consensus_run(&a.public_key, 7_000)
+        .await
+        .unwrap();
     assert!(store.consensus_ran(&a.public_key).await.unwrap());
     assert!(!store.consensus_ran(&b.public_key).await.unwrap());
     store.close().await;
