@@ -3,7 +3,8 @@
 //! Every error answer has the body `{"error": "<code>", "message": "<text>"}`: `code` is
 //! stable (clients and the OpenAPI description match on it), `message` is for people and
 //! may change. [`ApiError::Conflict`] adds `"id"`; [`ApiError::TooManyRequests`] and
-//! [`ApiError::Unavailable`] may add a `Retry-After` header (whole seconds).
+//! [`ApiError::Unavailable`] may add a `Retry-After` header (whole seconds);
+//! [`ApiError::RequestTimeout`] closes the connection (`Connection: close`).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// What [`ApiError::Internal`] tells the client: the details go to the node's log only.
 pub const INTERNAL_MESSAGE: &str = "internal error; the node's log has the details";
@@ -32,12 +34,22 @@ pub enum ApiError {
     /// id already in the ledger).
     #[error("{message}")]
     Conflict { id: String, message: String },
+    /// 408: the request was not received and answered within `limit` (a slow client).
+    #[error("request not completed within {} ms", limit.as_millis())]
+    RequestTimeout { limit: Duration },
     /// 413: the request body is over `limit_bytes`.
     #[error("request body over the limit of {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
+    /// 413: one part of the request is over its own bound (a transaction's size, the
+    /// number of transactions in an array).
+    #[error("{0}")]
+    TooLarge(String),
     /// 422: well-formed but invalid (a bad signature, a wrong chain id).
     #[error("{0}")]
     Unprocessable(String),
+    /// 431: the request's headers (with the request target) are over `limit_bytes`.
+    #[error("request headers over the limit of {limit_bytes} bytes")]
+    HeadersTooLarge { limit_bytes: usize },
     /// 429: too many requests from this client; try again after `retry_after`.
     #[error("{message}")]
     TooManyRequests {
@@ -55,13 +67,21 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// The JSON body of every error answer.
-#[derive(Debug, Serialize)]
-struct ErrorBody<'a> {
-    error: &'static str,
-    message: &'a str,
+/// The JSON body of every error answer (`ErrorResponse` in the OpenAPI document).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = ErrorResponse)]
+pub struct ErrorBody {
+    /// Stable code: `bad_request`, `not_found`, `method_not_allowed`, `request_timeout`,
+    /// `conflict`, `payload_too_large`, `too_large`, `unprocessable`, `headers_too_large`,
+    /// `too_many_requests`, `unavailable` or `internal`.
+    #[schema(example = "conflict")]
+    pub error: &'static str,
+    /// For people; may change between versions.
+    pub message: String,
+    /// The conflicting transaction's id (409 only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub id: Option<String>,
 }
 
 impl ApiError {
@@ -71,9 +91,13 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,16 +110,20 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::RequestTimeout { .. } => "request_timeout",
             ApiError::Conflict { .. } => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::TooLarge(_) => "too_large",
             ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::HeadersTooLarge { .. } => "headers_too_large",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
 
-    fn retry_after(&self) -> Option<Duration> {
+    /// How long the client should wait before retrying, if this error says.
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::TooManyRequests { retry_after, .. } => Some(*retry_after),
             ApiError::Unavailable { retry_after, .. } => *retry_after,
@@ -105,38 +133,50 @@ impl ApiError {
 }
 
 /// `Retry-After` in whole seconds, rounded up and at least 1 (0 would invite a retry storm).
-fn retry_after_seconds(after: Duration) -> u64 {
+pub fn retry_after_seconds(after: Duration) -> u64 {
     let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
     seconds.max(1)
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        // Logged here, where the error is handled. Refusals are the client's business (or
-        // load) and a flood of them must not flood the log: only node faults go above debug.
-        let text = self.to_string();
-        let message = if let ApiError::Internal(detail) = &self {
-            tracing::error!(error = %detail, "HTTP request failed");
-            INTERNAL_MESSAGE
+impl ApiError {
+    /// The JSON body of this error, as sent. Logs it where it is handled: refusals are the
+    /// client's business (or load) and a flood of them must not flood the log, so only node
+    /// faults go above debug. An internal error's details stay in the log.
+    pub fn body(&self) -> ErrorBody {
+        let message = if let ApiError::Internal(detail) = self {
+            aegis_telemetry::error!(error = %detail, "HTTP request failed");
+            INTERNAL_MESSAGE.to_owned()
         } else {
-            tracing::debug!(code = self.code(), message = %text, "HTTP request refused");
-            text.as_str()
+            let text = self.to_string();
+            aegis_telemetry::debug!(code = self.code(), message = %text, "HTTP request refused");
+            text
         };
-        let id = match &self {
-            ApiError::Conflict { id, .. } => Some(id.as_str()),
+        let id = match self {
+            ApiError::Conflict { id, .. } => Some(id.clone()),
             _ => None,
         };
-        let body = ErrorBody {
+        ErrorBody {
             error: self.code(),
             message,
             id,
-        };
-        let mut response = (self.status(), Json(body)).into_response();
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), Json(self.body())).into_response();
         if let Some(after) = self.retry_after() {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_seconds(after)),
             );
+        }
+        if matches!(self, ApiError::RequestTimeout { .. }) {
+            // The request may be half read: the connection cannot carry another one.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
@@ -199,6 +239,18 @@ mod tests {
                 422,
                 "unprocessable",
                 "signature does not verify",
+            ),
+            (
+                ApiError::TooLarge("101 transactions, at most 100 per request".into()),
+                413,
+                "too_large",
+                "101 transactions, at most 100 per request",
+            ),
+            (
+                ApiError::HeadersTooLarge { limit_bytes: 16384 },
+                431,
+                "headers_too_large",
+                "request headers over the limit of 16384 bytes",
             ),
         ];
         for (error, status, code, message) in cases {
@@ -290,6 +342,27 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_timeout_closes_the_connection() {
+        let response = ApiError::RequestTimeout {
+            limit: Duration::from_millis(1500),
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+        let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "error": "request_timeout",
+                "message": "request not completed within 1500 ms",
+            })
+        );
+    }
+
     #[test]
     fn codes_are_distinct() {
         let all = [
@@ -300,8 +373,13 @@ mod tests {
                 id: String::new(),
                 message: String::new(),
             },
+            ApiError::RequestTimeout {
+                limit: Duration::ZERO,
+            },
             ApiError::PayloadTooLarge { limit_bytes: 0 },
+            ApiError::TooLarge(String::new()),
             ApiError::Unprocessable(String::new()),
+            ApiError::HeadersTooLarge { limit_bytes: 0 },
             ApiError::TooManyRequests {
                 message: String::new(),
                 retry_after: Duration::ZERO,
@@ -315,6 +393,7 @@ mod tests {
         let codes: std::collections::HashSet<_> = all.iter().map(ApiError::code).collect();
         let statuses: std::collections::HashSet<_> = all.iter().map(ApiError::status).collect();
         assert_eq!(codes.len(), all.len());
-        assert_eq!(statuses.len(), all.len());
+        // Two kinds of 413: the whole body, or one bound inside it.
+        assert_eq!(statuses.len(), all.len() - 1);
     }
 }

@@ -2,28 +2,50 @@
 //!
 //! This crate owns:
 //!
-//! - **The API port** (`api.host`/`api.port`, 8080): `GET /health` ([`health`]), JSON with
-//!   an `X-Response-Time` header; 503 `unhealthy` while the ledger has a fault. The client
-//!   API (transactions, blocks, events, the OpenAPI description) is to be added here as
-//!   modules whose routes [`api_router`] merges.
+//! - **The API port** (`api.host`/`api.port`, 8080): `GET /health` ([`health`]) with its
+//!   readiness thresholds, and the client API: `POST /v1/transactions` and
+//!   `GET /v1/transactions/{id}` ([`transactions`]), `GET /v1/blocks/{height}` and
+//!   `/v1/blocks/latest` ([`blocks`]), `GET /v1/events` (Server-Sent Events, [`events`]),
+//!   `GET /v1/openapi.json` ([`openapi`]), `GET /v1/node` ([`chain`]) and `GET /v1/peers`
+//!   ([`peers`]); and the block explorer page at `GET /` with its assets under
+//!   `/explorer/` ([`explorer`]). The routes are one table ([`routes`]); the JSON bodies are
+//!   this crate's own types ([`model`]). `docs/api.md` describes them.
 //! - **The monitoring port** (`monitoring.host`/`monitoring.metrics_port`, 9090):
-//!   `GET <metrics_path>` and `GET /status` ([`monitoring`]).
+//!   `GET <metrics_path>` (OpenMetrics or classic text, negotiated) and `GET /status`
+//!   ([`monitoring`]).
 //! - **Errors** ([`error`]): one type, [`ApiError`], for every error answer, mapped to its
 //!   status, headers and JSON body `{"error": "<stable code>", "message": "<text>"}` in one
 //!   place. Unknown routes answer 404 and wrong methods 405 with that body.
-//! - **Serving** ([`server`]): binding, `X-Response-Time` on every response, graceful
-//!   shutdown bounded by [`SHUTDOWN_GRACE`].
+//! - **Limits** ([`limits`], [`rate_limit`]): body and header size, request time, requests
+//!   in progress, open connections, array length, event streams, per-IP rate; each with a
+//!   named default ([`ApiLimits`]).
+//! - **Serving** ([`server`]): the accept loop with its connection bounds (header read
+//!   timeout against slow clients), `X-Response-Time` on every response, graceful shutdown
+//!   bounded by [`SHUTDOWN_GRACE`].
 //!
-//! What the endpoints report is passed in, never global: an `Arc<`[`NodeStatus`]`>` (the
-//! P2P handle, the [`LedgerStatus`] the binary's probe updates, the metrics registry),
-//! built by the node's wiring in the `aegis` binary. This crate runs no P2P, storage or
-//! consensus of its own.
+//! What the endpoints serve is passed in, never global: an `Arc<`[`NodeStatus`]`>` (the
+//! P2P handle, the [`LedgerStatus`] the binary's probe updates, the metrics registry, and
+//! once attached the committed ledger and the running node as a [`NodeApi`]), built by the
+//! node's wiring in the `aegis` binary. This crate runs no P2P, storage or consensus of its
+//! own.
 
+pub mod blocks;
+pub mod chain;
 pub mod error;
+pub mod events;
+pub mod explorer;
 pub mod health;
+pub mod limits;
+pub mod model;
 pub mod monitoring;
+pub mod node;
+pub mod openapi;
+pub mod peers;
+pub mod rate_limit;
+pub mod routes;
 pub mod server;
 mod state;
+pub mod transactions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,7 +54,10 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
-pub use server::{HttpListen, HttpServer, SHUTDOWN_GRACE, ServeError, serve};
+pub use limits::{ApiLimits, ConnectionLimits, LimitsError};
+pub use node::{CommittedBlock, ConsensusView, NodeApi, NodeFuture, SyncState};
+pub use rate_limit::RateLimit;
+pub use server::{HttpListen, HttpServer, SHUTDOWN_GRACE, ServeError, serve, serve_with};
 pub use state::{LedgerStatus, NodeStatus};
 
 /// Where and what [`start`] serves.
@@ -46,9 +71,14 @@ pub struct HttpOptions {
     pub metrics_path: String,
 }
 
-/// Every route of the API port.
-pub fn api_router(status: Arc<NodeStatus>) -> Router {
-    health::router(status)
+/// Every route of the API port, with its limits; event streams end when `shutdown` is
+/// cancelled.
+pub fn api_router(
+    status: Arc<NodeStatus>,
+    limits: ApiLimits,
+    shutdown: CancellationToken,
+) -> Router {
+    routes::router(status, limits, shutdown)
 }
 
 /// Every route of the monitoring port.
@@ -84,12 +114,33 @@ impl HttpEndpoints {
     }
 }
 
-/// Starts the monitoring server, then the API server, as `options` asks. If one cannot
-/// start, the other is stopped and the error says which and where.
+/// Starts the monitoring server, then the API server, as `options` asks, with the default
+/// [`ApiLimits`]. If one cannot start, the other is stopped and the error says which and
+/// where.
 pub async fn start(
     options: HttpOptions,
     status: Arc<NodeStatus>,
 ) -> Result<HttpEndpoints, ServeError> {
+    start_with(options, ApiLimits::default(), status).await
+}
+
+/// [`start`] with the API port's `limits` (from `api.*` and `security.rate_limiting`).
+/// Limits that fail [`ApiLimits::validate`] are refused before anything listens.
+pub async fn start_with(
+    options: HttpOptions,
+    limits: ApiLimits,
+    status: Arc<NodeStatus>,
+) -> Result<HttpEndpoints, ServeError> {
+    if let Err(error) = limits.validate() {
+        return Err(ServeError {
+            what: "api",
+            address: options
+                .api
+                .as_ref()
+                .map_or_else(String::new, HttpListen::address),
+            error: std::io::Error::new(std::io::ErrorKind::InvalidInput, error.to_string()),
+        });
+    }
     let HttpOptions {
         api,
         monitoring,
@@ -101,14 +152,18 @@ pub async fn start(
     let mut api_addr = None;
     let started = async {
         if let Some(listen) = monitoring {
-            let router = monitoring_router(Arc::clone(&status), &metrics_path);
-            let server = serve("monitoring", &listen, router, shutdown.clone()).await?;
+            let router =
+                server::with_fallbacks(monitoring_router(Arc::clone(&status), &metrics_path));
+            let limits = ConnectionLimits::default();
+            let server =
+                serve_with("monitoring", &listen, router, shutdown.clone(), limits).await?;
             metrics_addr = Some(server.local_addr());
             servers.push(server);
         }
         if let Some(listen) = api {
-            let router = api_router(Arc::clone(&status));
-            let server = serve("api", &listen, router, shutdown.clone()).await?;
+            let router = api_router(Arc::clone(&status), limits, shutdown.clone());
+            let connections = limits.connection_limits();
+            let server = serve_with("api", &listen, router, shutdown.clone(), connections).await?;
             api_addr = Some(server.local_addr());
             servers.push(server);
         }

@@ -1,16 +1,21 @@
-//! The monitoring port: `GET <metrics_path>` (Prometheus/OpenMetrics text of the node's
-//! registry) and `GET /status` (JSON: ledger height, storage, sync status, P2P peers).
+//! The monitoring port: `GET <metrics_path>` (the node's registry, as OpenMetrics when the
+//! scraper asks for it in `Accept` and as the classic Prometheus text format otherwise, as
+//! the official client libraries negotiate) and `GET /status` (JSON: identity, ledger,
+//! consensus, sync, peers, mempool).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::{ApiError, NodeStatus};
+use crate::{ApiError, NodeStatus, SyncState};
+
+/// The media type a scraper names in `Accept` to get OpenMetrics.
+const OPENMETRICS_MEDIA_TYPE: &str = "application/openmetrics-text";
 
 /// The metrics route at `metrics_path` (a missing leading `/` is added) and `/status`.
 pub fn router(status: Arc<NodeStatus>, metrics_path: &str) -> Router {
@@ -25,30 +30,111 @@ pub fn router(status: Arc<NodeStatus>, metrics_path: &str) -> Router {
         .with_state(status)
 }
 
-async fn metrics(State(status): State<Arc<NodeStatus>>) -> Result<Response, ApiError> {
-    let text = status
-        .metrics()
-        .encode_text()
-        .map_err(|error| ApiError::Internal(format!("encode the metrics: {error}")))?;
-    Ok((
-        [(header::CONTENT_TYPE, aegis_telemetry::METRICS_CONTENT_TYPE)],
-        text,
-    )
-        .into_response())
+async fn metrics(
+    State(status): State<Arc<NodeStatus>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok());
+    let (content_type, text) = if wants_openmetrics(accept) {
+        (
+            aegis_telemetry::OPENMETRICS_CONTENT_TYPE,
+            status.metrics().encode_text(),
+        )
+    } else {
+        (
+            aegis_telemetry::CLASSIC_CONTENT_TYPE,
+            status.metrics().encode_classic_text(),
+        )
+    };
+    let text = text.map_err(|error| ApiError::Internal(format!("encode the metrics: {error}")))?;
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
+}
+
+/// True when `accept` prefers OpenMetrics to the classic text format: it names
+/// `application/openmetrics-text` with a non-zero quality at least that of `text/plain`.
+/// Prometheus sends `application/openmetrics-text;version=1.0.0,...,text/plain;version=0.0.4;q=0.5,...`;
+/// curl sends `*/*` and gets the classic format.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else {
+        return false;
+    };
+    let mut openmetrics = 0.0_f64;
+    let mut classic = 0.0_f64;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|param| param.split_once('='))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+            .and_then(|(_, value)| value.trim().parse::<f64>().ok())
+            .unwrap_or(1.0);
+        if media == OPENMETRICS_MEDIA_TYPE {
+            openmetrics = openmetrics.max(quality);
+        } else if media == "text/plain" {
+            classic = classic.max(quality);
+        }
+    }
+    openmetrics > 0.0 && openmetrics >= classic
 }
 
 async fn node_status(State(status): State<Arc<NodeStatus>>) -> Response {
     let network = status.network();
     let ledger = status.ledger();
     let peers = network.peers();
+    let view = status.node().map(|node| node.consensus());
+    let block_height = view
+        .as_ref()
+        .map_or(0, |view| view.height)
+        .max(ledger.height());
+    let latest_block_hash = match &view {
+        Some(view) => Some(view.latest_hash.to_hex()),
+        None => match status.ledger_store() {
+            // Best effort: a ledger that does not answer shows in `storage` already.
+            Some(store) => store
+                .tip()
+                .await
+                .ok()
+                .flatten()
+                .map(|tip| tip.hash.to_hex()),
+            None => None,
+        },
+    };
+    let sync_status = match &view {
+        Some(view) => view.sync.as_str(),
+        None => status.sync_status(peers.len()),
+    };
+    let sync_target_height = match view.as_ref().map(|view| view.sync) {
+        Some(SyncState::Syncing { target }) => Some(target),
+        _ => None,
+    };
     let body = json!({
         "node_id": status.node_id(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "algorithm": status.algorithm(),
+        "chain_id": status.chain_id(),
         "validator_id": network.validator_id().map(|id| id.0),
         "public_key": network.public_key().to_hex(),
-        "block_height": ledger.height(),
+        "block_height": block_height,
+        "latest_block_hash": latest_block_hash,
         "storage": ledger.fault().map_or_else(|| json!("ok"), |fault| json!({ "fault": fault })),
-        "sync_status": status.sync_status(peers.len()),
-        "consensus": "not running",
+        "sync_status": sync_status,
+        "sync_target_height": sync_target_height,
+        "network_height": view.as_ref().map(|view| view.network_height),
+        "view": view.as_ref().map(|view| view.view),
+        "primary": view.as_ref().and_then(|view| view.primary.clone()),
+        "role": view.as_ref().map(|view| view.role),
+        "peers": peers.len(),
+        "validators": status.validator_count(),
+        "mempool": view.as_ref().map(|view| json!({
+            "size": view.mempool_transactions,
+            "bytes": view.mempool_bytes,
+        })),
+        "consensus": {
+            "running": view.as_ref().is_some_and(|view| view.running),
+            "last_commit_ms": view.as_ref().and_then(|view| view.last_commit_ms),
+        },
         "uptime_seconds": status.uptime_seconds(),
         "p2p": {
             "listen": network.local_addr().to_string(),
@@ -67,4 +153,30 @@ async fn node_status(State(status): State<Arc<NodeStatus>>) -> Response {
         },
     });
     axum::Json(body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrapers_that_ask_for_openmetrics_get_it_and_others_the_classic_format() {
+        // Prometheus 2.x and 3.x.
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        )));
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        )));
+        for classic in [
+            None,
+            Some("*/*"),
+            Some("text/plain"),
+            Some("text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"),
+            Some("application/openmetrics-text;q=0"),
+            Some("application/json"),
+        ] {
+            assert!(!wants_openmetrics(classic), "{classic:?}");
+        }
+    }
 }

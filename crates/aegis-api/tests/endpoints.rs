@@ -6,16 +6,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Cluster, get, request, wait_for};
+use aegis_testkit::p2p::Cluster;
+use aegis_testkit::wait_async::wait_until;
+use common::{get, request, start_node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_status_and_health_reflect_the_mesh() {
     let cluster = Cluster::new(2, 31);
-    let a = cluster.start(0, vec![]).await;
-    let b = cluster
-        .start(1, vec![a.network.local_addr().to_string()])
-        .await;
-    wait_for(
+    let a = start_node(&cluster, 0, vec![]).await;
+    let b = start_node(&cluster, 1, vec![a.network.local_addr().to_string()]).await;
+    wait_until(
         Duration::from_secs(15),
         "connected with a ping answered",
         || a.network.peers().first().is_some_and(|p| p.rtt.is_some()),
@@ -58,7 +58,7 @@ async fn metrics_status_and_health_reflect_the_mesh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_fault_turns_health_unhealthy_until_it_clears() {
     let cluster = Cluster::new(1, 32);
-    let a = cluster.start(0, vec![]).await;
+    let a = start_node(&cluster, 0, vec![]).await;
     a.ledger.set_height(42);
     a.ledger
         .set_fault(Some("database unreachable: connection refused".into()));
@@ -88,17 +88,15 @@ async fn a_storage_fault_turns_health_unhealthy_until_it_clears() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_goes_isolated_when_the_only_peer_leaves() {
     let cluster = Cluster::new(2, 33);
-    let a = cluster.start(0, vec![]).await;
-    let b = cluster
-        .start(1, vec![a.network.local_addr().to_string()])
-        .await;
-    wait_for(Duration::from_secs(15), "connected", || {
+    let a = start_node(&cluster, 0, vec![]).await;
+    let b = start_node(&cluster, 1, vec![a.network.local_addr().to_string()]).await;
+    wait_until(Duration::from_secs(15), "connected", || {
         a.network.peer_count() == 1
     })
     .await;
 
     b.stop().await;
-    wait_for(Duration::from_secs(15), "a alone", || {
+    wait_until(Duration::from_secs(15), "a alone", || {
         a.network.peer_count() == 0
     })
     .await;
@@ -111,7 +109,7 @@ async fn status_goes_isolated_when_the_only_peer_leaves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_wrong_methods_answer_json_errors() {
     let cluster = Cluster::new(1, 34);
-    let a = cluster.start(0, vec![]).await;
+    let a = start_node(&cluster, 0, vec![]).await;
     for addr in [a.api(), a.monitoring()] {
         let (head, body) = get(addr, "/v1/nothing-here?x=1").await;
         assert!(head.starts_with("HTTP/1.1 404"), "{head}");
@@ -145,14 +143,11 @@ async fn unknown_routes_and_wrong_methods_answer_json_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taken_port_is_an_error_naming_the_endpoint_and_address() {
     let cluster = Cluster::new(1, 35);
-    let a = cluster.start(0, vec![]).await;
+    let a = start_node(&cluster, 0, vec![]).await;
     let taken = a.api();
     let status = std::sync::Arc::new(aegis_api::NodeStatus::new(
         "node0".into(),
-        &aegis_p2p::Identity::new(cluster.keys[0].clone(), &cluster.genesis)
-            .unwrap()
-            .validators()
-            .clone(),
+        &cluster.identity(0).validators().clone(),
         a.network.clone(),
         std::sync::Arc::clone(&a.ledger),
         std::sync::Arc::new(aegis_telemetry::Metrics::new()),
@@ -183,7 +178,7 @@ async fn stopping_closes_idle_keep_alive_connections_and_the_port() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let cluster = Cluster::new(1, 36);
-    let a = cluster.start(0, vec![]).await;
+    let a = start_node(&cluster, 0, vec![]).await;
     let api = a.api();
     // A client that keeps its connection open after a complete exchange.
     let mut client = tokio::net::TcpStream::connect(api).await.unwrap();

@@ -84,6 +84,8 @@ file_section! {
         min_validators: u64 = 3,
         message_timeout: Seconds = secs(10),
         retry_attempts: u64 = 3,
+        block_interval: Millis = Millis(Duration::ZERO),
+        max_block_bytes: ByteSize = ByteSize(4 << 20),
     }
 }
 

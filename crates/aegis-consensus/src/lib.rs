@@ -28,6 +28,7 @@ use aegis_types::{Block, CommitCertificate, Hash, Transaction, ValidatorId};
 use borsh::{BorshDeserialize, BorshSerialize};
 
 pub mod pbft;
+pub mod verifier;
 
 /// What the driver tells the core about the world at the moment of a step. Time and
 /// randomness are inputs, never read by the core itself (tigerbeetle's determinism rule).

@@ -42,17 +42,22 @@ pub const DEFAULT_MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 const _: () = assert!(MAX_UNSYNCED_LOG_BYTES < MIN_COMPACTION_LOG_BYTES);
 const _: () = assert!((DEFAULT_MAX_BATCH_BYTES as u64) < MAX_UNSYNCED_LOG_BYTES);
 
-/// The driver's own settings.
+/// The driver's own settings: how the leader cuts blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DriverConfig {
     /// Most bytes of transactions (canonical encoding) in one proposed batch.
     pub max_batch_bytes: usize,
+    /// Least time between two proposals that are not full (`consensus.block_interval`):
+    /// under light load the leader waits this long to gather more transactions into one
+    /// block. 0 proposes as soon as the pipeline has room.
+    pub block_interval_ms: u64,
 }
 
 impl Default for DriverConfig {
     fn default() -> DriverConfig {
         DriverConfig {
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            block_interval_ms: 0,
         }
     }
 }
@@ -117,6 +122,10 @@ pub struct Driver<P: Protocol, I: Io<P>> {
     compact_hint: bool,
     /// The log's size right after the last compaction (the snapshot's size).
     snapshot_bytes: u64,
+    /// When the leader last handed out a batch, and when to ask the core again for one that
+    /// waited for [`DriverConfig::block_interval_ms`].
+    last_proposal_ms: u64,
+    proposal_wake_ms: Option<u64>,
     stats: DriverStats,
 }
 
@@ -151,6 +160,8 @@ impl<P: Protocol, I: Io<P>> Driver<P, I> {
             ledger_unflushed: false,
             compact_hint: false,
             snapshot_bytes,
+            last_proposal_ms: 0,
+            proposal_wake_ms: None,
             stats: DriverStats::default(),
         }
     }
@@ -222,9 +233,15 @@ impl<P: Protocol, I: Io<P>> Driver<P, I> {
         self.step(Input::SyncedBlock { block, certificate })
     }
 
-    /// Fires every timer due by the clock now, earliest first.
+    /// Fires every timer due by the clock now, earliest first, and asks for a batch that
+    /// waited for the block interval.
     pub fn tick(&mut self) -> Result<(), DriverError> {
         let now_ms = self.clock.now_ms();
+        if self.proposal_wake_ms.is_some_and(|wake| wake <= now_ms) {
+            self.proposal_wake_ms = None;
+            // No new transactions: the core only looks again whether it can propose.
+            self.step(Input::TransactionsPending(Vec::new()))?;
+        }
         // A fired timer may re-arm itself; it waits for the next tick.
         let mut due = Vec::new();
         while let Some(timer) = self.timers.pop_due(now_ms) {
@@ -238,7 +255,10 @@ impl<P: Protocol, I: Io<P>> Driver<P, I> {
 
     /// When [`Driver::tick`] has something to fire next (node clock, milliseconds).
     pub fn next_deadline(&self) -> Option<u64> {
-        self.timers.next_deadline()
+        match (self.timers.next_deadline(), self.proposal_wake_ms) {
+            (Some(timer), Some(wake)) => Some(timer.min(wake)),
+            (timer, wake) => timer.or(wake),
+        }
     }
 
     /// Whether a flush has durable work to do (a sync or a ledger flush) before it can send.
@@ -317,13 +337,7 @@ impl<P: Protocol, I: Io<P>> Driver<P, I> {
                 && proposals < MAX_PROPOSALS_PER_STEP
             {
                 proposals += 1;
-                let batch = self.mempool.next_batch_excluding(
-                    &self.handed_out,
-                    max_txs as usize,
-                    self.config.max_batch_bytes,
-                );
-                self.handed_out.extend(batch.iter().map(Transaction::id));
-                next = Some(Input::Proposal(batch));
+                next = Some(Input::Proposal(self.batch(max_txs)));
             }
         }
         if self.held.len() > MAX_HELD_MESSAGES || self.log.unsynced_bytes() > MAX_UNSYNCED_LOG_BYTES
@@ -331,6 +345,33 @@ impl<P: Protocol, I: Io<P>> Driver<P, I> {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// The batch for a leader that asked for at most `max_txs`: the oldest pending
+    /// transactions not handed out yet. A batch that is not full waits until the block
+    /// interval since the last proposal has passed (then the core is asked again).
+    fn batch(&mut self, max_txs: u32) -> Vec<Transaction> {
+        let max_bytes = self.config.max_batch_bytes;
+        let batch =
+            self.mempool
+                .next_batch_excluding(&self.handed_out, max_txs as usize, max_bytes);
+        if batch.is_empty() {
+            return batch;
+        }
+        let now_ms = self.clock.now_ms();
+        let bytes: usize = batch.iter().map(aegis_mempool::encoded_len).sum();
+        let full = batch.len() >= max_txs as usize
+            || bytes + self.mempool.config().max_transaction_bytes > max_bytes;
+        let ready_at = self
+            .last_proposal_ms
+            .saturating_add(self.config.block_interval_ms);
+        if !full && now_ms < ready_at {
+            self.proposal_wake_ms = Some(ready_at);
+            return Vec::new();
+        }
+        self.last_proposal_ms = now_ms;
+        self.handed_out.extend(batch.iter().map(Transaction::id));
+        batch
     }
 
     /// Carries out one step's effects in order; returns the batch size the core asked for.

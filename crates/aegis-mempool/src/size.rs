@@ -3,16 +3,12 @@
 
 use aegis_types::Transaction;
 
-/// Encoded bytes of a transaction apart from its chain id and payload: version (1), chain id
-/// length prefix (4), sender (32), nonce (8), payload length prefix (4), signature (64).
-pub const TX_FIXED_ENCODED_BYTES: usize = 1 + 4 + 32 + 8 + 4 + 64;
+pub use aegis_types::tx::TX_FIXED_ENCODED_BYTES;
 
 /// The length of `aegis_types::encoding::encode(tx)`, computed without encoding (which would
-/// copy the payload). A unit test holds the two equal.
+/// copy the payload): [`Transaction::encoded_len`]. A unit test holds the two equal.
 pub fn encoded_len(tx: &Transaction) -> usize {
-    TX_FIXED_ENCODED_BYTES
-        .saturating_add(tx.body.chain_id.len())
-        .saturating_add(tx.body.payload.len())
+    tx.encoded_len()
 }
 
 #[cfg(test)]

@@ -12,12 +12,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aegis_crypto::SecretKey;
-use aegis_p2p::{Identity, Message, P2pConfig, P2pMetrics, P2pNetwork, TlsFiles, TlsStore, tags};
-use aegis_types::{ConsensusParams, Genesis, Validator, ValidatorId};
+use aegis_p2p::{Message, P2pConfig, P2pMetrics, P2pNetwork, TlsFiles, TlsStore, tags};
+use aegis_testkit::p2p::Cluster;
+use aegis_testkit::tls::{KeyKind, self_signed};
+use aegis_testkit::wait_async::wait_until;
+use aegis_types::ValidatorId;
 use bytes::Bytes;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -25,23 +26,9 @@ use tokio::net::{TcpListener, TcpSocket};
 
 const BUFFER: usize = 65_536;
 
-fn cert(dir: &Path, name: &str) -> TlsFiles {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec![name.to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let cert_file = dir.join(format!("{name}.crt"));
-    let key_file = dir.join(format!("{name}.key"));
-    std::fs::write(&cert_file, cert.pem()).unwrap();
-    std::fs::write(&key_file, key.serialize_pem()).unwrap();
-    TlsFiles {
-        cert_file,
-        key_file,
-        ca_file: None,
-    }
-}
-
+/// A node's default timers and queues, not the fast timers of `aegis_testkit::p2p`'s test
+/// configurations (a ping timing out behind a full queue would cut the link being measured);
+/// no rate limits, and a quick first dial.
 fn config(ip: IpAddr, tls: TlsFiles, bootstrap: Vec<String>) -> P2pConfig {
     let mut config = P2pConfig::new(tls);
     config.host = ip.to_string();
@@ -195,47 +182,28 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = [SecretKey::generate(), SecretKey::generate()];
-        let genesis = Genesis {
-            chain_id: "bench".into(),
-            genesis_time_ms: 0,
-            validators: keys
-                .iter()
-                .enumerate()
-                .map(|(i, key)| Validator {
-                    name: format!("node{i}"),
-                    public_key: key.public_key(),
-                    p2p_address: String::new(),
-                    api_address: String::new(),
-                })
-                .collect(),
-            consensus: ConsensusParams {
-                max_byzantine_nodes: 0,
-                ..ConsensusParams::default()
-            },
-        };
-        let ip_a = IpAddr::from([127, 0, 99, 1]);
-        let ip_b = IpAddr::from([127, 0, 99, 2]);
-        let tls_a = cert(dir.path(), "a");
-        let tls_b = cert(dir.path(), "b");
+        let cluster = Cluster::new(2, 99);
+        let (ip_a, ip_b) = (cluster.ip(0), cluster.ip(1));
+        let tls_a = self_signed(cluster.dir.path(), "a", KeyKind::Ecdsa);
+        let tls_b = self_signed(cluster.dir.path(), "b", KeyKind::Ecdsa);
         let (a, _ia) = P2pNetwork::start(
             config(ip_a, tls_a.clone(), vec![]),
-            Identity::new(keys[0].clone(), &genesis).unwrap(),
+            cluster.identity(0),
             P2pMetrics::new(),
         )
         .await
         .unwrap();
         let (b, mut ib) = P2pNetwork::start(
             config(ip_b, tls_b, vec![a.local_addr().to_string()]),
-            Identity::new(keys[1].clone(), &genesis).unwrap(),
+            cluster.identity(1),
             P2pMetrics::new(),
         )
         .await
         .unwrap();
-        while a.peer_count() == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until(Duration::from_secs(15), "the two nodes connected", || {
+            a.peer_count() > 0
+        })
+        .await;
         let store = TlsStore::load(tls_a).unwrap();
         println!("P2P throughput, one direction, loopback, 2 tokio workers, {budget:?} per case (best of 3 alternating runs)");
         println!(

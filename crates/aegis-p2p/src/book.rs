@@ -31,21 +31,11 @@ pub(crate) fn valid_address(address: &str) -> bool {
         })
 }
 
-/// Reads the known-peers file, refusing one larger than [`MAX_PEERS_FILE_BYTES`] without
-/// reading it whole.
+/// Reads the known-peers file: a regular file of at most [`MAX_PEERS_FILE_BYTES`], refused
+/// unread otherwise (a link to `/dev/zero`, a file grown huge).
 fn read_peers_file(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    let mut text = String::new();
-    file.take(MAX_PEERS_FILE_BYTES + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_PEERS_FILE_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {MAX_PEERS_FILE_BYTES} bytes"),
-        ));
-    }
-    Ok(text)
+    aegis_fs::read_regular_file_to_string(path, MAX_PEERS_FILE_BYTES)
+        .map_err(aegis_fs::ReadError::into_io)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,26 +123,26 @@ impl AddressBook {
                             );
                         }
                         if ignored > 0 {
-                            tracing::warn!(
+                            aegis_telemetry::warn!(
                                 path = %path.display(),
                                 ignored,
                                 "Ignored {ignored} invalid entries of the known-peers file"
                             );
                         }
-                        tracing::info!(
+                        aegis_telemetry::info!(
                             path = %path.display(),
                             peers = book.entries.len(),
                             "Loaded known peers"
                         );
                     }
-                    Err(error) => tracing::warn!(
+                    Err(error) => aegis_telemetry::warn!(
                         path = %path.display(),
                         %error,
                         "Ignoring unreadable known-peers file; re-learning peers from bootstrap nodes"
                     ),
                 },
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => tracing::warn!(
+                Err(error) => aegis_telemetry::warn!(
                     path = %path.display(),
                     %error,
                     "Ignoring unreadable known-peers file; re-learning peers from bootstrap nodes"
@@ -299,7 +289,7 @@ impl AddressBook {
             std::fs::rename(&tmp, path)
         };
         if let Err(error) = write() {
-            tracing::warn!(path = %path.display(), %error, "Cannot write known-peers file");
+            aegis_telemetry::warn!(path = %path.display(), %error, "Cannot write known-peers file");
         }
     }
 

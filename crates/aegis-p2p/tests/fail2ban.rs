@@ -3,17 +3,15 @@
 //! set. One test per binary: it installs the global log subscriber.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aegis_telemetry::{JsonLayer, LogFile};
-use common::{
-    Cluster, KeyKind, POLL, address, self_signed, start, test_config, wait_for, wait_for_onset,
-};
+use aegis_testkit::p2p::{Cluster, address, start, test_config};
+use aegis_testkit::tls::{KeyKind, self_signed};
+use aegis_testkit::wait_async::{wait_for_onset, wait_until};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -89,15 +87,15 @@ async fn fail2ban_filter_bans_exactly_the_outsiders_address() {
     // lengthen that span, so it is at least block_duration unless the ban was shorter.
     let banned_after =
         wait_for_onset(not_banned, WAIT, "rogue banned", || a.is_banned(rogue_ip)).await;
-    let lifted = wait_for(WAIT, "ban lifted", || !a.is_banned(rogue_ip)).await;
+    let lifted = wait_until(WAIT, "ban lifted", || !a.is_banned(rogue_ip)).await;
     assert!(
         lifted - banned_after >= Duration::from_secs(2),
         "ban lasted at most {:?}",
         lifted - banned_after
     );
-    wait_for(WAIT, "honest peers connected", || a.peer_count() == 1).await;
+    wait_until(WAIT, "honest peers connected", || a.peer_count() == 1).await;
     // The outsider is refused again after the ban.
-    wait_for(WAIT, "refused again after the ban", || {
+    wait_until(WAIT, "refused again after the ban", || {
         a.metrics().auth_failures.get() >= 4
     })
     .await;
@@ -111,19 +109,17 @@ async fn fail2ban_filter_bans_exactly_the_outsiders_address() {
     let expected_line =
         format!("\"message\":\"Authentication failed for peer from {rogue_ip}: public key ");
     let read = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let deadline = Instant::now() + WAIT;
     let outbound_line = "Authentication failed for peer at ";
-    while ![ban_line.as_str(), &expected_line, outbound_line]
-        .iter()
-        .all(|line| read().contains(line))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "log lacks the lines:\n{}",
-            read()
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    wait_until(
+        WAIT,
+        || format!("the ban and failure lines in the log:\n{}", read()),
+        || {
+            [ban_line.as_str(), &expected_line, outbound_line]
+                .iter()
+                .all(|line| read().contains(line))
+        },
+    )
+    .await;
     let log = read();
     if let Some(keep) = std::env::var_os("AEGIS_P2P_KEEP_LOG") {
         std::fs::write(keep, &log).unwrap();

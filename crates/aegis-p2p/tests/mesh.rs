@@ -2,13 +2,15 @@
 //! redial, duplicate resolution.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
 use aegis_p2p::{Message, P2pNetwork, tags};
+use aegis_testkit::net::free_port;
+use aegis_testkit::p2p::{Cluster, address, start, wait_port_free};
+use aegis_testkit::tls::{KeyKind, self_signed};
+use aegis_testkit::wait::POLL_INTERVAL;
+use aegis_testkit::wait_async::{retry_until, wait_until};
 use aegis_types::ValidatorId;
-use common::{Cluster, POLL, address, free_port, start, wait_for, wait_port_free};
 
 const WAIT: Duration = Duration::from_secs(15);
 /// Polls over which a formed mesh must stay unchanged.
@@ -29,7 +31,7 @@ async fn two_nodes_connect_and_exchange_messages() {
         cluster.identity(1),
     )
     .await;
-    wait_for(WAIT, "two nodes connected", || {
+    wait_until(WAIT, "two nodes connected", || {
         a.peer_count() == 1 && b.peer_count() == 1
     })
     .await;
@@ -72,7 +74,7 @@ async fn two_nodes_connect_and_exchange_messages() {
         Err(aegis_p2p::SendError::TooLarge { .. })
     ));
     // Pings measure round trips.
-    wait_for(WAIT, "a ping round trip", || {
+    wait_until(WAIT, "a ping round trip", || {
         a.peers().first().is_some_and(|p| p.rtt.is_some())
     })
     .await;
@@ -96,7 +98,7 @@ async fn four_nodes_form_a_full_mesh_from_bootstrap_lists() {
         nodes.push(node);
         inboxes.push(inbox);
     }
-    wait_for(WAIT, "full mesh of 4", || full_mesh(&nodes)).await;
+    wait_until(WAIT, "full mesh of 4", || full_mesh(&nodes)).await;
     // Stable: one connection per pair, no flapping. Every check over a window of polls
     // must see the full mesh and exactly three connections per node (the counters never
     // grow past it while duplicates are resolved).
@@ -109,7 +111,7 @@ async fn four_nodes_form_a_full_mesh_from_bootstrap_lists() {
         for node in &nodes {
             assert_eq!(connections(node), 3);
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(POLL_INTERVAL).await;
     }
     for (i, node) in nodes.iter().enumerate() {
         assert_eq!(
@@ -148,12 +150,12 @@ async fn peer_exchange_completes_the_mesh_and_peers_file_survives_restart() {
         nodes.push(node);
         inboxes.push(inbox);
     }
-    wait_for(WAIT, "full mesh through peer exchange", || {
+    wait_until(WAIT, "full mesh through peer exchange", || {
         full_mesh(&nodes)
     })
     .await;
     let peers_file = cluster.node_dir(3).join("data/p2p/peers.json");
-    wait_for(WAIT, "peers.json with 3 validators", || {
+    wait_until(WAIT, "peers.json with 3 validators", || {
         std::fs::read_to_string(&peers_file)
             .map(|text| text.matches("public_key").count() >= 3)
             .unwrap_or(false)
@@ -162,14 +164,14 @@ async fn peer_exchange_completes_the_mesh_and_peers_file_survives_restart() {
 
     // Node 3 restarts with no bootstrap list: the known-peers file is enough.
     nodes[3].shutdown();
-    wait_for(WAIT, "others notice node3 left", || {
+    wait_until(WAIT, "others notice node3 left", || {
         nodes[..3].iter().all(|n| n.peer_count() == 2)
     })
     .await;
     wait_port_free(cluster.ip(3), ports[3]).await;
     let (node3, _inbox3) = start(cluster.config(3, ports[3], vec![]), cluster.identity(3)).await;
     nodes[3] = node3;
-    wait_for(WAIT, "node3 back from peers.json", || full_mesh(&nodes)).await;
+    wait_until(WAIT, "node3 back from peers.json", || full_mesh(&nodes)).await;
     for node in &nodes {
         node.shutdown();
     }
@@ -182,13 +184,13 @@ async fn dead_peer_is_dropped_and_redialled() {
     let b_address = format!("{}:{}", cluster.ip(1), port_b);
     let (a, _ia) = start(cluster.config(0, 0, vec![b_address]), cluster.identity(0)).await;
     let (b, _ib) = start(cluster.config(1, port_b, vec![]), cluster.identity(1)).await;
-    wait_for(WAIT, "connected", || a.peer_count() == 1).await;
+    wait_until(WAIT, "connected", || a.peer_count() == 1).await;
     b.shutdown();
-    wait_for(WAIT, "a drops the dead peer", || a.peer_count() == 0).await;
+    wait_until(WAIT, "a drops the dead peer", || a.peer_count() == 0).await;
     // Restart b on the same port once its listener is gone.
     wait_port_free(cluster.ip(1), port_b).await;
     let (b2, _ib2) = start(cluster.config(1, port_b, vec![]), cluster.identity(1)).await;
-    wait_for(WAIT, "a redials b", || {
+    wait_until(WAIT, "a redials b", || {
         a.peer_count() == 1 && b2.peer_count() == 1
     })
     .await;
@@ -213,7 +215,7 @@ async fn a_slow_peer_is_cut_off_and_the_others_keep_receiving() {
         cluster.identity(1),
     )
     .await;
-    wait_for(WAIT, "a connected to b and the slow node", || {
+    wait_until(WAIT, "a connected to b and the slow node", || {
         a.peer_count() == 2
     })
     .await;
@@ -240,17 +242,14 @@ async fn a_slow_peer_is_cut_off_and_the_others_keep_receiving() {
     )
     .await
     .unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
+    retry_until(WAIT, "b to receive \"still here\"", async || {
         let got = tokio::time::timeout(WAIT, ib.recv())
             .await
             .unwrap()
             .unwrap();
-        if &got.payload[..] == b"still here" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline);
-    }
+        &got.payload[..] == b"still here"
+    })
+    .await;
     assert!(a.peers().iter().any(|p| p.id == ValidatorId(1)));
     a.shutdown();
     b.shutdown();
@@ -267,7 +266,7 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
     let (a, _ia) = start(config, cluster.identity(0)).await;
 
     // Validator 1 authenticates by hand, then goes silent with the socket open.
-    let files = common::self_signed(&cluster.node_dir(1), "zombie", common::KeyKind::Ecdsa);
+    let files = self_signed(&cluster.node_dir(1), "zombie", KeyKind::Ecdsa);
     let store = aegis_p2p::TlsStore::load(files).unwrap();
     let connector = tokio_rustls::TlsConnector::from(store.client_config().unwrap());
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -286,8 +285,8 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
         .await
         .unwrap();
     assert_eq!(peer.id, ValidatorId(0));
-    wait_for(WAIT, "zombie registered", || a.peer_count() == 1).await;
-    wait_for(WAIT, "zombie dropped after the ping timeout", || {
+    wait_until(WAIT, "zombie registered", || a.peer_count() == 1).await;
+    wait_until(WAIT, "zombie dropped after the ping timeout", || {
         a.peer_count() == 0
     })
     .await;
@@ -304,7 +303,7 @@ async fn compressed_frames_arrive_intact_and_smaller() {
     let mut config_b = cluster.config(1, 0, vec![address(a.local_addr())]);
     config_b.message_compression = true;
     let (b, _ib) = start(config_b, cluster.identity(1)).await;
-    wait_for(WAIT, "connected", || {
+    wait_until(WAIT, "connected", || {
         a.peer_count() == 1 && b.peer_count() == 1
     })
     .await;

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use aegis_p2p::auth::{EXPORTER_BYTES, EXPORTER_LABEL, Role, exchange_hello};
 use aegis_p2p::{Message, P2pNetwork, TlsFiles, TlsStore, tags};
+use aegis_testkit::p2p::{Cluster, address, start, test_config};
+use aegis_testkit::tls::{Ca, KeyKind, expired, self_signed};
+use aegis_testkit::wait_async::{retry_for, retry_until, wait_for_onset, wait_until};
 use aegis_types::ValidatorId;
-use common::{
-    Ca, Cluster, KeyKind, address, capture_log, is_warning_with, log_lines, self_signed, start,
-    test_config, wait_for, wait_for_onset, wait_for_warning,
-};
+use common::{capture_log, is_warning_with, log_lines, wait_for_warning};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -61,7 +61,7 @@ async fn connected_pair(
         cluster.identity(1),
     )
     .await;
-    wait_for(WAIT, "a and b connected", || {
+    wait_until(WAIT, "a and b connected", || {
         a.peer_count() == 1 && b.peer_count() == 1
     })
     .await;
@@ -118,7 +118,7 @@ async fn openssl_s_client_completes_tls13_and_sees_the_node_certificate() {
         "s_client shows the node certificate"
     );
     // The probe had no client certificate: refused and counted as a failed authentication.
-    wait_for(WAIT, "probe counted", || {
+    wait_until(WAIT, "probe counted", || {
         node.metrics().auth_failures.get() >= 1
     })
     .await;
@@ -163,7 +163,7 @@ async fn bad_input_is_refused_counted_and_honest_peers_keep_talking() {
     truncated.write_all(&[0, 0, 0, 100, 1, 0, 3]).await.unwrap();
     truncated.shutdown().await.unwrap();
 
-    wait_for(WAIT, "five failures counted", || {
+    wait_until(WAIT, "five failures counted", || {
         a.metrics().auth_failures.get() == 5
     })
     .await;
@@ -233,7 +233,7 @@ async fn bad_input_after_authentication_disconnects_logs_and_counts() {
     ];
     for (n, (k, bytes, reason)) in cases.into_iter().enumerate() {
         let mut client = authenticated_client(&cluster, k, target).await;
-        wait_for(WAIT, "validator registered", || {
+        wait_until(WAIT, "validator registered", || {
             a.peers().iter().any(|p| p.id == ValidatorId(k as u16))
         })
         .await;
@@ -250,7 +250,7 @@ async fn bad_input_after_authentication_disconnects_logs_and_counts() {
             read.is_ok(),
             "validator {k}: the node kept the session open"
         );
-        wait_for(WAIT, "violation counted, peer dropped", || {
+        wait_until(WAIT, "violation counted, peer dropped", || {
             a.metrics().protocol_violations.get() == n as u64 + 1
                 && !a.peers().iter().any(|p| p.id == ValidatorId(k as u16))
         })
@@ -279,14 +279,14 @@ async fn max_peers_refuses_one_more_validator() {
         cluster.identity(1),
     )
     .await;
-    wait_for(WAIT, "b connected", || a.peer_count() == 1).await;
+    wait_until(WAIT, "b connected", || a.peer_count() == 1).await;
     let (c, _ic) = start(
         cluster.config(2, 0, vec![address(a.local_addr())]),
         cluster.identity(2),
     )
     .await;
     // c authenticates, is refused, and redials later: refused again.
-    wait_for(WAIT, "c refused twice", || {
+    wait_until(WAIT, "c refused twice", || {
         a.metrics().rejected_total("max_peers") >= 2
     })
     .await;
@@ -315,7 +315,7 @@ async fn per_ip_connection_rate_limit_refuses_beyond_the_burst() {
     for _ in 0..10 {
         held.push(connect_from(flood_ip, a.local_addr()).await);
     }
-    wait_for(WAIT, "seven connections refused", || {
+    wait_until(WAIT, "seven connections refused", || {
         a.metrics().rejected_total("rate_limited") == 7
     })
     .await;
@@ -334,7 +334,9 @@ async fn per_ip_connection_rate_limit_refuses_beyond_the_burst() {
             "{open:?}"
         );
     }
-    let refused = format!("Connection rate limit exceeded for peer {flood_ip} ");
+    let refused = format!(
+        "Unauthorized access from {flood_ip}: connection refused: connection rate limit exceeded"
+    );
     wait_for_warning(log, &[&refused]).await;
     // Another address has its own bucket: an honest validator connects.
     let (b, _ib) = start(
@@ -342,7 +344,7 @@ async fn per_ip_connection_rate_limit_refuses_beyond_the_burst() {
         cluster.identity(1),
     )
     .await;
-    wait_for(WAIT, "b connects beside the flood", || {
+    wait_until(WAIT, "b connects beside the flood", || {
         a.peer_count() == 1 && b.peer_count() == 1
     })
     .await;
@@ -366,16 +368,16 @@ async fn no_peers_available_is_logged_alone_and_when_the_last_peer_leaves() {
             })
             .count()
     };
-    wait_for(WAIT, "No peers available while alone", || count() >= 1).await;
+    wait_until(WAIT, "No peers available while alone", || count() >= 1).await;
     let (b, _ib) = start(
         cluster.config(1, 0, vec![address(a.local_addr())]),
         cluster.identity(1),
     )
     .await;
-    wait_for(WAIT, "b connected", || a.peer_count() == 1).await;
+    wait_until(WAIT, "b connected", || a.peer_count() == 1).await;
     let before = count();
     b.shutdown();
-    wait_for(WAIT, "No peers available after b left", || count() > before).await;
+    wait_until(WAIT, "No peers available after b left", || count() > before).await;
     assert_eq!(a.peer_count(), 0);
     // Operators select the network's lines by logger (docs/troubleshooting.md): the
     // maintenance tick and the session that ended both log as `aegis_p2p::network`.
@@ -411,7 +413,7 @@ async fn a_connection_flood_leaves_honest_peers_connected() {
         cluster.identity(2),
     )
     .await;
-    wait_for(WAIT, "c joins during the flood", || {
+    wait_until(WAIT, "c joins during the flood", || {
         a.peer_count() == 2 && c.peer_count() >= 1
     })
     .await;
@@ -428,9 +430,9 @@ async fn an_expired_certificate_is_refused() {
     let cluster = Cluster::new(2, 24);
     let (a, _ia) = start(cluster.config(0, 0, vec![]), cluster.identity(0)).await;
     let mut config = cluster.config(1, 0, vec![address(a.local_addr())]);
-    config.tls = common::expired(&cluster.node_dir(1), "expired");
+    config.tls = expired(&cluster.node_dir(1), "expired");
     let (b, _ib) = start(config, cluster.identity(1)).await;
-    wait_for(WAIT, "expired certificate refused", || {
+    wait_until(WAIT, "expired certificate refused", || {
         a.metrics().auth_failures.get() >= 1
     })
     .await;
@@ -451,7 +453,7 @@ async fn with_a_network_ca_foreign_certificates_are_refused() {
     let mut ca_b = cluster.config(1, 0, vec![address(a.local_addr())]);
     ca_b.tls = ca.issue(&cluster.node_dir(1), "node1");
     let (b, _ib) = start(ca_b, cluster.identity(1)).await;
-    wait_for(WAIT, "CA-issued peers connect", || {
+    wait_until(WAIT, "CA-issued peers connect", || {
         a.peer_count() == 1 && b.peer_count() == 1
     })
     .await;
@@ -461,7 +463,7 @@ async fn with_a_network_ca_foreign_certificates_are_refused() {
     foreign.tls = other_ca.issue(&cluster.node_dir(2), "node2");
     foreign.tls.ca_file = ca_b_file(&cluster);
     let (c, _ic) = start(foreign, cluster.identity(2)).await;
-    wait_for(WAIT, "foreign certificate refused", || {
+    wait_until(WAIT, "foreign certificate refused", || {
         a.metrics().auth_failures.get() >= 1
     })
     .await;
@@ -521,7 +523,7 @@ async fn rsa_ecdsa_and_ed25519_certificates_interoperate() {
         cluster.identity(2),
     )
     .await;
-    wait_for(WAIT, "RSA, Ed25519 and ECDSA nodes in a mesh", || {
+    wait_until(WAIT, "RSA, Ed25519 and ECDSA nodes in a mesh", || {
         a.peer_count() == 2 && b.peer_count() == 2 && c.peer_count() == 2
     })
     .await;
@@ -551,14 +553,15 @@ async fn renewed_certificate_is_served_without_restart() {
     let store = TlsStore::load(renewed).unwrap();
     let expected_der = store.certificate().unwrap();
     assert!(!expected.is_empty());
-    let mut after = before.clone();
-    for _ in 0..100 {
-        after = served_certificate(&a, &client, source).await;
-        if after != before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let after = retry_for(
+        WAIT,
+        "a certificate other than the first served",
+        async || {
+            let served = served_certificate(&a, &client, source).await;
+            (served != before).then_some(served)
+        },
+    )
+    .await;
     assert_eq!(after, expected_der);
     // Explicit reload (the SIGHUP path) works too, and peers still authenticate.
     assert!(a.reload_tls().unwrap());
@@ -567,7 +570,7 @@ async fn renewed_certificate_is_served_without_restart() {
         cluster.identity(1),
     )
     .await;
-    wait_for(WAIT, "peer connects after renewal", || a.peer_count() == 1).await;
+    wait_until(WAIT, "peer connects after renewal", || a.peer_count() == 1).await;
     a.shutdown();
     b.shutdown();
 }
@@ -593,20 +596,19 @@ async fn sighup_reloads_the_certificate() {
     let expected = TlsStore::load(renewed).unwrap().certificate().unwrap();
     assert_ne!(before, expected);
     signal_hook::low_level::raise(signal_hook::consts::SIGHUP).unwrap();
-    wait_for(WAIT, "SIGHUP dispatched", || hub.rounds() >= 1).await;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let served = served_certificate(&a, &client, source).await;
-        if served == expected {
-            break;
-        }
-        assert_eq!(served, before, "neither the old nor the new certificate");
-        assert!(
-            Instant::now() < deadline,
-            "the new certificate was not served after SIGHUP"
-        );
-        tokio::time::sleep(common::POLL).await;
-    }
+    wait_until(WAIT, "SIGHUP dispatched", || hub.rounds() >= 1).await;
+    retry_until(
+        WAIT,
+        "the new certificate served after SIGHUP",
+        async || {
+            let served = served_certificate(&a, &client, source).await;
+            if served != expected {
+                assert_eq!(served, before, "neither the old nor the new certificate");
+            }
+            served == expected
+        },
+    )
+    .await;
     a.shutdown();
 }
 
@@ -636,7 +638,7 @@ async fn a_node_outside_the_validator_set_is_refused_then_banned() {
     rogue.shutdown();
     // ... and had ended by `lifted`: it cannot have been shorter than block_duration if
     // this span is not (polling delays only lengthen the span).
-    let lifted = wait_for(WAIT, "ban lifted after block_duration", || {
+    let lifted = wait_until(WAIT, "ban lifted after block_duration", || {
         !a.is_banned(rogue_ip)
     })
     .await;
@@ -677,7 +679,7 @@ async fn a_damaged_known_peers_file_is_logged_and_ignored() {
     text.push_str(&" ".repeat(5 * 1024 * 1024));
     std::fs::write(&peers_file, text).unwrap();
     let (a, _ia) = start(config.clone(), cluster.identity(0)).await;
-    wait_for(WAIT, "oversized peers file reported", || {
+    wait_until(WAIT, "oversized peers file reported", || {
         warned("Ignoring unreadable known-peers file")
     })
     .await;
@@ -697,11 +699,11 @@ async fn a_damaged_known_peers_file_is_logged_and_ignored() {
     });
     std::fs::write(&peers_file, text.to_string()).unwrap();
     let (a, _ia) = start(config, cluster.identity(0)).await;
-    wait_for(WAIT, "bad address reported", || {
+    wait_until(WAIT, "bad address reported", || {
         warned("Ignored 1 invalid entries of the known-peers file")
     })
     .await;
-    wait_for(WAIT, "a dials b from the file", || {
+    wait_until(WAIT, "a dials b from the file", || {
         a.peer_count() == 1 && b.peer_count() == 1
     })
     .await;

@@ -591,7 +591,7 @@ impl<P: SimProtocol> Sim<P> {
                 self.call(node, |driver| driver.submit(txs).map(drop));
             }
             Event::Load => {
-                if self.now_ms < self.scenario.heal_ms {
+                if self.now_ms < self.scenario.heal_ms || self.scenario.load_after_heal {
                     let txs = self.new_txs(self.scenario.txs_per_submit);
                     // Usually every node hears of a transaction (mempool gossip); sometimes
                     // only some do, so only a later primary can order it.

@@ -136,6 +136,17 @@ impl World<'_> {
         let index = usize::try_from(height - 1).ok()?;
         self.blocks.get(index).map(|(block, _)| block.hash())
     }
+
+    /// The timestamp of the acting node's block `height` (0 for the genesis).
+    pub fn block_timestamp_ms(&self, height: u64) -> Option<u64> {
+        if height == 0 {
+            return Some(0);
+        }
+        let index = usize::try_from(height - 1).ok()?;
+        self.blocks
+            .get(index)
+            .map(|(block, _)| block.header.timestamp_ms)
+    }
 }
 
 /// Protocol-specific invariants, checked on every step from what honest nodes persist and

@@ -31,17 +31,26 @@ pub enum Behavior {
     /// VIEW-CHANGE too few). With f + 1 colluders this breaks agreement; with f it must not.
     /// Random runs draw f colluders in a quarter of the seeds.
     Colluding,
+    /// As primary, orders every transaction but those of half the clients (ids with an even
+    /// first byte), which it leaves out of its batches: the request timer must replace it.
+    Censoring,
 }
 
 impl Behavior {
-    pub const RANDOM_CHOICES: [Behavior; 6] = [
+    pub const RANDOM_CHOICES: [Behavior; 7] = [
         Behavior::Silent,
         Behavior::EquivocatingPrimary,
         Behavior::ConflictingVotes,
         Behavior::InvalidSignatures,
         Behavior::Replay,
         Behavior::Flood,
+        Behavior::Censoring,
     ];
+
+    /// Whether a censoring primary leaves this transaction out.
+    pub fn censors(id: &aegis_types::Hash) -> bool {
+        id.0[0].is_multiple_of(2)
+    }
 }
 
 /// Network faults, as probabilities in parts per thousand and delays in milliseconds.
@@ -137,6 +146,9 @@ pub struct Scenario {
     /// After every flush that left nothing unsynced, check that each node's consensus log
     /// replays to exactly its core's state.
     pub check_replay: bool,
+    /// Keep submitting transactions after healing too (a primary that commits some while
+    /// withholding others must still be replaced).
+    pub load_after_heal: bool,
 }
 
 impl Scenario {
@@ -191,6 +203,7 @@ impl Scenario {
             liveness_bound_ms: 60_000,
             slow_progress_bound_ms: 30_000,
             check_replay: true,
+            load_after_heal: false,
         }
     }
 
@@ -461,6 +474,12 @@ impl TestBuilder {
     /// Submit load until `heal_ms`; the liveness probe follows.
     pub fn load_until(mut self, heal_ms: u64) -> Self {
         self.scenario.heal_ms = heal_ms;
+        self
+    }
+
+    /// Keep the load going after healing, while the liveness probe is awaited.
+    pub fn load_after_heal(mut self) -> Self {
+        self.scenario.load_after_heal = true;
         self
     }
 

@@ -1,5 +1,5 @@
 //! The storage benchmark without the `aegis` binary:
-//! `cargo run --release -p aegis-storage --example bench_storage -- sqlite|postgresql BLOCKS TXS SIZE [DIR|URL]`.
+//! `cargo run --release -p aegis-storage --features fixtures --example bench_storage -- sqlite|postgresql BLOCKS TXS SIZE [DIR|URL]`.
 //! For PostgreSQL the last argument (or `DATABASE_URL`) is the database URL.
 
 use std::process::ExitCode;

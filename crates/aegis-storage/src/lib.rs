@@ -10,15 +10,18 @@
 //! - the schema and its versioned, embedded migrations ([`schema`]);
 //! - offline **verification** of a stored chain against its genesis ([`verify_chain`]) and a
 //!   cheap start-up check of the tip ([`check_tip`]);
-//! - the storage benchmark ([`bench`]).
+//! - with the `fixtures` feature, valid chains made in-process (`fixtures::ChainFixture`)
+//!   and the storage benchmark built on them (`bench`, `bench_storage`).
 //!
 //! A block is written with its certificate in one database transaction: after a crash it is
 //! there whole or not at all. See `docs/storage.md` and
 //! `docs/adr/0004-storage-durability.md`.
 
+#[cfg(feature = "fixtures")]
 pub mod bench;
 pub mod config;
 mod error;
+#[cfg(feature = "fixtures")]
 pub mod fixtures;
 mod id_index;
 pub mod schema;
@@ -48,13 +51,14 @@ pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, StorageErr
     Ok(report)
 }
 
-/// `aegis verify`: opens an existing ledger read-only in spirit (no migration) and verifies
-/// the whole chain against `genesis`.
+/// `aegis verify`: opens an existing ledger read-only ([`OpenMode::ReadOnly`]: nothing is
+/// written, not even the journal mode of an empty file) and verifies the whole chain
+/// against `genesis`.
 pub async fn verify(
     config: &StoreConfig,
     genesis: &aegis_types::Genesis,
 ) -> Result<VerifyReport, StorageError> {
-    let store = SqlStore::open_existing(config).await?;
+    let store = SqlStore::open_read_only(config).await?;
     let report = verify_with_index(&store, genesis).await;
     store.close().await;
     report
@@ -69,13 +73,14 @@ async fn verify_with_index(
     if report.is_ok()
         && let Some((height, problem)) = store.check_id_index().await?
     {
-        tracing::error!(height, problem = %problem, "ledger integrity check failed");
+        aegis_telemetry::error!(height, problem = %problem, "ledger integrity check failed");
         report.fault = Some(ChainFault { height, problem });
     }
     Ok(report)
 }
 
-/// `aegis bench storage`: opens (creating) the ledger at `config` and runs the benchmark,
+#[cfg(feature = "fixtures")]
+/// `aegis bench storage` (feature `fixtures`): opens (creating) the ledger at `config` and runs the benchmark,
 /// extending the chain of `fixture`.
 pub async fn bench_storage(
     config: &StoreConfig,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use aegis_crypto::SecretKey;
 use aegis_storage::fixtures::ChainFixture;
 use aegis_storage::{Backend, Ledger, SqlStore, StoreConfig, check_tip, verify_chain};
+use aegis_testkit::wait_async::retry_until;
 use aegis_types::Genesis;
 use support::TestDb;
 
@@ -26,19 +27,20 @@ async fn wait_for_other_sessions(db: &TestDb) {
     use sqlx::Connection;
     let Some(url) = db.url() else { return };
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    for _ in 0..400 {
-        let others: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-        if others == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the killed writer's database session was still open after 10 s");
+    retry_until(
+        Duration::from_secs(10),
+        "the killed writer's database session to close",
+        async || {
+            let others: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            others == 0
+        },
+    )
+    .await;
 }
 
 /// The writer: appends blocks forever, printing `APPENDED <height>` after each one returns.

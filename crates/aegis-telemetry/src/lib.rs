@@ -14,7 +14,11 @@
 //! - **SIGHUP fan-out** ([`SighupHub`]): one signal thread for the process; the log file
 //!   and any other component (TLS certificate reload, …) subscribe to it.
 //! - **The metrics registry** ([`Metrics`]): one per node, passed in, encoded as
-//!   OpenMetrics text, with the `aegis_node_info` metric.
+//!   OpenMetrics text or the classic Prometheus text format ([`openmetrics_to_classic`]),
+//!   with the `aegis_node_info` metric.
+//! - **The metrics structs of consensus, mempool, storage writes and sync**
+//!   ([`ConsensusMetrics`], [`MempoolMetrics`], [`StorageMetrics`], [`SyncMetrics`]),
+//!   which the node's wiring registers and updates.
 //!
 //! It does not own what gets logged or measured: each component emits its own events and
 //! defines its own metrics struct, registered into the node's [`Metrics`].
@@ -38,22 +42,35 @@
 //! # Ok(()) }
 //! ```
 
+mod classic;
 mod error;
 mod file;
 mod init;
 mod json;
+mod macros;
 mod metrics;
+mod node_metrics;
 mod sighup;
 
+pub use classic::{CLASSIC_CONTENT_TYPE, openmetrics_to_classic};
 pub use error::TelemetryError;
 pub use file::{LogFile, LogFileWriter};
 pub use init::{
     AEGIS_LOG_ENV, DEFAULT_LOG_FILE, LogHandle, LogOptions, RUST_LOG_ENV, init, level_filter,
 };
 pub use json::JsonLayer;
-pub use metrics::{METRIC_PREFIX, METRICS_CONTENT_TYPE, Metrics};
+pub use metrics::{METRIC_PREFIX, METRICS_CONTENT_TYPE, Metrics, OPENMETRICS_CONTENT_TYPE};
+pub use node_metrics::{
+    COMMIT_LATENCY_BUCKETS, ConsensusMetrics, MempoolMetrics, ReasonLabels,
+    STORAGE_WRITE_LATENCY_BUCKETS, StorageMetrics, SyncMetrics,
+};
 pub use sighup::{SighupHub, reopen_on_sighup, spawn_sighup_reopen};
 
 /// The `prometheus-client` version this crate builds on, so components use the same
 /// metric types as the registry.
 pub use prometheus_client;
+
+#[doc(hidden)]
+pub use macros::fn_name_of;
+#[doc(hidden)]
+pub use tracing as __tracing;

@@ -16,9 +16,14 @@ pub const METRIC_PREFIX: &str = "aegis";
 /// The text is OpenMetrics 1.0 (`prometheus-client` only writes that): it ends with
 /// `# EOF` and uses the `info` type. Prometheus chooses its parser from the response's
 /// content type and its classic `text/plain; version=0.0.4` parser rejects the `info`
-/// type, so the metrics endpoint must send this header. `curl … | grep aegis_` works
-/// either way: it is plain text.
-pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// type, so OpenMetrics text must be sent with this header, and only to a scraper that
+/// asks for it; the others get [`Metrics::encode_classic_text`] with
+/// [`CLASSIC_CONTENT_TYPE`](crate::CLASSIC_CONTENT_TYPE).
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The former name of [`OPENMETRICS_CONTENT_TYPE`].
+pub const METRICS_CONTENT_TYPE: &str = OPENMETRICS_CONTENT_TYPE;
 
 /// The node's metric registry. Create one per node in `main` and pass `&Metrics` (or an
 /// `Arc<Metrics>`) to each component, which registers its own metrics struct (STYLE.md,
@@ -80,14 +85,47 @@ impl Metrics {
         Ok(text)
     }
 
+    /// Encodes every metric in the classic Prometheus text format (0.0.4); serve it with
+    /// [`CLASSIC_CONTENT_TYPE`](crate::CLASSIC_CONTENT_TYPE). `promtool check metrics`
+    /// accepts it.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode_text`](Self::encode_text).
+    pub fn encode_classic_text(&self) -> Result<String, TelemetryError> {
+        self.encode_text()
+            .map(|text| crate::classic::openmetrics_to_classic(&text))
+    }
+
     /// Registers `aegis_node_info{version, node_id, chain_id} 1`, which lets dashboards
     /// join any metric to the node's build and identity.
     pub fn register_node_info(&self, version: &str, node_id: &str, chain_id: &str) {
-        let labels = vec![
+        self.register_node_labels(vec![
             ("version".to_string(), version.to_string()),
             ("node_id".to_string(), node_id.to_string()),
             ("chain_id".to_string(), chain_id.to_string()),
-        ];
+        ]);
+    }
+
+    /// Registers `aegis_node_info{version, node_id, chain_id, algorithm} 1`: as
+    /// [`register_node_info`](Self::register_node_info) with the consensus algorithm
+    /// (`pbft` or `raft`). Register one of the two, once.
+    pub fn register_node_info_with_algorithm(
+        &self,
+        version: &str,
+        node_id: &str,
+        chain_id: &str,
+        algorithm: &str,
+    ) {
+        self.register_node_labels(vec![
+            ("version".to_string(), version.to_string()),
+            ("node_id".to_string(), node_id.to_string()),
+            ("chain_id".to_string(), chain_id.to_string()),
+            ("algorithm".to_string(), algorithm.to_string()),
+        ]);
+    }
+
+    fn register_node_labels(&self, labels: Vec<(String, String)>) {
         // The encoder appends `_info` to an info metric's name: "node" -> `aegis_node_info`.
         self.register("node", "AEGIS node build and identity", Info::new(labels));
     }

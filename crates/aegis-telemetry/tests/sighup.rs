@@ -13,9 +13,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aegis_telemetry::{JsonLayer, LogFile, SighupHub, reopen_on_sighup};
+use aegis_testkit::wait::wait_until;
 use serde_json::Value;
 use signal_hook::consts::SIGHUP;
 use tracing_subscriber::layer::SubscriberExt;
+
+const WAIT: Duration = Duration::from_secs(5);
 
 fn messages(path: &Path) -> Vec<String> {
     fs::read_to_string(path)
@@ -26,17 +29,6 @@ fn messages(path: &Path) -> Vec<String> {
             value["message"].as_str().unwrap().to_string()
         })
         .collect()
-}
-
-/// Polls `condition` every 10 ms for at most 5 s.
-fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
-    for _ in 0..500 {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    condition()
 }
 
 #[test]
@@ -63,7 +55,7 @@ fn sighup_reopens_log_file_and_reaches_every_subscriber() {
 
     fs::rename(&path, &rotated).unwrap();
     signal_hook::low_level::raise(SIGHUP).unwrap();
-    assert!(wait_for(|| hub.rounds() >= 1), "SIGHUP was not dispatched");
+    wait_until(WAIT, "the SIGHUP dispatched", || hub.rounds() >= 1);
 
     tracing::dispatcher::with_default(&dispatch, || tracing::info!("after rotation"));
     assert_eq!(messages(&rotated), ["before rotation"]);
@@ -72,10 +64,7 @@ fn sighup_reopens_log_file_and_reaches_every_subscriber() {
     assert_eq!(tls_reloads.load(Ordering::SeqCst), 1);
 
     signal_hook::low_level::raise(SIGHUP).unwrap();
-    assert!(
-        wait_for(|| hub.rounds() >= 2),
-        "second SIGHUP was not dispatched"
-    );
+    wait_until(WAIT, "the second SIGHUP dispatched", || hub.rounds() >= 2);
     assert_eq!(tls_reloads.load(Ordering::SeqCst), 2);
     drop(hub);
 }

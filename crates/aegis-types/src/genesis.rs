@@ -10,6 +10,10 @@ use crate::validator::{Validator, ValidatorSet, ValidatorSetError};
 
 /// Upper bound for `consensus.max_block_txs` in a genesis.
 pub const MAX_BLOCK_TXS_LIMIT: u32 = 10_000;
+/// Most bytes of transactions (canonical encoding) one block may carry. Every validator
+/// refuses a proposal above it; a leader cuts its blocks at `consensus.max_block_bytes`,
+/// at most this. A pre-prepare carrying the batch must fit in a P2P frame.
+pub const MAX_BLOCK_BYTES: usize = 8 * 1024 * 1024;
 /// Upper bound for `consensus.pipeline_depth` in a genesis.
 pub const MAX_PIPELINE_DEPTH: u32 = 64;
 

@@ -10,6 +10,9 @@ use crate::{Hash, PublicKey, Signature};
 pub const MAX_TX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// Longest chain id accepted anywhere, in bytes.
 pub const MAX_CHAIN_ID_BYTES: usize = 64;
+/// Encoded bytes of a transaction apart from its chain id and payload: version (1), chain id
+/// length prefix (4), sender (32), nonce (8), payload length prefix (4), signature (64).
+pub const TX_FIXED_ENCODED_BYTES: usize = 1 + 4 + 32 + 8 + 4 + 64;
 
 /// What the client signs. Its canonical bytes are `AEGIS/tx/v1 || borsh(TxBody)`;
 /// the transaction id is the SHA-256 of those bytes.
@@ -64,6 +67,14 @@ impl TxBody {
 impl Transaction {
     pub fn id(&self) -> Hash {
         self.body.id()
+    }
+
+    /// The length of its canonical encoding (what it costs on the wire, in a block and in
+    /// storage), computed without encoding it.
+    pub fn encoded_len(&self) -> usize {
+        TX_FIXED_ENCODED_BYTES
+            .saturating_add(self.body.chain_id.len())
+            .saturating_add(self.body.payload.len())
     }
 
     /// Structural checks that need no cryptography: version, chain, sizes.

@@ -7,25 +7,11 @@
     reason = "test code"
 )]
 
-use aegis_types::{ConsensusParams, Genesis, GenesisError, PublicKey, Validator};
+use aegis_testkit::GenesisBuilder;
+use aegis_types::{Genesis, GenesisError};
 
 fn genesis(n: usize, f: u32) -> Genesis {
-    Genesis {
-        chain_id: "test-chain".into(),
-        genesis_time_ms: 1,
-        validators: (0..n)
-            .map(|i| Validator {
-                name: format!("node{i}"),
-                public_key: PublicKey([i as u8 + 1; 32]),
-                p2p_address: format!("127.0.0.1:{}", 8000 + i),
-                api_address: format!("127.0.0.1:{}", 8080 + i),
-            })
-            .collect(),
-        consensus: ConsensusParams {
-            max_byzantine_nodes: f,
-            ..ConsensusParams::default()
-        },
-    }
+    GenesisBuilder::new(n).max_byzantine_nodes(f).build()
 }
 
 #[test]

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod home_lock;
+mod node;
 mod preflight;
+mod service;
+mod startup;
 
 /// AEGIS: a permissioned ledger node (PBFT or Raft, SQLite or PostgreSQL, TLS 1.3 P2P).
 #[derive(Debug, Parser)]
@@ -29,6 +33,9 @@ enum Command {
     Keygen(cmd::keygen::Args),
     /// Generate a local test network: genesis, keys, TLS certificates and one home per node.
     Testnet(cmd::testnet::Args),
+    /// Run a live local network: start the validators, send a light workload, show
+    /// progress until Ctrl-C.
+    Devnet(cmd::devnet::Args),
     /// Work with configuration files.
     #[command(subcommand)]
     Config(cmd::config::Command),
@@ -43,20 +50,32 @@ enum Command {
     Bench(cmd::bench::Command),
     /// Run the deterministic consensus simulator on many seeds; exit 0 only with no violation.
     Simulate(cmd::simulate::Args),
+    /// Submit and read transactions through a node's API.
+    #[command(subcommand)]
+    Tx(cmd::client::TxCommand),
+    /// Read blocks through a node's API.
+    #[command(subcommand)]
+    Block(cmd::client::BlockCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Exactly one rustls crypto provider (ring) for the whole process, before any TLS use:
+    // the node's P2P and the HTTP client of `tx`, `block` and `devnet`.
+    aegis_p2p::install_default_provider();
     let result = match (cli.command, cli.config) {
         (Some(Command::Run(args)), _) => cmd::run::run(args),
         (None, Some(config)) => cmd::run::run(cmd::run::Args { config }),
         (Some(Command::Keygen(args)), _) => cmd::keygen::run(args),
         (Some(Command::Testnet(args)), _) => cmd::testnet::run(args),
+        (Some(Command::Devnet(args)), _) => cmd::devnet::run(args),
         (Some(Command::Config(command)), _) => cmd::config::run(command),
         (Some(Command::Db(command)), _) => cmd::db::run(command),
         (Some(Command::Verify(args)), _) => cmd::verify::run(args),
         (Some(Command::Bench(command)), _) => cmd::bench::run(command),
         (Some(Command::Simulate(args)), _) => cmd::simulate::run(args),
+        (Some(Command::Tx(command)), _) => cmd::client::tx(command),
+        (Some(Command::Block(command)), _) => cmd::client::block(command),
         (None, None) => {
             eprintln!(
                 "error: give a subcommand, or --config FILE to run the node (see `aegis --help`)"

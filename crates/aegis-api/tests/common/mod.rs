@@ -1,128 +1,55 @@
-//! Shared helpers: real nodes on loopback (a genesis for N validators, self-signed
-//! certificates, the P2P layer) with this crate's HTTP endpoints in front of them.
-//!
-//! Every node gets its own loopback address (127.0.<net>.<i>, all routed to `lo` on Linux)
-//! and ephemeral ports, so concurrent test runs never collide on fixed ports.
+//! Shared helpers: real nodes on loopback (`aegis_testkit::p2p`: a genesis, certificates,
+//! the P2P layer) with this crate's HTTP endpoints in front of them, on ephemeral ports of
+//! each node's own loopback address.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use aegis_api::{HttpEndpoints, HttpListen, HttpOptions, LedgerStatus, NodeStatus};
-use aegis_crypto::SecretKey;
-use aegis_p2p::{Identity, Inbox, P2pConfig, P2pMetrics, P2pNetwork, TlsFiles};
-use aegis_types::{ConsensusParams, Genesis, Validator};
+use aegis_p2p::{Inbox, P2pMetrics, P2pNetwork};
+use aegis_testkit::p2p::Cluster;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub struct Cluster {
-    pub dir: tempfile::TempDir,
-    pub keys: Vec<SecretKey>,
-    pub genesis: Genesis,
-    /// Third octet of this test's addresses.
-    pub net: u8,
-}
-
-impl Cluster {
-    pub fn new(n: usize, net: u8) -> Cluster {
-        let keys: Vec<SecretKey> = (0..n).map(|_| SecretKey::generate()).collect();
-        let genesis = Genesis {
-            chain_id: "aegis-test".into(),
-            genesis_time_ms: 0,
-            validators: keys
-                .iter()
-                .enumerate()
-                .map(|(i, key)| Validator {
-                    name: format!("node{i}"),
-                    public_key: key.public_key(),
-                    p2p_address: format!("127.0.{net}.{}:8000", i + 1),
-                    api_address: format!("127.0.{net}.{}:8080", i + 1),
-                })
-                .collect(),
-            consensus: ConsensusParams {
-                max_byzantine_nodes: ((n.max(1) - 1) / 3) as u32,
-                ..ConsensusParams::default()
-            },
-        };
-        Cluster {
-            dir: tempfile::tempdir().unwrap(),
-            keys,
-            genesis,
-            net,
-        }
-    }
-
-    pub fn ip(&self, i: usize) -> IpAddr {
-        IpAddr::from([127, 0, self.net, (i + 1) as u8])
-    }
-
-    /// Starts node `i` (P2P on an ephemeral port, bootstrapping from `bootstrap`) with both
-    /// HTTP endpoints on ephemeral ports of its address.
-    pub async fn start(&self, i: usize, bootstrap: Vec<String>) -> Node {
-        let identity = Identity::new(self.keys[i].clone(), &self.genesis).unwrap();
-        let validators = identity.validators().clone();
-        let metrics = Arc::new(aegis_telemetry::Metrics::new());
-        let p2p_metrics = P2pMetrics::new();
-        p2p_metrics.register(&metrics);
-        let (network, inbox) = P2pNetwork::start(self.config(i, bootstrap), identity, p2p_metrics)
+/// Starts `cluster`'s node `i` (P2P on an ephemeral port, bootstrapping from `bootstrap`)
+/// with both HTTP endpoints on ephemeral ports of its address.
+pub async fn start_node(cluster: &Cluster, i: usize, bootstrap: Vec<String>) -> Node {
+    let identity = cluster.identity(i);
+    let validators = identity.validators().clone();
+    let metrics = Arc::new(aegis_telemetry::Metrics::new());
+    let p2p_metrics = P2pMetrics::new();
+    p2p_metrics.register(&metrics);
+    let (network, inbox) =
+        P2pNetwork::start(cluster.config(i, 0, bootstrap), identity, p2p_metrics)
             .await
             .unwrap();
-        let ledger = Arc::new(LedgerStatus::default());
-        let status = Arc::new(NodeStatus::new(
-            format!("node{i}"),
-            &validators,
-            network.clone(),
-            Arc::clone(&ledger),
-            metrics,
-        ));
-        let listen = HttpListen {
-            host: self.ip(i).to_string(),
-            port: 0,
-        };
-        let http = aegis_api::start(
-            HttpOptions {
-                api: Some(listen.clone()),
-                monitoring: Some(listen),
-                metrics_path: "/metrics".into(),
-            },
-            status,
-        )
-        .await
-        .unwrap();
-        Node {
-            network,
-            _inbox: inbox,
-            ledger,
-            http,
-        }
-    }
-
-    fn config(&self, i: usize, bootstrap: Vec<String>) -> P2pConfig {
-        let dir = self.dir.path().join(format!("node{i}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params =
-            rcgen::CertificateParams::new(vec![format!("node{i}"), "localhost".into()]).unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let cert_file = dir.join("node.crt");
-        let key_file = dir.join("node.key");
-        std::fs::write(&cert_file, cert.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        let mut config = P2pConfig::new(TlsFiles {
-            cert_file,
-            key_file,
-            ca_file: None,
-        });
-        config.host = self.ip(i).to_string();
-        config.port = 0;
-        config.bootstrap_nodes = bootstrap;
-        config.reconnect_interval = Duration::from_millis(200);
-        config.connection_timeout = Duration::from_secs(2);
-        config.handshake_timeout = Duration::from_secs(3);
-        config.ping_interval = Duration::from_secs(3);
-        config.ping_timeout = Duration::from_secs(2);
-        config.data_dir = Some(dir.join("data/p2p"));
-        config
+    let ledger = Arc::new(LedgerStatus::default());
+    let status = Arc::new(NodeStatus::new(
+        format!("node{i}"),
+        &validators,
+        network.clone(),
+        Arc::clone(&ledger),
+        metrics,
+    ));
+    let listen = HttpListen {
+        host: cluster.ip(i).to_string(),
+        port: 0,
+    };
+    let http = aegis_api::start(
+        HttpOptions {
+            api: Some(listen.clone()),
+            monitoring: Some(listen),
+            metrics_path: "/metrics".into(),
+        },
+        status,
+    )
+    .await
+    .unwrap();
+    Node {
+        network,
+        _inbox: inbox,
+        ledger,
+        http,
     }
 }
 
@@ -166,18 +93,4 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str) -> (String, Str
 
 pub async fn get(addr: SocketAddr, path: &str) -> (String, String) {
     request(addr, "GET", path).await
-}
-
-/// How often [`wait_for`] checks its condition.
-pub const POLL: Duration = Duration::from_millis(20);
-
-/// Polls `condition` every [`POLL`] until it holds; panics after `timeout`.
-pub async fn wait_for(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for: {what}");
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }

@@ -4,8 +4,10 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use aegis_types::ConsensusAlgorithm;
+use aegis_types::genesis::MAX_BLOCK_BYTES;
 use aegis_types::validator::MAX_VALIDATORS;
 
+use crate::decode::Millis;
 use crate::file::ConsensusFile;
 
 use super::checker::{Checker, show_duration, up_to};
@@ -32,6 +34,21 @@ pub const CONSENSUS_MESSAGE_TIMEOUT_RANGE: RangeInclusive<Duration> =
 /// `consensus.retry_attempts`: a message that a hundred retries did not deliver needs a view
 /// change or a resync, not more retries.
 pub const CONSENSUS_RETRY_ATTEMPTS_RANGE: RangeInclusive<u64> = 0..=100;
+/// `consensus.block_interval`: 0 proposes as soon as the pipeline has room; a leader that
+/// waits more than ten seconds to fill a block only adds latency.
+pub const CONSENSUS_BLOCK_INTERVAL_MAX: Duration = Duration::from_secs(10);
+/// `consensus.max_block_bytes`: from 128 KiB (a block holds any single transaction) to the
+/// protocol's bound, [`MAX_BLOCK_BYTES`], which every validator enforces.
+pub const CONSENSUS_MAX_BLOCK_BYTES_RANGE: RangeInclusive<u64> = 128 << 10..=MAX_BLOCK_BYTES as u64;
+/// Room a P2P frame needs around a block's transactions in a pre-prepare (header fields,
+/// signatures, encoding prefixes).
+pub const BLOCK_FRAME_OVERHEAD_BYTES: u64 = 64 << 10;
+
+// The largest transaction fits in the smallest block.
+const _: () = assert!(
+    aegis_types::tx::MAX_TX_PAYLOAD_BYTES as u64 + crate::file::MEMPOOL_TX_ENVELOPE_BYTES
+        <= *CONSENSUS_MAX_BLOCK_BYTES_RANGE.start()
+);
 
 // The election timeout must be longer than the heartbeat interval; with the largest heartbeat
 // allowed there must still be election timeouts that satisfy the rule.
@@ -56,6 +73,10 @@ pub struct ConsensusConfig {
     pub min_validators: u32,
     pub message_timeout: Duration,
     pub retry_attempts: u32,
+    /// Least time between two blocks that are not full (0: as soon as there is room).
+    pub block_interval: Duration,
+    /// Most bytes of transactions a block this node proposes carries.
+    pub max_block_bytes: usize,
 }
 
 pub(super) fn build_consensus(ck: &mut Checker<'_, '_>, file: ConsensusFile) -> ConsensusConfig {
@@ -68,7 +89,25 @@ pub(super) fn build_consensus(ck: &mut Checker<'_, '_>, file: ConsensusFile) -> 
         min_validators,
         message_timeout,
         retry_attempts,
+        block_interval,
+        max_block_bytes,
     } = file;
+    let Millis(block_interval) = block_interval;
+    if block_interval > CONSENSUS_BLOCK_INTERVAL_MAX {
+        ck.error(
+            "consensus.block_interval",
+            format!(
+                "{} is out of range (0-{})",
+                show_duration(block_interval),
+                show_duration(CONSENSUS_BLOCK_INTERVAL_MAX)
+            ),
+        );
+    }
+    let max_block_bytes = ck.size(
+        "consensus.max_block_bytes",
+        max_block_bytes,
+        CONSENSUS_MAX_BLOCK_BYTES_RANGE,
+    );
     let algorithm = ck.choice(
         "consensus.algorithm",
         &algorithm,
@@ -123,5 +162,7 @@ pub(super) fn build_consensus(ck: &mut Checker<'_, '_>, file: ConsensusFile) -> 
             retry_attempts,
             CONSENSUS_RETRY_ATTEMPTS_RANGE,
         ),
+        block_interval,
+        max_block_bytes,
     }
 }

@@ -171,6 +171,18 @@ pub(crate) fn build(
     let api = build_api(&mut ck, api);
     let logging = build_logging(&mut ck, logging);
     check_ports(&mut ck, &p2p, &api, &monitoring);
+    // A pre-prepare carries a whole block's transactions in one P2P frame.
+    let needed = consensus.max_block_bytes as u64 + consensus::BLOCK_FRAME_OVERHEAD_BYTES;
+    if p2p.max_frame_size_bytes > 0 && needed > p2p.max_frame_size_bytes as u64 {
+        ck.error(
+            "consensus.max_block_bytes",
+            format!(
+                "{} bytes does not fit in a P2P frame: p2p.max_frame_size ({} bytes) must be at \
+                 least {needed} bytes",
+                consensus.max_block_bytes, p2p.max_frame_size_bytes
+            ),
+        );
+    }
     let locations = KeyLocations(ck.cx.locations.clone());
     NodeConfig {
         source,

@@ -17,6 +17,10 @@ pub const DEFAULT_TX_DEDUP_WINDOW_BLOCKS: u64 = 256;
 pub const MAX_BACKOFF_EXPONENT: u32 = 4;
 /// Checkpoint sequence numbers kept while collecting votes above the stable checkpoint.
 pub const MAX_PENDING_CHECKPOINTS: usize = 8;
+/// How far ahead of a backup's clock a proposal's timestamp may be: validators' clocks are
+/// kept by NTP to well under a second; thirty seconds leaves room for a bad one without
+/// letting a primary stamp blocks in the future.
+pub const MAX_PROPOSAL_CLOCK_SKEW_MS: u64 = 30_000;
 
 /// Why a [`PbftConfig`] cannot be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

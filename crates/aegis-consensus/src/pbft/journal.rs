@@ -47,7 +47,7 @@ impl SlotSummary {
 pub(crate) struct Journal {
     view: (u64, Option<Status>, u32),
     stable: (u64, Hash),
-    last_executed: (u64, Hash),
+    last_executed: (u64, Hash, u64),
     slots: BTreeMap<u64, SlotSummary>,
     own_view_change: Option<Signature>,
     latest_new_view: Option<Signature>,
@@ -82,12 +82,13 @@ impl Journal {
             self.slots.retain(|seq, _| *seq > stable.0);
             self.own_checkpoints.retain(|seq, _| *seq > stable.0);
         }
-        let executed = (pbft.last_executed, pbft.last_hash);
+        let executed = (pbft.last_executed, pbft.last_hash, pbft.last_timestamp_ms);
         if self.last_executed != executed {
             let since = self.last_executed.0;
             records.push(PbftRecord::Executed {
                 height: pbft.last_executed,
                 hash: pbft.last_hash,
+                timestamp_ms: pbft.last_timestamp_ms,
                 blocks: pbft
                     .recent_txs
                     .iter()

@@ -42,13 +42,16 @@ impl Batch {
         Hash::digest(&tagged_bytes(TAG_BATCH, self))
     }
 
-    /// The block this batch becomes at `height` after the block `prev_hash`, keeping only
-    /// transactions for which `keep` says yes (duplicates of committed ones are dropped).
+    /// The block this batch becomes at `height` after the block `prev_hash` (stamped at
+    /// `parent_timestamp_ms`), keeping only transactions for which `keep` says yes (duplicates
+    /// of committed ones are dropped). Its timestamp is the batch's, but never before its
+    /// parent's: a batch carried into a new view may be older than a null request ordered
+    /// before it, and block timestamps never run backwards.
     pub fn to_block(
         &self,
         chain_id: &str,
         height: u64,
-        prev_hash: Hash,
+        (prev_hash, parent_timestamp_ms): (Hash, u64),
         proposer: PublicKey,
         mut keep: impl FnMut(&Transaction) -> bool,
     ) -> Block {
@@ -59,7 +62,7 @@ impl Batch {
             prev_hash,
             proposer,
             self.view,
-            self.timestamp_ms,
+            self.timestamp_ms.max(parent_timestamp_ms),
             txs,
         )
     }

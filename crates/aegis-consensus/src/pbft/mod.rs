@@ -34,7 +34,6 @@ mod state;
 mod sync;
 mod timers;
 mod verification;
-mod verifier;
 mod view_change;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -44,6 +43,7 @@ use aegis_crypto::SecretKey;
 use aegis_types::{Hash, ValidatorId};
 use borsh::{BorshDeserialize, BorshSerialize};
 
+pub use crate::verifier::{Ed25519, MAX_REMEMBERED_SIGNATURES, Remembered, SignatureCheck};
 pub use config::{ConfigError, PbftConfig};
 pub use messages::{
     Batch, Checkpoint, CheckpointProof, Commit, NewView, PbftMessage, PrePrepare, Prepare,
@@ -51,7 +51,6 @@ pub use messages::{
 };
 pub use reject::{BatchFault, RejectReason, SyncFault};
 pub use state::{PbftPersisted, PbftRecord, PersistedSlot, Status};
-pub use verifier::{Ed25519, SignatureCheck};
 
 use crate::{CoreStatus, Effect, Env, Input, Outgoing, Protocol, Role};
 use journal::Journal;
@@ -115,6 +114,7 @@ pub struct Pbft {
     stable: CheckpointProof,
     last_executed: u64,
     last_hash: Hash,
+    last_timestamp_ms: u64,
     recent_txs: VecDeque<(u64, Vec<Hash>)>,
     recent_ids: BTreeSet<Hash>,
     slots: BTreeMap<u64, Slot>,
@@ -133,6 +133,10 @@ pub struct Pbft {
     /// Ids of transactions the mempool holds, with when this replica learned of them (the
     /// request timer's work, §4.4); at most `max_pending_txs`.
     pending: BTreeMap<Hash, u64>,
+    /// The same ids by arrival (then id), oldest first.
+    pending_by_age: BTreeSet<(u64, Hash)>,
+    /// The transaction the request timer watches (§4.4), if any.
+    watched: Option<Hash>,
     future: VecDeque<(ValidatorId, PbftMessage)>,
     timers: BTreeMap<PbftTimer, u64>,
 
@@ -177,6 +181,7 @@ impl Pbft {
             stable: state.stable,
             last_executed: state.last_executed,
             last_hash: state.last_hash,
+            last_timestamp_ms: state.last_timestamp_ms,
             recent_ids: state
                 .recent_txs
                 .iter()
@@ -192,6 +197,8 @@ impl Pbft {
             view_changes: BTreeMap::new(),
             verified_view_changes: VecDeque::new(),
             pending: BTreeMap::new(),
+            pending_by_age: BTreeSet::new(),
+            watched: None,
             future: VecDeque::new(),
             timers: BTreeMap::new(),
             behind_hint: 0,
@@ -325,6 +332,7 @@ impl Pbft {
             stable: self.stable.clone(),
             last_executed: self.last_executed,
             last_hash: self.last_hash,
+            last_timestamp_ms: self.last_timestamp_ms,
             recent_txs: self.recent_txs.iter().cloned().collect(),
             slots: self
                 .slots

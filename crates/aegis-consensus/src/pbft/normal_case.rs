@@ -188,7 +188,7 @@ impl Pbft {
         if !self.view_gate(from, pp.view, &message)? {
             return Ok(());
         }
-        self.check_batch(&pp.batch, pp.view, from)?;
+        self.check_batch(&pp.batch, pp.view, pp.seq, from)?;
         let PbftMessage::PrePrepare(pp) = message else {
             return Ok(());
         };
@@ -391,7 +391,9 @@ impl Pbft {
             .unwrap_or(aegis_types::PublicKey([0; 32]));
         let mut seen = BTreeSet::new();
         let recent = &self.recent_ids;
-        batch.to_block(&self.config.chain_id, height, prev_hash, proposer, |tx| {
+        // Every caller builds on the last executed block, whose timestamp this is.
+        let parent = (prev_hash, self.last_timestamp_ms);
+        batch.to_block(&self.config.chain_id, height, parent, proposer, |tx| {
             let id = tx.id();
             !recent.contains(&id) && seen.insert(id)
         })
@@ -470,7 +472,7 @@ impl Pbft {
         let ids = block.tx_ids();
         for id in &ids {
             self.recent_ids.insert(*id);
-            self.pending.remove(id);
+            self.remove_pending(id);
         }
         self.recent_txs.push_back((height, ids));
         while let Some((oldest, _)) = self.recent_txs.front() {
@@ -485,6 +487,7 @@ impl Pbft {
         }
         self.last_executed = height;
         self.last_hash = hash;
+        self.last_timestamp_ms = block.header.timestamp_ms;
         self.out
             .first
             .push(Effect::CommitBlock { block, certificate });

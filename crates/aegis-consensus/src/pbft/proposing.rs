@@ -87,7 +87,8 @@ impl Pbft {
         let batch = Batch {
             proposer: self.config.me,
             view: self.view,
-            timestamp_ms: self.now_ms,
+            // Never before the parent, whatever this clock says (backups refuse that).
+            timestamp_ms: self.now_ms.max(self.parent_timestamp(seq).unwrap_or(0)),
             txs,
         };
         let pp = PrePrepare::new_signed(&self.config.chain_id, &self.key, self.view, seq, batch);
@@ -103,6 +104,13 @@ impl Pbft {
         self.maybe_propose();
     }
 
+    /// Forgets a pending transaction (it was executed).
+    pub(super) fn remove_pending(&mut self, id: &Hash) {
+        if let Some(arrived) = self.pending.remove(id) {
+            self.pending_by_age.remove(&(arrived, *id));
+        }
+    }
+
     /// Notes transactions the mempool admitted, for the request timer, up to
     /// `max_pending_txs` ids (the mempool's own bound, so none is lost in practice).
     pub(super) fn on_transactions_pending(&mut self, ids: Vec<Hash>) {
@@ -110,8 +118,9 @@ impl Pbft {
             if self.pending.len() >= self.config.max_pending_txs {
                 break;
             }
-            if !self.recent_ids.contains(&id) {
-                self.pending.entry(id).or_insert(self.now_ms);
+            if !self.recent_ids.contains(&id) && !self.pending.contains_key(&id) {
+                self.pending.insert(id, self.now_ms);
+                self.pending_by_age.insert((self.now_ms, id));
             }
         }
         self.maybe_propose();

@@ -64,6 +64,14 @@ pub enum BatchFault {
     DuplicateTx(usize),
     #[error("a null request must carry no transactions")]
     NonEmptyNull,
+    #[error("{bytes} bytes of transactions exceed the block limit of {max}")]
+    TooManyBytes { bytes: usize, max: usize },
+    #[error("timestamp {ahead_ms} ms ahead of this replica's clock (at most {max_ms})")]
+    TimestampAhead { ahead_ms: u64, max_ms: u64 },
+    #[error("timestamp {timestamp_ms} before its parent's {parent_ms}")]
+    TimestampBeforeParent { timestamp_ms: u64, parent_ms: u64 },
+    #[error("transaction {0} is already committed")]
+    AlreadyCommitted(usize),
 }
 
 /// What is wrong with a synced block.

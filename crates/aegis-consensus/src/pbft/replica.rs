@@ -124,6 +124,7 @@ impl Pbft {
         );
         assert!(self.future.len() <= self.config.max_future_messages);
         assert!(self.pending.len() <= self.config.max_pending_txs);
+        debug_assert_eq!(self.pending.len(), self.pending_by_age.len());
         assert!(self.checkpoints.len() <= super::config::MAX_PENDING_CHECKPOINTS);
     }
 }

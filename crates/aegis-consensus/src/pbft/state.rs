@@ -47,6 +47,8 @@ pub struct PbftPersisted {
     pub stable: CheckpointProof,
     pub last_executed: u64,
     pub last_hash: Hash,
+    /// Timestamp of the last executed block (the next block is never stamped before it).
+    pub last_timestamp_ms: u64,
     /// Transaction ids of recent blocks, oldest first, to drop re-proposed duplicates.
     pub recent_txs: Vec<(u64, Vec<Hash>)>,
     pub slots: Vec<PersistedSlot>,
@@ -145,6 +147,7 @@ pub enum PbftRecord {
     Executed {
         height: u64,
         hash: Hash,
+        timestamp_ms: u64,
         blocks: Vec<(u64, Vec<Hash>)>,
         keep_from: u64,
     },
@@ -205,11 +208,13 @@ impl DurableState for PbftPersisted {
                 PbftRecord::Executed {
                     height,
                     hash,
+                    timestamp_ms,
                     blocks,
                     keep_from,
                 } => {
                     self.last_executed = *height;
                     self.last_hash = *hash;
+                    self.last_timestamp_ms = *timestamp_ms;
                     self.recent_txs.extend(blocks.iter().cloned());
                     self.recent_txs.retain(|(h, _)| h >= keep_from);
                 }
@@ -310,6 +315,7 @@ impl PbftPersisted {
             },
             last_executed: 0,
             last_hash: genesis_hash,
+            last_timestamp_ms: 0,
             recent_txs: Vec::new(),
             slots: Vec::new(),
             own_view_change: None,

@@ -69,7 +69,7 @@ impl Pbft {
                 self.after_view_change_vote();
             }
             Status::Normal => {
-                self.refresh_progress_timer(true);
+                self.restart_progress_timer();
                 self.maybe_propose();
             }
         }

@@ -15,22 +15,49 @@ impl Pbft {
             })
     }
 
-    /// The request timer runs while there is work the primary owes us (§4.4); it restarts on
-    /// every execution.
-    pub(super) fn refresh_progress_timer(&mut self, restart: bool) {
+    /// The request timer (§4.4): "a backup is waiting for a request if it received a valid
+    /// request and has not executed it"; its timer watches one request, stops when that
+    /// request executes and restarts for another one it still waits for. Here it watches the
+    /// oldest transaction the replica waits for, so executing *other* transactions never
+    /// restarts it: a primary that censors one client while ordering the rest is suspected.
+    /// With no transaction waiting but batches pre-prepared and not executed, it watches
+    /// their progress and restarts on every execution (`executed`).
+    pub(super) fn refresh_progress_timer(&mut self, executed: bool) {
         if self.status != Status::Normal {
             return;
         }
-        if self.has_pending_work() {
-            if restart || !self.timers.contains_key(&PbftTimer::Progress) {
-                let deadline = self
-                    .now_ms
-                    .saturating_add(self.backoff(self.config.progress_timeout_ms));
-                self.set_timer(PbftTimer::Progress, deadline);
+        let oldest = self.pending_by_age.first().map(|(_, id)| *id);
+        let armed = self.timers.contains_key(&PbftTimer::Progress);
+        let restart = match oldest {
+            Some(id) => {
+                let fresh = self.watched != Some(id);
+                self.watched = Some(id);
+                fresh || !armed
             }
-        } else {
-            self.cancel_timer(PbftTimer::Progress);
+            None if self.has_pending_work() => {
+                self.watched = None;
+                executed || !armed
+            }
+            None => {
+                self.watched = None;
+                self.cancel_timer(PbftTimer::Progress);
+                false
+            }
+        };
+        if restart {
+            let deadline = self
+                .now_ms
+                .saturating_add(self.backoff(self.config.progress_timeout_ms));
+            self.set_timer(PbftTimer::Progress, deadline);
         }
+    }
+
+    /// Starts the request timer afresh (a new view, a restart): a full timeout for the
+    /// oldest transaction still waited for.
+    pub(super) fn restart_progress_timer(&mut self) {
+        self.watched = None;
+        self.cancel_timer(PbftTimer::Progress);
+        self.refresh_progress_timer(true);
     }
 
     pub(super) fn on_timer(&mut self, timer: PbftTimer) {

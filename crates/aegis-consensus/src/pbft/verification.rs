@@ -7,21 +7,75 @@ use std::collections::BTreeSet;
 use aegis_types::encoding::encode;
 use aegis_types::{Hash, Transaction, ValidatorId};
 
+use aegis_types::genesis::MAX_BLOCK_BYTES;
+
+use super::config::MAX_PROPOSAL_CLOCK_SKEW_MS;
 use super::messages::{self, Batch, CheckpointProof, PreparedCert, ViewChange};
 use super::reject::{BatchFault, RejectReason};
 use super::{MAX_VERIFIED_VIEW_CHANGES, Pbft};
 
 impl Pbft {
+    /// What a backup checks before it prepares a batch the primary proposed for `seq`: the
+    /// proposer and view, the block's count and byte bounds, a timestamp not before its
+    /// parent's and not more than [`MAX_PROPOSAL_CLOCK_SKEW_MS`] ahead of this replica's
+    /// clock, and every transaction well formed, signed, not repeated and not already
+    /// committed.
     pub(super) fn check_batch(
         &self,
         batch: &Batch,
         view: u64,
+        seq: u64,
         from: ValidatorId,
     ) -> Result<(), RejectReason> {
         if batch.proposer != from || batch.view != view {
             return Err(RejectReason::InvalidBatch(BatchFault::WrongProposer));
         }
+        let bytes: usize = batch.txs.iter().map(Transaction::encoded_len).sum();
+        if bytes > MAX_BLOCK_BYTES {
+            return Err(RejectReason::InvalidBatch(BatchFault::TooManyBytes {
+                bytes,
+                max: MAX_BLOCK_BYTES,
+            }));
+        }
+        let ahead_by = batch.timestamp_ms.saturating_sub(self.now_ms);
+        if ahead_by > MAX_PROPOSAL_CLOCK_SKEW_MS {
+            return Err(RejectReason::InvalidBatch(BatchFault::TimestampAhead {
+                ahead_ms: ahead_by,
+                max_ms: MAX_PROPOSAL_CLOCK_SKEW_MS,
+            }));
+        }
+        if let Some(parent) = self.parent_timestamp(seq)
+            && batch.timestamp_ms < parent
+        {
+            return Err(RejectReason::InvalidBatch(
+                BatchFault::TimestampBeforeParent {
+                    timestamp_ms: batch.timestamp_ms,
+                    parent_ms: parent,
+                },
+            ));
+        }
+        if let Some(index) = batch
+            .txs
+            .iter()
+            .position(|tx| self.recent_ids.contains(&tx.id()))
+        {
+            return Err(RejectReason::InvalidBatch(BatchFault::AlreadyCommitted(
+                index,
+            )));
+        }
         self.check_txs(&batch.txs)
+    }
+
+    /// The timestamp the block before `seq` is known to carry at least: the last executed
+    /// block's, or the batch pre-prepared at `seq - 1` in this view.
+    pub(super) fn parent_timestamp(&self, seq: u64) -> Option<u64> {
+        let parent = seq.checked_sub(1)?;
+        if parent == self.last_executed {
+            return Some(self.last_timestamp_ms);
+        }
+        self.current_slot(parent)
+            .and_then(|slot| slot.durable.pre_prepare.as_ref())
+            .map(|pp| pp.batch.timestamp_ms.max(self.last_timestamp_ms))
     }
 
     pub(super) fn check_txs(&self, txs: &[Transaction]) -> Result<(), RejectReason> {

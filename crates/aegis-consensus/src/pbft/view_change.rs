@@ -386,7 +386,7 @@ impl Pbft {
         }
         self.try_execute();
         self.maybe_propose();
-        self.refresh_progress_timer(true);
+        self.restart_progress_timer();
     }
 
     /// Sends the NEW-VIEW that installed the current view to a peer still in an older one;

@@ -1,10 +1,12 @@
 //! Background upkeep: the periodic tick (dials that are due, ban and rate-limit expiry,
 //! the known-peers file, the `No peers available` warning) and TLS certificate reloads.
 
+use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Inner, LOG_TARGET, NO_PEERS_LOG_INTERVAL, State, TICK};
+use super::{Inner, LOG_TARGET, NO_PEERS_LOG_INTERVAL, State, TICK, canonical};
 
 impl Inner {
     pub(super) async fn maintenance_loop(self: Arc<Self>) {
@@ -23,13 +25,24 @@ impl Inner {
                 if now.saturating_duration_since(last_sweep) >= Duration::from_secs(1) {
                     last_sweep = now;
                     for ip in state.bans.sweep(now) {
-                        tracing::info!(target: LOG_TARGET, "Ban lifted for {ip}");
+                        aegis_telemetry::info!(target: LOG_TARGET, "Ban lifted for {ip}");
                     }
                     self.metrics
                         .banned_ips
                         .set(state.bans.banned_count() as i64);
                     state.limiter.sweep(now);
+                    let connected: HashSet<IpAddr> = state
+                        .peers
+                        .values()
+                        .map(|peer| canonical(peer.remote.ip()))
+                        .collect();
+                    state
+                        .validator_addresses
+                        .sweep(now, |ip| connected.contains(&ip));
                     state.book.save_if_dirty();
+                    drop(state);
+                    self.log_suppressed(now);
+                    state = self.lock();
                 }
                 if state.peers.is_empty() {
                     let due = state.no_peers_logged.is_none_or(|last| {
@@ -37,7 +50,7 @@ impl Inner {
                     });
                     if due {
                         state.no_peers_logged = Some(now);
-                        tracing::warn!(
+                        aegis_telemetry::warn!(
                             target: LOG_TARGET,
                             address = %self.local_addr,
                             "No peers available"
@@ -57,7 +70,7 @@ impl Inner {
                         continue;
                     }
                     entry.dialing = true;
-                    tracing::debug!(
+                    aegis_telemetry::debug!(
                         target: LOG_TARGET,
                         %address,
                         source = ?entry.source,
@@ -89,7 +102,7 @@ impl Inner {
                         .tls
                         .certificate()
                         .and_then(|cert| crate::tls::seconds_until_expiry(&cert));
-                    tracing::info!(
+                    aegis_telemetry::info!(
                         target: LOG_TARGET,
                         cert_file = %self.tls.files().cert_file.display(),
                         expires_in_s = expiry,
@@ -100,7 +113,7 @@ impl Inner {
                 Err(error) => {
                     let text = error.to_string();
                     if forced || last_error.as_deref() != Some(text.as_str()) {
-                        tracing::error!(
+                        aegis_telemetry::error!(
                             target: LOG_TARGET,
                             error = %text,
                             "TLS certificate reload failed; keeping the current certificate"

@@ -11,6 +11,8 @@
 //!   a prepared certificate they cannot prove (a correct replica refuses those); and a
 //!   colluding new primary builds its NEW-VIEW from the VIEW-CHANGEs that preserve least,
 //!   first probing with one VIEW-CHANGE too few.
+//! - A censoring primary re-signs its own proposals without the transactions of half the
+//!   clients; the request timers of the others must replace it.
 
 use std::collections::BTreeMap;
 
@@ -113,6 +115,17 @@ pub(super) fn misbehave(
                 .collect()
         }
         Behavior::Colluding => colluding(adversary, from, &targets, message),
+        Behavior::Censoring => match &message {
+            // Its own proposals, re-signed without the censored transactions.
+            PbftMessage::PrePrepare(pp) if pp.batch.view == pp.view => {
+                let mut batch = pp.batch.clone();
+                batch.txs.retain(|tx| !Behavior::censors(&tx.id()));
+                let key = &adversary.keys[from];
+                let pp = PrePrepare::new_signed(adversary.chain_id, key, pp.view, pp.seq, batch);
+                all(&PbftMessage::PrePrepare(pp))
+            }
+            _ => all(&message),
+        },
     }
 }
 
@@ -478,6 +491,6 @@ fn block_for(
         .get(batch.proposer)
         .map_or(PublicKey([0; 32]), |v| v.public_key);
     batch
-        .to_block(adversary.chain_id, height, prev, proposer, |_| true)
+        .to_block(adversary.chain_id, height, (prev, 0), proposer, |_| true)
         .hash()
 }

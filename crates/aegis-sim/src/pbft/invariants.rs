@@ -315,9 +315,11 @@ impl PbftInvariants {
 
     /// The block `batch` becomes at `height` on top of the acting node's chain, built here
     /// from ADR 0003's rule: transactions the last `DEFAULT_TX_DEDUP_WINDOW_BLOCKS` blocks
-    /// committed, and repeats within the batch, are dropped.
+    /// committed, and repeats within the batch, are dropped; the block's timestamp is the
+    /// batch's, but never before its parent's.
     fn expected_block(world: &World<'_>, batch: &Batch, height: u64) -> Option<Hash> {
         let prev = world.block_hash(height.checked_sub(1)?)?;
+        let parent_timestamp_ms = world.block_timestamp_ms(height - 1)?;
         let proposer = world
             .validators
             .validators()
@@ -344,7 +346,7 @@ impl PbftInvariants {
             prev,
             proposer,
             batch.view,
-            batch.timestamp_ms,
+            batch.timestamp_ms.max(parent_timestamp_ms),
             txs,
         );
         Some(block.hash())

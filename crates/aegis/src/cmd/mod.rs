@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod client;
 pub mod config;
 pub mod db;
+pub mod devnet;
 pub mod keygen;
 pub mod run;
 pub mod simulate;

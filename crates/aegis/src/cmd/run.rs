@@ -1,17 +1,18 @@
 //! `aegis run`: the node.
 //!
 //! Start-up order: preflight checks (configuration, environment, genesis, key, TLS files),
-//! logging, the SIGHUP hub (log reopen, certificate reload), the tokio runtime, then the
-//! components. SIGTERM or SIGINT stops the node gracefully.
+//! the home lock, logging ([`crate::startup`]), the SIGHUP hub (log reopen, certificate
+//! reload), the tokio runtime, then the components. SIGTERM or SIGINT stops the node
+//! gracefully.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use aegis_telemetry::info;
 use anyhow::Context;
-use tracing::info;
 
-use crate::preflight::{Preflight, preflight};
+use crate::preflight::Preflight;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,21 +24,20 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Exactly one rustls crypto provider (ring) for the whole process, before any TLS use.
     aegis_p2p::install_default_provider();
-    let node = match preflight(&args.config) {
-        Ok(node) => node,
-        Err(error) => {
-            eprintln!("{error}");
-            return Ok(ExitCode::FAILURE);
-        }
+    // Checks, the home lock (held until this function returns) and logging.
+    let crate::startup::Started {
+        node,
+        log,
+        home_lock: _home_lock,
+    } = match crate::startup::prepare(&args.config) {
+        Ok(started) => started,
+        Err(code) => return Ok(code),
     };
-    let logging = &node.config.logging;
-    let log = aegis_telemetry::init(&aegis_telemetry::LogOptions {
-        node_id: node.node_id.clone(),
-        level: logging.level.as_str().to_owned(),
-        file: Some(logging.file.clone()),
-        console: logging.console,
-    })
-    .context("start logging")?;
+    let console = node.config.logging.console;
+    crate::startup::logged(console, serve(node, &log))
+}
+
+fn serve(node: Preflight, log: &aegis_telemetry::LogHandle) -> anyhow::Result<ExitCode> {
     let sighup = aegis_telemetry::SighupHub::start().context("install the SIGHUP handler")?;
     if let Some(file) = log.log_file() {
         aegis_telemetry::reopen_on_sighup(&sighup, file.clone());
@@ -67,17 +67,30 @@ async fn node_main(
     let store = match open_ledger(&node, &ledger_status).await {
         Ok(store) => store,
         Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("error: {error:#}");
+            crate::startup::report_failure(node.config.logging.console, &error);
             return Ok(ExitCode::FAILURE);
         }
     };
-    let network = start_network(&node, &sighup, Arc::clone(&ledger_status)).await?;
+    let network = start_network(&node, &sighup, Arc::clone(&ledger_status), store.clone()).await?;
+    crate::service::notify_when_ready(&node, Arc::clone(&network.consensus.api));
     let probe = tokio::spawn(probe_ledger(store.clone(), ledger_status));
-    shutdown_signal().await?;
+    let failed = tokio::select! {
+        signal = shutdown_signal() => {
+            signal?;
+            false
+        }
+        () = network.consensus.failed() => true,
+    };
     probe.abort();
-    network.stop().await;
+    let stopped = network.stop().await;
     store.close().await;
+    if failed || stopped.is_err() {
+        if let Err(error) = stopped {
+            crate::startup::report_failure(node.config.logging.console, &error);
+        }
+        info!("AEGIS node stopped after a consensus engine failure");
+        return Ok(ExitCode::FAILURE);
+    }
     info!("AEGIS node stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -155,7 +168,7 @@ async fn probe_ledger(store: aegis_storage::SqlStore, status: Arc<aegis_api::Led
             }
             Err(reason) => {
                 if status.fault().as_deref() != Some(reason.as_str()) {
-                    tracing::error!(error = %reason, "Ledger unavailable; node unhealthy");
+                    aegis_telemetry::error!(error = %reason, "Ledger unavailable; node unhealthy");
                 }
                 status.set_fault(Some(reason));
             }
@@ -175,38 +188,42 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The network side of a running node: the P2P layer, the placeholder consumer of its
-/// inbox, and the HTTP endpoints.
+/// The running node: the P2P layer, the consensus engine fed by its inbox, and the HTTP
+/// endpoints.
 struct NetworkSide {
     network: aegis_p2p::P2pNetwork,
-    drain: tokio::task::JoinHandle<()>,
+    consensus: crate::node::ConsensusNode,
     http: aegis_api::HttpEndpoints,
 }
 
 impl NetworkSide {
-    /// Stops the HTTP endpoints (letting requests in flight finish), then the P2P layer.
-    async fn stop(self) {
+    /// Stops taking transactions (503), lets the engine store and sync what it decided, stops
+    /// the HTTP endpoints (letting requests in flight finish), then the P2P layer.
+    async fn stop(self) -> anyhow::Result<()> {
+        let stopped = self.consensus.stop().await;
         self.http.stop().await;
         self.network.shutdown();
-        // The inbox ends once the network is shut down and what it held is counted.
-        let _ = self.drain.await;
+        stopped
     }
 }
 
-/// Starts the P2P layer and the `/metrics`, `/status` and `/health` endpoints (all a node
-/// does until the consensus engine is wired in), and reloads the TLS files on SIGHUP.
+/// Starts the P2P layer, the consensus engine on its inbox, and the `/metrics`, `/status`
+/// and `/health` endpoints; reloads the TLS files on SIGHUP.
 async fn start_network(
     node: &Preflight,
     sighup: &aegis_telemetry::SighupHub,
     ledger: Arc<aegis_api::LedgerStatus>,
+    store: aegis_storage::SqlStore,
 ) -> anyhow::Result<NetworkSide> {
     let config = &node.config;
     let metrics = Arc::new(aegis_telemetry::Metrics::new());
-    metrics.register_node_info(
+    metrics.register_node_info_with_algorithm(
         env!("CARGO_PKG_VERSION"),
         &node.node_id,
         &node.genesis.chain_id,
+        node.genesis.consensus.algorithm.as_str(),
     );
+    crate::service::register_metrics(&metrics, node);
     let identity = aegis_p2p::Identity::new(node.secret.clone(), &node.genesis)
         .context("read the validator set from the genesis")?;
     let validators = identity.validators().clone();
@@ -216,14 +233,34 @@ async fn start_network(
         .await
         .context("start the P2P network")?;
     sighup.subscribe("tls reload", network.tls_reload_trigger());
-    let status = Arc::new(aegis_api::NodeStatus::new(
-        node.node_id.clone(),
-        &validators,
+    let consensus = match crate::node::start(
+        node,
+        store.clone(),
         network.clone(),
-        ledger,
-        metrics,
-    ));
-    let drain = tokio::spawn(drain_inbox(inbox, Arc::clone(&status)));
+        inbox,
+        &metrics,
+        Arc::clone(&ledger),
+    )
+    .await
+    {
+        Ok(consensus) => consensus,
+        Err(error) => {
+            network.shutdown();
+            return Err(error.context("start the consensus engine"));
+        }
+    };
+    let status = Arc::new(
+        aegis_api::NodeStatus::new(
+            node.node_id.clone(),
+            &validators,
+            network.clone(),
+            ledger,
+            metrics,
+        )
+        .with_genesis(&node.genesis),
+    );
+    status.attach_ledger(Arc::new(store) as Arc<dyn aegis_storage::Ledger>);
+    status.attach_node(Arc::clone(&consensus.api) as Arc<dyn aegis_api::NodeApi>);
     let options = aegis_api::HttpOptions {
         api: Some(aegis_api::HttpListen {
             host: config.api.host.clone(),
@@ -235,27 +272,20 @@ async fn start_network(
         }),
         metrics_path: config.monitoring.metrics_path.clone(),
     };
-    let http = match aegis_api::start(options, status).await {
+    let limits = api_limits(config);
+    let http = match aegis_api::start_with(options, limits, status).await {
         Ok(http) => http,
         Err(error) => {
+            let _ = consensus.stop().await;
             network.shutdown();
             return Err(anyhow::Error::new(error).context("start the HTTP endpoints"));
         }
     };
     Ok(NetworkSide {
         network,
-        drain,
+        consensus,
         http,
     })
-}
-
-/// Takes and counts what peers send until the network shuts down: nothing consumes
-/// messages yet, and an unread inbox would make peer readers wait (backpressure). The
-/// consensus engine takes the inbox instead of this.
-async fn drain_inbox(mut inbox: aegis_p2p::Inbox, status: Arc<aegis_api::NodeStatus>) {
-    while inbox.recv().await.is_some() {
-        status.add_messages_received(1);
-    }
 }
 
 /// The P2P layer's settings from the node configuration. Destructured exhaustively so a
@@ -324,4 +354,19 @@ fn p2p_config(config: &aegis_config::NodeConfig) -> aegis_p2p::P2pConfig {
     };
     p2p.data_dir = Some(config.node.data_dir.join("p2p"));
     p2p
+}
+
+/// The API's limits from `api:` and `security.rate_limiting` (the rest keep their defaults).
+fn api_limits(config: &aegis_config::NodeConfig) -> aegis_api::ApiLimits {
+    let rate = &config.security.rate_limiting;
+    aegis_api::ApiLimits {
+        max_body_bytes: config.api.max_request_size_bytes,
+        rate_limit: aegis_api::RateLimit {
+            enabled: rate.enabled,
+            requests_per_minute: rate.requests_per_minute,
+            burst_size: rate.burst_size,
+            ..aegis_api::RateLimit::default()
+        },
+        ..aegis_api::ApiLimits::default()
+    }
 }

@@ -84,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn ports(base: u16, index: usize) -> (u32, u32, u32) {
+pub fn ports(base: u16, index: usize) -> (u32, u32, u32) {
     let base = u32::from(base);
     let i = index as u32;
     (base + i, base + 80 + i, base + 1090 + i)
