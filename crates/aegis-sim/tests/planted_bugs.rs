@@ -3,7 +3,7 @@
 //! feature), the scenario runs, and the named checker reports it; the same scenario on the
 //! real core is clean. For the faults, the same bug with the fault switched off goes unseen:
 //! the fault is what exposes it. These also serve as the fast mutation sample CI runs
-//! (docs/consensus.md, "Mutation testing"): ten named mutants, switched at run time, no
+//! (docs/consensus.md, "Mutation testing"): twelve named mutants, switched at run time, no
 //! rebuild.
 
 use aegis_consensus::pbft::planted::{PlantedBug, plant};
@@ -117,6 +117,17 @@ fn checkers_keep_their_own_quorum_when_the_cores_is_wrong() {
         );
     }
     assert!(real.violations.is_empty(), "{:?}", real.violations);
+}
+
+/// A core's report on itself (what `/status`, the metrics and the engine read) agrees with
+/// its state: a core that names a leader while it is still electing one is caught.
+#[test]
+fn core_checker_catches_a_status_that_names_a_leader_during_a_view_change() {
+    assert_caught(
+        PlantedBug::StatusLeaderWhileElecting,
+        "core",
+        TestBuilder::new(4).byzantine(0, Behavior::Silent),
+    );
 }
 
 // -------------------------------------------------------------------------------- faults

@@ -405,11 +405,14 @@ impl Protocol for Pbft {
             Status::Normal if leader == self.config.me => Role::Leader,
             Status::Normal => Role::Follower,
         };
+        let reported = (self.status == Status::Normal).then_some(leader);
+        #[cfg(feature = "planted-bugs")]
+        let reported = planted::reported_leader(reported, leader);
         CoreStatus {
             height: self.last_executed,
             last_hash: self.last_hash,
             epoch: self.view,
-            leader: (self.status == Status::Normal).then_some(leader),
+            leader: reported,
             role,
             pending: self.pending.len(),
         }

@@ -44,10 +44,13 @@ pub enum PlantedBug {
     /// `verify_checkpoint_proof` checks each CHECKPOINT's signature but not that there are a
     /// quorum of them. Caught once colluders' VIEW-CHANGEs claim a checkpoint they cannot prove.
     CheckpointProofUncounted,
+    /// `status` names the view's primary as leader even while the replica is changing view.
+    /// Caught by the core checker, which compares what a core reports with its state.
+    StatusLeaderWhileElecting,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 11] = [
+    pub const ALL: [PlantedBug; 12] = [
         PlantedBug::PrepareQuorumOffByOne,
         PlantedBug::ReplaceConflictingPrePrepare,
         PlantedBug::CheckpointWeakQuorum,
@@ -59,6 +62,7 @@ impl PlantedBug {
         PlantedBug::NoTimeoutBackoff,
         PlantedBug::QuorumOffByOne,
         PlantedBug::CheckpointProofUncounted,
+        PlantedBug::StatusLeaderWhileElecting,
     ];
 }
 
@@ -169,5 +173,14 @@ pub(crate) fn backoff_exponent(exponent: u32) -> u32 {
         0
     } else {
         exponent
+    }
+}
+
+/// [`PlantedBug::StatusLeaderWhileElecting`]: the leader a status names.
+pub(crate) fn reported_leader<T>(leader: Option<T>, primary: T) -> Option<T> {
+    if active(PlantedBug::StatusLeaderWhileElecting) {
+        Some(primary)
+    } else {
+        leader
     }
 }
