@@ -95,3 +95,13 @@ fn regression_seeds() {
         );
     }
 }
+
+/// Seed 3665 at n=4: an equivocating primary's two batches for sequence 2 differ only in a
+/// timestamp older than the parent block's, so both become the same block (a block is never
+/// stamped before its parent). One honest replica executed it under one digest, the NEW-VIEW
+/// kept the other: the same request, not a lost one.
+#[test]
+fn n4_seed_3665_two_batches_that_become_one_block_are_one_request() {
+    let outcome = run_seed(4, 3665);
+    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+}

@@ -56,8 +56,10 @@ pub struct PbftInvariants {
     voted: BTreeMap<(usize, u64, u64), Hash>,
     /// The highest view each honest node sent a VIEW-CHANGE for.
     left: BTreeMap<usize, u64>,
-    /// Sequence number -> the batch digest honest nodes executed there.
-    executed: BTreeMap<u64, Hash>,
+    /// Sequence number -> the batch digest an honest node executed there, and the timestamp
+    /// of the block before it (two batches that differ only in a timestamp older than the
+    /// parent's become the same block: the block is stamped with the later of the two).
+    executed: BTreeMap<u64, (Hash, Option<u64>)>,
     /// Sequence number -> the lowest view of a commit certificate for it.
     commit_view: BTreeMap<u64, u64>,
     /// (view, NEW-VIEW signature) -> min-s and the digest O orders at each sequence number, for
@@ -137,7 +139,9 @@ impl Invariants<Pbft> for PbftInvariants {
                 && seen.executed.insert(slot.seq)
                 && !self.executed.contains_key(&slot.seq)
             {
-                self.executed.insert(slot.seq, digest);
+                let parent_timestamp_ms = world.block_timestamp_ms(slot.seq - 1);
+                self.executed
+                    .insert(slot.seq, (digest, parent_timestamp_ms));
                 found.extend(self.preserved(slot.seq));
             }
         }
@@ -422,6 +426,11 @@ impl PbftInvariants {
                 if self.new_views.contains_key(&key) {
                     return Vec::new();
                 }
+                for pp in &nv.pre_prepares {
+                    self.batches
+                        .entry(paper::batch_digest(&pp.batch))
+                        .or_insert_with(|| pp.batch.clone());
+                }
                 self.new_views.insert(key, (min_s, o));
                 let seqs: Vec<u64> = self.executed.range(min_s + 1..).map(|(s, _)| *s).collect();
                 seqs.into_iter()
@@ -431,17 +440,43 @@ impl PbftInvariants {
         }
     }
 
+    /// Whether the batch `digest` becomes the block executed there: the same batch, or one
+    /// with the same proposer, view and transactions whose timestamp, like the executed one's,
+    /// is clamped to the same value by the parent's.
+    fn same_block(
+        &self,
+        digest: Hash,
+        (executed, parent_timestamp_ms): (Hash, Option<u64>),
+    ) -> bool {
+        if digest == executed {
+            return true;
+        }
+        match (
+            self.batches.get(&digest),
+            self.batches.get(&executed),
+            parent_timestamp_ms,
+        ) {
+            (Some(a), Some(b), Some(parent)) => {
+                a.proposer == b.proposer
+                    && a.view == b.view
+                    && a.txs == b.txs
+                    && a.timestamp_ms.max(parent) == b.timestamp_ms.max(parent)
+            }
+            _ => false,
+        }
+    }
+
     /// §4.4's safety: a request committed in view v at sequence n is in every later NEW-VIEW
     /// whose min-s is below n.
     fn preserved(&self, seq: u64) -> Vec<String> {
-        let (Some(digest), Some(view)) = (self.executed.get(&seq), self.commit_view.get(&seq))
+        let (Some(executed), Some(view)) = (self.executed.get(&seq), self.commit_view.get(&seq))
         else {
             return Vec::new();
         };
         self.new_views
             .range((view + 1, [0u8; 64])..)
             .filter(|(_, (min_s, _))| seq > *min_s)
-            .filter(|(_, (_, o))| o.get(&seq) != Some(digest))
+            .filter(|(_, (_, o))| !o.get(&seq).is_some_and(|d| self.same_block(*d, *executed)))
             .map(|((new_view, _), _)| {
                 format!(
                     "new-view: the NEW-VIEW for view {new_view} does not keep the request committed at sequence {seq} in view {view}"
