@@ -531,10 +531,7 @@ impl Syncer {
             session.target = best.max(stored);
             self.shared.set_sync_target(session.target);
         }
-        if let Some(session) = &self.session
-            && stored >= session.target
-        {
-            let session = self.session.take().expect("checked above");
+        if let Some(session) = self.session.take_if(|session| stored >= session.target) {
             let seconds = session.started.elapsed().as_secs_f64().max(0.001);
             let served: Vec<String> = session
                 .served
