@@ -288,3 +288,70 @@ fn a_node_started_on_an_empty_database_refills_it_from_its_peers() {
     assert!(log.contains("Sync started"), "{log}");
     verify(&mut network, 1);
 }
+
+/// Runs one SQL statement on a stopped node's SQLite ledger (with Python's sqlite3).
+fn sql(db: &std::path::Path, statement: &str) -> String {
+    let script = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nr = c.execute(sys.argv[2]).fetchall()\nc.commit()\nprint(r)";
+    let output = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(db)
+        .arg(statement)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn a_lying_peer_is_refused_and_sync_completes_from_honest_ones() {
+    let mut network = Network::start(4);
+    assert!(network.stop_node(3).success());
+    let load = Workload::start(api_ports(&network)[..3].to_vec(), LOAD_EVERY);
+    wait_height(&network, 0, 150);
+    let accepted = load.finish();
+    let height = settle(&network, &[0, 1, 2]);
+    for node in 0..3 {
+        assert!(network.stop_node(node).success());
+    }
+    // node1 lies: below its tip, blocks at odd heights carry altered transactions, and at
+    // even heights a certificate with a forged signature byte.
+    let db = network.home(1).join("data/blockchain.db");
+    sql(
+        &db,
+        &format!(
+            "UPDATE transactions SET payload = X'6c6965' WHERE block_height < {height} AND block_height % 2 = 1"
+        ),
+    );
+    sql(
+        &db,
+        &format!(
+            "UPDATE blocks SET certificate = substr(certificate, 1, length(certificate) - 1) || \
+             CASE WHEN substr(certificate, -1) = X'00' THEN X'01' ELSE X'00' END \
+             WHERE height < {height} AND height % 2 = 0"
+        ),
+    );
+    // node3 can sync only from the liar first.
+    network.start_node(1);
+    network.start_node(3);
+    wait_log(&network, 3, "Sync: byzantine evidence: node1");
+    assert!(metric(&network, 3, "aegis_sync_invalid_blocks_total") >= 1.0);
+    let before_honest = network.height(3).unwrap_or(0);
+    assert!(before_honest < height, "nothing of the liar's was taken");
+    // The honest ones come back: sync completes from them.
+    network.start_node(0);
+    network.start_node(2);
+    wait_height(&network, 3, height);
+    let reference = chain(&network, 0, height);
+    assert_eq!(chain(&network, 3, height), reference, "node3 holds node0's chain");
+    let log = log_of(&network, 3);
+    assert!(log.contains("Sync finished"), "{log}");
+    assert!(
+        same_chain_each_committed_once(&network, &[0, 3], height, &accepted) > 0,
+        "transactions were committed"
+    );
+    verify(&mut network, 3);
+}

@@ -549,7 +549,7 @@ impl Syncer {
                 } else {
                     served.join(", ")
                 },
-                (stored - session.from + 1) as f64 / seconds
+                (stored + 1).saturating_sub(session.from) as f64 / seconds
             );
             self.eager = false;
             self.retry.clear();
