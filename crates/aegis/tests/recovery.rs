@@ -346,7 +346,11 @@ fn a_lying_peer_is_refused_and_sync_completes_from_honest_ones() {
     network.start_node(2);
     wait_height(&network, 3, height);
     let reference = chain(&network, 0, height);
-    assert_eq!(chain(&network, 3, height), reference, "node3 holds node0's chain");
+    assert_eq!(
+        chain(&network, 3, height),
+        reference,
+        "node3 holds node0's chain"
+    );
     let log = log_of(&network, 3);
     assert!(log.contains("Sync finished"), "{log}");
     assert!(
