@@ -101,6 +101,14 @@ impl NodeShared {
         self.ledger.set_height(height);
     }
 
+    /// While the ledger is refilled before the engine starts: `/status` says `syncing` up
+    /// to `target`.
+    fn prefilling(&self, target: u64) {
+        let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        view.sync = SyncState::Syncing { target };
+        view.network_height = target;
+    }
+
     /// The height the syncer fetches up to (0 when it does not sync).
     pub fn set_sync_target(&self, target: u64) {
         self.sync_target.store(target, Ordering::Release);
@@ -441,6 +449,7 @@ async fn prefill(
     );
     let started = Instant::now();
     let mut height = stored;
+    shared.prefilling(consensus_height);
     while height < consensus_height {
         let first = tokio::time::timeout(PREFILL_REPORT_INTERVAL, synced.recv()).await;
         let mut blocks = match first {
