@@ -360,7 +360,14 @@ pub async fn start_with<P: NodeProtocol>(
             fence_window: core.vote_window(),
         },
     );
-    tokio::spawn(syncer.run(stop.clone()));
+    let syncer = tokio::spawn(syncer.run(stop.clone()));
+    tokio::spawn(async move {
+        if let Err(error) = syncer.await
+            && error.is_panic()
+        {
+            aegis_telemetry::error!(error = %error, "Block sync stopped: {error}");
+        }
+    });
     let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
     let dispatcher = tokio::spawn(dispatch::<P>(
         inbox,
