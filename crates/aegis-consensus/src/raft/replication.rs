@@ -1,0 +1,237 @@
+//! The leader's side of log replication (§5.3) and commitment (§5.4.2): AppendEntries to
+//! each follower from its nextIndex, heartbeats, the answers, and the commit certificates
+//! built from the followers' commit votes.
+
+use std::collections::BTreeMap;
+
+use aegis_types::{CommitCertificate, CommitSignature, CommitVote, ValidatorId};
+
+use super::config::{MAX_APPEND_BYTES, MAX_CERTIFICATES_PER_APPEND, MAX_ENTRIES_PER_APPEND};
+use super::messages::{AppendEntries, AppendResponse, CatchUp, RaftMessage, VoteSignature};
+use super::reject::RejectReason;
+use super::{Raft, RaftTimer};
+
+impl Raft {
+    /// Sends `to` what it lacks: entries from its nextIndex (at most a message's worth, when
+    /// its flow control allows), the certificates of blocks it has not committed, the
+    /// leader's commit. When the entry before its nextIndex has left this node's memory, a
+    /// [`CatchUp`] instead. With `always` false, nothing goes out when there is nothing new.
+    pub(super) fn send_append(&mut self, to: ValidatorId, always: bool) {
+        let Some(mut progress) = self.progress.get(&to).copied() else {
+            return;
+        };
+        let committed = self.log.committed().height;
+        let prev_index = progress.next - 1;
+        let first_certificate = self.log.first_available();
+        let missing_certificates = progress
+            .committed
+            .is_some_and(|c| c < committed && c + 1 < first_certificate);
+        let Some(prev_term) = self
+            .log
+            .term_at(prev_index)
+            .filter(|_| !missing_certificates)
+        else {
+            if always || progress.may_send() {
+                let catch_up = CatchUp {
+                    term: self.term,
+                    committed,
+                };
+                self.send_durable(to, RaftMessage::CatchUp(catch_up));
+                progress.sent(prev_index);
+                self.progress.insert(to, progress);
+            }
+            return;
+        };
+        let mut entries = Vec::new();
+        if progress.may_send() {
+            let mut bytes = 0;
+            for index in progress.next..=self.log.last_index() {
+                let Some(entry) = self.log.block(index) else {
+                    break;
+                };
+                let full = entries.len() >= MAX_ENTRIES_PER_APPEND
+                    || (!entries.is_empty() && bytes + entry.bytes > MAX_APPEND_BYTES);
+                if full {
+                    break;
+                }
+                bytes += entry.bytes;
+                entries.push(entry.block.clone());
+            }
+        }
+        let last_sent = prev_index + entries.len() as u64;
+        // Certificates for what it holds (or will, with these entries) and has not committed.
+        let certificates_from = progress.committed.unwrap_or(progress.matched) + 1;
+        let certificates: Vec<CommitCertificate> = (certificates_from..=committed.min(last_sent))
+            .take(MAX_CERTIFICATES_PER_APPEND)
+            .filter_map(|height| self.log.retained(height).map(|(_, c)| c.clone()))
+            .collect();
+        if !always && entries.is_empty() && certificates.is_empty() {
+            return;
+        }
+        let append = AppendEntries {
+            term: self.term,
+            prev_index,
+            prev_term,
+            entries,
+            leader_commit: committed,
+            certificates,
+        };
+        self.send_durable(to, RaftMessage::Append(append));
+        progress.sent(last_sent);
+        self.progress.insert(to, progress);
+    }
+
+    /// §5.2: "Leaders send periodic heartbeats (AppendEntries RPCs that carry no log
+    /// entries) to all followers in order to maintain their authority"; here they also carry
+    /// whatever a follower still lacks.
+    pub(super) fn on_heartbeat(&mut self) {
+        if !self.is_leader() {
+            return;
+        }
+        let deadline = self
+            .now_ms
+            .saturating_add(self.config.heartbeat_interval_ms);
+        self.set_timer(RaftTimer::Heartbeat, deadline);
+        let peers: Vec<ValidatorId> = self.progress.keys().copied().collect();
+        for peer in peers {
+            if let Some(progress) = self.progress.get_mut(&peer) {
+                progress.heartbeat();
+            }
+            self.send_append(peer, true);
+        }
+    }
+
+    pub(super) fn on_append_response(&mut self, from: ValidatorId, answer: AppendResponse) {
+        if answer.term > self.term {
+            return self.become_follower(answer.term, None);
+        }
+        if answer.term < self.term {
+            return self.reject(
+                Some(from),
+                RejectReason::StaleTerm {
+                    term: answer.term,
+                    current: self.term,
+                },
+            );
+        }
+        if !self.is_leader() {
+            // An answer to the leader this node was earlier in the term.
+            return;
+        }
+        self.recent_active.insert(from);
+        let last_index = self.log.last_index();
+        let Some(mut progress) = self.progress.get(&from).copied() else {
+            return;
+        };
+        progress.committed_to(answer.committed, last_index);
+        if answer.committed > self.log.committed().height {
+            // The follower committed blocks this leader has not: their certificates are in
+            // the ledgers.
+            self.request_sync();
+        }
+        let resend = if answer.success {
+            progress.succeeded(answer.index.min(last_index));
+            true
+        } else {
+            progress.rejected(answer.index, answer.hint)
+        };
+        self.progress.insert(from, progress);
+        if answer.success {
+            self.record_votes(from, &answer.votes);
+            self.try_commit();
+        }
+        if resend {
+            self.send_append(from, false);
+        }
+    }
+
+    /// Keeps the commit votes of `from` for uncommitted entries, each checked once.
+    fn record_votes(&mut self, from: ValidatorId, votes: &[VoteSignature]) {
+        let Some(key) = self.config.validators.get(from).map(|v| v.public_key) else {
+            return;
+        };
+        let committed = self.log.committed().height;
+        for vote in votes.iter().take(super::config::MAX_VOTES_PER_RESPONSE) {
+            let Some(hash) = self.log.entry(vote.height).map(|e| e.hash) else {
+                continue;
+            };
+            debug_assert!(vote.height > committed);
+            let known = self
+                .commit_votes
+                .get(&vote.height)
+                .and_then(|votes| votes.get(&from));
+            if known == Some(&vote.signature) {
+                continue;
+            }
+            let statement = CommitVote::new(&self.config.chain_id, vote.height, self.term, hash);
+            if !self
+                .verifier
+                .verify(&key, &statement.signing_bytes(), &vote.signature)
+            {
+                return self.reject(
+                    Some(from),
+                    RejectReason::BadVote {
+                        from,
+                        height: vote.height,
+                    },
+                );
+            }
+            self.commit_votes
+                .entry(vote.height)
+                .or_default()
+                .insert(from, vote.signature);
+        }
+    }
+
+    /// §5.3/§5.4.2: commits the next entries while a majority of commit votes of the current
+    /// term back them. The leader's own vote counts once its log is durable through an entry
+    /// of its term at or above the height (`Input::Persisted`). Followers learn of the commit
+    /// at once, with the certificates.
+    pub(super) fn try_commit(&mut self) {
+        let mut committed_any = false;
+        loop {
+            let height = self.log.committed().height + 1;
+            let Some(hash) = self.log.entry(height).map(|e| e.hash) else {
+                break;
+            };
+            let own_durable = self.durable_index >= height
+                && self.log.term_at(self.durable_index) == Some(self.term);
+            if own_durable {
+                let signature = self.own_vote(height, hash);
+                self.commit_votes
+                    .entry(height)
+                    .or_default()
+                    .insert(self.config.me, signature);
+            }
+            let votes = self.commit_votes.get(&height).map_or(0, BTreeMap::len);
+            if votes < self.config.quorum() {
+                break;
+            }
+            let signatures = self
+                .commit_votes
+                .remove(&height)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(validator, signature)| CommitSignature {
+                    validator,
+                    signature,
+                })
+                .collect();
+            let certificate = CommitCertificate {
+                height,
+                view: self.term,
+                block_hash: hash,
+                signatures,
+            };
+            self.commit_entry(certificate);
+            committed_any = true;
+        }
+        if committed_any {
+            let peers: Vec<ValidatorId> = self.progress.keys().copied().collect();
+            for peer in peers {
+                self.send_append(peer, false);
+            }
+            self.maybe_propose();
+        }
+    }
+}
