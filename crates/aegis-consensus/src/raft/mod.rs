@@ -124,7 +124,10 @@ pub struct Raft {
     log: RaftLog,
     recent_txs: VecDeque<(u64, Vec<Hash>)>,
     recent_ids: BTreeSet<Hash>,
+    /// The sequence of the last `Effect::Persist`, and of the last one with records (what a
+    /// replayed log says: persists with messages only leave nothing in the log).
     persist_sequence: u64,
+    logged_sequence: u64,
     /// What the records handed out so far describe.
     journal: Journal,
 
@@ -202,6 +205,7 @@ impl Raft {
                 .collect(),
             recent_txs: state.recent_txs.into_iter().collect(),
             persist_sequence: state.persist_sequence,
+            logged_sequence: state.persist_sequence,
             journal: Journal::default(),
             role: RaftRole::Follower,
             leader: None,
@@ -304,7 +308,7 @@ impl Raft {
             committed,
             recent_txs: self.recent_txs.iter().cloned().collect(),
             entries: self.log.entries().map(|e| e.block.clone()).collect(),
-            persist_sequence: self.persist_sequence,
+            persist_sequence: self.logged_sequence,
         }
     }
 
@@ -402,6 +406,9 @@ impl Raft {
         self.journal = journal;
         if !records.is_empty() || !out.durable.is_empty() {
             self.persist_sequence += 1;
+            if !records.is_empty() {
+                self.logged_sequence = self.persist_sequence;
+            }
             let log_changed = records
                 .iter()
                 .any(|r| matches!(r, RaftRecord::Append(_) | RaftRecord::Truncate { .. }));

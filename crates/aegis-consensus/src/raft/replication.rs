@@ -2,8 +2,6 @@
 //! each follower from its nextIndex, heartbeats, the answers, and the commit certificates
 //! built from the followers' commit votes.
 
-use std::collections::BTreeMap;
-
 use aegis_types::{CommitCertificate, CommitSignature, CommitVote, ValidatorId};
 
 use super::config::{MAX_APPEND_BYTES, MAX_CERTIFICATES_PER_APPEND, MAX_ENTRIES_PER_APPEND};
@@ -184,39 +182,60 @@ impl Raft {
     }
 
     /// §5.3/§5.4.2: commits the next entries while a majority of commit votes of the current
-    /// term back them. The leader's own vote counts once its log is durable through an entry
-    /// of its term at or above the height (`Input::Persisted`). Followers learn of the commit
-    /// at once, with the certificates.
+    /// term back them. A vote counts when its voter holds an entry of the current term at or
+    /// above the height: a follower whose matchIndex says so, the leader once its own log is
+    /// durable that far (`Input::Persisted`). So an entry of an earlier term commits only
+    /// with one of the current term (§5.4.2, Figure 8). Followers learn of the commit at once,
+    /// with the certificates.
     pub(super) fn try_commit(&mut self) {
         let mut committed_any = false;
+        // The first entry of the current term: this leader's own, appended after the others.
+        let Some(first_own) = self
+            .log
+            .entries()
+            .rev()
+            .take_while(|e| e.term() == self.term)
+            .last()
+            .map(|e| e.index())
+        else {
+            return;
+        };
         loop {
             let height = self.log.committed().height + 1;
             let Some(hash) = self.log.entry(height).map(|e| e.hash) else {
                 break;
             };
-            let own_durable = self.durable_index >= height
-                && self.log.term_at(self.durable_index) == Some(self.term);
-            if own_durable {
+            let holds_own_entry = height.max(first_own);
+            if self.durable_index >= holds_own_entry {
                 let signature = self.own_vote(height, hash);
                 self.commit_votes
                     .entry(height)
                     .or_default()
                     .insert(self.config.me, signature);
             }
-            let votes = self.commit_votes.get(&height).map_or(0, BTreeMap::len);
-            if votes < self.config.quorum() {
-                break;
-            }
-            let signatures = self
+            let me = self.config.me;
+            let counted: Vec<CommitSignature> = self
                 .commit_votes
-                .remove(&height)
-                .unwrap_or_default()
+                .get(&height)
                 .into_iter()
+                .flatten()
+                .filter(|(voter, _)| {
+                    **voter == me
+                        || self
+                            .progress
+                            .get(voter)
+                            .is_some_and(|p| p.matched >= holds_own_entry)
+                })
                 .map(|(validator, signature)| CommitSignature {
-                    validator,
-                    signature,
+                    validator: *validator,
+                    signature: *signature,
                 })
                 .collect();
+            if counted.len() < self.config.quorum() {
+                break;
+            }
+            self.commit_votes.remove(&height);
+            let signatures = counted;
             let certificate = CommitCertificate {
                 height,
                 view: self.term,
