@@ -48,15 +48,15 @@ pub(crate) struct RaftLog {
 }
 
 impl RaftLog {
+    /// A log from what was persisted; the caller checks [`RaftLog::is_chained`] (a damaged
+    /// or foreign state is an error, not a panic).
     pub(crate) fn new(committed: CommittedTip, entries: Vec<Block>) -> RaftLog {
-        let log = RaftLog {
+        RaftLog {
             committed,
             entries: entries.into_iter().map(LogEntry::new).collect(),
             retained: VecDeque::new(),
             retained_bytes: 0,
-        };
-        debug_assert!(log.is_chained());
-        log
+        }
     }
 
     pub(crate) fn committed(&self) -> CommittedTip {

@@ -379,6 +379,10 @@ pub struct Net {
     pub configs: Vec<RaftConfig>,
     pub queue: VecDeque<(usize, usize, RaftMessage)>,
     pub now_ms: u64,
+    /// Every step's effects, by node, when a test asks for them.
+    pub history: Option<Vec<(usize, Vec<RaftEffect>)>>,
+    /// The leader seen in each term (Election Safety, §5.2: at most one).
+    pub leaders_by_term: std::collections::BTreeMap<u64, usize>,
 }
 
 impl Net {
@@ -395,6 +399,8 @@ impl Net {
             configs,
             queue: VecDeque::new(),
             now_ms: 1_000,
+            history: None,
+            leaders_by_term: Default::default(),
         };
         for i in 0..n {
             net.run(i, Input::Start);
@@ -416,6 +422,8 @@ impl Net {
             configs,
             queue: VecDeque::new(),
             now_ms: 1_000,
+            history: None,
+            leaders_by_term: Default::default(),
         };
         for i in 0..n {
             net.run(i, Input::Start);
@@ -447,6 +455,17 @@ impl Net {
         node.now_ms = node.now_ms.max(now);
         let effects = node.step(input);
         let me = node.id();
+        if node.core.role() == aegis_consensus::raft::RaftRole::Leader {
+            let term = node.core.term();
+            let first = *self.leaders_by_term.entry(term).or_insert(i);
+            assert_eq!(
+                first, i,
+                "two leaders in term {term} (Election Safety, §5.2)"
+            );
+        }
+        if let Some(history) = &mut self.history {
+            history.push((i, effects.clone()));
+        }
         for (to, message) in messages(&effects, n, me) {
             self.queue.push_back((i, usize::from(to.0), message));
         }
