@@ -133,16 +133,19 @@ pub fn home_dotenv_path(env: EnvLookup<'_>) -> Option<PathBuf> {
         .map(|home| Path::new(&home).join(".env"))
 }
 
+/// Largest dotenv file read, in bytes; real ones hold a few variables.
+pub const MAX_DOTENV_FILE_BYTES: u64 = 64 * 1024;
+
 /// Reads a dotenv file into `(KEY, VALUE)` pairs in file order. A missing file gives no pairs.
 /// Nothing is applied to the environment: the caller sets the pairs whose keys are not
-/// already set.
+/// already set. The file must be a regular file of at most [`MAX_DOTENV_FILE_BYTES`].
 pub fn load_dotenv(path: &Path) -> Result<Vec<(String, String)>, DotenvError> {
-    match std::fs::read_to_string(path) {
+    match aegis_fs::read_regular_file_to_string(path, MAX_DOTENV_FILE_BYTES) {
         Ok(text) => parse_dotenv(&text, &path.display().to_string()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(source) => Err(DotenvError::Read {
+        Err(error) if error.is_not_found() => Ok(Vec::new()),
+        Err(error) => Err(DotenvError::Read {
             path: path.to_path_buf(),
-            source,
+            source: error.into_io(),
         }),
     }
 }

@@ -49,7 +49,6 @@ mod file;
 mod genesis_check;
 mod yaml;
 
-use std::io::Read;
 use std::path::Path;
 
 pub use config::{
@@ -60,8 +59,8 @@ pub use config::{
     bounds, redact_url,
 };
 pub use env::{
-    AEGIS_HOME_VAR, DEFAULT_AEGIS_HOME, EnvLookup, home_dotenv_path, load_dotenv, parse_dotenv,
-    process_env, resolve_home, resolve_path,
+    AEGIS_HOME_VAR, DEFAULT_AEGIS_HOME, EnvLookup, MAX_DOTENV_FILE_BYTES, home_dotenv_path,
+    load_dotenv, parse_dotenv, process_env, resolve_home, resolve_path,
 };
 pub use error::{ConfigError, ConfigErrors, DotenvError, LoadError, Location, MissingEnvVars};
 pub use genesis_check::check_against_genesis;
@@ -74,16 +73,27 @@ use file::FileConfig;
 ///
 /// `env` supplies environment variables (use [`process_env`] for the real environment).
 pub fn load(path: &Path, env: EnvLookup<'_>) -> Result<NodeConfig, LoadError> {
-    let read_error = |source| LoadError::Read {
-        path: path.to_path_buf(),
-        source,
+    // A regular file of at most MAX_CONFIG_FILE_BYTES: a link to /dev/zero or a 50 MB file
+    // is refused before anything is read, with its real size.
+    let bytes = match aegis_fs::read_regular_file(path, MAX_CONFIG_FILE_BYTES as u64) {
+        Ok(bytes) => bytes,
+        Err(aegis_fs::ReadError::TooLarge { len, .. }) => {
+            return Err(LoadError::Invalid(ConfigErrors(vec![ConfigError {
+                file: path.display().to_string(),
+                location: Location::START,
+                key: String::new(),
+                message: format!(
+                    "file is {len} bytes, larger than the limit of {MAX_CONFIG_FILE_BYTES} bytes"
+                ),
+            }])));
+        }
+        Err(error) => {
+            return Err(LoadError::Read {
+                path: path.to_path_buf(),
+                source: error.into_io(),
+            });
+        }
     };
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let mut bytes = Vec::new();
-    // One byte past the limit is enough to know the file is too large.
-    file.take(MAX_CONFIG_FILE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(error) => {

@@ -819,6 +819,55 @@ fn file_errors() {
     );
 }
 
+/// Issue 10, finding 5: a configuration or dotenv file that is a link to `/dev/zero`, or
+/// far larger than the limit, is refused before it is read, with its real size.
+#[test]
+fn devices_and_huge_files_are_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let zero = dir.path().join("zero.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let error = load(&zero, &no_env()).unwrap_err();
+    assert!(matches!(error, LoadError::Read { .. }), "{error}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: cannot read configuration file: not a regular file (it is a character device)",
+            zero.display()
+        )
+    );
+    let huge = dir.path().join("huge.yaml");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(50_000_000).unwrap();
+    let error = load(&huge, &no_env()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}:1:1: file is 50000000 bytes, larger than the limit of {} bytes",
+            huge.display(),
+            aegis_config::MAX_CONFIG_FILE_BYTES
+        )
+    );
+    let env_zero = dir.path().join(".env");
+    std::os::unix::fs::symlink("/dev/zero", &env_zero).unwrap();
+    let error = aegis_config::load_dotenv(&env_zero).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .ends_with("not a regular file (it is a character device)"),
+        "{error}"
+    );
+    let big_env = dir.path().join("big.env");
+    std::fs::write(&big_env, "A=1\n".repeat(20_000)).unwrap();
+    let error = aegis_config::load_dotenv(&big_env).unwrap_err();
+    assert!(
+        error.to_string().contains(&format!(
+            "the file is 80000 bytes, larger than the limit of {} bytes",
+            aegis_config::MAX_DOTENV_FILE_BYTES
+        )),
+        "{error}"
+    );
+}
+
 #[test]
 fn api_tls_requires_files() {
     assert_eq!(

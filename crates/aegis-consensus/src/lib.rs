@@ -30,6 +30,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 
 pub mod pbft;
 pub mod raft;
+pub mod verifier;
 
 /// What the driver tells the core about the world at the moment of a step. Time and
 /// randomness are inputs, never read by the core itself (tigerbeetle's determinism rule).

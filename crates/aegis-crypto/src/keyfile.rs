@@ -303,32 +303,31 @@ pub fn write_key_file(
     fs::rename(&tmp, path).map_err(write_error)
 }
 
+/// The key file's text: a regular file of at most [`MAX_KEY_FILE_BYTES`]. The size is
+/// taken from the opened file, so a device (which reports a length of 0, as `/dev/zero`
+/// does) is refused instead of read without end.
+fn read_key_text(path: &Path) -> Result<String, KeyFileError> {
+    aegis_fs::read_regular_file_to_string(path, MAX_KEY_FILE_BYTES).map_err(|error| match error {
+        aegis_fs::ReadError::TooLarge { len, .. } => KeyFileError::Format {
+            path: path.to_owned(),
+            reason: format!("{len} bytes is larger than a key file can be ({MAX_KEY_FILE_BYTES})"),
+        },
+        other => KeyFileError::Read {
+            path: path.to_owned(),
+            source: other.into_io(),
+        },
+    })
+}
+
 /// Reads and decrypts the key file at `path`.
 pub fn read_key_file(path: &Path, passphrase: &str) -> Result<SecretKey, KeyFileError> {
-    let read_error = |source| KeyFileError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let metadata = fs::metadata(path).map_err(read_error)?;
-    if metadata.len() > MAX_KEY_FILE_BYTES {
-        return Err(KeyFileError::Format {
-            path: path.to_owned(),
-            reason: format!(
-                "{} bytes is larger than a key file can be ({MAX_KEY_FILE_BYTES})",
-                metadata.len()
-            ),
-        });
-    }
-    let text = fs::read_to_string(path).map_err(read_error)?;
+    let text = read_key_text(path)?;
     decrypt_key(&text, passphrase, path)
 }
 
 /// The public key recorded in a key file, readable without the passphrase.
 pub fn read_public_key(path: &Path) -> Result<PublicKey, KeyFileError> {
-    let text = fs::read_to_string(path).map_err(|source| KeyFileError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = read_key_text(path)?;
     let file: KeyFile = serde_json::from_str(&text).map_err(|error| KeyFileError::Format {
         path: path.to_owned(),
         reason: error.to_string(),

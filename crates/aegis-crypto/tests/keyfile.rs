@@ -119,6 +119,23 @@ fn malformed_or_hostile_files_are_refused_without_panic() {
     *json.pointer_mut("/kdf/memory_kib").unwrap() = u32::MAX.into();
     let error = decrypt_key(&json.to_string(), "pw", path).unwrap_err();
     assert!(error.to_string().contains("exceed the limits"), "{error}");
+    // Issue 10, finding 5: a device reports a length of 0, so a size check on the path's
+    // metadata let `/dev/zero` through; the opened file must be a regular one.
+    let dir = tempfile::tempdir().unwrap();
+    let zero = dir.path().join("node_key.json");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    for error in [
+        read_key_file(&zero, "pw").unwrap_err(),
+        read_public_key(&zero).unwrap_err(),
+    ] {
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "cannot read key file {}: not a regular file (it is a character device)",
+                zero.display()
+            )
+        );
+    }
     let missing = read_key_file("/nonexistent/aegis/key.json".as_ref(), "pw").unwrap_err();
     assert!(
         missing

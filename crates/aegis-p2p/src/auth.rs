@@ -159,6 +159,11 @@ pub enum AuthError {
     BadSignature(PublicKey),
     #[error("I/O error during the Hello: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "connection closed without sending anything ({count} such connections within {window:?}; more than {} count as failures)",
+        crate::limits::SILENT_CONNECTIONS_ALLOWED
+    )]
+    Silent { count: u32, window: Duration },
 }
 
 fn signing_bytes(role: Role, exporter: &[u8; EXPORTER_BYTES], fields: &HelloFields) -> Vec<u8> {
@@ -201,7 +206,8 @@ pub async fn exchange_hello<S: AsyncRead + AsyncWrite + Unpin>(
     stream.flush().await?;
 
     let mut buffer = BytesMut::new();
-    let frame = wire::read_frame(stream, &mut buffer, HANDSHAKE_MAX_FRAME_SIZE)
+    // The caller's handshake timeout bounds the whole exchange, stalls included.
+    let frame = wire::read_frame(stream, &mut buffer, HANDSHAKE_MAX_FRAME_SIZE, Duration::MAX)
         .await?
         .ok_or(AuthError::ClosedBeforeHello)?;
     let records = wire::decode_frame(frame, HANDSHAKE_MAX_FRAME_SIZE)?;

@@ -31,21 +31,11 @@ pub(crate) fn valid_address(address: &str) -> bool {
         })
 }
 
-/// Reads the known-peers file, refusing one larger than [`MAX_PEERS_FILE_BYTES`] without
-/// reading it whole.
+/// Reads the known-peers file: a regular file of at most [`MAX_PEERS_FILE_BYTES`], refused
+/// unread otherwise (a link to `/dev/zero`, a file grown huge).
 fn read_peers_file(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    let mut text = String::new();
-    file.take(MAX_PEERS_FILE_BYTES + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_PEERS_FILE_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {MAX_PEERS_FILE_BYTES} bytes"),
-        ));
-    }
-    Ok(text)
+    aegis_fs::read_regular_file_to_string(path, MAX_PEERS_FILE_BYTES)
+        .map_err(aegis_fs::ReadError::into_io)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -55,6 +55,9 @@ pub struct P2pConfig {
     pub data_dir: Option<PathBuf>,
     /// How often the certificate files are checked for changes (SIGHUP also reloads).
     pub tls_reload_interval: Duration,
+    /// Window of the refusal log ([`crate::admission::REFUSAL_LOG_INTERVAL`] by default;
+    /// tests shorten it to see the counted lines).
+    pub refusal_log_interval: Duration,
 }
 
 /// `security.rate_limiting`, applied per remote IP to incoming P2P connections.
@@ -115,6 +118,7 @@ impl P2pConfig {
             tls,
             data_dir: None,
             tls_reload_interval: Duration::from_secs(10),
+            refusal_log_interval: crate::admission::REFUSAL_LOG_INTERVAL,
         }
     }
 
@@ -139,6 +143,7 @@ impl P2pConfig {
             .clamp(Duration::from_millis(10), self.ping_interval);
         self.flush_interval = self.flush_interval.max(Duration::from_millis(1));
         self.tls_reload_interval = self.tls_reload_interval.max(Duration::from_millis(100));
+        self.refusal_log_interval = self.refusal_log_interval.max(Duration::from_millis(100));
         self.rate_limiting.burst_size = self.rate_limiting.burst_size.max(1);
         self.rate_limiting.max_failures = self.rate_limiting.max_failures.max(1);
         self

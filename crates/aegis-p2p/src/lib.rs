@@ -15,10 +15,13 @@
 //! - **Peers** ([`P2pNetwork`]): bootstrap dialling, redial with backoff and jitter, peer
 //!   exchange, the known-peers file `data/p2p/peers.json`, pings measuring round trips,
 //!   duplicate-connection resolution, bounded per-peer send queues.
-//! - **Abuse limits** ([`limits`]): per-IP connection rate limit, handshake bounds,
-//!   authentication failures logged as `Authentication failed for peer from <IP>: <reason>`
-//!   and bans logged as `Unauthorized access from <IP>: banned for <N> s` (the shipped
-//!   fail2ban filter reads those lines).
+//! - **Admission and abuse limits** ([`admission`], [`limits`]): genesis validators'
+//!   addresses get handshake slots of their own and are never refused by a ban or rate
+//!   limit meant for strangers; strangers get a per-IP connection rate limit, handshake
+//!   bounds and bans. Failures are logged as `Authentication failed for peer from <IP>:
+//!   <reason>`, refusals as `Unauthorized access from <IP>: connection refused: <reason>`
+//!   and bans as `Unauthorized access from <IP>: banned for <N> s`, rate-limited per
+//!   address with counts (the shipped fail2ban filter reads those lines).
 //!
 //! The HTTP endpoints that report on this layer (`/metrics`, `/status`, `/health`) are
 //! `aegis-api`'s; the `aegis` binary wires the two together.
@@ -26,6 +29,7 @@
 //! Messages are opaque bytes with a one-byte tag ([`tags`]) used only for metrics, so the
 //! consensus and sync layers define their own encodings.
 
+pub mod admission;
 pub mod auth;
 mod book;
 pub mod config;
@@ -35,6 +39,7 @@ pub mod metrics;
 mod network;
 mod queue;
 pub mod tls;
+pub mod tls_check;
 pub mod wire;
 
 pub use auth::{AuthError, Identity, PROTOCOL_VERSION};
@@ -44,6 +49,7 @@ pub use metrics::{Direction, P2pMetrics};
 pub use network::{Inbound, Message, P2pError, P2pNetwork, PeerInfo, SendError};
 pub use queue::Priority;
 pub use tls::{TlsFiles, TlsStore, install_default_provider};
+pub use tls_check::{MAX_TLS_FILE_BYTES, TlsFileKind, TlsProblem, check_tls_files};
 
 /// Message tags: which layer a [`Message`] belongs to. Only used to label metrics
 /// (`aegis_p2p_messages_total{type}`); the payload is the layer's own encoding.

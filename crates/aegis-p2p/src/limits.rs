@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 
 use crate::config::RateLimitConfig;
 
+/// Connections closed without sending a byte (port probes, health checks) allowed per
+/// address within `failure_window`; each one beyond counts as an authentication failure,
+/// so a source that keeps opening and closing connections is banned like any other.
+pub const SILENT_CONNECTIONS_ALLOWED: u32 = 10;
+
 /// Most addresses tracked by each table. Past it, stale entries are swept; if all are live,
 /// the new address is treated as if it had a fresh entry that is not kept (rate limit) or
 /// its failure is not counted (bans): honest peers keep working and memory stays bounded.
@@ -95,6 +100,7 @@ pub struct BanList {
     window: Duration,
     block_duration: Duration,
     failures: HashMap<IpAddr, (u32, Instant)>,
+    silent: HashMap<IpAddr, (u32, Instant)>,
     banned: HashMap<IpAddr, Instant>,
 }
 
@@ -106,6 +112,7 @@ impl BanList {
             window: config.failure_window,
             block_duration: config.block_duration,
             failures: HashMap::new(),
+            silent: HashMap::new(),
             banned: HashMap::new(),
         }
     }
@@ -120,6 +127,49 @@ impl BanList {
             }
             None => false,
         }
+    }
+
+    /// How long the ban on `ip` lasts from `now`, if it is banned.
+    pub fn ban_remaining(&mut self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        if self.is_banned(ip, now) {
+            self.banned
+                .get(&ip)
+                .map(|until| until.saturating_duration_since(now))
+        } else {
+            None
+        }
+    }
+
+    /// Lifts the ban on `ip` (a validator authenticated from it) and forgets its
+    /// failures; true if it was banned.
+    pub fn lift(&mut self, ip: IpAddr) -> bool {
+        self.failures.remove(&ip);
+        self.silent.remove(&ip);
+        self.banned.remove(&ip).is_some()
+    }
+
+    /// Records a connection from `ip` that closed without sending a byte; returns how many
+    /// did within `failure_window` (this one included), 0 when limits are off or the table
+    /// is full of live entries. Past [`SILENT_CONNECTIONS_ALLOWED`] the caller counts it
+    /// as a failure.
+    pub fn record_silent(&mut self, ip: IpAddr, now: Instant) -> u32 {
+        if !self.enabled {
+            return 0;
+        }
+        let window = self.window;
+        if !self.silent.contains_key(&ip) && self.silent.len() >= MAX_TRACKED_IPS {
+            self.silent
+                .retain(|_, (_, first)| now.saturating_duration_since(*first) < window);
+            if self.silent.len() >= MAX_TRACKED_IPS {
+                return 0;
+            }
+        }
+        let entry = self.silent.entry(ip).or_insert((0, now));
+        if now.saturating_duration_since(entry.1) >= window {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
+        entry.0
     }
 
     pub fn record_failure(&mut self, ip: IpAddr, now: Instant) -> FailureOutcome {
@@ -174,6 +224,8 @@ impl BanList {
         }
         let window = self.window;
         self.failures
+            .retain(|_, (_, first)| now.saturating_duration_since(*first) < window);
+        self.silent
             .retain(|_, (_, first)| now.saturating_duration_since(*first) < window);
         expired
     }
@@ -235,6 +287,30 @@ mod tests {
         assert!(bans.is_banned(ip, t0 + Duration::from_secs(9)));
         assert_eq!(bans.sweep(t0 + Duration::from_secs(10)), vec![ip]);
         assert!(!bans.is_banned(ip, t0 + Duration::from_secs(10)));
+    }
+
+    /// Issue 10, finding 3: connections that send nothing are free only up to a named
+    /// number per window; a validator authenticating from the address lifts its ban.
+    #[test]
+    fn silent_connections_count_past_the_allowance_and_a_ban_can_be_lifted() {
+        let mut bans = BanList::new(&config());
+        let ip: IpAddr = [203, 0, 113, 45].into();
+        let t0 = Instant::now();
+        let counts: Vec<u32> = (0..SILENT_CONNECTIONS_ALLOWED + 2)
+            .map(|_| bans.record_silent(ip, t0))
+            .collect();
+        assert_eq!(counts.last(), Some(&(SILENT_CONNECTIONS_ALLOWED + 2)));
+        assert_eq!(bans.record_silent(ip, t0 + Duration::from_secs(600)), 1);
+        for _ in 0..3 {
+            bans.record_failure(ip, t0);
+        }
+        assert_eq!(
+            bans.ban_remaining(ip, t0 + Duration::from_secs(4)),
+            Some(Duration::from_secs(6))
+        );
+        assert!(bans.lift(ip));
+        assert!(!bans.is_banned(ip, t0));
+        assert!(!bans.lift(ip));
     }
 
     #[test]

@@ -90,7 +90,8 @@ pub struct P2pMetrics {
     /// input (garbage, oversized or truncated frames, malformed records).
     pub protocol_violations: Counter,
     /// `aegis_p2p_rejected_connections_total{reason}`: connections refused before
-    /// authentication (banned, rate_limited, max_peers, handshake_limit).
+    /// authentication (banned, rate_limited, handshake_limit, evicted) or after it
+    /// (max_peers).
     rejected: Family<ReasonLabels, Counter>,
     /// `aegis_p2p_dropped_messages_total{reason}`: messages dropped (queue_full,
     /// slow_peer, no_peer, too_large).
@@ -255,7 +256,7 @@ impl P2pMetrics {
     }
 
     /// Connections refused so far for `reason` (`banned`, `rate_limited`, `max_peers`,
-    /// `handshake_limit`).
+    /// `handshake_limit`, `evicted`).
     pub fn rejected_total(&self, reason: &'static str) -> u64 {
         self.rejected.get_or_create(&ReasonLabels { reason }).get()
     }

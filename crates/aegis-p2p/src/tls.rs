@@ -166,10 +166,12 @@ impl TlsStore {
     }
 }
 
+/// A certificate, key or CA file: a regular file of at most
+/// [`MAX_TLS_FILE_BYTES`](crate::tls_check::MAX_TLS_FILE_BYTES).
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|error| TlsError::Read {
+    crate::tls_check::read_tls_file(path).map_err(|error| TlsError::Read {
         path: path.to_path_buf(),
-        message: error.to_string(),
+        message: error.reason(),
     })
 }
 
@@ -448,7 +450,7 @@ fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 }
 
 /// `(notBefore, notAfter)` of an X.509 certificate, as Unix seconds.
-fn validity(der: &[u8]) -> Option<(i64, i64)> {
+pub(crate) fn validity(der: &[u8]) -> Option<(i64, i64)> {
     const SEQUENCE: u8 = 0x30;
     let (tag, certificate, _) = der_element(der)?;
     if tag != SEQUENCE {

@@ -13,6 +13,8 @@
 //! the whole body. Everything read from the network is checked against a named bound before
 //! anything is allocated for it, and every failure is an error value, never a panic.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -101,23 +103,46 @@ pub enum FrameError {
     Record { offset: usize, reason: &'static str },
     #[error("unknown record kind {0}")]
     Kind(u8),
+    #[error(
+        "frame stalled: {received} of {size} bytes received, then nothing for {stall_timeout:?}"
+    )]
+    Stalled {
+        received: usize,
+        size: usize,
+        stall_timeout: Duration,
+    },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
 
+/// Most bytes the frame buffer grows by before they have arrived: a frame's buffer holds
+/// at most what was received plus this much (or plus as much again as was received, when
+/// that is more), so a peer announcing a large frame and sending nothing costs nothing.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
 /// Reads one frame. `Ok(None)` is a clean end of stream between frames.
 ///
-/// The length is checked against `max_frame_size` before the buffer grows, so a peer
-/// announcing a huge frame costs nothing.
+/// The length is checked against `max_frame_size` before the buffer grows, and the buffer
+/// then grows with the bytes that actually arrive ([`READ_CHUNK_BYTES`] at a time, or
+/// doubling), never to the announced length at once. Between frames the peer may stay
+/// silent as long as it likes; once a frame has begun (its first length byte arrived),
+/// every further read must bring data within `stall_timeout`, or the frame is refused
+/// as [`FrameError::Stalled`].
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     buffer: &mut BytesMut,
     max_frame_size: usize,
+    stall_timeout: Duration,
 ) -> Result<Option<Bytes>, FrameError> {
     let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
     let mut filled = 0;
     while filled < LENGTH_PREFIX_BYTES {
-        let n = reader.read(&mut prefix[filled..]).await?;
+        let read = reader.read(&mut prefix[filled..]);
+        let n = if filled == 0 {
+            read.await?
+        } else {
+            stalled_after(stall_timeout, filled, LENGTH_PREFIX_BYTES, read).await?
+        };
         if n == 0 {
             return if filled == 0 {
                 Ok(None)
@@ -138,13 +163,43 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         return Err(FrameError::Empty);
     }
     buffer.clear();
-    buffer.resize(size, 0);
-    match reader.read_exact(&mut buffer[..]).await {
-        Ok(_) => Ok(Some(buffer.split().freeze())),
-        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+    while buffer.len() < size {
+        let missing = size - buffer.len();
+        if buffer.capacity() == buffer.len() {
+            buffer.reserve(missing.min(READ_CHUNK_BYTES.max(buffer.len())));
+        }
+        let want = (buffer.capacity() - buffer.len()).min(missing);
+        let received = buffer.len();
+        let mut limited = (&mut *reader).take(want as u64);
+        let n = stalled_after(stall_timeout, received, size, limited.read_buf(buffer)).await?;
+        if n == 0 {
+            return Err(FrameError::Truncated);
+        }
+        debug_assert!(buffer.len() <= size, "read past the frame");
+    }
+    debug_assert_eq!(buffer.len(), size);
+    Ok(Some(buffer.split().freeze()))
+}
+
+/// One read of a frame already begun: [`FrameError::Stalled`] if it brings nothing within
+/// `stall_timeout`.
+async fn stalled_after(
+    stall_timeout: Duration,
+    received: usize,
+    size: usize,
+    read: impl std::future::Future<Output = std::io::Result<usize>>,
+) -> Result<usize, FrameError> {
+    match tokio::time::timeout(stall_timeout, read).await {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
             Err(FrameError::Truncated)
         }
-        Err(error) => Err(FrameError::Io(error)),
+        Ok(Err(error)) => Err(FrameError::Io(error)),
+        Err(_) => Err(FrameError::Stalled {
+            received,
+            size,
+            stall_timeout,
+        }),
     }
 }
 
@@ -413,12 +468,14 @@ mod tests {
         assert!(matches!(err, FrameError::Oversized { .. }), "{err}");
     }
 
+    const STALL: Duration = Duration::from_secs(5);
+
     #[tokio::test]
     async fn oversized_and_truncated_frames_are_errors() {
         let mut buffer = BytesMut::new();
         let big = (2u32 << 20).to_be_bytes();
         let mut reader: &[u8] = &big;
-        let err = read_frame(&mut reader, &mut buffer, 1 << 20)
+        let err = read_frame(&mut reader, &mut buffer, 1 << 20, STALL)
             .await
             .unwrap_err();
         assert!(matches!(err, FrameError::Oversized { .. }));
@@ -426,24 +483,108 @@ mod tests {
         let mut truncated = 100u32.to_be_bytes().to_vec();
         truncated.extend_from_slice(&[1, 0, 3]);
         let mut reader: &[u8] = &truncated;
-        let err = read_frame(&mut reader, &mut buffer, 1 << 20)
+        let err = read_frame(&mut reader, &mut buffer, 1 << 20, STALL)
             .await
             .unwrap_err();
         assert!(matches!(err, FrameError::Truncated));
 
         let mut reader: &[u8] = &[0, 0];
-        let err = read_frame(&mut reader, &mut buffer, 1 << 20)
+        let err = read_frame(&mut reader, &mut buffer, 1 << 20, STALL)
             .await
             .unwrap_err();
         assert!(matches!(err, FrameError::Truncated));
 
         let mut reader: &[u8] = &[];
         assert!(
-            read_frame(&mut reader, &mut buffer, 1 << 20)
+            read_frame(&mut reader, &mut buffer, 1 << 20, STALL)
                 .await
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// Issue 10, finding 4: a frame announced at 16 MiB whose bytes do not come allocates
+    /// nothing for them, and times out once it stalls.
+    #[tokio::test]
+    async fn an_announced_frame_grows_with_its_bytes_and_a_stall_times_out() {
+        const STALL: Duration = Duration::from_millis(200);
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let size = 16usize << 20;
+        client
+            .write_all(&u32::try_from(size).unwrap().to_be_bytes())
+            .await
+            .unwrap();
+        client
+            .write_all(&[ENVELOPE_VERSION, 0, 7, 7])
+            .await
+            .unwrap();
+        let mut buffer = BytesMut::new();
+        let err = read_frame(&mut server, &mut buffer, size, STALL)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FrameError::Stalled { received: 4, size: s, .. } if s == size),
+            "{err}"
+        );
+        assert!(
+            buffer.capacity() <= READ_CHUNK_BYTES,
+            "{} bytes reserved for 4 received",
+            buffer.capacity()
+        );
+        // A stall inside the length prefix is caught too; silence between frames is not.
+        client.write_all(&[0, 0]).await.unwrap();
+        let err = read_frame(&mut server, &mut buffer, size, STALL)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FrameError::Stalled {
+                    received: 2,
+                    size: 4,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let idle = tokio::time::timeout(
+            STALL * 10,
+            read_frame(&mut server, &mut buffer, size, STALL),
+        )
+        .await;
+        assert!(
+            idle.is_err(),
+            "an idle connection between frames is not a stall"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_arriving_in_pieces_is_read_whole() {
+        let mut frame = FrameBuilder::new();
+        let payload: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
+        frame.push(RecordKind::Data, 1, &payload);
+        let bytes = frame
+            .finish(Compression {
+                enabled: false,
+                threshold_bytes: 0,
+            })
+            .to_vec();
+        let (mut client, mut server) = tokio::io::duplex(7919);
+        let writer = tokio::spawn(async move {
+            for piece in bytes.chunks(100_003) {
+                client.write_all(piece).await.unwrap();
+            }
+            client
+        });
+        let mut buffer = BytesMut::new();
+        let got = read_frame(&mut server, &mut buffer, 4 << 20, STALL)
+            .await
+            .unwrap()
+            .unwrap();
+        let _client = writer.await.unwrap();
+        let records = decode_frame(got, 4 << 20).unwrap();
+        assert_eq!(records[0].payload.len(), payload.len());
+        assert_eq!(&records[0].payload[..], &payload[..]);
     }
 
     proptest! {

@@ -334,7 +334,9 @@ async fn per_ip_connection_rate_limit_refuses_beyond_the_burst() {
             "{open:?}"
         );
     }
-    let refused = format!("Connection rate limit exceeded for peer {flood_ip} ");
+    let refused = format!(
+        "Unauthorized access from {flood_ip}: connection refused: connection rate limit exceeded"
+    );
     wait_for_warning(log, &[&refused]).await;
     // Another address has its own bucket: an honest validator connects.
     let (b, _ib) = start(

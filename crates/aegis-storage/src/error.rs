@@ -19,13 +19,28 @@ pub enum StorageError {
         reason: String,
     },
     /// A query failed (disk full, connection lost, lock timeout, ...). Nothing partial is kept:
-    /// every write runs in one transaction.
-    #[error("{context}: {source}")]
+    /// every write runs in one transaction. The database's message is shown once: sqlx's
+    /// own `Display` repeats it through its source chain, which is not exposed here.
+    #[error("{context}: {}", describe(error))]
     Database {
         context: &'static str,
-        #[source]
-        source: sqlx::Error,
+        error: sqlx::Error,
     },
+    /// SQLite could not get the database's lock within `pool_timeout`: another process
+    /// holds it (a node on the same file, a `sqlite3` shell inside a transaction).
+    #[error(
+        "the SQLite database {} is locked by another process (waited {waited_secs} s for the lock): \
+         another aegis process on this file, or a sqlite3 shell inside a transaction, holds it; \
+         stop it and retry",
+        path.display()
+    )]
+    Locked { path: PathBuf, waited_secs: u64 },
+    /// A read-only command was pointed at an empty file.
+    #[error(
+        "{} is an empty file, not an AEGIS ledger; run `aegis db migrate --config FILE` or start the node once",
+        path.display()
+    )]
+    EmptyDatabase { path: PathBuf },
     #[error(
         "database schema version {found} is newer than this aegis binary supports (version {supported}); \
          refusing to start: upgrade aegis, or use a database written by this version"
@@ -88,9 +103,32 @@ pub enum StorageError {
     IdIndex(String),
 }
 
+/// A database error's message once: the server's or SQLite's own text with its code, or
+/// sqlx's description of anything else.
+pub(crate) fn describe(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(database) => match database.code() {
+            Some(code) => format!("{} (code {code})", database.message()),
+            None => database.message().to_owned(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// Whether `error` is SQLite's "the database is locked" (SQLITE_BUSY or SQLITE_LOCKED).
+pub(crate) fn is_sqlite_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database) => {
+            matches!(database.code().as_deref(), Some("5" | "6" | "261" | "517"))
+                || database.message().contains("database is locked")
+        }
+        _ => false,
+    }
+}
+
 impl StorageError {
     pub(crate) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> StorageError + Copy {
-        move |source| StorageError::Database { context, source }
+        move |error| StorageError::Database { context, error }
     }
 
     pub(crate) fn corrupt(
@@ -108,8 +146,9 @@ impl StorageError {
     pub fn is_transient(&self) -> bool {
         match self {
             StorageError::Unreachable { .. } | StorageError::Io { .. } => true,
-            StorageError::Database { source, .. } => !matches!(
-                source,
+            StorageError::Locked { .. } => true,
+            StorageError::Database { error, .. } => !matches!(
+                error,
                 sqlx::Error::RowNotFound
                     | sqlx::Error::ColumnDecode { .. }
                     | sqlx::Error::ColumnNotFound(_)

@@ -51,13 +51,14 @@ pub async fn migrate(config: &StoreConfig) -> Result<MigrationReport, StorageErr
     Ok(report)
 }
 
-/// `aegis verify`: opens an existing ledger read-only in spirit (no migration) and verifies
-/// the whole chain against `genesis`.
+/// `aegis verify`: opens an existing ledger read-only ([`OpenMode::ReadOnly`]: nothing is
+/// written, not even the journal mode of an empty file) and verifies the whole chain
+/// against `genesis`.
 pub async fn verify(
     config: &StoreConfig,
     genesis: &aegis_types::Genesis,
 ) -> Result<VerifyReport, StorageError> {
-    let store = SqlStore::open_existing(config).await?;
+    let store = SqlStore::open_read_only(config).await?;
     let report = verify_with_index(&store, genesis).await;
     store.close().await;
     report

@@ -93,6 +93,14 @@ pub fn init(options: &LogOptions) -> Result<LogHandle, TelemetryError> {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
+            // `function` is for the JSON lines; on the console it would repeat on every line.
+            .fmt_fields(tracing_subscriber::fmt::format::debug_fn(
+                |writer, field, value| match field.name() {
+                    "function" => Ok(()),
+                    "message" => write!(writer, "{value:?}"),
+                    name => write!(writer, " {name}={value:?}"),
+                },
+            ))
     });
     tracing_subscriber::registry()
         .with(filter)

@@ -47,6 +47,7 @@ mod error;
 mod file;
 mod init;
 mod json;
+mod macros;
 mod metrics;
 mod node_metrics;
 mod sighup;
@@ -68,3 +69,8 @@ pub use sighup::{SighupHub, reopen_on_sighup, spawn_sighup_reopen};
 /// The `prometheus-client` version this crate builds on, so components use the same
 /// metric types as the registry.
 pub use prometheus_client;
+
+#[doc(hidden)]
+pub use macros::fn_name_of;
+#[doc(hidden)]
+pub use tracing as __tracing;

@@ -168,6 +168,33 @@ fn event_without_span_has_null_function_and_standard_key_order() {
     assert!(raw.starts_with("{\"timestamp\":"));
 }
 
+/// The crate's own macros name the function they are called from, with no span: every line
+/// the node writes through them has `function`.
+#[test]
+fn the_crates_macros_name_the_calling_function() {
+    fn open_database() {
+        aegis_telemetry::info!(target: "aegis::storage", "Database opened");
+    }
+    fn refuse(peer: &str) {
+        let closure = || aegis_telemetry::warn!(peer_id = %peer, "Refused {}", 3);
+        closure();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aegis.log");
+    let file = LogFile::open(&path).unwrap();
+    tracing::subscriber::with_default(subscriber(&file), || {
+        open_database();
+        refuse("node2");
+    });
+    let lines = read_lines(&path);
+    assert_eq!(lines[0]["function"], "open_database");
+    assert_eq!(lines[0]["logger"], "aegis::storage");
+    assert_eq!(lines[1]["function"], "refuse");
+    assert_eq!(lines[1]["message"], "Refused 3");
+    assert_eq!(lines[1]["peer_id"], "node2");
+    assert_eq!(lines[1]["level"], "WARNING");
+}
+
 #[test]
 fn function_field_and_instrumented_function() {
     #[tracing::instrument(fields(peer_id = %peer))]

@@ -1,6 +1,8 @@
 //! Everything the node checks before it starts, shared by `aegis run` and `aegis config check`:
 //! the environment (with `$AEGIS_HOME/.env`), the configuration file, the genesis, the node key
-//! and the TLS files. Each problem becomes one line naming the file and what is wrong.
+//! and the TLS files (parsed: PEM, X.509, validity, the key matching the certificate, the CA
+//! signing it). Each problem becomes one line naming the file and what is wrong. Every file
+//! is read as a regular file of at most a named size ([`aegis_fs`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,6 +49,35 @@ pub struct Preflight {
     pub node_id: String,
 }
 
+/// Largest genesis file read: `aegis_types::validator::MAX_VALIDATORS` validators of a few hundred
+/// bytes each fit well within it.
+pub const MAX_GENESIS_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Why the node cannot start, with the configuration when it could be read (so that
+/// `aegis run` can write the problems to the node's log file too).
+#[derive(Debug)]
+pub struct PreflightFailure {
+    pub error: PreflightError,
+    pub config: Option<Box<NodeConfig>>,
+}
+
+impl fmt::Display for PreflightFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for PreflightFailure {}
+
+impl From<PreflightError> for PreflightFailure {
+    fn from(error: PreflightError) -> Self {
+        PreflightFailure {
+            error,
+            config: None,
+        }
+    }
+}
+
 /// Why the node cannot start.
 #[derive(Debug)]
 pub enum PreflightError {
@@ -69,8 +100,18 @@ impl fmt::Display for PreflightError {
 
 impl std::error::Error for PreflightError {}
 
+impl PreflightError {
+    /// One line per problem.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            PreflightError::MissingEnv(_) => vec![self.to_string()],
+            PreflightError::Problems(lines) => lines.clone(),
+        }
+    }
+}
+
 /// Runs every start-up check on the node configured by `config_path`.
-pub fn preflight(config_path: &Path) -> Result<Preflight, PreflightError> {
+pub fn preflight(config_path: &Path) -> Result<Preflight, PreflightFailure> {
     let env = NodeEnv::load(config_path).map_err(|line| PreflightError::Problems(vec![line]))?;
     let lookup = |name: &str| env.get(name);
     let mut missing: Vec<String> = ALWAYS_REQUIRED
@@ -84,17 +125,20 @@ pub fn preflight(config_path: &Path) -> Result<Preflight, PreflightError> {
             missing.extend(vars.0);
             missing.sort();
             missing.dedup();
-            return Err(PreflightError::MissingEnv(missing));
+            return Err(PreflightError::MissingEnv(missing).into());
         }
         Err(LoadError::Invalid(errors)) => {
-            return Err(PreflightError::Problems(
-                errors.iter().map(ToString::to_string).collect(),
-            ));
+            return Err(
+                PreflightError::Problems(errors.iter().map(ToString::to_string).collect()).into(),
+            );
         }
-        Err(error) => return Err(PreflightError::Problems(vec![error.to_string()])),
+        Err(error) => return Err(PreflightError::Problems(vec![error.to_string()]).into()),
     };
     if !missing.is_empty() {
-        return Err(PreflightError::MissingEnv(missing));
+        return Err(PreflightFailure {
+            error: PreflightError::MissingEnv(missing),
+            config: Some(Box::new(config)),
+        });
     }
 
     let mut problems = Vec::new();
@@ -118,14 +162,13 @@ pub fn preflight(config_path: &Path) -> Result<Preflight, PreflightError> {
             None
         }
     };
-    for (key, path) in tls_files(&config) {
-        if let Err(error) = std::fs::File::open(path) {
-            problems.push(format!(
-                "{} cannot read {}: {error}",
-                at(&config, key),
-                path.display()
-            ));
-        }
+    for problem in aegis_p2p::check_tls_files(&tls_files(&config), std::time::SystemTime::now()) {
+        let key = match problem.file {
+            aegis_p2p::TlsFileKind::Certificate => "security.tls.cert_file",
+            aegis_p2p::TlsFileKind::Key => "security.tls.key_file",
+            aegis_p2p::TlsFileKind::Ca => "security.tls.ca_file",
+        };
+        problems.push(format!("{} {}", at(&config, key), problem.message));
     }
     let mut identity = None;
     if let (Some(genesis), Some(secret)) = (&genesis, &secret) {
@@ -144,7 +187,10 @@ pub fn preflight(config_path: &Path) -> Result<Preflight, PreflightError> {
                 node_id,
             })
         }
-        _ => Err(PreflightError::Problems(problems)),
+        _ => Err(PreflightFailure {
+            error: PreflightError::Problems(problems),
+            config: Some(Box::new(config)),
+        }),
     }
 }
 
@@ -156,22 +202,19 @@ fn at(config: &NodeConfig, key: &str) -> String {
     format!("{}:{location}: {key}:", config.source.display())
 }
 
-fn tls_files(config: &NodeConfig) -> Vec<(&'static str, &Path)> {
+fn tls_files(config: &NodeConfig) -> aegis_p2p::TlsFiles {
     let tls = &config.security.tls;
-    let mut files = vec![
-        ("security.tls.cert_file", tls.cert_file.as_path()),
-        ("security.tls.key_file", tls.key_file.as_path()),
-    ];
-    if let Some(ca) = &tls.ca_file {
-        files.push(("security.tls.ca_file", ca.as_path()));
+    aegis_p2p::TlsFiles {
+        cert_file: tls.cert_file.clone(),
+        key_file: tls.key_file.clone(),
+        ca_file: tls.ca_file.clone(),
     }
-    files
 }
 
 /// Reads and validates the genesis file; errors name the file and the line.
 pub fn load_genesis(path: &Path) -> Result<Genesis, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let text = aegis_fs::read_regular_file_to_string(path, MAX_GENESIS_FILE_BYTES)
+        .map_err(|error| error.to_string())?;
     Genesis::from_json(&text)
         .map_err(|error| format!("{}: invalid genesis: {error}", path.display()))
 }

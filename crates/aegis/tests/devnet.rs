@@ -117,14 +117,23 @@ fn devnet_starts_shows_progress_and_stops_cleanly_on_ctrl_c() {
             "{last}"
         );
     }
-    let status = tmux(&[
-        "display-message",
-        "-p",
-        "-t",
-        &session.0,
-        "#{pane_dead_status}",
-    ]);
-    assert_eq!(status.trim(), "0", "{last}");
+    // tmux may report the pane dead a moment before it records the exit status.
+    let status = aegis_testkit::wait::wait_for(
+        Duration::from_secs(10),
+        || "tmux to record the devnet's exit status".to_owned(),
+        || {
+            let status = tmux(&[
+                "display-message",
+                "-p",
+                "-t",
+                &session.0,
+                "#{pane_dead_status}",
+            ]);
+            let status = status.trim().to_owned();
+            (!status.is_empty()).then_some(status)
+        },
+    );
+    assert_eq!(status, "0", "{last}");
     // The nodes' logs say they stopped on the signal, not on a failure.
     for i in 0..4 {
         let log =

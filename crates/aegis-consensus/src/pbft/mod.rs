@@ -32,7 +32,6 @@ mod state;
 mod sync;
 mod timers;
 mod verification;
-mod verifier;
 mod view_change;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -42,6 +41,7 @@ use aegis_crypto::SecretKey;
 use aegis_types::{Hash, ValidatorId};
 use borsh::{BorshDeserialize, BorshSerialize};
 
+pub use crate::verifier::{Ed25519, MAX_REMEMBERED_SIGNATURES, Remembered, SignatureCheck};
 pub use config::{ConfigError, PbftConfig};
 pub use messages::{
     Batch, Checkpoint, CheckpointProof, Commit, NewView, PbftMessage, PrePrepare, Prepare,
@@ -49,7 +49,6 @@ pub use messages::{
 };
 pub use reject::{BatchFault, RejectReason, SyncFault};
 pub use state::{PbftPersisted, PbftRecord, PersistedSlot, Status};
-pub use verifier::{Ed25519, MAX_REMEMBERED_SIGNATURES, Remembered, SignatureCheck};
 
 use crate::{CoreStatus, Effect, Env, Input, Outgoing, Protocol, Role};
 use journal::Journal;

@@ -54,7 +54,7 @@ pub use progress::Progress;
 pub use reject::{EntryFault, RejectReason, SyncFault};
 pub use state::{CommittedTip, RaftPersisted, RaftRecord};
 
-use crate::pbft::{Ed25519, SignatureCheck};
+use crate::verifier::{Ed25519, SignatureCheck};
 use crate::{CoreStatus, Effect, Env, Input, Outgoing, Protocol, Role};
 use journal::Journal;
 use log::RaftLog;

@@ -57,6 +57,7 @@ impl Inner {
                     return;
                 }
                 self.lock().book.dial_succeeded(&address, peer.public_key);
+                self.validator_authenticated(canonical(remote.ip()), &peer);
                 self.run_peer(stream, peer, Direction::Outbound, remote, Some(address))
                     .await;
             }

@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 use aegis_types::{PublicKey, ValidatorId};
 use bytes::Bytes;
 use tokio::sync::Notify;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 use super::listener::listen;
-use super::{Inner, LOG_TARGET, MIN_PENDING_HANDSHAKES, State, bracket, canonical};
+use super::{
+    Inner, LOG_TARGET, MAX_HANDSHAKES_PER_IP, MIN_PENDING_HANDSHAKES, State, bracket, canonical,
+};
+use crate::admission::{HandshakeSlots, RefusalLog, ValidatorAddresses};
 use crate::auth::Identity;
 use crate::book::AddressBook;
 use crate::config::P2pConfig;
@@ -127,7 +130,7 @@ impl P2pNetwork {
     ) -> Result<(P2pNetwork, Inbox), P2pError> {
         let config = config.normalized();
         let tls = TlsStore::load(config.tls.clone())?;
-        let acceptor = TlsAcceptor::from(tls.server_config()?);
+        let server_config = tls.server_config()?;
         let connector = TlsConnector::from(tls.client_config()?);
         let listen_address = format!("{}:{}", bracket(&config.host), config.port);
         let bind_error = |error| P2pError::Bind {
@@ -147,21 +150,22 @@ impl P2pNetwork {
         let inbound = InboxShared::new(config.inbound_queue_messages, config.inbound_queue_bytes);
         let inbox = Inbox::new(Arc::clone(&inbound));
         let max_handshakes = MIN_PENDING_HANDSHAKES.max(2 * config.max_peers);
+        let (genesis_ips, genesis_hosts) = genesis_addresses(&identity);
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 peers: HashMap::new(),
                 limiter: RateLimiter::new(&config.rate_limiting),
                 bans: BanList::new(&config.rate_limiting),
-                handshakes: 0,
-                handshakes_per_ip: HashMap::new(),
+                validator_addresses: ValidatorAddresses::new(genesis_ips),
+                slots: HandshakeSlots::new(max_handshakes, MAX_HANDSHAKES_PER_IP),
+                refusals: RefusalLog::new(config.refusal_log_interval),
                 book,
-                warned: HashMap::new(),
                 no_peers_logged: None,
             }),
             config,
             identity,
             tls,
-            acceptor,
+            server_config,
             connector,
             metrics,
             inbound,
@@ -171,8 +175,10 @@ impl P2pNetwork {
             bind_ip,
             next_conn: AtomicU64::new(1),
             tls_reload: Notify::new(),
-            max_handshakes,
         });
+        if !genesis_hosts.is_empty() {
+            tokio::spawn(Arc::clone(&inner).resolve_genesis_hosts(genesis_hosts));
+        }
         tracing::info!(
             target: LOG_TARGET,
             address = %local_addr,
@@ -405,6 +411,59 @@ impl Inner {
                 queued = dropped,
                 "Disconnecting slow peer: its send queue stayed full"
             );
+        }
+    }
+}
+
+/// The genesis validators' P2P addresses: IP literals, and host names to resolve.
+fn genesis_addresses(identity: &Identity) -> (Vec<IpAddr>, Vec<String>) {
+    let mut ips = Vec::new();
+    let mut hosts = Vec::new();
+    for validator in identity.validators().validators() {
+        let address = validator.p2p_address.as_str();
+        match address.parse::<SocketAddr>() {
+            Ok(socket) => ips.push(canonical(socket.ip())),
+            Err(_) => hosts.push(address.to_owned()),
+        }
+    }
+    (ips, hosts)
+}
+
+impl Inner {
+    /// Resolves the genesis validators' host names once, in the background, and adds their
+    /// addresses to the validator lane. One that does not resolve is skipped: its
+    /// validator's address is learned when it authenticates (in either direction).
+    async fn resolve_genesis_hosts(self: Arc<Self>, hosts: Vec<String>) {
+        for host in hosts {
+            let lookup = tokio::time::timeout(
+                self.config.connection_timeout,
+                tokio::net::lookup_host(host.clone()),
+            );
+            let resolved = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                resolved = lookup => resolved,
+            };
+            match resolved {
+                Ok(Ok(addresses)) => {
+                    let mut state = self.lock();
+                    for address in addresses {
+                        state
+                            .validator_addresses
+                            .add_genesis(canonical(address.ip()));
+                    }
+                }
+                Ok(Err(error)) => tracing::warn!(
+                    target: LOG_TARGET,
+                    address = %host,
+                    %error,
+                    "Cannot resolve a genesis validator's address; its connections are treated as a stranger's until it authenticates"
+                ),
+                Err(_) => tracing::warn!(
+                    target: LOG_TARGET,
+                    address = %host,
+                    "Resolving a genesis validator's address timed out; its connections are treated as a stranger's until it authenticates"
+                ),
+            }
         }
     }
 }

@@ -1,10 +1,12 @@
 //! Background upkeep: the periodic tick (dials that are due, ban and rate-limit expiry,
 //! the known-peers file, the `No peers available` warning) and TLS certificate reloads.
 
+use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Inner, LOG_TARGET, NO_PEERS_LOG_INTERVAL, State, TICK};
+use super::{Inner, LOG_TARGET, NO_PEERS_LOG_INTERVAL, State, TICK, canonical};
 
 impl Inner {
     pub(super) async fn maintenance_loop(self: Arc<Self>) {
@@ -29,7 +31,18 @@ impl Inner {
                         .banned_ips
                         .set(state.bans.banned_count() as i64);
                     state.limiter.sweep(now);
+                    let connected: HashSet<IpAddr> = state
+                        .peers
+                        .values()
+                        .map(|peer| canonical(peer.remote.ip()))
+                        .collect();
+                    state
+                        .validator_addresses
+                        .sweep(now, |ip| connected.contains(&ip));
                     state.book.save_if_dirty();
+                    drop(state);
+                    self.log_suppressed(now);
+                    state = self.lock();
                 }
                 if state.peers.is_empty() {
                     let due = state.no_peers_logged.is_none_or(|last| {

@@ -31,10 +31,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use aegis_types::{PublicKey, ValidatorId};
+use rustls::ServerConfig;
 use tokio::sync::Notify;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{HandshakeSlots, RefusalLog, ValidatorAddresses};
 use crate::auth::Identity;
 use crate::book::AddressBook;
 use crate::config::P2pConfig;
@@ -50,9 +52,11 @@ use crate::tls::TlsStore;
 const LOG_TARGET: &str = "aegis_p2p::network";
 /// Target size of one batched frame; a single larger message still gets its own frame.
 pub const BATCH_BYTES: usize = 256 * 1024;
-/// Most handshakes in progress at once, at least (the bound is `max(this, 2*max_peers)`).
+/// Most strangers' handshakes in progress at once, at least (the bound is
+/// `max(this, 2*max_peers)`); validator addresses have slots of their own
+/// ([`crate::admission::VALIDATOR_ADDRESS_HANDSHAKES`] each).
 pub const MIN_PENDING_HANDSHAKES: usize = 64;
-/// Most handshakes in progress from one IP address.
+/// Most strangers' handshakes in progress from one IP address.
 pub const MAX_HANDSHAKES_PER_IP: usize = 8;
 /// Most entries in one peer-exchange message, sent or read.
 pub const MAX_EXCHANGED_PEERS: usize = 1024;
@@ -60,10 +64,6 @@ pub const MAX_EXCHANGED_PEERS: usize = 1024;
 const TICK: Duration = Duration::from_millis(100);
 /// Interval of the `No peers available` warning while there are none.
 const NO_PEERS_LOG_INTERVAL: Duration = Duration::from_secs(30);
-/// Interval of repeated warnings about one remote address (rate limit, bans).
-const REJECTION_LOG_INTERVAL: Duration = Duration::from_secs(60);
-/// Most addresses whose rejection warnings are throttled individually.
-const MAX_THROTTLED_IPS: usize = 4096;
 /// A session that ends sooner than this after authentication counts as a failed dial.
 const SHORT_LIVED: Duration = Duration::from_secs(2);
 /// First byte of a TLS handshake record.
@@ -85,10 +85,13 @@ struct State {
     peers: HashMap<PublicKey, Peer>,
     limiter: RateLimiter,
     bans: BanList,
-    handshakes: usize,
-    handshakes_per_ip: HashMap<IpAddr, usize>,
+    /// Addresses whose connections take the validator lane (docs/security.md).
+    validator_addresses: ValidatorAddresses,
+    /// Inbound handshakes in progress, by lane.
+    slots: HandshakeSlots,
+    /// Refusals and failures logged per address, rate-limited, with counts.
+    refusals: RefusalLog,
     book: AddressBook,
-    warned: HashMap<IpAddr, Instant>,
     no_peers_logged: Option<Instant>,
 }
 
@@ -96,7 +99,7 @@ struct Inner {
     config: P2pConfig,
     identity: Identity,
     tls: Arc<TlsStore>,
-    acceptor: TlsAcceptor,
+    server_config: Arc<ServerConfig>,
     connector: TlsConnector,
     metrics: P2pMetrics,
     state: Mutex<State>,
@@ -108,7 +111,6 @@ struct Inner {
     bind_ip: Option<IpAddr>,
     next_conn: AtomicU64,
     tls_reload: Notify,
-    max_handshakes: usize,
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {

@@ -173,12 +173,15 @@ impl Inner {
         let mut buffer = BytesMut::with_capacity(self.config.recv_buffer_size_bytes);
         let mut delivery: Vec<Inbound> = Vec::new();
         let max = self.config.max_frame_size_bytes;
+        // A frame begun must keep coming: a peer that stops in the middle of one is as
+        // dead as one that does not answer a ping.
+        let stall = self.config.ping_timeout;
         let mut reader =
             tokio::io::BufReader::with_capacity(self.config.recv_buffer_size_bytes, &mut reader);
         loop {
             let frame = tokio::select! {
                 () = cancel.cancelled() => return Ended::Replaced,
-                frame = wire::read_frame(&mut reader, &mut buffer, max) => frame,
+                frame = wire::read_frame(&mut reader, &mut buffer, max, stall) => frame,
             };
             let frame = match frame {
                 Ok(Some(frame)) => frame,

@@ -10,53 +10,113 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Row};
 
+use super::OpenMode;
 use crate::StorageError;
 use crate::config::{StoreConfig, redact_url};
+use crate::error::{describe, is_sqlite_busy};
 
 pub(super) async fn connect_sqlite(
     config: &StoreConfig,
     path: &Path,
-    create: bool,
+    mode: OpenMode,
 ) -> Result<(SqlitePool, SqliteConnectOptions), StorageError> {
-    if create {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StorageError::Io {
-                action: "create directory",
-                path: parent.to_path_buf(),
-                source,
-            })?;
+    match mode {
+        OpenMode::Migrate => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|source| StorageError::Io {
+                    action: "create directory",
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
         }
-    } else if !path.exists() {
-        return Err(StorageError::Missing(path.to_path_buf()));
+        OpenMode::Existing | OpenMode::ReadOnly => {
+            let metadata = std::fs::metadata(path).map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => StorageError::Missing(path.to_path_buf()),
+                _ => StorageError::Io {
+                    action: "inspect",
+                    path: path.to_path_buf(),
+                    source,
+                },
+            })?;
+            // SQLite takes an empty file for an empty database, and the first connection
+            // of a writable open would turn it into a WAL database: a check must not.
+            if mode == OpenMode::ReadOnly && metadata.is_file() && metadata.len() == 0 {
+                return Err(StorageError::EmptyDatabase {
+                    path: path.to_path_buf(),
+                });
+            }
+        }
     }
-    // WAL with synchronous=FULL: every commit is fsynced before it is acknowledged, so a
-    // block reported stored survives power loss (docs/adr/0004-storage-durability.md).
     let options = SqliteConnectOptions::new()
         .filename(path)
-        .create_if_missing(create)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
+        .create_if_missing(mode == OpenMode::Migrate)
         .foreign_keys(true)
         .busy_timeout(config.pool_timeout)
         // A 64 MiB page cache per connection keeps the transaction-id index (random keys)
-        // in memory; checkpointing every ~40 MiB of WAL instead of 4 MiB coalesces the
-        // rewrites of its pages, which every block scatters across the index.
+        // in memory.
         .pragma("cache_size", "-65536")
-        .pragma("wal_autocheckpoint", SQLITE_FALLBACK_CHECKPOINT_PAGES)
         .disable_statement_logging();
+    let options = if mode == OpenMode::ReadOnly {
+        // Read-only: no journal mode change, no checkpoints, nothing written to the file.
+        options.read_only(true)
+    } else {
+        // WAL with synchronous=FULL: every commit is fsynced before it is acknowledged, so
+        // a block reported stored survives power loss
+        // (docs/adr/0004-storage-durability.md). Checkpointing every ~40 MiB of WAL
+        // instead of 4 MiB coalesces the rewrites of the id index's pages, which every
+        // block scatters across the index.
+        options
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .pragma("wal_autocheckpoint", SQLITE_FALLBACK_CHECKPOINT_PAGES)
+    };
+    probe_sqlite(&options, path).await?;
+    let started = Instant::now();
     let pool = SqlitePoolOptions::new()
         .max_connections(config.max_connections())
         .acquire_timeout(config.pool_timeout)
         .max_lifetime(config.pool_recycle)
         .connect_with(options.clone())
         .await
-        .map_err(|error| StorageError::Unreachable {
-            url: path.display().to_string(),
-            waited_secs: 0,
-            reason: error.to_string(),
-        })?;
-    spawn_sqlite_checkpointer(pool.clone());
+        .map_err(|error| sqlite_open_error(path, started, &error))?;
+    if mode != OpenMode::ReadOnly {
+        spawn_sqlite_checkpointer(pool.clone());
+    }
     Ok((pool, options))
+}
+
+/// Opens one connection and reads the schema table, outside any pool, so that what stops
+/// the database from opening is reported as SQLite says it (a lock held by another process,
+/// a file that is not a database, a read-only file) instead of as a pool timeout.
+async fn probe_sqlite(options: &SqliteConnectOptions, path: &Path) -> Result<(), StorageError> {
+    let started = Instant::now();
+    let mut conn = options
+        .connect()
+        .await
+        .map_err(|error| sqlite_open_error(path, started, &error))?;
+    let read = sqlx::query("SELECT COUNT(*) FROM sqlite_master")
+        .fetch_one(&mut conn)
+        .await;
+    let _ = sqlx::Connection::close(conn).await;
+    read.map(|_| ())
+        .map_err(|error| sqlite_open_error(path, started, &error))
+}
+
+fn sqlite_open_error(path: &Path, started: Instant, error: &sqlx::Error) -> StorageError {
+    let waited_secs = started.elapsed().as_secs();
+    if is_sqlite_busy(error) {
+        StorageError::Locked {
+            path: path.to_path_buf(),
+            waited_secs,
+        }
+    } else {
+        StorageError::Unreachable {
+            url: path.display().to_string(),
+            waited_secs,
+            reason: describe(error),
+        }
+    }
 }
 
 /// WAL pages after which a committing writer checkpoints by itself: a fallback, set high,
@@ -97,12 +157,17 @@ fn spawn_sqlite_checkpointer(pool: SqlitePool) {
 pub(super) async fn connect_postgres(
     config: &StoreConfig,
     url: &str,
+    mode: OpenMode,
 ) -> Result<(PgPool, PgConnectOptions), StorageError> {
     let shown = redact_url(url);
     let options: PgConnectOptions = url.parse().map_err(|error| {
         StorageError::Config(format!("connection_string {shown} is not valid: {error}"))
     })?;
-    let options = options.disable_statement_logging();
+    let mut options = options.disable_statement_logging();
+    if mode == OpenMode::ReadOnly {
+        // Every transaction of a read-only command is read-only on the server too.
+        options = options.options([("default_transaction_read_only", "on")]);
+    }
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
     loop {

@@ -83,8 +83,12 @@ pub enum OpenMode {
     /// Create the database (SQLite file) and apply pending migrations: what a node does at
     /// start-up and `aegis db migrate` does.
     Migrate,
-    /// Open an existing database whose schema must be current (offline tools: `verify`).
+    /// Open an existing database whose schema must be current.
     Existing,
+    /// Like `Existing`, and nothing is written: SQLite is opened read-only (its journal mode
+    /// left as it is, no checkpoints), PostgreSQL with read-only transactions. What the
+    /// offline tools (`aegis verify`) use.
+    ReadOnly,
 }
 
 impl SqlStore {
@@ -103,6 +107,13 @@ impl SqlStore {
             .map(|(store, _)| store)
     }
 
+    /// Connects read-only ([`OpenMode::ReadOnly`]); the schema must be exactly this binary's.
+    pub async fn open_read_only(config: &StoreConfig) -> Result<SqlStore, StorageError> {
+        SqlStore::open_with(config, OpenMode::ReadOnly)
+            .await
+            .map(|(store, _)| store)
+    }
+
     /// Connects per `mode`; with [`OpenMode::Migrate`] also reports what was migrated.
     pub async fn open_with(
         config: &StoreConfig,
@@ -110,12 +121,11 @@ impl SqlStore {
     ) -> Result<(SqlStore, MigrationReport), StorageError> {
         let (pool, writer_options) = match &config.backend {
             Backend::Sqlite { path } => {
-                let (pool, options) =
-                    connect_sqlite(config, path, mode == OpenMode::Migrate).await?;
+                let (pool, options) = connect_sqlite(config, path, mode).await?;
                 (Pool::Sqlite(pool), WriterOptions::Sqlite(options))
             }
             Backend::Postgres { url } => {
-                let (pool, options) = connect_postgres(config, url).await?;
+                let (pool, options) = connect_postgres(config, url, mode).await?;
                 (Pool::Postgres(pool), WriterOptions::Postgres(options))
             }
         };
@@ -126,12 +136,14 @@ impl SqlStore {
             writer_options,
             recent: Arc::new(RecentIds::default()),
         };
-        if let Pool::Postgres(pool) = &store.pool {
+        if let Pool::Postgres(pool) = &store.pool
+            && mode != OpenMode::ReadOnly
+        {
             warn_if_not_durable(pool).await;
         }
         let report = match mode {
             OpenMode::Migrate => store.migrate().await?,
-            OpenMode::Existing => {
+            OpenMode::Existing | OpenMode::ReadOnly => {
                 let version = store.check_schema().await?;
                 MigrationReport {
                     from: version,

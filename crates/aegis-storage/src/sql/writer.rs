@@ -140,7 +140,7 @@ fn connection_lost(error: &StorageError) -> bool {
     matches!(
         error,
         StorageError::Database {
-            source: sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed,
+            error: sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed,
             ..
         }
     )

@@ -153,7 +153,7 @@ fn storage(args: StorageArgs) -> anyhow::Result<ExitCode> {
 fn point_node_at_postgres(home: &std::path::Path) -> anyhow::Result<()> {
     let path = home.join("config/production.yaml");
     let text =
-        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        aegis_fs::read_regular_file_to_string(&path, aegis_config::MAX_CONFIG_FILE_BYTES as u64)?;
     let Some(start) = text.find("\nstorage:\n") else {
         bail!(
             "{} has no storage: section to point at PostgreSQL",

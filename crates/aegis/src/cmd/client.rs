@@ -257,22 +257,8 @@ fn default_key_path() -> anyhow::Result<PathBuf> {
 /// A client key file: `{"secret_key": "<64 hex>", "public_key": "<64 hex>"}`, mode 0600.
 /// Created (with its directory) when missing.
 fn load_or_create_key(path: &Path) -> anyhow::Result<SecretKey> {
-    use std::io::Read;
-    match std::fs::File::open(path) {
-        Ok(file) => {
-            let metadata = file
-                .metadata()
-                .with_context(|| format!("inspect {}", path.display()))?;
-            if !metadata.is_file() || metadata.len() > MAX_KEY_FILE_BYTES {
-                bail!(
-                    "{}: not a client key file (a regular file of at most {MAX_KEY_FILE_BYTES} bytes)",
-                    path.display()
-                );
-            }
-            let mut text = String::new();
-            file.take(MAX_KEY_FILE_BYTES)
-                .read_to_string(&mut text)
-                .with_context(|| format!("read {}", path.display()))?;
+    match aegis_fs::read_regular_file_to_string(path, MAX_KEY_FILE_BYTES) {
+        Ok(text) => {
             let json: Value = serde_json::from_str(&text)
                 .with_context(|| format!("{}: not JSON", path.display()))?;
             let hex_key = json["secret_key"]
@@ -284,7 +270,7 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<SecretKey> {
                 .with_context(|| format!("{}: secret_key is not 64 hex digits", path.display()))?;
             Ok(SecretKey::from_bytes(bytes))
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+        Err(error) if error.is_not_found() => {
             let key = SecretKey::generate();
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)
@@ -298,7 +284,7 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<SecretKey> {
             eprintln!("created client key {}", path.display());
             Ok(key)
         }
-        Err(error) => Err(error).with_context(|| format!("open {}", path.display())),
+        Err(error) => Err(anyhow::Error::new(error).context("read the client key")),
     }
 }
 

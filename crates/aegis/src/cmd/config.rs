@@ -22,12 +22,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 println!("Configuration is valid");
                 Ok(ExitCode::SUCCESS)
             }
-            Err(error @ PreflightError::MissingEnv(_)) => {
-                println!("{error}");
-                Ok(ExitCode::FAILURE)
-            }
-            Err(error) => {
-                eprintln!("{error}");
+            Err(failure) => {
+                match failure.error {
+                    error @ PreflightError::MissingEnv(_) => println!("{error}"),
+                    error => eprintln!("{error}"),
+                }
                 Ok(ExitCode::FAILURE)
             }
         },

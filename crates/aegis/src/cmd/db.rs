@@ -32,6 +32,14 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             };
+            // Migrating writes the home: not while a node (or another migration) runs on it.
+            let _home_lock = match crate::home_lock::HomeLock::acquire(&node) {
+                Ok(lock) => lock,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
             let store = store_config(&node);
             let report = runtime()?
                 .block_on(aegis_storage::migrate(&store))

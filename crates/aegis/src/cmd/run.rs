@@ -1,8 +1,9 @@
 //! `aegis run`: the node.
 //!
 //! Start-up order: preflight checks (configuration, environment, genesis, key, TLS files),
-//! logging, the SIGHUP hub (log reopen, certificate reload), the tokio runtime, then the
-//! components. SIGTERM or SIGINT stops the node gracefully.
+//! the home lock, logging ([`crate::startup`]), the SIGHUP hub (log reopen, certificate
+//! reload), the tokio runtime, then the components. SIGTERM or SIGINT stops the node
+//! gracefully.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing::info;
 
-use crate::preflight::{Preflight, preflight};
+use crate::preflight::Preflight;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,21 +24,20 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Exactly one rustls crypto provider (ring) for the whole process, before any TLS use.
     aegis_p2p::install_default_provider();
-    let node = match preflight(&args.config) {
-        Ok(node) => node,
-        Err(error) => {
-            eprintln!("{error}");
-            return Ok(ExitCode::FAILURE);
-        }
+    // Checks, the home lock (held until this function returns) and logging.
+    let crate::startup::Started {
+        node,
+        log,
+        home_lock: _home_lock,
+    } = match crate::startup::prepare(&args.config) {
+        Ok(started) => started,
+        Err(code) => return Ok(code),
     };
-    let logging = &node.config.logging;
-    let log = aegis_telemetry::init(&aegis_telemetry::LogOptions {
-        node_id: node.node_id.clone(),
-        level: logging.level.as_str().to_owned(),
-        file: Some(logging.file.clone()),
-        console: logging.console,
-    })
-    .context("start logging")?;
+    let console = node.config.logging.console;
+    crate::startup::logged(console, serve(node, &log))
+}
+
+fn serve(node: Preflight, log: &aegis_telemetry::LogHandle) -> anyhow::Result<ExitCode> {
     let sighup = aegis_telemetry::SighupHub::start().context("install the SIGHUP handler")?;
     if let Some(file) = log.log_file() {
         aegis_telemetry::reopen_on_sighup(&sighup, file.clone());
@@ -67,8 +67,7 @@ async fn node_main(
     let store = match open_ledger(&node, &ledger_status).await {
         Ok(store) => store,
         Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("error: {error:#}");
+            crate::startup::report_failure(node.config.logging.console, &error);
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -86,8 +85,7 @@ async fn node_main(
     store.close().await;
     if failed || stopped.is_err() {
         if let Err(error) = stopped {
-            tracing::error!("{error:#}");
-            eprintln!("error: {error:#}");
+            crate::startup::report_failure(node.config.logging.console, &error);
         }
         info!("AEGIS node stopped after a consensus engine failure");
         return Ok(ExitCode::FAILURE);

@@ -7,17 +7,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aegis_consensus::pbft::{Pbft, PbftMessage};
 use aegis_engine::{Driver, DriverError};
 use aegis_mempool::Admission;
 use aegis_p2p::{Message, tags};
 use aegis_types::{Block, CommitCertificate, Hash, Transaction, ValidatorId};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use super::NodeShared;
 use super::io::NodeIo;
+use super::protocol::NodeProtocol;
 
 /// Commands waiting for the engine, at most (senders wait when it is full: backpressure
 /// reaches the P2P inbox and the HTTP handlers).
@@ -29,14 +30,11 @@ pub const IDLE_TURN: Duration = Duration::from_millis(500);
 /// Most transactions forwarded to the other validators in one message.
 pub const MAX_GOSSIP_TXS: usize = 1_024;
 
-/// What the tokio side asks of the engine.
+/// What the tokio side asks of the engine (`M`: the protocol's message).
 #[derive(Debug)]
-pub enum Command {
+pub enum Command<M> {
     /// A consensus message from an authenticated validator.
-    Deliver {
-        from: ValidatorId,
-        message: PbftMessage,
-    },
+    Deliver { from: ValidatorId, message: M },
     /// Blocks a peer served for sync, in height order.
     Synced {
         blocks: Vec<(Block, CommitCertificate)>,
@@ -53,20 +51,27 @@ pub enum Command {
         id: Hash,
         reply: oneshot::Sender<Option<Transaction>>,
     },
-    /// Stop: flush, sync everything, answer, end the thread.
-    Stop { reply: oneshot::Sender<()> },
 }
 
-pub type NodeDriver = Driver<Pbft, NodeIo>;
+pub type NodeDriver<P> = Driver<P, NodeIo<P>>;
 
-/// Runs the driver until a `Stop` command or a fatal error (which it logs and returns).
-pub fn run(
-    mut driver: NodeDriver,
-    mut commands: mpsc::Receiver<Command>,
+/// What ends the engine's wait between turns.
+enum Wake<C> {
+    Command(Option<C>),
+    Stop,
+    Timer,
+}
+
+/// Runs the driver until `stop` is cancelled (then it flushes and syncs everything) or a
+/// fatal error (which it logs and returns).
+pub fn run<P: NodeProtocol>(
+    mut driver: NodeDriver<P>,
+    mut commands: mpsc::Receiver<Command<P::Message>>,
+    stop: CancellationToken,
     runtime: Handle,
     shared: Arc<NodeShared>,
 ) -> Result<(), DriverError> {
-    let result = turn_loop(&mut driver, &mut commands, &runtime, &shared);
+    let result = turn_loop(&mut driver, &mut commands, &stop, &runtime, &shared);
     shared.set_running(false);
     if let Err(error) = &result {
         shared.metrics.engine_failure();
@@ -77,9 +82,10 @@ pub fn run(
     result
 }
 
-fn turn_loop(
-    driver: &mut NodeDriver,
-    commands: &mut mpsc::Receiver<Command>,
+fn turn_loop<P: NodeProtocol>(
+    driver: &mut NodeDriver<P>,
+    commands: &mut mpsc::Receiver<Command<P::Message>>,
+    stop: &CancellationToken,
     runtime: &Handle,
     shared: &Arc<NodeShared>,
 ) -> Result<(), DriverError> {
@@ -99,13 +105,19 @@ fn turn_loop(
                 Duration::from_millis(deadline.saturating_sub(now_ms))
             })
             .min(IDLE_TURN);
-        let first = runtime.block_on(async { tokio::time::timeout(wait, commands.recv()).await });
+        let first = runtime.block_on(async {
+            tokio::select! {
+                command = commands.recv() => Wake::Command(command),
+                () = stop.cancelled() => Wake::Stop,
+                () = tokio::time::sleep(wait) => Wake::Timer,
+            }
+        });
         let mut batch = Vec::new();
         match first {
-            Ok(Some(command)) => batch.push(command),
-            // Every sender is gone: the node is shutting down without a Stop.
-            Ok(None) => return driver.close(),
-            Err(_) => {}
+            Wake::Command(Some(command)) => batch.push(command),
+            // Every sender is gone: the node is shutting down.
+            Wake::Command(None) => return driver.close(),
+            Wake::Stop | Wake::Timer => {}
         }
         while batch.len() < MAX_COMMANDS_PER_TURN {
             match commands.try_recv() {
@@ -114,7 +126,6 @@ fn turn_loop(
             }
         }
         let mut gossip = Vec::new();
-        let mut stop = None;
         for command in batch {
             match command {
                 Command::Deliver { from, message } => driver.deliver(from, message)?,
@@ -154,16 +165,14 @@ fn turn_loop(
                 Command::Pending { id, reply } => {
                     let _ = reply.send(driver.mempool().get(&id).cloned());
                 }
-                Command::Stop { reply } => stop = Some(reply),
             }
         }
         driver.tick()?;
         driver.flush()?;
         forward(driver, gossip);
         shared.publish(driver);
-        if let Some(reply) = stop {
+        if stop.is_cancelled() {
             driver.close()?;
-            let _ = reply.send(());
             info!("Consensus engine stopped cleanly");
             return Ok(());
         }
@@ -172,7 +181,7 @@ fn turn_loop(
 
 /// Passes transactions this node's clients submitted on to every validator, in batches, so
 /// each one holds them (the primary proposes them; the others time the request, §4.4).
-fn forward(driver: &mut NodeDriver, transactions: Vec<Transaction>) {
+fn forward<P: NodeProtocol>(driver: &mut NodeDriver<P>, transactions: Vec<Transaction>) {
     for chunk in transactions.chunks(MAX_GOSSIP_TXS) {
         let bytes = aegis_types::encoding::encode(&chunk.to_vec());
         let network = &driver.transport_mut().network;

@@ -8,7 +8,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aegis_consensus::pbft::{Pbft, PbftMessage, PbftPersisted, RejectReason};
+use std::marker::PhantomData;
+
 use aegis_consensus::{Outgoing, Reject};
 use aegis_engine::{Clock, FileLog, Io, IoError, Ledger, Observer, Transport};
 use aegis_p2p::{Message, P2pNetwork, tags};
@@ -19,15 +20,16 @@ use tokio::runtime::Handle;
 use tracing::{info, warn};
 
 use super::NodeShared;
+use super::protocol::NodeProtocol;
 use super::sync::SyncMessage;
 
-/// The node's I/O types for `Driver<Pbft, NodeIo>`.
+/// The node's I/O types for `Driver<P, NodeIo<P>>`.
 #[derive(Debug)]
-pub struct NodeIo;
+pub struct NodeIo<P>(PhantomData<fn() -> P>);
 
-impl Io<Pbft> for NodeIo {
+impl<P: NodeProtocol> Io<P> for NodeIo<P> {
     type Transport = P2pTransport;
-    type Log = FileLog<PbftPersisted>;
+    type Log = FileLog<P::Persisted>;
     type Ledger = SinkLedger;
     type Clock = WallClock;
     type Observer = NodeObserver;
@@ -52,8 +54,8 @@ impl P2pTransport {
     }
 }
 
-impl Transport<PbftMessage> for P2pTransport {
-    fn send(&mut self, message: Outgoing<PbftMessage>) {
+impl<M: borsh::BorshSerialize> Transport<M> for P2pTransport {
+    fn send(&mut self, message: Outgoing<M>) {
         let (to, message) = match message {
             Outgoing::To(to, message) => (Some(to), message),
             Outgoing::All(message) => (None, message),
@@ -236,8 +238,8 @@ impl NodeObserver {
     }
 }
 
-impl Observer<Pbft> for NodeObserver {
-    fn rejected(&mut self, from: Option<ValidatorId>, reason: &RejectReason) {
+impl<P: NodeProtocol> Observer<P> for NodeObserver {
+    fn rejected(&mut self, from: Option<ValidatorId>, reason: &P::Reject) {
         let peer_id = from.map(|id| self.name(id));
         self.shared
             .metrics

@@ -6,6 +6,7 @@
 pub mod engine;
 pub mod io;
 pub mod metrics;
+pub mod protocol;
 pub mod sync;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,19 +14,22 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use aegis_api::{ApiError, CommittedBlock, ConsensusView, NodeApi, NodeFuture, SyncState};
-use aegis_consensus::pbft::{Pbft, PbftConfig, PbftMessage, PbftPersisted, Remembered};
+use aegis_consensus::pbft::Pbft;
+use aegis_consensus::verifier::{Remembered, SignatureCheck};
 use aegis_engine::{Driver, DriverConfig, FileLog, Parts};
 use aegis_mempool::{Admission, Mempool, MempoolConfig};
 use aegis_p2p::{Inbox, P2pNetwork, tags};
 use aegis_types::{Block, Hash, Transaction, ValidatorId};
 use anyhow::Context;
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::preflight::Preflight;
 use engine::{COMMAND_QUEUE, Command, MAX_GOSSIP_TXS, NodeDriver};
 use io::{NodeObserver, P2pTransport, SinkLedger, WallClock};
 use metrics::NodeMetrics;
+use protocol::NodeProtocol;
 use sync::SyncMessage;
 
 /// Committed blocks kept for slow event subscribers before they are told they lagged.
@@ -120,11 +124,10 @@ impl NodeShared {
     }
 
     /// Publishes the driver's state after a flush, for `/status`, `/health` and the metrics.
-    fn publish(&self, driver: &NodeDriver) {
+    fn publish<P: NodeProtocol>(&self, driver: &NodeDriver<P>) {
         let status = driver.status();
-        let core: &Pbft = driver.core();
         let height = status.height;
-        let network_height = core.behind_hint().max(height);
+        let network_height = driver.core().network_height().max(height);
         let last_commit = *self
             .last_commit
             .read()
@@ -145,7 +148,7 @@ impl NodeShared {
         self.metrics.sync_progress(height, network_height);
         let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
         *view = ConsensusView {
-            algorithm: "pbft",
+            algorithm: P::ALGORITHM,
             running: self.running.load(Ordering::Acquire),
             height,
             latest_hash: status.last_hash,
@@ -163,11 +166,12 @@ impl NodeShared {
     }
 }
 
-/// The consensus side of a running node.
+/// The consensus side of a running node, whichever protocol it runs.
 #[derive(Debug)]
 pub struct ConsensusNode {
-    pub api: Arc<NodeHandle>,
-    commands: mpsc::Sender<Command>,
+    pub api: Arc<dyn NodeApi>,
+    shared: Arc<NodeShared>,
+    stop: CancellationToken,
     engine: Option<std::thread::JoinHandle<Result<(), aegis_engine::DriverError>>>,
     dispatcher: tokio::task::JoinHandle<()>,
 }
@@ -176,11 +180,8 @@ impl ConsensusNode {
     /// Stops the engine cleanly: new submissions are refused (503), the engine flushes what
     /// it decided, syncs its log and ends. Returns the engine's error if it had failed.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        self.api.shared.stopping.store(true, Ordering::Release);
-        let (reply, stopped) = oneshot::channel();
-        if self.commands.send(Command::Stop { reply }).await.is_ok() {
-            let _ = stopped.await;
-        }
+        self.shared.stopping.store(true, Ordering::Release);
+        self.stop.cancel();
         self.dispatcher.abort();
         let engine = self.engine.take();
         let joined = tokio::task::spawn_blocking(move || engine.map(std::thread::JoinHandle::join))
@@ -200,7 +201,7 @@ impl ConsensusNode {
                 .engine
                 .as_ref()
                 .is_none_or(std::thread::JoinHandle::is_finished)
-                && !self.api.shared.stopping.load(Ordering::Acquire)
+                && !self.shared.stopping.load(Ordering::Acquire)
             {
                 return;
             }
@@ -209,10 +210,30 @@ impl ConsensusNode {
     }
 }
 
-/// Starts the engine: opens the consensus log under `data/consensus/`, restores the core
-/// from it (or starts at genesis), and runs the driver on its own thread; P2P messages from
-/// `inbox` go to it through the dispatcher.
+/// Starts the engine with the genesis's consensus algorithm.
 pub async fn start(
+    node: &Preflight,
+    store: aegis_storage::SqlStore,
+    network: P2pNetwork,
+    inbox: Inbox,
+    registry: &aegis_telemetry::Metrics,
+    ledger: Arc<aegis_api::LedgerStatus>,
+) -> anyhow::Result<ConsensusNode> {
+    match node.genesis.consensus.algorithm {
+        aegis_types::ConsensusAlgorithm::Pbft => {
+            start_with::<Pbft>(node, store, network, inbox, registry, ledger).await
+        }
+        other => anyhow::bail!(
+            "consensus algorithm {} is not available in this build",
+            other.as_str()
+        ),
+    }
+}
+
+/// Starts the engine of protocol `P`: opens the consensus log under `data/consensus/`,
+/// restores the core from it (or starts at genesis), and runs the driver on its own thread;
+/// P2P messages from `inbox` go to it through the dispatcher.
+pub async fn start_with<P: NodeProtocol>(
     node: &Preflight,
     store: aegis_storage::SqlStore,
     network: P2pNetwork,
@@ -229,22 +250,14 @@ pub async fn start(
         .collect();
     let shared = Arc::new(NodeShared::new(names, node.genesis.hash(), ledger));
     shared.metrics.register(registry);
-    let pbft_config = PbftConfig::from_genesis(
-        &node.genesis,
-        node.validator,
-        config.consensus.timeout.as_millis() as u64,
-        config.consensus.message_timeout.as_millis() as u64,
-    )
-    .context("configure PBFT from the genesis")?;
     let mempool_config = mempool_config(&config.mempool);
     let mempool = Mempool::new(mempool_config, node.genesis.chain_id.clone())
         .context("configure the mempool")?;
     let log_dir = config.node.data_dir.join("consensus");
-    let (log, report) =
-        tokio::task::spawn_blocking(move || FileLog::<PbftPersisted>::open(log_dir))
-            .await
-            .context("open the consensus log")?
-            .context("open the consensus log")?;
+    let (log, report) = tokio::task::spawn_blocking(move || FileLog::<P::Persisted>::open(log_dir))
+        .await
+        .context("open the consensus log")?
+        .context("open the consensus log")?;
     if report.torn_bytes > 0 {
         warn!(
             torn_bytes = report.torn_bytes,
@@ -255,16 +268,16 @@ pub async fn start(
     }
     let restored = log.replay().context("replay the consensus log")?;
     let resumed = restored.is_some();
-    let core = match restored {
-        Some(state) => Pbft::restore(pbft_config, node.secret.clone(), state),
-        None => Pbft::new(pbft_config, node.secret.clone()),
-    }
-    .context("build the PBFT core")?
-    .with_verifier(Arc::clone(&shared.verified) as Arc<dyn aegis_consensus::pbft::SignatureCheck>);
+    let core = P::build(
+        node,
+        restored,
+        Arc::clone(&shared.verified) as Arc<dyn SignatureCheck>,
+    )?;
     info!(
         resumed,
-        height = core.last_committed().0,
-        view = core.view(),
+        algorithm = P::ALGORITHM,
+        height = core.status().height,
+        view = core.status().epoch,
         log = %log.path().display(),
         "Consensus state {}",
         if resumed { "restored from the consensus log" } else { "starts at genesis" }
@@ -274,6 +287,8 @@ pub async fn start(
         block_interval_ms: config.consensus.block_interval.as_millis() as u64,
     };
     let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+    let stop = CancellationToken::new();
+    let thread_stop = stop.clone();
     let runtime = tokio::runtime::Handle::current();
     let thread_shared = Arc::clone(&shared);
     let thread_store = store.clone();
@@ -302,17 +317,18 @@ pub async fn start(
                     network: observer_network,
                 },
             };
-            let driver: NodeDriver = Driver::new(core, parts, mempool, driver_config);
-            engine::run(driver, receiver, runtime, thread_shared)
+            let driver: NodeDriver<P> = Driver::new(core, parts, mempool, driver_config);
+            engine::run(driver, receiver, thread_stop, runtime, thread_shared)
         })
         .context("start the consensus engine thread")?;
-    let dispatcher = tokio::spawn(dispatch(inbox, commands.clone(), store, network));
+    let dispatcher = tokio::spawn(dispatch::<P>(inbox, commands.clone(), store, network));
     Ok(ConsensusNode {
         api: Arc::new(NodeHandle {
-            commands: commands.clone(),
-            shared,
+            commands,
+            shared: Arc::clone(&shared),
         }),
-        commands,
+        shared,
+        stop,
         engine: Some(engine),
         dispatcher,
     })
@@ -337,9 +353,9 @@ fn mempool_config(config: &aegis_config::MempoolConfig) -> MempoolConfig {
 /// Turns P2P messages into engine commands: consensus messages, sync requests (served from
 /// the ledger, at most [`MAX_SYNC_SERVING`] at once) and replies, forwarded transactions.
 /// Anything that does not decode is logged with the peer and counted, never passed on.
-async fn dispatch(
+async fn dispatch<P: NodeProtocol>(
     mut inbox: Inbox,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<Command<P::Message>>,
     store: aegis_storage::SqlStore,
     network: P2pNetwork,
 ) {
@@ -347,7 +363,7 @@ async fn dispatch(
     while let Some(inbound) = inbox.recv().await {
         let from = inbound.from;
         let command = match inbound.tag {
-            tags::CONSENSUS => match borsh::from_slice::<PbftMessage>(&inbound.payload) {
+            tags::CONSENSUS => match borsh::from_slice::<P::Message>(&inbound.payload) {
                 Ok(message) => Some(Command::Deliver { from, message }),
                 Err(error) => {
                     undecodable(&network, from, "consensus", &error);
@@ -427,10 +443,10 @@ fn undecodable(network: &P2pNetwork, from: ValidatorId, kind: &str, error: &std:
     );
 }
 
-/// The node as the HTTP endpoints see it.
+/// The node as the HTTP endpoints see it (`M`: the protocol's message).
 #[derive(Debug)]
-pub struct NodeHandle {
-    commands: mpsc::Sender<Command>,
+pub struct NodeHandle<M> {
+    commands: mpsc::Sender<Command<M>>,
     shared: Arc<NodeShared>,
 }
 
@@ -441,7 +457,7 @@ fn unavailable(message: &str) -> ApiError {
     }
 }
 
-impl NodeApi for NodeHandle {
+impl<M: Send + std::fmt::Debug + 'static> NodeApi for NodeHandle<M> {
     fn submit(&self, transactions: Vec<Transaction>) -> NodeFuture<'_, Vec<Admission>> {
         Box::pin(async move {
             if self.shared.stopping.load(Ordering::Acquire) {

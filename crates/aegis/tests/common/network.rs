@@ -94,6 +94,40 @@ impl Network {
         );
     }
 
+    /// Generates a network of `n` validators on ports free now, without starting any node
+    /// (tests that edit a configuration first, or start nodes one by one).
+    pub fn generate(n: usize) -> Network {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let out = dir.path().join("net");
+        let base = base_port(n as u16);
+        let status = aegis()
+            .args(["testnet", "--validators", &n.to_string(), "--base-port"])
+            .arg(base.to_string())
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run aegis testnet");
+        assert!(status.success(), "aegis testnet failed");
+        Network {
+            dir,
+            out,
+            base,
+            n,
+            nodes: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    /// The process id of node `i`, while this network runs it.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].as_ref().map(Child::id)
+    }
+
+    /// Whether every node answers `/status` with all the others as peers.
+    pub fn full_mesh(&self) -> bool {
+        (0..self.n).all(|i| self.peers(i) == Some(self.n as u64 - 1))
+    }
+
     pub fn home(&self, i: usize) -> PathBuf {
         self.out.join(format!("node{i}"))
     }

@@ -1,6 +1,6 @@
-//! How the core checks signatures: Ed25519 by default, or a driver-supplied checker with the
-//! same answers (the simulator shares one memoising checker among its nodes so a signature
-//! verified by one simulated node is not verified again by the others).
+//! How a core checks signatures: Ed25519 by default, or a driver-supplied checker with the
+//! same answers (the node remembers what it verified, [`Remembered`]; the simulator shares
+//! one memoising checker among its nodes). Protocol-neutral: every core takes one.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt::Debug;

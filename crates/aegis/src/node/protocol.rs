@@ -1,0 +1,65 @@
+//! What the running node needs from a consensus protocol beyond `aegis_consensus::Protocol`:
+//! how to build its core from the node's configuration and what its log replays to, and what
+//! it knows of the network's height. The node is generic over it, so PBFT and Raft run behind
+//! the same engine, API, storage, sync and tools; the genesis `algorithm` picks one.
+
+use std::sync::Arc;
+
+use aegis_consensus::pbft::{Pbft, PbftConfig};
+use aegis_consensus::verifier::SignatureCheck;
+use aegis_consensus::{Protocol, Reject};
+use anyhow::Context;
+
+use crate::preflight::Preflight;
+
+/// A consensus protocol the node can run.
+pub trait NodeProtocol:
+    Protocol<Message: Send, Persisted: Send, Timer: Send, Reject: Reject + Send>
+    + Sized
+    + Send
+    + 'static
+{
+    /// `algorithm` in `/status` and the metrics: `pbft` or `raft`.
+    const ALGORITHM: &'static str;
+
+    /// This node's core, new or restored from what its consensus log replays to, checking
+    /// signatures with `verifier`.
+    fn build(
+        node: &Preflight,
+        restored: Option<Self::Persisted>,
+        verifier: Arc<dyn SignatureCheck>,
+    ) -> anyhow::Result<Self>;
+
+    /// The highest height authentic evidence says peers reached (0 when unknown), for
+    /// `sync_status` and readiness.
+    fn network_height(&self) -> u64;
+}
+
+impl NodeProtocol for Pbft {
+    const ALGORITHM: &'static str = "pbft";
+
+    fn build(
+        node: &Preflight,
+        restored: Option<Self::Persisted>,
+        verifier: Arc<dyn SignatureCheck>,
+    ) -> anyhow::Result<Pbft> {
+        let consensus = &node.config.consensus;
+        let config = PbftConfig::from_genesis(
+            &node.genesis,
+            node.validator,
+            consensus.timeout.as_millis() as u64,
+            consensus.message_timeout.as_millis() as u64,
+        )
+        .context("configure PBFT from the genesis")?;
+        let core = match restored {
+            Some(state) => Pbft::restore(config, node.secret.clone(), state),
+            None => Pbft::new(config, node.secret.clone()),
+        }
+        .context("build the PBFT core")?;
+        Ok(core.with_verifier(verifier))
+    }
+
+    fn network_height(&self) -> u64 {
+        self.behind_hint()
+    }
+}
