@@ -894,6 +894,21 @@ fn genesis_errors(config: &NodeConfig, genesis: &Genesis) -> Vec<String> {
         .collect()
 }
 
+/// Raft tolerates crashed validators only: f of them need n >= 2f + 1.
+#[test]
+fn genesis_check_needs_2f_plus_1_for_raft() {
+    let config = ok("consensus:\n  algorithm: raft\n  max_byzantine_nodes: 1\n");
+    check_against_genesis(&config, &genesis_with(3, 0, ConsensusAlgorithm::Raft)).unwrap();
+    let config = ok("consensus:\n  algorithm: raft\n  max_byzantine_nodes: 2\n");
+    assert_eq!(
+        genesis_errors(&config, &genesis_with(4, 0, ConsensusAlgorithm::Raft)),
+        vec![
+            "prod.yaml:3:24: consensus.max_byzantine_nodes: the genesis file /opt/aegis/config/genesis.json has 4 validators, but tolerating f = 2 crashed nodes needs n >= 2f+1 = 5"
+        ]
+    );
+    check_against_genesis(&config, &genesis_with(5, 0, ConsensusAlgorithm::Raft)).unwrap();
+}
+
 #[test]
 fn genesis_check_needs_3f_plus_1() {
     let config = ok("consensus:\n  algorithm: pbft\n  max_byzantine_nodes: 2\n");
@@ -911,7 +926,6 @@ fn genesis_check_needs_3f_plus_1() {
         genesis_errors(&config, &genesis_with(3, 0, ConsensusAlgorithm::Raft)),
         vec![
             "prod.yaml:1:1: consensus.algorithm: \"pbft\" does not match the genesis file /opt/aegis/config/genesis.json, which uses \"raft\"",
-            "prod.yaml:1:1: consensus.max_byzantine_nodes: the genesis file /opt/aegis/config/genesis.json has 3 validators, but tolerating f = 1 Byzantine nodes needs n >= 3f+1 = 4",
             "prod.yaml:2:19: consensus.min_validators: the genesis file /opt/aegis/config/genesis.json has 3 validators, fewer than consensus.min_validators = 5",
         ]
     );

@@ -162,6 +162,9 @@ pub struct Raft {
     timers: BTreeMap<RaftTimer, u64>,
     /// Rate limit of sync requests, and the height they start from.
     last_sync_request: Option<(u64, u64)>,
+    /// The highest committed height peers spoke of (a hint for `/status`, never protocol
+    /// state).
+    network_height: u64,
 
     out: Outbox,
 }
@@ -223,6 +226,7 @@ impl Raft {
             proposal_asked: false,
             timers: BTreeMap::new(),
             last_sync_request: None,
+            network_height: 0,
             out: Outbox::default(),
         };
         raft.journal = Journal::of(&raft);
@@ -287,6 +291,12 @@ impl Raft {
     /// The leader's view of `follower`.
     pub fn progress(&self, follower: ValidatorId) -> Option<Progress> {
         self.progress.get(&follower).copied()
+    }
+
+    /// The highest committed height peers spoke of, or this node's own when higher: how far
+    /// the network is, for `/status` and readiness.
+    pub fn network_height(&self) -> u64 {
+        self.network_height.max(self.log.committed().height)
     }
 
     /// Ids of pending transactions the core tracks.
@@ -357,6 +367,13 @@ impl Raft {
         if self.config.validators.get(from).is_none() {
             return self.reject(Some(from), RejectReason::UnknownSender);
         }
+        let committed = match &message {
+            RaftMessage::Append(m) => m.leader_commit,
+            RaftMessage::AppendResponse(m) => m.committed,
+            RaftMessage::CatchUp(m) => m.committed,
+            RaftMessage::RequestVote(_) | RaftMessage::Vote(_) => 0,
+        };
+        self.network_height = self.network_height.max(committed);
         match message {
             RaftMessage::RequestVote(m) => self.on_request_vote(from, m),
             RaftMessage::Vote(m) => self.on_vote(from, m),

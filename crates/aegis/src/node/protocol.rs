@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use aegis_consensus::pbft::{Pbft, PbftConfig};
+use aegis_consensus::raft::{Raft, RaftConfig};
 use aegis_consensus::verifier::SignatureCheck;
 use aegis_consensus::{Protocol, Reject};
 use anyhow::Context;
@@ -61,5 +62,36 @@ impl NodeProtocol for Pbft {
 
     fn network_height(&self) -> u64 {
         self.behind_hint()
+    }
+}
+
+impl NodeProtocol for Raft {
+    const ALGORITHM: &'static str = "raft";
+
+    fn build(
+        node: &Preflight,
+        restored: Option<Self::Persisted>,
+        verifier: Arc<dyn SignatureCheck>,
+    ) -> anyhow::Result<Raft> {
+        let consensus = &node.config.consensus;
+        let config = RaftConfig::from_genesis(
+            &node.genesis,
+            node.validator,
+            consensus.heartbeat_interval.as_millis() as u64,
+            consensus.election_timeout.as_millis() as u64,
+        )
+        .context(
+            "configure Raft from the genesis and consensus.heartbeat_interval/election_timeout",
+        )?;
+        let core = match restored {
+            Some(state) => Raft::restore(config, node.secret.clone(), state),
+            None => Raft::new(config, node.secret.clone()),
+        }
+        .context("build the Raft core")?;
+        Ok(core.with_verifier(verifier))
+    }
+
+    fn network_height(&self) -> u64 {
+        Raft::network_height(self)
     }
 }
