@@ -239,7 +239,9 @@ fn a_follower_or_candidate_that_times_out_starts_an_election() {
 /// and stays candidate otherwise.
 #[test]
 fn one_round_of_request_vote_wins_loses_or_stays_undecided() {
-    let cases: &[(usize, &[(usize, bool)], RaftRole)] = &[
+    // (cluster size, votes received, role after).
+    type Case = (usize, &'static [(usize, bool)], RaftRole);
+    let cases: &[Case] = &[
         (1, &[], RaftRole::Leader),
         (3, &[(1, true), (2, true)], RaftRole::Leader),
         (3, &[(1, true)], RaftRole::Leader),
@@ -625,7 +627,8 @@ fn a_follower_checks_the_entry_before_the_new_ones() {
 fn a_follower_deletes_a_conflicting_suffix_and_appends_new_entries() {
     let g = genesis(3);
     // (prev_index, prev_term, the leader's log, log after) with the follower at [1, 2].
-    let cases: &[(u64, u64, &[u64], &[u64], &str)] = &[
+    type Case = (u64, u64, &'static [u64], &'static [u64], &'static str);
+    let cases: &[Case] = &[
         (2, 2, &[1, 2, 3], &[1, 2, 3], "append"),
         (1, 1, &[1, 3, 4], &[1, 3, 4], "truncate 2, append"),
         (0, 0, &[1], &[1, 2], "nothing"),

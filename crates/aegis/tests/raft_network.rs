@@ -152,8 +152,7 @@ impl Load {
     fn stop(self) -> Vec<Transaction> {
         self.stop.store(true, Ordering::Release);
         self.thread.join().unwrap();
-        let acknowledged = self.acknowledged.lock().unwrap().clone();
-        acknowledged
+        std::mem::take(&mut *self.acknowledged.lock().unwrap())
     }
 
     fn count(&self) -> usize {

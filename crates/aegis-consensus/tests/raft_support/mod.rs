@@ -369,13 +369,16 @@ pub fn sync_requested(effects: &[RaftEffect]) -> Option<u64> {
     })
 }
 
+/// What a crashed node finds again: its durable state and its ledger.
+pub type Disk = (RaftPersisted, Vec<(Block, CommitCertificate)>);
+
 /// A network of nodes with one clock: messages wait in a queue and are delivered in order,
 /// sync requests are served at once from the longest ledger of a running peer.
 #[derive(Debug)]
 pub struct Net {
     pub nodes: Vec<Option<Node>>,
     /// What a crashed node's disk holds: its durable state and its ledger.
-    pub disks: Vec<Option<(RaftPersisted, Vec<(Block, CommitCertificate)>)>>,
+    pub disks: Vec<Option<Disk>>,
     pub configs: Vec<RaftConfig>,
     pub queue: VecDeque<(usize, usize, RaftMessage)>,
     pub now_ms: u64,
