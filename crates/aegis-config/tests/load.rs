@@ -894,6 +894,32 @@ fn genesis_errors(config: &NodeConfig, genesis: &Genesis) -> Vec<String> {
         .collect()
 }
 
+/// Raft's timers take seconds as the guide writes them, and milliseconds for test networks;
+/// a fraction of a second without a unit is refused.
+#[test]
+fn raft_timers_accept_milliseconds() {
+    let config = ok(
+        "consensus:\n  algorithm: raft\n  heartbeat_interval: \"200ms\"\n  election_timeout: 1s\n",
+    );
+    assert_eq!(
+        config.consensus.heartbeat_interval,
+        Duration::from_millis(200)
+    );
+    assert_eq!(config.consensus.election_timeout, Duration::from_secs(1));
+    let fraction = errors("consensus:\n  heartbeat_interval: 0.2\n");
+    assert_eq!(fraction.len(), 1, "{fraction:?}");
+    assert!(
+        fraction[0].contains("consensus.heartbeat_interval"),
+        "{fraction:?}"
+    );
+    assert_eq!(
+        errors("consensus:\n  heartbeat_interval: 2s\n  election_timeout: \"1500ms\"\n"),
+        vec![
+            "prod.yaml:3:21: consensus.election_timeout: 1500ms must be longer than consensus.heartbeat_interval (2s)"
+        ]
+    );
+}
+
 /// Raft tolerates crashed validators only: f of them need n >= 2f + 1.
 #[test]
 fn genesis_check_needs_2f_plus_1_for_raft() {
