@@ -89,6 +89,9 @@ pub struct RaftConfig {
     pub check_quorum: bool,
     pub max_pending_txs: usize,
     pub tx_dedup_window_blocks: u64,
+    /// The consensus log may be compacted each time the committed height passes a multiple
+    /// of this (the genesis's `checkpoint_interval`, as PBFT's stable checkpoints).
+    pub compaction_interval_blocks: u64,
 }
 
 impl RaftConfig {
@@ -114,6 +117,7 @@ impl RaftConfig {
             check_quorum: true,
             max_pending_txs: DEFAULT_MAX_PENDING_TXS,
             tx_dedup_window_blocks: DEFAULT_TX_DEDUP_WINDOW_BLOCKS,
+            compaction_interval_blocks: genesis.consensus.checkpoint_interval,
         };
         config.validate()?;
         Ok(config)
@@ -132,6 +136,10 @@ impl RaftConfig {
             ("heartbeat_interval_ms", self.heartbeat_interval_ms),
             ("election_timeout_ms", self.election_timeout_ms),
             ("max_pending_txs", self.max_pending_txs as u64),
+            (
+                "compaction_interval_blocks",
+                self.compaction_interval_blocks,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero { field });

@@ -31,6 +31,11 @@ impl Journal {
         }
     }
 
+    /// The committed height the records so far describe.
+    pub(crate) fn committed_height(&self) -> u64 {
+        self.committed.map_or(0, |tip| tip.height)
+    }
+
     /// The records that bring the described state to `raft`'s, in replay order; afterwards
     /// the journal describes `raft`'s state.
     pub(crate) fn diff(&mut self, raft: &Raft) -> Vec<RaftRecord> {

@@ -128,6 +128,10 @@ pub struct Raft {
     /// replayed log says: persists with messages only leave nothing in the log).
     persist_sequence: u64,
     logged_sequence: u64,
+    /// The last persist with records that must be synced, and the last one the driver said
+    /// is durable.
+    sync_wanted_sequence: u64,
+    acknowledged_sequence: u64,
     /// What the records handed out so far describe.
     journal: Journal,
 
@@ -209,6 +213,9 @@ impl Raft {
             recent_txs: state.recent_txs.into_iter().collect(),
             persist_sequence: state.persist_sequence,
             logged_sequence: state.persist_sequence,
+            // Everything replayed is durable.
+            sync_wanted_sequence: state.persist_sequence,
+            acknowledged_sequence: state.persist_sequence,
             journal: Journal::default(),
             role: RaftRole::Follower,
             leader: None,
@@ -400,6 +407,7 @@ impl Raft {
 
     /// The driver made every persist up to `up_to` durable: so is the log as it was then.
     fn on_persisted(&mut self, up_to: u64) {
+        self.acknowledged_sequence = self.acknowledged_sequence.max(up_to);
         while let Some(&(sequence, last_index)) = self.persist_marks.front() {
             if sequence > up_to {
                 break;
@@ -419,12 +427,31 @@ impl Raft {
         let out = std::mem::take(&mut self.out);
         let mut effects = out.first;
         let mut journal = std::mem::take(&mut self.journal);
+        let committed_before = journal.committed_height();
         let records = journal.diff(self);
         self.journal = journal;
-        if !records.is_empty() || !out.durable.is_empty() {
+        // Term, vote and entries are synced before anything that depends on them, even when
+        // no message waits (a lone leader commits on its own durability); a commit record
+        // alone can wait, the ledger holds the block.
+        let must_sync = records
+            .iter()
+            .any(|r| !matches!(r, RaftRecord::Committed { .. }));
+        // Messages wait for a sync only when something they may depend on is not durable
+        // yet: this step's term, vote or entries, or an earlier step's the driver has not
+        // acknowledged. Otherwise they leave at once (a heartbeat, a certificate, an answer
+        // that vouches only for synced entries), and a commit costs no sync of its own.
+        let mut durable = out.durable;
+        let mut plain = out.plain;
+        if !must_sync && self.sync_wanted_sequence <= self.acknowledged_sequence {
+            plain.append(&mut durable);
+        }
+        if !records.is_empty() || !durable.is_empty() {
             self.persist_sequence += 1;
             if !records.is_empty() {
                 self.logged_sequence = self.persist_sequence;
+            }
+            if must_sync {
+                self.sync_wanted_sequence = self.persist_sequence;
             }
             let log_changed = records
                 .iter()
@@ -436,24 +463,19 @@ impl Raft {
                 self.persist_marks
                     .push_back((self.persist_sequence, self.log.last_index()));
             }
-            // Term, vote and entries are synced before anything that depends on them, even
-            // when no message waits (a lone leader commits on its own durability); a commit
-            // record alone can wait, the ledger holds the block.
-            let must_sync = records
-                .iter()
-                .any(|r| !matches!(r, RaftRecord::Committed { .. }));
-            let compact = records
-                .iter()
-                .any(|r| matches!(r, RaftRecord::Committed { .. }));
+            // The log may be rewritten from a snapshot each time the committed height passes
+            // a checkpoint: the state shrank, as at PBFT's stable checkpoints.
+            let interval = self.config.compaction_interval_blocks;
+            let compact = self.log.committed().height / interval > committed_before / interval;
             effects.push(Effect::Persist {
                 sequence: self.persist_sequence,
                 records,
                 must_sync,
-                messages: out.durable,
+                messages: durable,
                 compact,
             });
         }
-        effects.extend(out.plain.into_iter().map(Effect::Send));
+        effects.extend(plain.into_iter().map(Effect::Send));
         effects.extend(out.last);
         effects
     }

@@ -109,6 +109,14 @@ pub struct Node {
     pub ledger: Vec<(Block, CommitCertificate)>,
     /// Whether the node hears `Persisted` right after each persist.
     pub auto_persist: bool,
+    /// The last persist that asked for a sync, and the last one acknowledged: a message sent
+    /// directly (not inside a persist) while the first is above the second breaks
+    /// persist-then-send, and every step checks it.
+    must_sync_sequence: u64,
+    acknowledged_sequence: u64,
+    /// Messages sent directly, and inside persists, over the node's life.
+    pub sent_directly: usize,
+    pub sent_after_persist: usize,
 }
 
 impl Node {
@@ -120,6 +128,7 @@ impl Node {
     pub fn restore(config: RaftConfig, state: RaftPersisted) -> Node {
         let me = usize::from(config.me.0);
         let core = Raft::restore(config, key(me), state.clone()).unwrap();
+        let sequence = state.persist_sequence;
         Node {
             core,
             now_ms: 1_000,
@@ -127,6 +136,10 @@ impl Node {
             durable: state,
             ledger: Vec::new(),
             auto_persist: true,
+            must_sync_sequence: sequence,
+            acknowledged_sequence: sequence,
+            sent_directly: 0,
+            sent_after_persist: 0,
         }
     }
 
@@ -146,6 +159,9 @@ impl Node {
     /// One input; with `auto_persist`, then `Persisted` for what it persisted. Returns every
     /// effect of both steps.
     pub fn step(&mut self, input: RaftInput) -> Vec<RaftEffect> {
+        if let Input::Persisted { up_to } = &input {
+            self.acknowledged_sequence = self.acknowledged_sequence.max(*up_to);
+        }
         let env = Env {
             now_ms: self.now_ms,
             entropy: self.next_entropy(),
@@ -160,6 +176,7 @@ impl Node {
                 now_ms: self.now_ms,
                 entropy: self.next_entropy(),
             };
+            self.acknowledged_sequence = self.acknowledged_sequence.max(up_to);
             let more =
                 aegis_consensus::Protocol::step(&mut self.core, env, Input::Persisted { up_to });
             self.absorb(&more);
@@ -174,12 +191,34 @@ impl Node {
         for effect in effects {
             match effect {
                 Effect::Persist {
-                    sequence, records, ..
+                    sequence,
+                    records,
+                    must_sync,
+                    messages,
+                    ..
                 } => {
                     if !records.is_empty() {
                         self.durable.apply(*sequence, records).unwrap();
                     }
+                    if *must_sync {
+                        self.must_sync_sequence = *sequence;
+                    }
+                    self.sent_after_persist += messages.len();
                     persisted = Some(*sequence);
+                }
+                Effect::Send(Outgoing::To(_, message) | Outgoing::All(message)) => {
+                    let promise_free = matches!(
+                        message,
+                        RaftMessage::RequestVote(r) if r.pre_vote
+                    ) || matches!(message, RaftMessage::Vote(v) if v.pre_vote);
+                    assert!(
+                        promise_free || self.must_sync_sequence <= self.acknowledged_sequence,
+                        "persist-then-send: {message:?} sent while persist {} is not durable \
+                         (acknowledged up to {})",
+                        self.must_sync_sequence,
+                        self.acknowledged_sequence
+                    );
+                    self.sent_directly += 1;
                 }
                 Effect::CommitBlock { block, certificate } => {
                     assert_eq!(
