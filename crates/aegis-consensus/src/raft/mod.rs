@@ -163,6 +163,9 @@ pub struct Raft {
     proposal_exhausted: bool,
     /// A batch was asked for in this step (reset at every step).
     proposal_asked: bool,
+    /// New certificates wait for the AppendEntries of the block asked for (the driver answers
+    /// a proposal request at once), or go out on their own if none comes.
+    certificates_owed: bool,
     timers: BTreeMap<RaftTimer, u64>,
     /// Rate limit of sync requests, and the height they start from.
     last_sync_request: Option<(u64, u64)>,
@@ -231,6 +234,7 @@ impl Raft {
             pending: BTreeSet::new(),
             proposal_exhausted: false,
             proposal_asked: false,
+            certificates_owed: false,
             timers: BTreeMap::new(),
             last_sync_request: None,
             network_height: 0,
@@ -521,6 +525,10 @@ impl Protocol for Raft {
         // Time never runs backwards inside the core, even if the driver's clock does.
         self.now_ms = self.now_ms.max(env.now_ms);
         self.entropy = env.entropy;
+        if self.certificates_owed && !matches!(input, Input::Proposal(_)) {
+            // The proposal that was to carry them did not come first.
+            self.send_owed_certificates();
+        }
         self.proposal_asked = false;
         match input {
             Input::Start => self.on_start(),

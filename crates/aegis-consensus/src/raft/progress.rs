@@ -14,6 +14,8 @@ pub struct Progress {
     pub matched: u64,
     /// The follower's committed height, once it said.
     pub committed: Option<u64>,
+    /// The highest certificate sent to it (sent again only with a heartbeat).
+    pub certificates_sent: u64,
     /// Replicating: `matched` is accurate and appends go out ahead of acknowledgements.
     /// Otherwise probing: one append until an answer or the next heartbeat.
     replicating: bool,
@@ -31,6 +33,7 @@ impl Progress {
             next: last_index + 1,
             matched: 0,
             committed: None,
+            certificates_sent: 0,
             replicating: false,
             paused: false,
             acked: false,

@@ -38,11 +38,11 @@ impl Raft {
     /// recently committed or repeated. An empty answer means the mempool has nothing more for
     /// now; a batch that was all duplicates asks again.
     pub(super) fn on_proposal(&mut self, txs: Vec<Transaction>) {
-        if !self.has_room() {
-            return;
-        }
-        if txs.is_empty() {
-            self.proposal_exhausted = true;
+        if !self.has_room() || txs.is_empty() {
+            self.proposal_exhausted |= txs.is_empty();
+            if self.certificates_owed {
+                self.send_owed_certificates();
+            }
             return;
         }
         let in_log: BTreeSet<Hash> = self
@@ -63,6 +63,9 @@ impl Raft {
         self.proposal_asked = false;
         if !txs.is_empty() {
             self.append_block(txs);
+        }
+        if self.certificates_owed {
+            self.send_owed_certificates();
         }
         self.maybe_propose();
     }

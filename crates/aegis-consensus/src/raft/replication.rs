@@ -57,14 +57,23 @@ impl Raft {
             }
         }
         let last_sent = prev_index + entries.len() as u64;
-        // Certificates for what it holds (or will, with these entries) and has not committed.
-        let certificates_from = progress.committed.unwrap_or(progress.matched) + 1;
+        // Certificates for what it holds (or will, with these entries) and has not committed,
+        // each once; a heartbeat sends again what it may have lost.
+        let known = progress.committed.unwrap_or(progress.matched);
+        let certificates_from = if always {
+            known
+        } else {
+            known.max(progress.certificates_sent)
+        } + 1;
         let certificates: Vec<CommitCertificate> = (certificates_from..=committed.min(last_sent))
             .take(MAX_CERTIFICATES_PER_APPEND)
             .filter_map(|height| self.log.retained(height).map(|(_, c)| c.clone()))
             .collect();
         if !always && entries.is_empty() && certificates.is_empty() {
             return;
+        }
+        if let Some(last) = certificates.last() {
+            progress.certificates_sent = progress.certificates_sent.max(last.height);
         }
         let append = AppendEntries {
             term: self.term,
@@ -246,11 +255,23 @@ impl Raft {
             committed_any = true;
         }
         if committed_any {
-            let peers: Vec<ValidatorId> = self.progress.keys().copied().collect();
-            for peer in peers {
-                self.send_append(peer, false);
-            }
+            // Room in the pipeline: when the next block is asked for, its AppendEntries
+            // carry the new certificates; otherwise they go out on their own now.
             self.maybe_propose();
+            if self.proposal_asked {
+                self.certificates_owed = true;
+            } else {
+                self.send_owed_certificates();
+            }
+        }
+    }
+
+    /// Sends every follower the certificates it has not been sent yet.
+    pub(super) fn send_owed_certificates(&mut self) {
+        self.certificates_owed = false;
+        let peers: Vec<ValidatorId> = self.progress.keys().copied().collect();
+        for peer in peers {
+            self.send_append(peer, false);
         }
     }
 }
