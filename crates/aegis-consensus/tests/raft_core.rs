@@ -33,6 +33,7 @@ fn messages_wait_for_the_durable_state_they_may_depend_on() {
     leader.fire(RaftTimer::Election);
     let vote = |pre_vote| VoteResponse {
         term: 1,
+        candidate: id(0),
         granted: true,
         pre_vote,
     };
@@ -156,6 +157,7 @@ fn a_restarted_node_remembers_its_vote() {
             id(2),
             RaftMessage::Vote(VoteResponse {
                 term: 5,
+                candidate: id(2),
                 granted: false,
                 pre_vote: false
             })

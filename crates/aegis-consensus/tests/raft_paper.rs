@@ -39,6 +39,7 @@ fn leader(n: usize, term: u64, terms: &[u64]) -> Node {
         }
         let vote = VoteResponse {
             term: node.core.term(),
+            candidate: id(0),
             granted: true,
             pre_vote: false,
         };
@@ -278,6 +279,7 @@ fn one_round_of_request_vote_wins_loses_or_stays_undecided() {
             }
             let vote = VoteResponse {
                 term: 1,
+                candidate: id(0),
                 granted: *granted,
                 pre_vote: false,
             };
@@ -312,6 +314,7 @@ fn a_follower_votes_for_at_most_one_candidate_per_term() {
         let effects = node.deliver(candidate, RaftMessage::RequestVote(request));
         let expected = VoteResponse {
             term: 1,
+            candidate: id(candidate),
             granted,
             pre_vote: false,
         };

@@ -229,6 +229,7 @@ impl Raft {
             );
             let answer = VoteResponse {
                 term: self.term,
+                candidate: from,
                 granted: false,
                 pre_vote,
             };
@@ -244,6 +245,7 @@ impl Raft {
             let term = if granted { request.term } else { self.term };
             let answer = VoteResponse {
                 term,
+                candidate: from,
                 granted,
                 pre_vote,
             };
@@ -262,6 +264,7 @@ impl Raft {
         }
         let answer = VoteResponse {
             term: self.term,
+            candidate: from,
             granted,
             pre_vote,
         };
@@ -280,6 +283,10 @@ impl Raft {
     }
 
     pub(super) fn on_vote(&mut self, from: ValidatorId, answer: VoteResponse) {
+        if answer.candidate != self.config.me {
+            // An answer meant for another candidate: nothing this node asked.
+            return;
+        }
         if answer.pre_vote {
             if answer.granted && answer.term == self.term + 1 {
                 if self.role == RaftRole::PreCandidate {

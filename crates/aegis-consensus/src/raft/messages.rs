@@ -7,7 +7,7 @@
 //! majority of them is the block's [`aegis_types::CommitCertificate`], checked by anyone with
 //! the genesis.
 
-use aegis_types::{Block, CommitCertificate, Signature};
+use aegis_types::{Block, CommitCertificate, Signature, ValidatorId};
 use borsh::{BorshDeserialize, BorshSerialize};
 
 /// Every Raft message.
@@ -53,6 +53,9 @@ pub struct RequestVote {
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct VoteResponse {
     pub term: u64,
+    /// The candidate the answer is for: a granted vote names whom the voter voted for, so
+    /// an observer (the simulator's vote checker) sees a second vote in one term.
+    pub candidate: ValidatorId,
     pub granted: bool,
     pub pre_vote: bool,
 }
