@@ -144,11 +144,11 @@ impl ApiError {
     /// faults go above debug. An internal error's details stay in the log.
     pub fn body(&self) -> ErrorBody {
         let message = if let ApiError::Internal(detail) = self {
-            tracing::error!(error = %detail, "HTTP request failed");
+            aegis_telemetry::error!(error = %detail, "HTTP request failed");
             INTERNAL_MESSAGE.to_owned()
         } else {
             let text = self.to_string();
-            tracing::debug!(code = self.code(), message = %text, "HTTP request refused");
+            aegis_telemetry::debug!(code = self.code(), message = %text, "HTTP request refused");
             text
         };
         let id = match self {

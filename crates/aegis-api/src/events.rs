@@ -177,7 +177,7 @@ async fn replay(feed: &mut Feed, up_to: Option<u64>) -> Result<(), Ended> {
             .await
             .map_err(|error| {
                 // The client resumes with Last-Event-ID once the ledger answers again.
-                tracing::warn!(%error, "ledger read for an event stream failed; ending it");
+                aegis_telemetry::warn!(%error, "ledger read for an event stream failed; ending it");
                 Ended
             })?;
         if blocks.is_empty() {
@@ -186,7 +186,7 @@ async fn replay(feed: &mut Feed, up_to: Option<u64>) -> Result<(), Ended> {
         for stored in blocks {
             let columns = stored.columns;
             if columns.height != feed.last + 1 {
-                tracing::error!(
+                aegis_telemetry::error!(
                     expected = feed.last + 1,
                     got = columns.height,
                     "ledger range read skipped a height; ending the event stream"

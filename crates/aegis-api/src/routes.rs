@@ -84,7 +84,7 @@ pub const STORAGE_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// A failed ledger read, as the client sees it (503); the cause goes to the log.
 pub fn storage_error(error: StorageError) -> ApiError {
-    tracing::warn!(%error, "ledger read for an HTTP request failed");
+    aegis_telemetry::warn!(%error, "ledger read for an HTTP request failed");
     ApiError::Unavailable {
         message: "the ledger is unavailable; retry later".into(),
         retry_after: Some(STORAGE_RETRY_AFTER),

@@ -82,7 +82,7 @@ impl HttpServer {
     /// connections finish their requests for up to `grace`, then are dropped.
     pub async fn stopped(mut self, grace: Duration) {
         if tokio::time::timeout(grace, &mut self.task).await.is_err() {
-            tracing::warn!(
+            aegis_telemetry::warn!(
                 endpoint = self.what,
                 grace_ms = grace.as_millis() as u64,
                 "HTTP requests still running at shutdown; dropping them"
@@ -140,7 +140,7 @@ pub async fn serve_with(
         ..limits
     };
     let task = tokio::spawn(accept_loop(what, listener, router, shutdown, limits));
-    tracing::info!(address = %local_addr, endpoint = what, "HTTP endpoint listening");
+    aegis_telemetry::info!(address = %local_addr, endpoint = what, "HTTP endpoint listening");
     Ok(HttpServer {
         what,
         local_addr,
@@ -172,7 +172,7 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    tracing::warn!(%error, endpoint = what, "HTTP accept failed");
+                    aegis_telemetry::warn!(%error, endpoint = what, "HTTP accept failed");
                     tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                     continue;
                 }
@@ -231,7 +231,7 @@ async fn serve_connection(
     };
     if let Err(error) = result {
         // Timeouts, resets and malformed requests: the client's business.
-        tracing::debug!(%error, %remote, "HTTP connection ended with an error");
+        aegis_telemetry::debug!(%error, %remote, "HTTP connection ended with an error");
     }
 }
 

@@ -123,26 +123,26 @@ impl AddressBook {
                             );
                         }
                         if ignored > 0 {
-                            tracing::warn!(
+                            aegis_telemetry::warn!(
                                 path = %path.display(),
                                 ignored,
                                 "Ignored {ignored} invalid entries of the known-peers file"
                             );
                         }
-                        tracing::info!(
+                        aegis_telemetry::info!(
                             path = %path.display(),
                             peers = book.entries.len(),
                             "Loaded known peers"
                         );
                     }
-                    Err(error) => tracing::warn!(
+                    Err(error) => aegis_telemetry::warn!(
                         path = %path.display(),
                         %error,
                         "Ignoring unreadable known-peers file; re-learning peers from bootstrap nodes"
                     ),
                 },
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => tracing::warn!(
+                Err(error) => aegis_telemetry::warn!(
                     path = %path.display(),
                     %error,
                     "Ignoring unreadable known-peers file; re-learning peers from bootstrap nodes"
@@ -289,7 +289,7 @@ impl AddressBook {
             std::fs::rename(&tmp, path)
         };
         if let Err(error) = write() {
-            tracing::warn!(path = %path.display(), %error, "Cannot write known-peers file");
+            aegis_telemetry::warn!(path = %path.display(), %error, "Cannot write known-peers file");
         }
     }
 

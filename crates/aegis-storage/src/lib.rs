@@ -73,7 +73,7 @@ async fn verify_with_index(
     if report.is_ok()
         && let Some((height, problem)) = store.check_id_index().await?
     {
-        tracing::error!(height, problem = %problem, "ledger integrity check failed");
+        aegis_telemetry::error!(height, problem = %problem, "ledger integrity check failed");
         report.fault = Some(ChainFault { height, problem });
     }
     Ok(report)

@@ -104,7 +104,7 @@ pub async fn verify_chain<L: Ledger + ?Sized>(
             (a, b) => a.or(b),
         };
         if let Some(fault) = fault {
-            tracing::error!(height = fault.height, problem = %fault.problem, "ledger integrity check failed");
+            aegis_telemetry::error!(height = fault.height, problem = %fault.problem, "ledger integrity check failed");
             report.fault = Some(fault);
             return Ok(report);
         }

@@ -54,10 +54,10 @@ const RESERVED_KEYS: [&str; 10] = [
 /// numbers and booleans; everything else is a string.
 ///
 /// `function` is, in order of preference: a `function` field on the event or an enclosing
-/// span; the name of the innermost enclosing span (for spans made by
-/// `#[tracing::instrument]` this is the function's name); `null`. Rust has no cheap way
-/// to learn the calling function's name at runtime, so the span name is the useful
-/// stand-in.
+/// span (this crate's `error!`, `warn!`, `info!`, `debug!` and `trace!` macros, which every
+/// AEGIS crate logs with, set it to the calling function's name); the name of the innermost
+/// enclosing span (for spans made by `#[tracing::instrument]` this is the function's name);
+/// `null` for events of other crates outside any span.
 ///
 /// Events forwarded from the `log` crate (by `tracing-log`) get their real module, file
 /// and line, and their `log.*` bookkeeping fields are dropped.

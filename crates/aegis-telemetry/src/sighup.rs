@@ -122,10 +122,14 @@ fn dispatch(subscribers: &Mutex<Vec<(String, Callback)>>) {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    tracing::debug!(subscribers = snapshot.len(), "SIGHUP received");
+    tracing::debug!(
+        function = crate::function_name!(),
+        subscribers = snapshot.len(),
+        "SIGHUP received"
+    );
     for (name, callback) in snapshot {
         if catch_unwind(AssertUnwindSafe(|| callback())).is_err() {
-            tracing::error!(subscriber = %name, "SIGHUP subscriber panicked");
+            tracing::error!(function = crate::function_name!(), subscriber = %name, "SIGHUP subscriber panicked");
         }
     }
 }
@@ -142,8 +146,8 @@ pub fn reopen_on_sighup(hub: &SighupHub, file: LogFile) {
     let dispatch = (!current.is::<NoSubscriber>()).then_some(current);
     hub.subscribe("log file reopen", move || {
         let reopen = || match file.reopen() {
-            Ok(()) => tracing::info!(path = %file.path().display(), "Log file reopened"),
-            Err(error) => tracing::error!(%error, "Log file reopen failed"),
+            Ok(()) => tracing::info!(function = crate::function_name!(), path = %file.path().display(), "Log file reopened"),
+            Err(error) => tracing::error!(function = crate::function_name!(), %error, "Log file reopen failed"),
         };
         match &dispatch {
             Some(dispatch) => tracing::dispatcher::with_default(dispatch, reopen),

@@ -94,7 +94,7 @@ fn log_to_file(config: &NodeConfig, lines: &[String]) {
         return;
     }
     for line in lines {
-        tracing::error!(target: LOG_TARGET, "AEGIS node cannot start: {line}");
+        aegis_telemetry::error!(target: LOG_TARGET, "AEGIS node cannot start: {line}");
     }
 }
 
@@ -102,7 +102,7 @@ fn log_to_file(config: &NodeConfig, lines: &[String]) {
 /// the console shows too when `logging.console` is on) and, with the console off, on
 /// stderr as `error: …`.
 pub fn report_failure(console: bool, error: &anyhow::Error) {
-    tracing::error!(target: LOG_TARGET, "AEGIS node failed: {error:#}");
+    aegis_telemetry::error!(target: LOG_TARGET, "AEGIS node failed: {error:#}");
     if !console {
         eprintln!("error: {error:#}");
     }

@@ -157,6 +157,25 @@ fn four_nodes_commit_transactions_submitted_to_any_of_them() {
     let signatures = latest["certificate"]["signatures"].as_array().unwrap();
     assert!(signatures.len() >= 3, "{latest}");
     assert_eq!(latest["certificate"]["block_hash"], latest["hash"]);
+    // Logs are for operators: one JSON object a line, each naming its function (SPEC.md).
+    for node in 0..4 {
+        let log = std::fs::read_to_string(network.home(node).join("logs/aegis.log")).unwrap();
+        for line in log.lines() {
+            let line: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            for key in [
+                "timestamp",
+                "level",
+                "logger",
+                "message",
+                "module",
+                "function",
+                "line",
+                "node_id",
+            ] {
+                assert!(!line[key].is_null(), "{key} is set: {line}");
+            }
+        }
+    }
     // A replay of a committed transaction is refused with its id.
     let replay = sign(&client, &chain_id(&network), 1);
     let (status, body) = http_post(

@@ -48,7 +48,7 @@ impl Inner {
         match result {
             Ok((stream, peer, remote)) => {
                 if peer.public_key == self.identity.public_key() {
-                    tracing::info!(
+                    aegis_telemetry::info!(
                         target: LOG_TARGET,
                         %address,
                         "Bootstrap address is this node itself; not dialling it again"
@@ -76,7 +76,7 @@ impl Inner {
                 );
                 drop(state);
                 match error {
-                    DialError::Auth(ip, error) => tracing::warn!(
+                    DialError::Auth(ip, error) => aegis_telemetry::warn!(
                         target: LOG_TARGET,
                         %address,
                         attempts,
@@ -84,7 +84,7 @@ impl Inner {
                     ),
                     DialError::Connect(error) => {
                         if attempts <= 1 || attempts.is_multiple_of(10) {
-                            tracing::warn!(
+                            aegis_telemetry::warn!(
                                 target: LOG_TARGET,
                                 %address,
                                 attempts,
@@ -92,7 +92,7 @@ impl Inner {
                                 "Cannot connect to peer {address}: {error}"
                             );
                         } else {
-                            tracing::debug!(
+                            aegis_telemetry::debug!(
                                 target: LOG_TARGET,
                                 %address,
                                 attempts,

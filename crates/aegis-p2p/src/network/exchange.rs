@@ -50,7 +50,7 @@ impl Inner {
                 .book
                 .learn(address.clone(), key, Source::Exchange, now)
             {
-                tracing::debug!(
+                aegis_telemetry::debug!(
                     target: LOG_TARGET,
                     %address,
                     "Learned peer address from peer exchange"

@@ -179,7 +179,7 @@ impl P2pNetwork {
         if !genesis_hosts.is_empty() {
             tokio::spawn(Arc::clone(&inner).resolve_genesis_hosts(genesis_hosts));
         }
-        tracing::info!(
+        aegis_telemetry::info!(
             target: LOG_TARGET,
             address = %local_addr,
             public_key = %inner.identity.public_key(),
@@ -405,7 +405,7 @@ impl Inner {
             let dropped = peer.queue.close();
             peer.cancel.cancel();
             self.metrics.dropped("slow_peer", dropped as u64);
-            tracing::warn!(
+            aegis_telemetry::warn!(
                 target: LOG_TARGET,
                 peer_id = %self.name(peer.id),
                 queued = dropped,
@@ -452,13 +452,13 @@ impl Inner {
                             .add_genesis(canonical(address.ip()));
                     }
                 }
-                Ok(Err(error)) => tracing::warn!(
+                Ok(Err(error)) => aegis_telemetry::warn!(
                     target: LOG_TARGET,
                     address = %host,
                     %error,
                     "Cannot resolve a genesis validator's address; its connections are treated as a stranger's until it authenticates"
                 ),
-                Err(_) => tracing::warn!(
+                Err(_) => aegis_telemetry::warn!(
                     target: LOG_TARGET,
                     address = %host,
                     "Resolving a genesis validator's address timed out; its connections are treated as a stranger's until it authenticates"

@@ -64,7 +64,7 @@ impl Inner {
                 Ok((stream, remote)) => self.on_accept(stream, remote),
                 Err(error) => {
                     // Typically out of file descriptors: back off instead of spinning.
-                    tracing::warn!(target: LOG_TARGET, %error, "P2P accept failed");
+                    aegis_telemetry::warn!(target: LOG_TARGET, %error, "P2P accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -117,7 +117,7 @@ impl Inner {
                 let logged = state.refusals.record(ip, RefusalKind::Refused, &text, now);
                 drop(state);
                 if let Some(earlier) = logged {
-                    tracing::warn!(
+                    aegis_telemetry::warn!(
                         target: LOG_TARGET,
                         reason,
                         "Unauthorized access from {ip}: connection refused: {text}{}",
@@ -137,7 +137,7 @@ impl Inner {
         };
         drop(state);
         if let Some(earlier) = evicted_logged {
-            tracing::warn!(
+            aegis_telemetry::warn!(
                 target: LOG_TARGET,
                 reason = "evicted",
                 "Unauthorized access from {ip}: connection refused: {text}{}",
@@ -245,13 +245,13 @@ impl Inner {
         drop(state);
         let name = self.name(peer.id);
         if lifted {
-            tracing::info!(
+            aegis_telemetry::info!(
                 target: LOG_TARGET,
                 peer_id = %name,
                 "Ban on {ip} lifted: validator {name} authenticated from it"
             );
         } else if learned {
-            tracing::debug!(
+            aegis_telemetry::debug!(
                 target: LOG_TARGET,
                 peer_id = %name,
                 %ip,
@@ -273,7 +273,7 @@ impl Inner {
                 },
             );
         } else {
-            tracing::debug!(
+            aegis_telemetry::debug!(
                 target: LOG_TARGET,
                 %ip,
                 count,
@@ -307,21 +307,21 @@ impl Inner {
         }
         drop(state);
         if let Some(earlier) = logged {
-            tracing::warn!(
+            aegis_telemetry::warn!(
                 target: LOG_TARGET,
                 "Authentication failed for peer from {ip}: {text}{}",
                 earlier_suffix(earlier)
             );
         }
         if validator {
-            tracing::debug!(
+            aegis_telemetry::debug!(
                 target: LOG_TARGET,
                 %ip,
                 "Not counting towards a ban: a validator's address"
             );
         }
         if let FailureOutcome::Banned { duration } = outcome {
-            tracing::warn!(
+            aegis_telemetry::warn!(
                 target: LOG_TARGET,
                 "Unauthorized access from {ip}: banned for {} s",
                 duration.as_secs()
@@ -341,17 +341,17 @@ impl Inner {
             let count = suppressed.count;
             let reason = &suppressed.reason;
             match (suppressed.ip, suppressed.kind) {
-                (Some(ip), RefusalKind::AuthFailure) => tracing::warn!(
+                (Some(ip), RefusalKind::AuthFailure) => aegis_telemetry::warn!(
                     target: LOG_TARGET,
                     count,
                     "Authentication failed for peer from {ip}: {count} more failures in the last {window} (last: {reason})"
                 ),
-                (Some(ip), RefusalKind::Refused) => tracing::warn!(
+                (Some(ip), RefusalKind::Refused) => aegis_telemetry::warn!(
                     target: LOG_TARGET,
                     count,
                     "Unauthorized access from {ip}: {count} more connections refused in the last {window} (last: {reason})"
                 ),
-                (None, kind) => tracing::warn!(
+                (None, kind) => aegis_telemetry::warn!(
                     target: LOG_TARGET,
                     count,
                     ?kind,

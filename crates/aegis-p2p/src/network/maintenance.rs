@@ -25,7 +25,7 @@ impl Inner {
                 if now.saturating_duration_since(last_sweep) >= Duration::from_secs(1) {
                     last_sweep = now;
                     for ip in state.bans.sweep(now) {
-                        tracing::info!(target: LOG_TARGET, "Ban lifted for {ip}");
+                        aegis_telemetry::info!(target: LOG_TARGET, "Ban lifted for {ip}");
                     }
                     self.metrics
                         .banned_ips
@@ -50,7 +50,7 @@ impl Inner {
                     });
                     if due {
                         state.no_peers_logged = Some(now);
-                        tracing::warn!(
+                        aegis_telemetry::warn!(
                             target: LOG_TARGET,
                             address = %self.local_addr,
                             "No peers available"
@@ -70,7 +70,7 @@ impl Inner {
                         continue;
                     }
                     entry.dialing = true;
-                    tracing::debug!(
+                    aegis_telemetry::debug!(
                         target: LOG_TARGET,
                         %address,
                         source = ?entry.source,
@@ -102,7 +102,7 @@ impl Inner {
                         .tls
                         .certificate()
                         .and_then(|cert| crate::tls::seconds_until_expiry(&cert));
-                    tracing::info!(
+                    aegis_telemetry::info!(
                         target: LOG_TARGET,
                         cert_file = %self.tls.files().cert_file.display(),
                         expires_in_s = expiry,
@@ -113,7 +113,7 @@ impl Inner {
                 Err(error) => {
                     let text = error.to_string();
                     if forced || last_error.as_deref() != Some(text.as_str()) {
-                        tracing::error!(
+                        aegis_telemetry::error!(
                             target: LOG_TARGET,
                             error = %text,
                             "TLS certificate reload failed; keeping the current certificate"

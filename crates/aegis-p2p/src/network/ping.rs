@@ -46,7 +46,7 @@ impl Inner {
                 .outstanding
                 .is_none();
             if !answered {
-                tracing::warn!(
+                aegis_telemetry::warn!(
                     target: LOG_TARGET,
                     peer_id = %name,
                     timeout_ms = self.config.ping_timeout.as_millis() as u64,

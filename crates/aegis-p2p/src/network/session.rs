@@ -58,35 +58,39 @@ impl Inner {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let name = self.name(peer.id);
-        let (queue, cancel, conn_id) =
-            match self.register(&peer, direction, remote, dialed_address.as_deref()) {
-                Registered::Yes(queue, cancel, conn_id) => (queue, cancel, conn_id),
-                Registered::SelfConnection => {
-                    tracing::debug!(target: LOG_TARGET, "Dropped a connection to this node itself");
-                    return;
-                }
-                Registered::Duplicate => {
-                    tracing::debug!(
-                        target: LOG_TARGET,
-                        peer_id = %name,
-                        ?direction,
-                        "Dropped duplicate connection; keeping the one dialled by the lower key"
-                    );
-                    return;
-                }
-                Registered::Full => {
-                    self.metrics.rejected("max_peers");
-                    let ip = canonical(remote.ip());
-                    tracing::warn!(
-                        target: LOG_TARGET,
-                        peer_id = %name,
-                        max_peers = self.config.max_peers,
-                        "Refused peer from {ip}: max_peers reached"
-                    );
-                    return;
-                }
-            };
-        tracing::info!(
+        let (queue, cancel, conn_id) = match self.register(
+            &peer,
+            direction,
+            remote,
+            dialed_address.as_deref(),
+        ) {
+            Registered::Yes(queue, cancel, conn_id) => (queue, cancel, conn_id),
+            Registered::SelfConnection => {
+                aegis_telemetry::debug!(target: LOG_TARGET, "Dropped a connection to this node itself");
+                return;
+            }
+            Registered::Duplicate => {
+                aegis_telemetry::debug!(
+                    target: LOG_TARGET,
+                    peer_id = %name,
+                    ?direction,
+                    "Dropped duplicate connection; keeping the one dialled by the lower key"
+                );
+                return;
+            }
+            Registered::Full => {
+                self.metrics.rejected("max_peers");
+                let ip = canonical(remote.ip());
+                aegis_telemetry::warn!(
+                    target: LOG_TARGET,
+                    peer_id = %name,
+                    max_peers = self.config.max_peers,
+                    "Refused peer from {ip}: max_peers reached"
+                );
+                return;
+            }
+        };
+        aegis_telemetry::info!(
             target: LOG_TARGET,
             peer_id = %name,
             validator = %peer.id,
@@ -128,7 +132,7 @@ impl Inner {
             // belongs to a validator, which may be restarted with a fixed build.
             self.metrics.protocol_violations.inc();
             let ip = canonical(remote.ip());
-            tracing::warn!(
+            aegis_telemetry::warn!(
                 target: LOG_TARGET,
                 peer_id = %name,
                 remote = %remote,
@@ -136,7 +140,7 @@ impl Inner {
             );
         }
         if removed {
-            tracing::info!(
+            aegis_telemetry::info!(
                 target: LOG_TARGET,
                 peer_id = %name,
                 reason = %ended,
@@ -146,14 +150,14 @@ impl Inner {
                 let mut state = self.lock();
                 state.no_peers_logged = Some(Instant::now());
                 drop(state);
-                tracing::warn!(
+                aegis_telemetry::warn!(
                     target: LOG_TARGET,
                     address = %self.local_addr,
                     "No peers available"
                 );
             }
         } else {
-            tracing::debug!(
+            aegis_telemetry::debug!(
                 target: LOG_TARGET,
                 peer_id = %name,
                 reason = %ended,
@@ -261,7 +265,7 @@ impl Inner {
             result = self.write_frames(writer, &queue) => result,
         };
         if let Err(error) = result {
-            tracing::debug!(target: LOG_TARGET, %error, "P2P send failed");
+            aegis_telemetry::debug!(target: LOG_TARGET, %error, "P2P send failed");
         }
         cancel.cancel();
     }

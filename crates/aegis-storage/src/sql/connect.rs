@@ -145,7 +145,7 @@ fn spawn_sqlite_checkpointer(pool: SqlitePool) {
                 if pool.is_closed() {
                     break;
                 }
-                tracing::debug!(%error, "SQLite WAL checkpoint failed; will retry");
+                aegis_telemetry::debug!(%error, "SQLite WAL checkpoint failed; will retry");
             }
         }
     });
@@ -182,7 +182,7 @@ pub(super) async fn connect_postgres(
         let error = match attempt {
             Ok(pool) => {
                 if started.elapsed() > Duration::from_secs(1) {
-                    tracing::info!(url = %shown, "connected to PostgreSQL");
+                    aegis_telemetry::info!(url = %shown, "connected to PostgreSQL");
                 }
                 return Ok((pool, options));
             }
@@ -200,7 +200,7 @@ pub(super) async fn connect_postgres(
                 reason: error.to_string(),
             });
         }
-        tracing::warn!(
+        aegis_telemetry::warn!(
             url = %shown,
             error = %error,
             retry_for_secs = config.pool_timeout.saturating_sub(waited).as_secs(),
@@ -221,7 +221,7 @@ pub(super) async fn warn_if_not_durable(pool: &PgPool) {
             .and_then(|row| row.try_get(0))
             .ok();
         if value.as_deref() == Some("off") {
-            tracing::warn!(
+            aegis_telemetry::warn!(
                 setting = sql.trim_start_matches("SHOW "),
                 "PostgreSQL acknowledges commits before they are durable: a power loss can lose \
                  committed blocks (set fsync = on and synchronous_commit = on)"

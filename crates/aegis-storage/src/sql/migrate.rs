@@ -57,7 +57,7 @@ impl SqlStore {
             }
             tx.commit().await.map_err(StorageError::db(CONTEXT))?;
             if !applied.is_empty() {
-                tracing::info!(from, to = SCHEMA_VERSION, backend = self.backend_kind(), "ledger schema migrated");
+                aegis_telemetry::info!(from, to = SCHEMA_VERSION, backend = self.backend_kind(), "ledger schema migrated");
             }
             Ok(MigrationReport { from, to: SCHEMA_VERSION, applied })
         })

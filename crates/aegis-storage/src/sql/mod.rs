@@ -176,7 +176,7 @@ impl SqlStore {
                 WriterConn::Postgres(conn) => conn.close().await,
             };
             if let Err(error) = closed {
-                tracing::debug!(%error, "closing the ledger writer connection failed");
+                aegis_telemetry::debug!(%error, "closing the ledger writer connection failed");
             }
         }
         on_pool!(self, pool => pool.close().await);

@@ -39,7 +39,7 @@ impl SqlStore {
         {
             // An append whose outcome was unknown left blocks the map has not seen; the
             // next lookup loads them.
-            tracing::warn!(%error, "reading back the ids of recent blocks failed");
+            aegis_telemetry::warn!(%error, "reading back the ids of recent blocks failed");
         }
         let rows =
             tx_rows(blocks).map(|(height, index, _, id)| (*id, (height as u64, index as u32)));
@@ -48,7 +48,7 @@ impl SqlStore {
             && let Err(error) = self.merge_tail(conn).await
         {
             let retry = self.recent.merge_failed(&error);
-            tracing::warn!(%error, pending = self.recent.tail_rows(), retry_in_s = retry.as_secs(), "merging recent transaction ids into the id index failed; will retry");
+            aegis_telemetry::warn!(%error, pending = self.recent.tail_rows(), retry_in_s = retry.as_secs(), "merging recent transaction ids into the id index failed; will retry");
             return false;
         }
         true
@@ -59,7 +59,7 @@ impl SqlStore {
         let started = Instant::now();
         let merged = id_index::merge(conn, self.recent.merge_rows()).await?;
         self.recent.prune(merged.through);
-        tracing::debug!(
+        aegis_telemetry::debug!(
             through = merged.through,
             moved = merged.moved,
             cascaded = ?merged.cascaded,

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use aegis_telemetry::info;
 use anyhow::Context;
-use tracing::info;
 
 use crate::preflight::Preflight;
 
@@ -167,7 +167,7 @@ async fn probe_ledger(store: aegis_storage::SqlStore, status: Arc<aegis_api::Led
             }
             Err(reason) => {
                 if status.fault().as_deref() != Some(reason.as_str()) {
-                    tracing::error!(error = %reason, "Ledger unavailable; node unhealthy");
+                    aegis_telemetry::error!(error = %reason, "Ledger unavailable; node unhealthy");
                 }
                 status.set_fault(Some(reason));
             }

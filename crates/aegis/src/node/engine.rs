@@ -10,11 +10,11 @@ use std::time::Duration;
 use aegis_engine::{Driver, DriverError};
 use aegis_mempool::Admission;
 use aegis_p2p::{Message, tags};
+use aegis_telemetry::{error, info};
 use aegis_types::{Block, CommitCertificate, Hash, Transaction, ValidatorId};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
 
 use super::NodeShared;
 use super::io::NodeIo;

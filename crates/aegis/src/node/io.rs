@@ -14,10 +14,10 @@ use aegis_consensus::{Outgoing, Reject};
 use aegis_engine::{Clock, FileLog, Io, IoError, Ledger, Observer, Transport};
 use aegis_p2p::{Message, P2pNetwork, tags};
 use aegis_storage::{BlockSink, CommitTicket};
+use aegis_telemetry::{info, warn};
 use aegis_types::{Block, CommitCertificate, ValidatorId, ValidatorSet};
 use rand_core::{OsRng, RngCore};
 use tokio::runtime::Handle;
-use tracing::{info, warn};
 
 use super::NodeShared;
 use super::protocol::NodeProtocol;
@@ -255,7 +255,7 @@ impl<P: NodeProtocol> Observer<P> for NodeObserver {
                 ip.as_deref().unwrap_or("address unknown")
             );
         } else {
-            tracing::debug!(
+            aegis_telemetry::debug!(
                 peer_id = peer_id.as_deref().unwrap_or("sync"),
                 reason = reason.label(),
                 "Consensus message refused: {reason}"
@@ -289,7 +289,7 @@ impl<P: NodeProtocol> Observer<P> for NodeObserver {
     }
 
     fn committed(&mut self, block: &Block, _certificate: &CommitCertificate) {
-        tracing::debug!(
+        aegis_telemetry::debug!(
             height = block.height(),
             transactions = block.txs.len(),
             "Consensus committed block {}",

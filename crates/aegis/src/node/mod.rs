@@ -20,11 +20,11 @@ use aegis_consensus::verifier::{Remembered, SignatureCheck};
 use aegis_engine::{Driver, DriverConfig, FileLog, Parts};
 use aegis_mempool::{Admission, Mempool, MempoolConfig};
 use aegis_p2p::{Inbox, P2pNetwork, tags};
+use aegis_telemetry::{info, warn};
 use aegis_types::{Block, Hash, Transaction, ValidatorId};
 use anyhow::Context;
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
 use crate::preflight::Preflight;
 use engine::{COMMAND_QUEUE, Command, MAX_GOSSIP_TXS, NodeDriver};
@@ -414,7 +414,7 @@ async fn dispatch<P: NodeProtocol>(
                 }
             },
             other => {
-                tracing::debug!(peer_id = %from, tag = other, "Message with an unknown tag ignored");
+                aegis_telemetry::debug!(peer_id = %from, tag = other, "Message with an unknown tag ignored");
                 None
             }
         };

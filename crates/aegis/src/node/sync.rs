@@ -4,9 +4,9 @@
 //! validators, so a peer can slow a node down but never feed it a wrong block.
 
 use aegis_p2p::{Message, P2pNetwork, tags};
+use aegis_telemetry::debug;
 use aegis_types::{Block, CommitCertificate, ValidatorId};
 use borsh::{BorshDeserialize, BorshSerialize};
-use tracing::debug;
 
 /// Most blocks one sync request asks for and one reply carries.
 pub const MAX_SYNC_BLOCKS: u32 = 64;
