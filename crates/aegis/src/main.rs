@@ -10,6 +10,7 @@ mod cmd;
 mod home_lock;
 mod node;
 mod preflight;
+mod service;
 mod startup;
 
 /// AEGIS: a permissioned ledger node (PBFT or Raft, SQLite or PostgreSQL, TLS 1.3 P2P).
