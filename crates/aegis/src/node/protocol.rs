@@ -105,4 +105,11 @@ impl NodeProtocol for Raft {
     fn network_height(&self) -> u64 {
         Raft::network_height(self)
     }
+
+    fn vote_window(&self) -> u64 {
+        // A follower signs commit votes only for the entries it holds, at most this many
+        // beyond its committed height; a new term's election vote is fenced by the lease
+        // (a follower that hears its leader grants no vote, thesis §9.6).
+        aegis_consensus::raft::config::MAX_UNCOMMITTED_ENTRIES as u64
+    }
 }
