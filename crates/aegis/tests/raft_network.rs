@@ -111,10 +111,10 @@ fn chain(network: &Network, node: usize, height: u64) -> BTreeMap<u64, (String, 
 }
 
 /// A client that keeps submitting, round robin over the nodes that answer; it records the
-/// transactions a node acknowledged.
+/// transactions a node acknowledged, with the node.
 struct Load {
     stop: Arc<AtomicBool>,
-    acknowledged: Arc<Mutex<Vec<Transaction>>>,
+    acknowledged: Arc<Mutex<Vec<(usize, Transaction)>>>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -130,14 +130,14 @@ impl Load {
             while !thread_stop.load(Ordering::Acquire) {
                 nonce += 1;
                 let tx = sign(&client, &chain, nonce);
-                let port = ports[nonce as usize % ports.len()];
+                let node = nonce as usize % ports.len();
                 let answer = http_post(
-                    port,
+                    ports[node],
                     "/v1/transactions",
                     &serde_json::to_string(&tx).unwrap(),
                 );
                 if answer.is_some_and(|(status, _)| status == 202) {
-                    thread_acks.lock().unwrap().push(tx);
+                    thread_acks.lock().unwrap().push((node, tx));
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -149,7 +149,7 @@ impl Load {
         }
     }
 
-    fn stop(self) -> Vec<Transaction> {
+    fn stop(self) -> Vec<(usize, Transaction)> {
         self.stop.store(true, Ordering::Release);
         self.thread.join().unwrap();
         std::mem::take(&mut *self.acknowledged.lock().unwrap())
@@ -211,26 +211,29 @@ fn three_raft_validators_commit_and_replace_a_killed_leader_under_load() {
         acknowledged.len()
     );
 
-    // The killed node returns and catches up; a client resubmits what no node knows after a
-    // while (acknowledged by the killed node, which died before passing it on).
+    // The killed node returns and catches up. A transaction a surviving node acknowledged
+    // was passed on to every validator and commits as it is; one the killed node acknowledged
+    // may have died with it before it passed it on: its client resubmits it when no node
+    // knows it after a while (a 202 promises admission to that node's mempool only).
     network.start_node(first_leader);
     let mut resubmitted = 0;
-    let mut top = 0;
-    for tx in &acknowledged {
+    for (acknowledged_by, tx) in &acknowledged {
         let id = tx.id().to_hex();
         let mut last_submit = Instant::now();
         for node in 0..network.n {
-            let height = wait_for(
+            wait_for(
                 COMMIT_WAIT,
                 || {
                     format!(
-                        "transaction {id} committed on node{node}\n{}",
+                        "transaction {id} (acknowledged by node{acknowledged_by}) committed on \
+                         node{node}\n{}",
                         network.logs()
                     )
                 },
                 || {
                     let found = committed_height(&network, node, &id);
                     if found.is_none()
+                        && *acknowledged_by == first_leader
                         && node != first_leader
                         && last_submit.elapsed() > RESUBMIT_AFTER
                     {
@@ -242,15 +245,24 @@ fn three_raft_validators_commit_and_replace_a_killed_leader_under_load() {
                     found
                 },
             );
-            top = top.max(height);
         }
     }
-    eprintln!("{resubmitted} resubmitted after the kill; chain height {top}");
-    assert!(
-        resubmitted <= 20,
-        "only what the killed node held: {resubmitted}"
-    );
+    eprintln!("{resubmitted} acknowledged by the killed leader resubmitted after the kill");
 
+    // Every node ends at the same height with the same blocks; the whole chain is checked.
+    let top = wait_for(
+        COMMIT_WAIT,
+        || format!("every node at one height\n{}", network.logs()),
+        || {
+            let heights: Vec<u64> = (0..network.n)
+                .map(|i| network.height(i))
+                .collect::<Option<_>>()?;
+            heights
+                .iter()
+                .all(|h| *h == heights[0])
+                .then_some(heights[0])
+        },
+    );
     let reference = chain(&network, new_leader, top);
     for node in 0..network.n {
         assert_eq!(
@@ -265,7 +277,7 @@ fn three_raft_validators_commit_and_replace_a_killed_leader_under_load() {
             *seen.entry(id.as_str()).or_default() += 1;
         }
     }
-    for tx in &acknowledged {
+    for (_, tx) in &acknowledged {
         let id = tx.id().to_hex();
         assert_eq!(
             seen.get(id.as_str()),
