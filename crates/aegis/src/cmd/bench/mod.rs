@@ -1,4 +1,6 @@
-//! `aegis bench storage`: ledger append and read throughput on SQLite or PostgreSQL.
+//! `aegis bench`: benchmarks.
+//! - `aegis bench crypto`: Ed25519 verifications per second on this machine ([`crypto`]).
+//! - `aegis bench storage`: ledger append and read throughput on SQLite or PostgreSQL.
 //!
 //! With `--keep DIR` the run leaves a 4-validator testnet in DIR (as `aegis testnet` writes
 //! it) whose node0 holds the benchmark chain, so
@@ -15,11 +17,16 @@ use anyhow::{Context, bail};
 use crate::cmd::db::runtime;
 use crate::cmd::testnet;
 
+pub mod crypto;
+
 /// At most this many blocks per database transaction under group commit, by default.
 pub const DEFAULT_GROUP_COMMIT: usize = 128;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Ed25519 single and batch verifications per second on this machine, and the bound they
+    /// put on a network's throughput.
+    Crypto(crypto::CryptoArgs),
     /// Append signed blocks to a fresh ledger and read transactions back by id.
     Storage(StorageArgs),
 }
@@ -59,6 +66,7 @@ pub struct StorageArgs {
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Storage(args) => storage(args),
+        Command::Crypto(args) => crypto::run(args),
     }
 }
 
