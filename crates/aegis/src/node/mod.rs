@@ -210,6 +210,12 @@ impl ConsensusNode {
     }
 }
 
+/// Whether this build has an engine for `algorithm` (keep in step with [`start`]); tools
+/// that start networks (`aegis bench`) ask before generating one.
+pub fn algorithm_available(algorithm: aegis_types::ConsensusAlgorithm) -> bool {
+    matches!(algorithm, aegis_types::ConsensusAlgorithm::Pbft)
+}
+
 /// Starts the engine with the genesis's consensus algorithm.
 pub async fn start(
     node: &Preflight,
