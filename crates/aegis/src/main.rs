@@ -47,7 +47,7 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Benchmarks: with no subcommand, the committed throughput and latency of a devnet
     /// under an open-loop load, against this machine's signature-verification bound.
-    Bench(cmd::bench::Args),
+    Bench(Box<cmd::bench::Args>),
     /// Run the deterministic consensus simulator on many seeds; exit 0 only with no violation.
     Simulate(cmd::simulate::Args),
     /// Submit and read transactions through a node's API.
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         (Some(Command::Config(command)), _) => cmd::config::run(command),
         (Some(Command::Db(command)), _) => cmd::db::run(command),
         (Some(Command::Verify(args)), _) => cmd::verify::run(args),
-        (Some(Command::Bench(args)), _) => cmd::bench::run(args),
+        (Some(Command::Bench(args)), _) => cmd::bench::run(*args),
         (Some(Command::Simulate(args)), _) => cmd::simulate::run(args),
         (Some(Command::Tx(command)), _) => cmd::client::tx(command),
         (Some(Command::Block(command)), _) => cmd::client::block(command),
