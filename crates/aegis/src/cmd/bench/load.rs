@@ -156,6 +156,17 @@ fn validate(args: &LoadArgs) -> anyhow::Result<()> {
             "--validators must be between 1 and {}",
             testnet::MAX_TESTNET_VALIDATORS
         );
+        let algorithm = match args.algorithm.as_str() {
+            "raft" => ConsensusAlgorithm::Raft,
+            _ => ConsensusAlgorithm::Pbft,
+        };
+        ensure!(
+            crate::node::algorithm_available(algorithm),
+            "--algorithm {}: this build of aegis has no {} engine yet, so its validators \
+             would not start; use --algorithm pbft, or a build that has it",
+            args.algorithm,
+            args.algorithm
+        );
         let tolerated = match args.algorithm.as_str() {
             "raft" => (args.validators - 1) / 2,
             _ => (args.validators - 1) / 3,
@@ -235,18 +246,6 @@ impl Network {
     async fn start(args: &LoadArgs) -> anyhow::Result<Network> {
         if !args.nodes.is_empty() {
             return Ok(Network::given(&args.nodes));
-        }
-        let algorithm = match args.algorithm.as_str() {
-            "raft" => ConsensusAlgorithm::Raft,
-            _ => ConsensusAlgorithm::Pbft,
-        };
-        if !crate::node::algorithm_available(algorithm) {
-            bail!(
-                "--algorithm {}: this build of aegis has no {} engine yet, so its validators \
-                 would not start; use --algorithm pbft, or a build that has it",
-                args.algorithm,
-                args.algorithm
-            );
         }
         let (scratch, dir) = match &args.dir {
             Some(dir) => (None, dir.clone()),
