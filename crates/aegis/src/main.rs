@@ -45,8 +45,8 @@ enum Command {
     /// Verify the stored chain offline: hash links, transaction roots and ids, signatures,
     /// commit certificates against the genesis validators.
     Verify(cmd::verify::Args),
-    /// Benchmarks: with no subcommand, the committed throughput and latency of a devnet
-    /// under an open-loop load, against this machine's signature-verification bound.
+    /// Benchmarks: a network under load (no subcommand), Ed25519 (`crypto`), the ledger
+    /// (`storage`).
     Bench(Box<cmd::bench::Args>),
     /// Run the deterministic consensus simulator on many seeds; exit 0 only with no violation.
     Simulate(cmd::simulate::Args),
