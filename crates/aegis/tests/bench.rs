@@ -135,6 +135,26 @@ fn bench_starts_its_own_devnet_and_reports_every_validator() {
 }
 
 #[test]
+fn bench_runs_a_raft_devnet() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = bench(
+        &[
+            "--algorithm",
+            "raft",
+            "--validators",
+            "3",
+            "--duration",
+            "3",
+            "--rate",
+            "20",
+        ],
+        dir.path(),
+    );
+    check_shape(&report, 3, 20.0);
+    assert_eq!(report["scenario"]["algorithm"], "raft");
+}
+
+#[test]
 fn bench_with_one_validator_down_and_postgresql() {
     let admin = std::env::var("AEGIS_TEST_DATABASE_URL")
         .ok()
@@ -170,6 +190,10 @@ fn bench_with_one_validator_down_and_postgresql() {
 fn bench_refuses_what_it_cannot_run() {
     for (args, says) in [
         (vec!["--down", "2"], "--down 2 leaves no quorum"),
+        (
+            vec!["--algorithm", "raft", "--validators", "3", "--down", "2"],
+            "--down 2 leaves no quorum",
+        ),
         (vec!["--rate", "0"], "--rate must be at least 1"),
     ] {
         let output = aegis().arg("bench").args(&args).output().unwrap();

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aegis_crypto::SecretKey;
-use aegis_types::{ConsensusAlgorithm, Hash, Transaction, TxBody};
+use aegis_types::{Hash, Transaction, TxBody};
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 
@@ -155,17 +155,6 @@ fn validate(args: &LoadArgs) -> anyhow::Result<()> {
             (1..=testnet::MAX_TESTNET_VALIDATORS).contains(&args.validators),
             "--validators must be between 1 and {}",
             testnet::MAX_TESTNET_VALIDATORS
-        );
-        let algorithm = match args.algorithm.as_str() {
-            "raft" => ConsensusAlgorithm::Raft,
-            _ => ConsensusAlgorithm::Pbft,
-        };
-        ensure!(
-            crate::node::algorithm_available(algorithm),
-            "--algorithm {}: this build of aegis has no {} engine yet, so its validators \
-             would not start; use --algorithm pbft, or a build that has it",
-            args.algorithm,
-            args.algorithm
         );
         let tolerated = match args.algorithm.as_str() {
             "raft" => (args.validators - 1) / 2,

@@ -2,6 +2,7 @@
 //! - `aegis bench`: throughput and latency of a running network under load ([`load`]).
 //! - `aegis bench crypto`: Ed25519 verifications per second on this machine ([`crypto`]).
 //! - `aegis bench storage`: ledger append and read throughput on SQLite or PostgreSQL.
+//! - `aegis bench sync`: catch-up speed ([`crate::cmd::bench_sync`]).
 //!
 //! With `--keep DIR` the run leaves a 4-validator testnet in DIR (as `aegis testnet` writes
 //! it) whose node0 holds the benchmark chain, so
@@ -42,6 +43,8 @@ pub enum Command {
     Crypto(crypto::CryptoArgs),
     /// Append signed blocks to a fresh ledger and read transactions back by id.
     Storage(StorageArgs),
+    /// Catch-up speed: a node 10,000 blocks behind syncs from three others.
+    Sync(crate::cmd::bench_sync::SyncArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,6 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(Command::Storage(args)) => storage(args),
         Some(Command::Crypto(args)) => crypto::run(args),
+        Some(Command::Sync(args)) => crate::cmd::bench_sync::sync(args),
         None => load::run(args.load),
     }
 }
