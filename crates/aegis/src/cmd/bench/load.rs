@@ -62,6 +62,8 @@ const SATURATION_MAX_STEPS: usize = 16;
 const SATURATION_FACTOR: f64 = 1.5;
 /// `--find-saturation` stops once a step commits less than this share of what it offered.
 const SATURATED_BELOW: f64 = 0.9;
+/// Each node's resident memory is sampled this often during the load (`rss_mb_samples`).
+const RSS_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// Seconds the Ed25519 calibration spends on each measurement.
 const CRYPTO_SECONDS: f64 = 2.0;
 
@@ -836,6 +838,24 @@ async fn run_step(
     let own_before = super::procfs::own_cpu_time();
     let start = tokio::time::Instant::now();
     let started = start.into_std();
+    let pids: Vec<Option<u32>> = network.processes.iter().map(|(_, pid)| *pid).collect();
+    // One sample per RSS_SAMPLE_EVERY over the window: bounded by the step's duration.
+    let sampler = tokio::spawn(async move {
+        let mut samples: Vec<Vec<Option<f64>>> = vec![Vec::new(); pids.len()];
+        let mut tick = tokio::time::interval(RSS_SAMPLE_EVERY);
+        loop {
+            tick.tick().await;
+            for (pid, series) in pids.iter().zip(samples.iter_mut()) {
+                series.push(
+                    pid.and_then(super::procfs::rss_bytes)
+                        .map(|bytes| round1(bytes as f64 / (1024.0 * 1024.0))),
+                );
+            }
+            if start.elapsed() >= window {
+                return samples;
+            }
+        }
+    });
     let progress = tokio::spawn(show_progress(
         started,
         window,
@@ -869,6 +889,7 @@ async fn run_step(
     let own_after = super::procfs::own_cpu_time();
     let elapsed = window_end.duration_since(started).as_secs_f64();
 
+    let rss_samples = sampler.await.unwrap_or_default();
     let mut outcomes = Vec::with_capacity(requests.len());
     for request in requests {
         outcomes.push(request.await.context("a submission task failed")?);
@@ -942,7 +963,8 @@ async fn run_step(
         .processes
         .iter()
         .zip(cpu_before.iter().zip(&cpu_after))
-        .map(|((name, pid), (before, after))| {
+        .enumerate()
+        .map(|(i, ((name, pid), (before, after)))| {
             let cpu = match (before, after) {
                 (Some(b), Some(a)) => {
                     Some(round1(a.saturating_sub(*b).as_secs_f64() / elapsed * 100.0))
@@ -952,7 +974,13 @@ async fn run_step(
             let rss = pid
                 .and_then(super::procfs::peak_rss_bytes)
                 .map(|bytes| round1(bytes as f64 / (1024.0 * 1024.0)));
-            json!({"name": name, "pid": pid, "cpu_percent": cpu, "peak_rss_mb": rss})
+            json!({
+                "name": name,
+                "pid": pid,
+                "cpu_percent": cpu,
+                "peak_rss_mb": rss,
+                "rss_mb_samples": rss_samples.get(i).cloned().unwrap_or_default(),
+            })
         })
         .collect();
     let client_cpu_percent = match (own_before, own_after) {

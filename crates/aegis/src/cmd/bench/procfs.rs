@@ -30,16 +30,23 @@ fn cpu_time_at(path: &str) -> Option<Duration> {
 
 /// Peak resident set size (`VmHWM`) of a process in bytes, or `None` once it is gone.
 pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:").map(|kib| kib * 1024)
+}
+
+/// Resident set size now (`VmRSS`) of a process in bytes, or `None` once it is gone.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:").map(|kib| kib * 1024)
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kib: u64 = line
-        .trim_start_matches("VmHWM:")
+    let line = text.lines().find(|line| line.starts_with(field))?;
+    line.trim_start_matches(field)
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .ok()?;
-    Some(kib * 1024)
+        .ok()
 }
 
 /// The process on this machine listening on TCP `port` (IPv4 or IPv6), if this user may see
@@ -99,6 +106,7 @@ mod tests {
         assert!(cpu_time(pid).is_some());
         assert!(own_cpu_time().is_some());
         assert!(peak_rss_bytes(pid).unwrap() > 0);
+        assert!(rss_bytes(pid).unwrap() > 0);
     }
 
     #[test]
