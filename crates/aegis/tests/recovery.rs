@@ -190,6 +190,17 @@ fn verify(network: &mut Network, node: usize) {
     );
 }
 
+/// SIGTERM to node `node`; it must exit 0.
+fn stop(network: &mut Network, node: usize) {
+    let status = network.stop_node(node);
+    assert!(
+        status.success(),
+        "node{node} stops cleanly: {status}\n{}\n{}",
+        log_of(network, node),
+        network.logs()
+    );
+}
+
 fn metric(network: &Network, node: usize, name: &str) -> f64 {
     let (_, body) = http_get(network.metrics_port(node), "/metrics").expect("/metrics answers");
     body.lines()
@@ -256,7 +267,7 @@ fn lost_consensus_log(n: usize, algorithm: &'static str) {
     let victim = n - 1;
     let load = Workload::start(api_ports(&network), LOAD_EVERY);
     wait_height(&network, 0, 5);
-    assert!(network.stop_node(victim).success());
+    stop(&mut network, victim);
     std::fs::remove_dir_all(network.home(victim).join("data/consensus")).unwrap();
     wait_height(&network, 0, network.height(0).unwrap() + 5);
     network.start_node(victim);
@@ -271,7 +282,7 @@ fn lost_consensus_log(n: usize, algorithm: &'static str) {
     let height = settle(&network, &all(n));
     same_chain_each_committed_once(&network, &all(n), height, &accepted);
     // A restart with its new log is an ordinary restart: no fence.
-    assert!(network.stop_node(victim).success());
+    stop(&mut network, victim);
     network.start_node(victim);
     wait_until(
         CATCH_UP_WAIT,
@@ -315,7 +326,7 @@ fn empty_database(n: usize, algorithm: &'static str) {
     let victim = 1;
     let load = Workload::start(api_ports(&network), LOAD_EVERY);
     wait_height(&network, 0, 20);
-    assert!(network.stop_node(victim).success());
+    stop(&mut network, victim);
     for name in ["blockchain.db", "blockchain.db-wal", "blockchain.db-shm"] {
         let path = network.home(victim).join("data").join(name);
         if path.exists() {
@@ -364,14 +375,14 @@ fn sql(db: &std::path::Path, statement: &str) -> String {
 fn lying_peer(n: usize, algorithm: &'static str) {
     let mut network = Network::start_with(n, algorithm);
     let (liar, behind) = (1, n - 1);
-    assert!(network.stop_node(behind).success());
+    stop(&mut network, behind);
     let load = Workload::start(api_ports(&network)[..behind].to_vec(), LOAD_EVERY);
     wait_height(&network, 0, 150);
     let accepted = load.finish();
     let up: Vec<usize> = (0..behind).collect();
     let height = settle(&network, &up);
     for node in &up {
-        assert!(network.stop_node(*node).success());
+        stop(&mut network, *node);
     }
     // The liar: below its tip, blocks at odd heights carry altered transactions, and at
     // even heights a certificate with a forged signature byte.
@@ -398,9 +409,14 @@ fn lying_peer(n: usize, algorithm: &'static str) {
         behind,
         &format!("Sync: byzantine evidence: node{liar}"),
     );
-    assert!(metric(&network, behind, "aegis_sync_invalid_blocks_total") >= 1.0);
+    let invalid = metric(&network, behind, "aegis_sync_invalid_blocks_total");
+    assert!(invalid >= 1.0, "invalid replies counted: {invalid}");
     let before_honest = network.height(behind).unwrap_or(0);
-    assert!(before_honest < height, "nothing of the liar's was taken");
+    assert!(
+        before_honest < height,
+        "nothing of the liar's was taken: node{behind} at {before_honest} of {height}\n{}",
+        log_of(&network, behind)
+    );
     // The honest ones come back: sync completes from them.
     for node in up.iter().filter(|node| **node != liar) {
         network.start_node(*node);
