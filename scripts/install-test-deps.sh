@@ -3,8 +3,11 @@
 # the project's kind: fail2ban (its fail2ban-regex checks the shipped filter), openssl
 # (s_client handshakes), curl and jq (the guide's commands), tmux (drives aegis devnet),
 # PostgreSQL 15 server binaries (throwaway test clusters),
-# promtool (from Debian's `prometheus` package: `promtool check metrics` on /metrics),
-# PyNaCl (the Python example of docs/encoding.md) and openapi-spec-validator (validates
+# promtool and prometheus (Debian's `prometheus` package: `promtool check metrics` on /metrics,
+# the alert rules' checks and unit tests, and a real Prometheus scraping a test network),
+# systemd-analyze (`verify` and `security` on the unit), strace (the unit's system call
+# filter against a traced node), logrotate (rotates a running node's log), Chromium and a
+# font (the block explorer page in headless Chromium), PyNaCl (the Python example of docs/encoding.md) and openapi-spec-validator (validates
 # /v1/openapi.json). Idempotent; skips what is present.
 set -euo pipefail
 
@@ -21,6 +24,16 @@ fi
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
 # promtool ships only in the server package (its -dev sibling is Go source, no binary).
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# systemd-analyze is in the systemd package; nothing is started (policy-rc.d below, and a
+# container has no systemd running).
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v logrotate >/dev/null 2>&1 || need_apt+=(logrotate)
+# strace: the unit's system call filter is checked against a traced running node.
+command -v strace >/dev/null 2>&1 || need_apt+=(strace)
+# Headless Chromium drives the explorer page (--dump-dom, --screenshot and the DevTools
+# protocol); without recommends it has no font, and the screenshot would show boxes.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+[ -e /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf ] || need_apt+=(fonts-liberation)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

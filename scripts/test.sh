@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine of the project's kind (run as root there, or as a
-# user who already has fail2ban, openssl, PostgreSQL 15 binaries and PyNaCl):
+# user who already has fail2ban, openssl, PostgreSQL 15 binaries, prometheus/promtool,
+# systemd-analyze, logrotate, chromium and PyNaCl):
 #   1. installs what the tests need (scripts/install-test-deps.sh);
 #   2. starts a throwaway PostgreSQL cluster, unless AEGIS_TEST_DATABASE_URL is already set;
 #   3. checks formatting and lints, then runs every test of the workspace.

@@ -5,9 +5,11 @@
 //! - **The API port** (`api.host`/`api.port`, 8080): `GET /health` ([`health`]) with its
 //!   readiness thresholds, and the client API: `POST /v1/transactions` and
 //!   `GET /v1/transactions/{id}` ([`transactions`]), `GET /v1/blocks/{height}` and
-//!   `/v1/blocks/latest` ([`blocks`]), `GET /v1/events` (Server-Sent Events, [`events`]) and
-//!   `GET /v1/openapi.json` ([`openapi`]). The routes are one table ([`routes`]); the JSON
-//!   bodies are this crate's own types ([`model`]). `docs/api.md` describes them.
+//!   `/v1/blocks/latest` ([`blocks`]), `GET /v1/events` (Server-Sent Events, [`events`]),
+//!   `GET /v1/openapi.json` ([`openapi`]), `GET /v1/node` ([`chain`]) and `GET /v1/peers`
+//!   ([`peers`]); and the block explorer page at `GET /` with its assets under
+//!   `/explorer/` ([`explorer`]). The routes are one table ([`routes`]); the JSON bodies are
+//!   this crate's own types ([`model`]). `docs/api.md` describes them.
 //! - **The monitoring port** (`monitoring.host`/`monitoring.metrics_port`, 9090):
 //!   `GET <metrics_path>` (OpenMetrics or classic text, negotiated) and `GET /status`
 //!   ([`monitoring`]).
@@ -31,12 +33,14 @@ pub mod blocks;
 pub mod chain;
 pub mod error;
 pub mod events;
+pub mod explorer;
 pub mod health;
 pub mod limits;
 pub mod model;
 pub mod monitoring;
 pub mod node;
 pub mod openapi;
+pub mod peers;
 pub mod rate_limit;
 pub mod routes;
 pub mod server;

@@ -404,6 +404,54 @@ pub struct NodeInfoJson {
     pub validators: usize,
 }
 
+/// How a genesis validator stands as seen from this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerState {
+    /// This node itself.
+    #[serde(rename = "self")]
+    Myself,
+    /// Connected now (mutually authenticated TLS session).
+    Connected,
+    /// Not connected now.
+    Disconnected,
+}
+
+/// One genesis validator in `GET /v1/peers`.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[schema(as = ValidatorPeer)]
+pub struct ValidatorPeerJson {
+    /// Its index in the genesis `validators` list (certificates name signers by it).
+    pub validator_id: u16,
+    /// Its name in the genesis.
+    pub name: String,
+    /// Its Ed25519 public key (checks its certificate signatures).
+    #[schema(value_type = String, pattern = "^[0-9a-fA-F]{64}$")]
+    pub public_key: PublicKey,
+    pub state: PeerState,
+    /// `inbound` or `outbound` (connected only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<&'static str>,
+    /// Last ping round trip in milliseconds (connected, once one was answered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+}
+
+/// `GET /v1/peers`: the genesis validators, which of them this node is connected to, and
+/// the quorum a block needs.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[schema(as = Peers)]
+pub struct PeersJson {
+    /// This node's name.
+    pub node_id: String,
+    /// Validators connected now (this node not counted).
+    pub connected: usize,
+    /// Commit votes a block needs: `floor((n + f) / 2) + 1`.
+    pub quorum: usize,
+    /// Every genesis validator, in genesis order.
+    pub validators: Vec<ValidatorPeerJson>,
+}
+
 /// `GET /health`: 200 when healthy or degraded, 503 when unhealthy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(as = Health)]

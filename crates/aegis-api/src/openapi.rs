@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
 use crate::routes::ClientApi;
-use crate::{ApiError, blocks, chain, events, health, model, transactions};
+use crate::{ApiError, blocks, chain, events, explorer, health, model, peers, transactions};
 
 /// The document's description of the API port.
 #[derive(Debug, OpenApi)]
@@ -33,6 +33,9 @@ use crate::{ApiError, blocks, chain, events, health, model, transactions};
         events::events,
         openapi_json,
         chain::node_info,
+        peers::peers,
+        explorer::index,
+        explorer::asset,
     ),
     components(schemas(
         ErrorBody,
@@ -49,6 +52,9 @@ use crate::{ApiError, blocks, chain, events, health, model, transactions};
         model::BlockEventJson,
         model::HealthJson,
         model::NodeInfoJson,
+        model::PeersJson,
+        model::ValidatorPeerJson,
+        model::PeerState,
         transactions::SubmitRequest,
         transactions::SubmitResponse,
     )),
@@ -57,7 +63,8 @@ use crate::{ApiError, blocks, chain, events, health, model, transactions};
         (name = "blocks", description = "Committed blocks with their certificates"),
         (name = "events", description = "A stream of committed blocks"),
         (name = "health", description = "Health and readiness"),
-        (name = "meta", description = "This document"),
+        (name = "meta", description = "This document, the node's chain and its peers"),
+        (name = "explorer", description = "The block explorer page for people, served by the node"),
     ),
     modifiers(&EveryRouteMayRefuse)
 )]

@@ -14,7 +14,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::{ApiLimits, Guard, guard};
-use crate::{ApiError, NodeStatus, blocks, chain, events, health, openapi, server, transactions};
+use crate::{
+    ApiError, NodeStatus, blocks, chain, events, explorer, health, openapi, peers, server,
+    transactions,
+};
 
 /// What the API port's handlers share.
 #[derive(Debug)]
@@ -56,6 +59,9 @@ pub fn api_routes() -> Vec<ApiRoute> {
         route(Method::GET, "/v1/events", get(events::events)),
         route(Method::GET, "/v1/openapi.json", get(openapi::openapi_json)),
         route(Method::GET, "/v1/node", get(chain::node_info)),
+        route(Method::GET, "/v1/peers", get(peers::peers)),
+        route(Method::GET, "/", get(explorer::index)),
+        route(Method::GET, "/explorer/{asset}", get(explorer::asset)),
     ]
 }
 

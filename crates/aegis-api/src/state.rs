@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use aegis_p2p::P2pNetwork;
 use aegis_storage::Ledger;
-use aegis_types::{Genesis, ValidatorSet};
+use aegis_types::{Genesis, PublicKey, ValidatorSet};
 
 use crate::{ApiError, NodeApi};
 
@@ -57,6 +57,8 @@ pub struct NodeStatus {
     node_id: String,
     network: P2pNetwork,
     validators: usize,
+    /// Each genesis validator's name and key, in genesis order.
+    members: Vec<(String, PublicKey)>,
     quorum: usize,
     ledger: Arc<LedgerStatus>,
     metrics: Arc<aegis_telemetry::Metrics>,
@@ -101,6 +103,11 @@ impl NodeStatus {
             node_id,
             network,
             validators: validators.len(),
+            members: validators
+                .validators()
+                .iter()
+                .map(|validator| (validator.name.clone(), validator.public_key))
+                .collect(),
             quorum: validators.quorum(),
             ledger,
             metrics,
@@ -199,6 +206,11 @@ impl NodeStatus {
     /// Validators in the genesis set.
     pub fn validator_count(&self) -> usize {
         self.validators
+    }
+
+    /// Each genesis validator's name and public key, in genesis order (index = validator id).
+    pub fn validator_members(&self) -> &[(String, PublicKey)] {
+        &self.members
     }
 
     pub fn uptime_seconds(&self) -> u64 {

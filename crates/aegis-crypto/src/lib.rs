@@ -13,5 +13,5 @@ pub use keyfile::{KdfParams, KeyFileError, read_key_file, read_public_key, write
 pub use sign::SecretKey;
 pub use verify::{
     BatchVerifier, CertError, SignatureError, verify, verify_commit_certificate,
-    verify_transaction, verify_transactions,
+    verify_commit_certificates, verify_transaction, verify_transactions,
 };

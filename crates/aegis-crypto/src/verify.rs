@@ -125,35 +125,61 @@ pub fn verify_commit_certificate(
     chain_id: &str,
     validators: &ValidatorSet,
 ) -> Result<(), CertError> {
-    let mut previous: Option<ValidatorId> = None;
-    for entry in &cert.signatures {
-        if previous.is_some_and(|p| p >= entry.validator) {
-            return Err(CertError::NotSortedOrDuplicate(entry.validator));
-        }
-        if validators.get(entry.validator).is_none() {
-            return Err(CertError::UnknownValidator(entry.validator));
-        }
-        previous = Some(entry.validator);
-    }
+    verify_commit_certificates(std::slice::from_ref(cert), chain_id, validators)
+        .map_err(|(_, error)| error)
+}
+
+/// Checks many commit certificates (a range of synced blocks) with one batch verification
+/// of all their signatures. On failure, names the first bad certificate (its index in
+/// `certs`) and why.
+pub fn verify_commit_certificates(
+    certs: &[CommitCertificate],
+    chain_id: &str,
+    validators: &ValidatorSet,
+) -> Result<(), (usize, CertError)> {
     let need = validators.quorum();
-    if cert.signatures.len() < need {
-        return Err(CertError::TooFewSignatures {
-            have: cert.signatures.len(),
-            need,
-        });
-    }
-    let message = cert.vote(chain_id).signing_bytes();
-    let mut batch = BatchVerifier::with_capacity(cert.signatures.len());
-    for entry in &cert.signatures {
-        if let Some(validator) = validators.get(entry.validator) {
-            batch.queue(validator.public_key, message.clone(), entry.signature);
+    let mut batch = BatchVerifier::with_capacity(batch_capacity(certs));
+    // Which certificate each queued signature belongs to, and its validator.
+    let mut owners = Vec::with_capacity(batch_capacity(certs));
+    for (index, cert) in certs.iter().enumerate() {
+        let mut previous: Option<ValidatorId> = None;
+        for entry in &cert.signatures {
+            if previous.is_some_and(|p| p >= entry.validator) {
+                return Err((index, CertError::NotSortedOrDuplicate(entry.validator)));
+            }
+            if validators.get(entry.validator).is_none() {
+                return Err((index, CertError::UnknownValidator(entry.validator)));
+            }
+            previous = Some(entry.validator);
+        }
+        if cert.signatures.len() < need {
+            return Err((
+                index,
+                CertError::TooFewSignatures {
+                    have: cert.signatures.len(),
+                    need,
+                },
+            ));
+        }
+        let message = cert.vote(chain_id).signing_bytes();
+        for entry in &cert.signatures {
+            if let Some(validator) = validators.get(entry.validator) {
+                batch.queue(validator.public_key, message.clone(), entry.signature);
+                owners.push((index, entry.validator));
+            }
         }
     }
     batch.verify().map_err(|bad| {
-        CertError::BadSignatures(
-            bad.into_iter()
-                .map(|i| cert.signatures[i].validator)
-                .collect(),
-        )
+        let first = bad.first().map_or(0, |&i| owners[i].0);
+        let culprits = bad
+            .into_iter()
+            .filter(|&i| owners[i].0 == first)
+            .map(|i| owners[i].1)
+            .collect();
+        (first, CertError::BadSignatures(culprits))
     })
+}
+
+fn batch_capacity(certs: &[CommitCertificate]) -> usize {
+    certs.iter().map(|c| c.signatures.len()).sum()
 }

@@ -8,8 +8,8 @@
 )]
 
 use aegis_crypto::{
-    BatchVerifier, CertError, SecretKey, verify, verify_commit_certificate, verify_transaction,
-    verify_transactions,
+    BatchVerifier, CertError, SecretKey, verify, verify_commit_certificate,
+    verify_commit_certificates, verify_transaction, verify_transactions,
 };
 use aegis_types::{
     CommitCertificate, CommitVote, ENCODING_VERSION, Hash, PublicKey, Signature, TxBody, Validator,
@@ -101,9 +101,18 @@ fn validator_set(keys: &[SecretKey], f: usize) -> ValidatorSet {
 }
 
 fn certificate(keys: &[SecretKey], signers: &[usize]) -> CommitCertificate {
-    let vote = CommitVote::new("test-chain", 5, 2, Hash::digest(b"block 5"));
+    certificate_at(keys, signers, 5)
+}
+
+fn certificate_at(keys: &[SecretKey], signers: &[usize], height: u64) -> CommitCertificate {
+    let vote = CommitVote::new(
+        "test-chain",
+        height,
+        2,
+        Hash::digest(format!("block {height}").as_bytes()),
+    );
     CommitCertificate {
-        height: 5,
+        height,
         view: 2,
         block_hash: vote.block_hash,
         signatures: signers
@@ -158,4 +167,32 @@ fn commit_certificate_needs_a_quorum_of_valid_distinct_signatures() {
         verify_commit_certificate(&cert, "test-chain", &set),
         Err(CertError::BadSignatures(_))
     ));
+}
+
+/// A synced range's certificates in one batch: all good passes; a bad one is named by its
+/// index with the validators whose signatures fail, and structural faults come first.
+#[test]
+fn many_certificates_verify_in_one_batch_and_the_bad_one_is_named() {
+    let keys: Vec<_> = (1..=4).map(key).collect();
+    let set = validator_set(&keys, 1);
+    let mut certs: Vec<_> = (1..=20)
+        .map(|h| certificate_at(&keys, &[0, 1, 2], h))
+        .collect();
+    assert_eq!(
+        verify_commit_certificates(&certs, "test-chain", &set),
+        Ok(())
+    );
+    assert_eq!(verify_commit_certificates(&[], "test-chain", &set), Ok(()));
+    // Certificate 7 carries a signature made for another height.
+    certs[7].signatures[1] = certificate_at(&keys, &[1], 99).signatures.remove(0);
+    assert_eq!(
+        verify_commit_certificates(&certs, "test-chain", &set),
+        Err((7, CertError::BadSignatures(vec![ValidatorId(1)])))
+    );
+    // Certificate 3 is one signature short: named before any signature is checked.
+    certs[3].signatures.pop();
+    assert_eq!(
+        verify_commit_certificates(&certs, "test-chain", &set),
+        Err((3, CertError::TooFewSignatures { have: 2, need: 3 }))
+    );
 }

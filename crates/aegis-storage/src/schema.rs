@@ -39,10 +39,16 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_deferred_id_index.sql"),
         postgres: include_str!("../migrations/postgres/0002_deferred_id_index.sql"),
     },
+    Migration {
+        version: 3,
+        name: "consensus_runs",
+        sqlite: include_str!("../migrations/sqlite/0003_consensus_runs.sql"),
+        postgres: include_str!("../migrations/postgres/0003_consensus_runs.sql"),
+    },
 ];
 
 /// The schema version this binary writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Tables only SQLite has: its transaction-id index kept as a table filled in bulk
 /// (`crate::id_index`). Every other table is on both backends.

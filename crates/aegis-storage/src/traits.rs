@@ -216,6 +216,17 @@ pub trait NodeRegistry: Send + Sync {
 
     /// Every known node, validators first, then by name.
     fn nodes(&self) -> StoreFuture<'_, Vec<NodeRecord>>;
+
+    /// Whether the consensus engine of the validator with `public_key` has run on this
+    /// ledger before (table `consensus_runs`).
+    fn consensus_ran<'a>(&'a self, public_key: &'a PublicKey) -> StoreFuture<'a, bool>;
+
+    /// Records that the consensus engine of `public_key` runs on this ledger (at `at_ms`).
+    fn record_consensus_run<'a>(
+        &'a self,
+        public_key: &'a PublicKey,
+        at_ms: u64,
+    ) -> StoreFuture<'a, ()>;
 }
 
 /// Everything a node persists. The engine is generic over this.

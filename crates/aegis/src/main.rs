@@ -11,6 +11,7 @@ mod home_lock;
 mod node;
 mod ops;
 mod preflight;
+mod service;
 mod startup;
 
 /// AEGIS: a permissioned ledger node (PBFT or Raft, SQLite or PostgreSQL, TLS 1.3 P2P).

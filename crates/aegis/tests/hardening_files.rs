@@ -192,6 +192,8 @@ fn garbage_certificates_are_named_by_config_check_and_logged_by_run() {
 }
 
 /// The files under `dir`, sorted.
+/// The files under `dir`, but for a running node's temporary files (a compaction of its
+/// consensus log writes `consensus.log.tmp` and renames it at any moment).
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -200,7 +202,7 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else {
+            } else if path.extension().is_none_or(|ext| ext != "tmp") {
                 files.push(path);
             }
         }

@@ -93,4 +93,39 @@ impl NodeRegistry for SqlStore {
             })
         })
     }
+
+    fn consensus_ran<'a>(&'a self, public_key: &'a PublicKey) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            on_pool!(self, pool => {
+                let count: i64 = sqlx::query("SELECT COUNT(*) FROM consensus_runs WHERE public_key = $1")
+                    .bind(public_key.to_hex())
+                    .fetch_one(pool)
+                    .await
+                    .and_then(|row| row.try_get(0))
+                    .map_err(StorageError::db("read consensus runs"))?;
+                Ok(count > 0)
+            })
+        })
+    }
+
+    fn record_consensus_run<'a>(
+        &'a self,
+        public_key: &'a PublicKey,
+        at_ms: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            on_pool!(self, pool => {
+                sqlx::query(
+                    "INSERT INTO consensus_runs (public_key, first_run_ms, last_run_ms) VALUES ($1, $2, $2) \
+                     ON CONFLICT (public_key) DO UPDATE SET last_run_ms = excluded.last_run_ms",
+                )
+                .bind(public_key.to_hex())
+                .bind(at_ms as i64)
+                .execute(pool)
+                .await
+                .map_err(StorageError::db("record a consensus run"))?;
+                Ok(())
+            })
+        })
+    }
 }

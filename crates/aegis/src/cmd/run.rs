@@ -72,6 +72,7 @@ async fn node_main(
         }
     };
     let network = start_network(&node, &sighup, Arc::clone(&ledger_status), store.clone()).await?;
+    crate::service::notify_when_ready(&node, Arc::clone(&network.consensus.api));
     let probe = tokio::spawn(probe_ledger(store.clone(), ledger_status));
     let failed = tokio::select! {
         signal = shutdown_signal() => {
@@ -222,6 +223,7 @@ async fn start_network(
         &node.genesis.chain_id,
         node.genesis.consensus.algorithm.as_str(),
     );
+    crate::service::register_metrics(&metrics, node);
     let identity = aegis_p2p::Identity::new(node.secret.clone(), &node.genesis)
         .context("read the validator set from the genesis")?;
     let validators = identity.validators().clone();

@@ -3,7 +3,9 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod browser;
 pub mod network;
+pub mod workload;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
