@@ -182,7 +182,12 @@ fn process_figures() -> serde_json::Value {
         .map_or("", |(_, rest)| rest)
         .split_whitespace()
         .collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // USER_HZ is 100 on every Linux architecture AEGIS runs on.
     let cpu_seconds = (ticks(11) + ticks(12)) as f64 / 100.0;
     let kb = |name: &str| {

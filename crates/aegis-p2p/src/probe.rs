@@ -15,7 +15,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::auth::{self, AuthError, AuthenticatedPeer, EXPORTER_BYTES, EXPORTER_LABEL, Identity, Purpose, Role};
+use crate::auth::{
+    self, AuthError, AuthenticatedPeer, EXPORTER_BYTES, EXPORTER_LABEL, Identity, Purpose, Role,
+};
 use crate::tls::TlsStore;
 use crate::wire::{self, HANDSHAKE_MAX_FRAME_SIZE, RecordKind};
 
@@ -91,7 +93,13 @@ pub async fn probe(
     let started = Instant::now();
     let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
         .await
-        .map_err(|_| fail(Stage::Tcp, format!("no connection within {timeout:?}"), None))?
+        .map_err(|_| {
+            fail(
+                Stage::Tcp,
+                format!("no connection within {timeout:?}"),
+                None,
+            )
+        })?
         .map_err(|error| fail(Stage::Tcp, error.to_string(), None))?;
     let tcp = started.elapsed();
     let _ = stream.set_nodelay(true);
@@ -110,10 +118,19 @@ pub async fn probe(
         .client_config()
         .map_err(|error| fail(Stage::Tls, error.to_string(), Some(tcp)))?;
     let tls_started = Instant::now();
-    let mut session = tokio::time::timeout(timeout, TlsConnector::from(config).connect(server_name, stream))
-        .await
-        .map_err(|_| fail(Stage::Tls, format!("no handshake within {timeout:?}"), Some(tcp)))?
-        .map_err(|error| fail(Stage::Tls, error.to_string(), Some(tcp)))?;
+    let mut session = tokio::time::timeout(
+        timeout,
+        TlsConnector::from(config).connect(server_name, stream),
+    )
+    .await
+    .map_err(|_| {
+        fail(
+            Stage::Tls,
+            format!("no handshake within {timeout:?}"),
+            Some(tcp),
+        )
+    })?
+    .map_err(|error| fail(Stage::Tls, error.to_string(), Some(tcp)))?;
     let tls_time = tls_started.elapsed();
     let (_, connection) = session.get_ref();
     let exporter = connection
@@ -122,10 +139,23 @@ pub async fn probe(
     let hello_started = Instant::now();
     let peer = tokio::time::timeout(
         timeout,
-        auth::exchange_hello_for(&mut session, &exporter, Role::Dialer, identity, 0, Purpose::Probe),
+        auth::exchange_hello_for(
+            &mut session,
+            &exporter,
+            Role::Dialer,
+            identity,
+            0,
+            Purpose::Probe,
+        ),
     )
     .await
-    .map_err(|_| fail(Stage::Hello, format!("no Hello within {timeout:?}"), Some(tcp)))?
+    .map_err(|_| {
+        fail(
+            Stage::Hello,
+            format!("no Hello within {timeout:?}"),
+            Some(tcp),
+        )
+    })?
     .map_err(|error| fail(Stage::Hello, hello_reason(&error), Some(tcp)))?;
     let hello = hello_started.elapsed();
     let mut best = None::<Duration>;
@@ -133,7 +163,13 @@ pub async fn probe(
     for nonce in 1..=pings.max(1) as u64 {
         let rtt = tokio::time::timeout(timeout, ping_once(&mut session, &mut buffer, nonce))
             .await
-            .map_err(|_| fail(Stage::Ping, format!("no pong within {timeout:?}"), Some(tcp)))?
+            .map_err(|_| {
+                fail(
+                    Stage::Ping,
+                    format!("no pong within {timeout:?}"),
+                    Some(tcp),
+                )
+            })?
             .map_err(|reason| fail(Stage::Ping, reason, Some(tcp)))?;
         best = Some(best.map_or(rtt, |b| b.min(rtt)));
     }
@@ -164,7 +200,11 @@ async fn ping_once<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<Duration, String> {
     let sent = Instant::now();
     stream
-        .write_all(&wire::single_record_frame(RecordKind::Ping, 0, &nonce.to_be_bytes()))
+        .write_all(&wire::single_record_frame(
+            RecordKind::Ping,
+            0,
+            &nonce.to_be_bytes(),
+        ))
         .await
         .map_err(|error| error.to_string())?;
     stream.flush().await.map_err(|error| error.to_string())?;
@@ -173,7 +213,8 @@ async fn ping_once<S: AsyncRead + AsyncWrite + Unpin>(
             .await
             .map_err(|error| error.to_string())?
             .ok_or("the node closed the connection")?;
-        let records = wire::decode_frame(frame, HANDSHAKE_MAX_FRAME_SIZE).map_err(|error| error.to_string())?;
+        let records = wire::decode_frame(frame, HANDSHAKE_MAX_FRAME_SIZE)
+            .map_err(|error| error.to_string())?;
         for record in records {
             if record.kind == RecordKind::Pong && record.payload[..] == nonce.to_be_bytes() {
                 return Ok(sent.elapsed());
@@ -189,9 +230,13 @@ pub(crate) async fn serve_probe<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S
     let mut answered = 0;
     let session = async {
         while answered < MAX_PROBE_PINGS {
-            let Ok(Some(frame)) =
-                wire::read_frame(&mut stream, &mut buffer, HANDSHAKE_MAX_FRAME_SIZE, PROBE_SESSION)
-                    .await
+            let Ok(Some(frame)) = wire::read_frame(
+                &mut stream,
+                &mut buffer,
+                HANDSHAKE_MAX_FRAME_SIZE,
+                PROBE_SESSION,
+            )
+            .await
             else {
                 return;
             };

@@ -44,7 +44,11 @@ fn chain_id(network: &Network) -> String {
 }
 
 /// Submits transactions to nodes 0-2 one after another until `stop`; counts the accepted.
-fn load(network: &Network, stop: Arc<AtomicBool>, accepted: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
+fn load(
+    network: &Network,
+    stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
     let chain = chain_id(network);
     let ports: Vec<u16> = (0..3).map(|i| network.api_port(i)).collect();
     std::thread::spawn(move || {
@@ -60,7 +64,11 @@ fn load(network: &Network, stop: Arc<AtomicBool>, accepted: Arc<AtomicU64>) -> s
                 payload: format!("backup load {nonce}").into_bytes(),
             });
             let port = ports[(nonce as usize) % ports.len()];
-            if let Some((202, _)) = http_post(port, "/v1/transactions", &serde_json::to_string(&tx).unwrap()) {
+            if let Some((202, _)) = http_post(
+                port,
+                "/v1/transactions",
+                &serde_json::to_string(&tx).unwrap(),
+            ) {
                 accepted.fetch_add(1, Ordering::Relaxed);
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -69,8 +77,15 @@ fn load(network: &Network, stop: Arc<AtomicBool>, accepted: Arc<AtomicU64>) -> s
 }
 
 fn sha256(path: &Path) -> String {
-    let output = std::process::Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8_lossy(&output.stdout).split_whitespace().next().unwrap().to_owned()
+    let output = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
@@ -96,18 +111,31 @@ fn a_backup_under_load_restores_on_a_wiped_home_and_a_corrupt_one_is_refused() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(backup.join("manifest.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(backup.join("manifest.json")).unwrap())
+            .unwrap();
     let backup_height = manifest["height"].as_u64().unwrap();
     assert!(backup_height >= 3, "{manifest:#}");
     assert_eq!(manifest["backend"], "sqlite");
     assert_eq!(manifest["aegis_version"], env!("CARGO_PKG_VERSION"));
-    let roles: Vec<&str> = manifest["files"].as_array().unwrap().iter().map(|f| f["role"].as_str().unwrap()).collect();
-    for role in ["ledger", "config", "genesis", "node_key", "tls_cert", "tls_key", "tls_ca"] {
+    let roles: Vec<&str> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["role"].as_str().unwrap())
+        .collect();
+    for role in [
+        "ledger", "config", "genesis", "node_key", "tls_cert", "tls_key", "tls_ca",
+    ] {
         assert!(roles.contains(&role), "{role} in {roles:?}");
     }
     for file in manifest["files"].as_array().unwrap() {
         let path = backup.join(file["path"].as_str().unwrap());
-        assert_eq!(sha256(&path), file["sha256"].as_str().unwrap(), "{}", path.display());
+        assert_eq!(
+            sha256(&path),
+            file["sha256"].as_str().unwrap(),
+            "{}",
+            path.display()
+        );
     }
     // The block at the backup's height is the one the network has there.
     let (_, block) = http_get(network.api_port(1), &format!("/v1/blocks/{backup_height}")).unwrap();
@@ -131,35 +159,70 @@ fn a_backup_under_load_restores_on_a_wiped_home_and_a_corrupt_one_is_refused() {
     let output = restore(&corrupt, &network.config(3));
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let said = String::from_utf8_lossy(&output.stderr);
-    assert!(said.contains("corrupt") && said.contains("ledger.db") && said.contains("nothing of the node was changed"), "{said}");
-    assert_eq!(std::fs::read_dir(&data).unwrap().filter_map(Result::ok).filter(|e| e.file_name() != "aegis.lock").count(), 0, "data untouched");
+    assert!(
+        said.contains("corrupt")
+            && said.contains("ledger.db")
+            && said.contains("nothing of the node was changed"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&data)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name() != "aegis.lock")
+            .count(),
+        0,
+        "data untouched"
+    );
 
     // A manifest that does not match its ledger (another height) is refused too.
     let mismatched = network.dir.path().join("mismatched");
     copy_dir(&backup, &mismatched);
     let mut edited = manifest.clone();
     edited["height"] = Value::from(backup_height + 1);
-    std::fs::write(mismatched.join("manifest.json"), serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+    std::fs::write(
+        mismatched.join("manifest.json"),
+        serde_json::to_string_pretty(&edited).unwrap(),
+    )
+    .unwrap();
     let output = restore(&mismatched, &network.config(3));
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("mismatched backup"), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("mismatched backup"),
+        "{}",
+        text(&output)
+    );
 
     // The good backup restores, verifies, and node3 catches up with the others.
     let output = restore(&backup, &network.config(3));
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    let output = aegis().args(["verify", "--config"]).arg(network.config(3)).output().unwrap();
+    let output = aegis()
+        .args(["verify", "--config"])
+        .arg(network.config(3))
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     assert!(
-        String::from_utf8_lossy(&output.stdout).contains(&format!("Chain verified: {backup_height} blocks")),
+        String::from_utf8_lossy(&output.stdout)
+            .contains(&format!("Chain verified: {backup_height} blocks")),
         "{}",
         text(&output)
     );
     network.start_node(3);
     let target = network.height(0).unwrap();
-    assert!(target > backup_height, "the network went on after the backup");
+    assert!(
+        target > backup_height,
+        "the network went on after the backup"
+    );
     wait_until(
         CATCH_UP_WAIT,
-        || format!("node3 at height {target}: {:?}\n{}", network.height(3), network.logs()),
+        || {
+            format!(
+                "node3 at height {target}: {:?}\n{}",
+                network.height(3),
+                network.logs()
+            )
+        },
         || network.height(3).is_some_and(|h| h >= target),
     );
     stop.store(true, Ordering::Relaxed);
@@ -178,6 +241,11 @@ fn restore(from: &Path, config: &Path) -> Output {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    let status = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(status.success());
 }

@@ -9,6 +9,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Row};
 
+use super::Pool;
 use super::rows::tip_from_row;
 use crate::config::redact_url;
 use crate::{StorageError, Tip};
@@ -79,7 +80,10 @@ pub async fn create_postgres_database(url: &str) -> Result<DatabaseCreated, Stor
         DatabaseCreated::AlreadyThere
     } else {
         let sql = format!("CREATE DATABASE {}", quote_ident(&name));
-        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await {
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+        {
             Ok(_) => DatabaseCreated::Created,
             // Created meanwhile by someone else: what was asked for is there.
             Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P04") => {
@@ -108,7 +112,10 @@ pub async fn drop_postgres_database(url: &str) -> Result<(), StorageError> {
         )));
     }
     let mut conn = maintenance(url).await?;
-    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name));
+    let sql = format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quote_ident(&name)
+    );
     let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(&mut conn)
         .await
@@ -195,11 +202,14 @@ impl PgSnapshot {
     /// in it: a `pg_dump --snapshot` of the id sees exactly that chain.
     pub async fn begin(url: &str) -> Result<PgSnapshot, StorageError> {
         let (options, _) = parse_url(url)?;
-        let mut conn = options.connect().await.map_err(|error| StorageError::Unreachable {
-            url: redact_url(url),
-            waited_secs: 0,
-            reason: error.to_string(),
-        })?;
+        let mut conn = options
+            .connect()
+            .await
+            .map_err(|error| StorageError::Unreachable {
+                url: redact_url(url),
+                waited_secs: 0,
+                reason: error.to_string(),
+            })?;
         sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut conn)
             .await

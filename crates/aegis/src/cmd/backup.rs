@@ -35,7 +35,7 @@ use anyhow::{Context, bail, ensure};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cmd::db::{load_config, runtime, store_config};
+use crate::cmd::db::{load_config, runtime};
 
 /// `format` of a manifest.
 pub const MANIFEST_FORMAT: &str = "aegis-backup";
@@ -110,7 +110,8 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let genesis = crate::preflight::load_genesis(&node.node.genesis_file).map_err(anyhow::Error::msg)?;
+    let genesis =
+        crate::preflight::load_genesis(&node.node.genesis_file).map_err(anyhow::Error::msg)?;
     prepare_out(&args.out)?;
     let out = &args.out;
     let mut files = Vec::new();
@@ -136,7 +137,10 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
                 &genesis,
             ))
             .context("verify the copied ledger")?;
-        ensure!(report.is_ok(), "the copied ledger does not verify: {report}");
+        ensure!(
+            report.is_ok(),
+            "the copied ledger does not verify: {report}"
+        );
     }
     files.push(describe(out, ledger_file, "ledger", None)?);
     let tls = &node.security.tls;
@@ -150,7 +154,8 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     if let Some(ca) = &tls.ca_file {
         config_files.push(("tls_ca", ca.clone()));
     }
-    std::fs::create_dir_all(out.join("config")).with_context(|| format!("create {}", out.join("config").display()))?;
+    std::fs::create_dir_all(out.join("config"))
+        .with_context(|| format!("create {}", out.join("config").display()))?;
     for (role, source) in config_files {
         let name = source
             .file_name()
@@ -158,7 +163,11 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| role.to_owned());
         let relative = format!("config/{role}-{name}");
         let bytes = aegis_fs::read_regular_file(&source, MAX_CONFIG_FILE_BYTES)?;
-        let mode = if role == "tls_key" || role == "node_key" { 0o600 } else { 0o644 };
+        let mode = if role == "tls_key" || role == "node_key" {
+            0o600
+        } else {
+            0o644
+        };
         write_new(&out.join(&relative), &bytes, mode)?;
         files.push(describe(out, &relative, role, Some(source))?);
     }
@@ -237,7 +246,8 @@ fn pg_tool(name: &str) -> PathBuf {
 
 fn prepare_out(out: &Path) -> anyhow::Result<()> {
     if out.exists() {
-        let mut entries = std::fs::read_dir(out).with_context(|| format!("read {}", out.display()))?;
+        let mut entries =
+            std::fs::read_dir(out).with_context(|| format!("read {}", out.display()))?;
         ensure!(
             entries.next().is_none(),
             "{} is not empty; give a new directory for each backup",
@@ -266,7 +276,12 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
 }
 
 /// Size and sha256 of `dir/relative`.
-fn describe(dir: &Path, relative: &str, role: &str, source: Option<PathBuf>) -> anyhow::Result<ManifestFile> {
+fn describe(
+    dir: &Path,
+    relative: &str,
+    role: &str,
+    source: Option<PathBuf>,
+) -> anyhow::Result<ManifestFile> {
     let (bytes, sha256) = hash_file(&dir.join(relative))?;
     Ok(ManifestFile {
         path: relative.to_owned(),
@@ -284,7 +299,9 @@ pub fn hash_file(path: &Path) -> anyhow::Result<(u64, String)> {
     let mut buffer = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
-        let read = file.read(&mut buffer).with_context(|| format!("read {}", path.display()))?;
+        let read = file
+            .read(&mut buffer)
+            .with_context(|| format!("read {}", path.display()))?;
         if read == 0 {
             break;
         }
@@ -361,7 +378,8 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let genesis = crate::preflight::load_genesis(&node.node.genesis_file).map_err(anyhow::Error::msg)?;
+    let genesis =
+        crate::preflight::load_genesis(&node.node.genesis_file).map_err(anyhow::Error::msg)?;
     match restore_checked(&node, &genesis, &args.from) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => {
@@ -389,13 +407,17 @@ fn restore_checked(node: &NodeConfig, genesis: &Genesis, from: &Path) -> anyhow:
     match &node.storage.backend {
         StorageBackend::Sqlite { path } => {
             let parent = path.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("create {}", parent.display()))?;
             let scratch = parent.join(format!(".restore-{stamp}.db"));
             let _ = std::fs::remove_file(&scratch);
             let cleanup = Scratch(scratch.clone());
             std::fs::copy(&ledger, &scratch)
                 .with_context(|| format!("copy {} to {}", ledger.display(), scratch.display()))?;
-            let (height, tip) = runtime.block_on(verify_ledger(&aegis_storage::StoreConfig::sqlite(&scratch), genesis))?;
+            let (height, tip) = runtime.block_on(verify_ledger(
+                &aegis_storage::StoreConfig::sqlite(&scratch),
+                genesis,
+            ))?;
             check_tip(&manifest, height, tip)?;
             // Checked: swap. The old ledger and its WAL move aside, whole.
             let mut moved = Vec::new();
@@ -450,12 +472,13 @@ fn restore_checked(node: &NodeConfig, genesis: &Genesis, from: &Path) -> anyhow:
         manifest.tip_hash.as_deref().unwrap_or("none"),
         from.display()
     );
-    match crate::cmd::reset::move_aside(&node.node.data_dir.join("consensus"), SystemTime::now())? {
-        Some(aside) => println!(
+    if let Some(aside) =
+        crate::cmd::reset::move_aside(&node.node.data_dir.join("consensus"), SystemTime::now())?
+    {
+        println!(
             "Moved the consensus log aside to {} (it belongs to the replaced ledger)",
             aside.display()
-        ),
-        None => {}
+        );
     }
     println!(
         "On its next start the node replays the restored chain and fetches the blocks committed \
@@ -484,7 +507,10 @@ async fn verify_ledger(
     let report = aegis_storage::verify(config, genesis)
         .await
         .context("verify the backup's chain")?;
-    ensure!(report.is_ok(), "the backup's chain does not verify: {report}");
+    ensure!(
+        report.is_ok(),
+        "the backup's chain does not verify: {report}"
+    );
     let store = aegis_storage::SqlStore::open_read_only(config)
         .await
         .context("open the backup's ledger")?;
@@ -509,7 +535,12 @@ fn check_tip(manifest: &Manifest, height: u64, tip: Option<String>) -> anyhow::R
 /// transaction.
 async fn pg_restore(url: &str, dump: &Path, replace: bool) -> anyhow::Result<()> {
     let mut command = tokio::process::Command::new(pg_tool("pg_restore"));
-    command.args(["--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction"]);
+    command.args([
+        "--no-owner",
+        "--no-privileges",
+        "--exit-on-error",
+        "--single-transaction",
+    ]);
     if replace {
         command.args(["--clean", "--if-exists"]);
     }

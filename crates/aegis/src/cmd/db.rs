@@ -56,9 +56,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     if init && let Backend::Postgres { url } = &store.backend {
         let created = runtime
             .block_on(aegis_storage::admin::create_postgres_database(url))
-            .with_context(|| {
-                format!("create the database {}", store.backend.location())
-            })?;
+            .with_context(|| format!("create the database {}", store.backend.location()))?;
         match created {
             aegis_storage::admin::DatabaseCreated::Created => {
                 println!("Created database {}", store.backend.location());

@@ -66,7 +66,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config_path = args.config.clone().unwrap_or_else(crate::ops::default_config_path);
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(crate::ops::default_config_path);
     let config = crate::cmd::db::load_config(&config_path);
     let secrets = Secrets::collect(&config_path, config.as_ref().ok());
     let runtime = crate::cmd::health::runtime()?;
@@ -77,7 +80,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let stamp = crate::ops::compact_timestamp(SystemTime::now());
     let name = format!("aegis_diagnostic_{stamp}");
-    std::fs::create_dir_all(&args.out).map_err(|e| anyhow::anyhow!("create {}: {e}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| anyhow::anyhow!("create {}: {e}", args.out.display()))?;
     let report = runtime.block_on(report(&config_path, config.as_ref()));
     let report = secrets.scrub(&report);
     if !args.bundle {
@@ -107,7 +111,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .arg(&name)
         .status()
         .map_err(|e| anyhow::anyhow!("run tar: {e}"))?;
-    anyhow::ensure!(status.success(), "tar failed ({status}) writing {}", bundle.display());
+    anyhow::ensure!(
+        status.success(),
+        "tar failed ({status}) writing {}",
+        bundle.display()
+    );
     std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o600))?;
     println!("Diagnostic bundle completed: {}", bundle.display());
     Ok(ExitCode::SUCCESS)
@@ -122,7 +130,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .map_err(|e| anyhow::anyhow!("create {}: {e}", path.display()))?;
-    file.write_all(bytes).map_err(|e| anyhow::anyhow!("write {}: {e}", path.display()))
+    file.write_all(bytes)
+        .map_err(|e| anyhow::anyhow!("write {}: {e}", path.display()))
 }
 
 /// Every secret value known, to scrub from whatever the report holds.
@@ -235,10 +244,15 @@ pub fn redact_urls(text: &str) -> String {
         let (before, after) = rest.split_at(found + 3);
         out.push_str(before);
         let end = after
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '/' | '?' | '#' | ',' | ')' | '>'))
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, '"' | '\'' | '/' | '?' | '#' | ',' | ')' | '>')
+            })
             .unwrap_or(after.len());
         let authority = &after[..end];
-        match authority.rfind('@').and_then(|at| authority[..at].find(':').map(|colon| (colon, at))) {
+        match authority
+            .rfind('@')
+            .and_then(|at| authority[..at].find(':').map(|colon| (colon, at)))
+        {
             Some((colon, at)) => {
                 out.push_str(&authority[..=colon]);
                 out.push_str("***");
@@ -309,7 +323,9 @@ async fn report(config_path: &Path, config: Result<&NodeConfig, &String>) -> Str
         "AEGIS Comprehensive Diagnostic Report\nGenerated: {}\nHost: {}\nUser: uid {}\naegis {}\nConfiguration: {}\n=========================================",
         aegis_telemetry::format_rfc3339_millis(SystemTime::now()),
         hostname.trim(),
-        std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0),
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(0),
         env!("CARGO_PKG_VERSION"),
         config_path.display()
     );
@@ -322,11 +338,23 @@ async fn report(config_path: &Path, config: Result<&NodeConfig, &String>) -> Str
         read_or("/proc/sys/kernel/osrelease").trim(),
         read_or("/proc/sys/kernel/version").trim()
     );
-    if let Ok(release) = aegis_fs::read_regular_file_to_string(Path::new("/etc/os-release"), 64 * 1024) {
+    if let Ok(release) =
+        aegis_fs::read_regular_file_to_string(Path::new("/etc/os-release"), 64 * 1024)
+    {
         out.push_str(&release);
     }
-    let _ = writeln!(out, "Uptime (s, idle s): {}", read_or("/proc/uptime").trim());
-    command(&mut out, "Time synchronization status", "timedatectl", &["status"]).await;
+    let _ = writeln!(
+        out,
+        "Uptime (s, idle s): {}",
+        read_or("/proc/uptime").trim()
+    );
+    command(
+        &mut out,
+        "Time synchronization status",
+        "timedatectl",
+        &["status"],
+    )
+    .await;
 
     section(&mut out, "System Resources");
     match host::memory() {
@@ -343,7 +371,12 @@ async fn report(config_path: &Path, config: Result<&NodeConfig, &String>) -> Str
             let _ = writeln!(out, "Memory: {error}");
         }
     }
-    let _ = writeln!(out, "CPUs: {}; load average: {}", host::cpu_count(), read_or("/proc/loadavg").trim());
+    let _ = writeln!(
+        out,
+        "CPUs: {}; load average: {}",
+        host::cpu_count(),
+        read_or("/proc/loadavg").trim()
+    );
     if let Ok((cpu, _)) = host::cpu_percent(Duration::from_millis(500), None).await {
         let _ = writeln!(out, "CPU use over 0.5 s: {cpu}%");
     }
@@ -374,8 +407,20 @@ async fn report(config_path: &Path, config: Result<&NodeConfig, &String>) -> Str
     }
 
     section(&mut out, "AEGIS Service Status");
-    command(&mut out, "Systemd service status", "systemctl", &["status", "aegis", "--no-pager"]).await;
-    command(&mut out, "Recent service logs", "journalctl", &["-u", "aegis", "--no-pager", "-n", "50"]).await;
+    command(
+        &mut out,
+        "Systemd service status",
+        "systemctl",
+        &["status", "aegis", "--no-pager"],
+    )
+    .await;
+    command(
+        &mut out,
+        "Recent service logs",
+        "journalctl",
+        &["-u", "aegis", "--no-pager", "-n", "50"],
+    )
+    .await;
     if let Ok(config) = config {
         match holder::holder(&config.node.data_dir) {
             Ok(Some(found)) => {
@@ -389,7 +434,11 @@ async fn report(config_path: &Path, config: Result<&NodeConfig, &String>) -> Str
                 );
             }
             Ok(None) => {
-                let _ = writeln!(out, "The node of this home is NOT running (nobody holds {})", holder::lock_path(&config.node.data_dir).display());
+                let _ = writeln!(
+                    out,
+                    "The node of this home is NOT running (nobody holds {})",
+                    holder::lock_path(&config.node.data_dir).display()
+                );
             }
             Err(error) => {
                 let _ = writeln!(out, "Whether the node runs: {error}");
@@ -409,18 +458,32 @@ async fn report(config_path: &Path, config: Result<&NodeConfig, &String>) -> Str
 
     section(&mut out, "Network Connectivity");
     if let Ok(config) = config {
-        let monitoring_port = config.monitoring.enabled.then_some(config.monitoring.metrics_port);
+        let monitoring_port = config
+            .monitoring
+            .enabled
+            .then_some(config.monitoring.metrics_port);
         for (what, host_name, port) in [
             ("p2p", config.p2p.host.as_str(), Some(config.p2p.port)),
             ("api", config.api.host.as_str(), Some(config.api.port)),
-            ("monitoring", config.monitoring.host.as_str(), monitoring_port),
+            (
+                "monitoring",
+                config.monitoring.host.as_str(),
+                monitoring_port,
+            ),
         ] {
             let Some(port) = port else { continue };
             let address = endpoints::reachable(host_name, port);
-            let open = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(&address))
-                .await
-                .is_ok_and(|r| r.is_ok());
-            let _ = writeln!(out, "{what} port {address}: {}", if open { "listening" } else { "NOT listening" });
+            let open = tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect(&address),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok());
+            let _ = writeln!(
+                out,
+                "{what} port {address}: {}",
+                if open { "listening" } else { "NOT listening" }
+            );
         }
     }
     command(&mut out, "Listening sockets", "ss", &["-tlnp"]).await;
@@ -428,7 +491,10 @@ async fn report(config_path: &Path, config: Result<&NodeConfig, &String>) -> Str
     section(&mut out, "AEGIS Configuration");
     match config {
         Ok(config) => {
-            match aegis_fs::read_regular_file_to_string(&config.source, aegis_config::MAX_CONFIG_FILE_BYTES) {
+            match aegis_fs::read_regular_file_to_string(
+                &config.source,
+                aegis_config::MAX_CONFIG_FILE_BYTES as u64,
+            ) {
                 Ok(text) => {
                     let _ = writeln!(out, "--- {}", config.source.display());
                     out.push_str(&redact_urls(&text));
@@ -437,7 +503,12 @@ async fn report(config_path: &Path, config: Result<&NodeConfig, &String>) -> Str
                     let _ = writeln!(out, "{error}");
                 }
             }
-            let _ = writeln!(out, "\nStorage: {} at {}", crate::cmd::db::store_config(config).backend.kind(), crate::cmd::db::store_config(config).backend.location());
+            let _ = writeln!(
+                out,
+                "\nStorage: {} at {}",
+                crate::cmd::db::store_config(config).backend.kind(),
+                crate::cmd::db::store_config(config).backend.location()
+            );
             for (what, path) in [
                 ("node key (encrypted; not read)", &config.node.key_file),
                 ("TLS certificate", &config.security.tls.cert_file),
@@ -452,11 +523,19 @@ async fn report(config_path: &Path, config: Result<&NodeConfig, &String>) -> Str
     }
     let home = aegis_config::resolve_home(config_path, &aegis_config::process_env);
     let dotenv = home.join(".env");
-    let _ = writeln!(out, "\n--- {} (values of secret variables hidden)", dotenv.display());
+    let _ = writeln!(
+        out,
+        "\n--- {} (values of secret variables hidden)",
+        dotenv.display()
+    );
     match aegis_config::load_dotenv(&dotenv) {
         Ok(pairs) => {
             for (name, value) in pairs {
-                let shown = if is_secret_name(&name) { "***".to_owned() } else { value };
+                let shown = if is_secret_name(&name) {
+                    "***".to_owned()
+                } else {
+                    value
+                };
                 let _ = writeln!(out, "{name}={shown}");
             }
             let _ = writeln!(out, "(mode {})", describe_file(&dotenv));
@@ -504,7 +583,11 @@ async fn report(config_path: &Path, config: Result<&NodeConfig, &String>) -> Str
         let _ = writeln!(out, "GET {url}");
         match endpoints::get(&client, &url).await {
             Ok(fetched) => {
-                let _ = writeln!(out, "HTTP {} in {:?}: {}", fetched.status, fetched.elapsed, fetched.body);
+                let _ = writeln!(
+                    out,
+                    "HTTP {} in {:?}: {}",
+                    fetched.status, fetched.elapsed, fetched.body
+                );
             }
             Err(error) => {
                 let _ = writeln!(out, "failed: {error}");
@@ -515,7 +598,12 @@ async fn report(config_path: &Path, config: Result<&NodeConfig, &String>) -> Str
             let _ = writeln!(out, "GET {url} (aegis_ series, first 20)");
             match endpoints::get(&client, &url).await {
                 Ok(fetched) => {
-                    for line in fetched.body.lines().filter(|l| l.starts_with("aegis_")).take(20) {
+                    for line in fetched
+                        .body
+                        .lines()
+                        .filter(|l| l.starts_with("aegis_"))
+                        .take(20)
+                    {
                         out.push_str(line);
                         out.push('\n');
                     }
@@ -557,7 +645,11 @@ fn aegis_processes() -> Vec<(u32, String)> {
         return found;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         if host::read_proc(&format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "aegis") {
@@ -586,7 +678,9 @@ fn sizes(home: &Path) -> Vec<(PathBuf, u64)> {
             if walked > MAX_WALKED_ENTRIES {
                 break;
             }
-            let Ok(metadata) = std::fs::symlink_metadata(&next) else { continue };
+            let Ok(metadata) = std::fs::symlink_metadata(&next) else {
+                continue;
+            };
             if metadata.is_dir() {
                 if let Ok(children) = std::fs::read_dir(&next) {
                     stack.extend(children.flatten().map(|e| e.path()));
@@ -603,7 +697,11 @@ fn sizes(home: &Path) -> Vec<(PathBuf, u64)> {
 /// Backend, version, connections, schema and height, read-only.
 async fn database_facts(config: &NodeConfig) -> String {
     let store = crate::cmd::db::store_config(config);
-    let mut out = format!("Backend: {} at {}\n", store.backend.kind(), store.backend.location());
+    let mut out = format!(
+        "Backend: {} at {}\n",
+        store.backend.kind(),
+        store.backend.location()
+    );
     match aegis_storage::admin::database_facts(&store).await {
         Ok(facts) => {
             for (name, value) in facts {
@@ -618,16 +716,32 @@ async fn database_facts(config: &NodeConfig) -> String {
 }
 
 /// The bundle's files beside the report.
-async fn bundle_extras(config_path: &Path, config: Result<&NodeConfig, &String>) -> Vec<(&'static str, String)> {
+async fn bundle_extras(
+    config_path: &Path,
+    config: Result<&NodeConfig, &String>,
+) -> Vec<(&'static str, String)> {
     let mut files = Vec::new();
     let Ok(config) = config else {
-        files.push(("configuration-errors.txt", format!("{}: {}", config_path.display(), config.err().map_or("", |e| e.as_str()))));
+        files.push((
+            "configuration-errors.txt",
+            format!(
+                "{}: {}",
+                config_path.display(),
+                config.err().map_or("", |e| e.as_str())
+            ),
+        ));
         return files;
     };
-    if let Ok(text) = aegis_fs::read_regular_file_to_string(&config.source, aegis_config::MAX_CONFIG_FILE_BYTES) {
+    if let Ok(text) = aegis_fs::read_regular_file_to_string(
+        &config.source,
+        aegis_config::MAX_CONFIG_FILE_BYTES as u64,
+    ) {
         files.push(("production.yaml", redact_urls(&text)));
     }
-    if let Ok(text) = aegis_fs::read_regular_file_to_string(&config.node.genesis_file, crate::preflight::MAX_GENESIS_FILE_BYTES) {
+    if let Ok(text) = aegis_fs::read_regular_file_to_string(
+        &config.node.genesis_file,
+        crate::preflight::MAX_GENESIS_FILE_BYTES,
+    ) {
         files.push(("genesis.json", text));
     }
     if let Ok(lines) = logfile::last_lines(&config.logging.file, BUNDLE_LOG_LINES) {
@@ -642,7 +756,12 @@ async fn bundle_extras(config_path: &Path, config: Result<&NodeConfig, &String>)
             if let Ok(fetched) = endpoints::get(&client, &format!("{base}/status")).await {
                 files.push(("status.json", fetched.body));
             }
-            if let Ok(fetched) = endpoints::get(&client, &format!("{base}{}", endpoints::metrics_path(config))).await {
+            if let Ok(fetched) = endpoints::get(
+                &client,
+                &format!("{base}{}", endpoints::metrics_path(config)),
+            )
+            .await
+            {
                 files.push(("metrics.txt", fetched.body));
             }
         }
@@ -651,7 +770,11 @@ async fn bundle_extras(config_path: &Path, config: Result<&NodeConfig, &String>)
 }
 
 /// The guide's disaster_assessment.sh: service, data, backups, network, disk.
-async fn assessment(config_path: &Path, config: Result<&NodeConfig, &String>, backups: &Path) -> String {
+async fn assessment(
+    config_path: &Path,
+    config: Result<&NodeConfig, &String>,
+    backups: &Path,
+) -> String {
     let mut out = format!(
         "=== AEGIS Disaster Recovery Assessment ===\nTimestamp: {}\nConfiguration: {}\n",
         aegis_telemetry::format_rfc3339_millis(SystemTime::now()),
@@ -705,9 +828,19 @@ async fn assessment(config_path: &Path, config: Result<&NodeConfig, &String>, ba
         }
     }
     let consensus = config.node.data_dir.join("consensus");
-    let entries = std::fs::read_dir(&consensus).map(|e| e.count()).unwrap_or(0);
-    let _ = writeln!(out, "Consensus state: {} ({entries} files)", consensus.display());
-    let _ = writeln!(out, "Run `aegis verify --config {}` for a full check of the chain", config.source.display());
+    let entries = std::fs::read_dir(&consensus)
+        .map(|e| e.count())
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "Consensus state: {} ({entries} files)",
+        consensus.display()
+    );
+    let _ = writeln!(
+        out,
+        "Run `aegis verify --config {}` for a full check of the chain",
+        config.source.display()
+    );
 
     out.push_str("\n3. Available Backups:\n");
     match std::fs::read_dir(backups) {
@@ -721,9 +854,10 @@ async fn assessment(config_path: &Path, config: Result<&NodeConfig, &String>, ba
                 let _ = writeln!(out, "WARNING: no backups in {}", backups.display());
             }
             for (_, path) in found.iter().rev().take(5).rev() {
-                let manifest = aegis_fs::read_regular_file_to_string(&path.join("manifest.json"), 1024 * 1024)
-                    .ok()
-                    .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
+                let manifest =
+                    aegis_fs::read_regular_file_to_string(&path.join("manifest.json"), 1024 * 1024)
+                        .ok()
+                        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
                 match manifest {
                     Some(m) => {
                         let _ = writeln!(
@@ -747,11 +881,24 @@ async fn assessment(config_path: &Path, config: Result<&NodeConfig, &String>, ba
     }
 
     out.push_str("\n4. Network Connectivity:\n");
-    for address in config.p2p.bootstrap_nodes.iter().map(ToString::to_string).take(16) {
-        let reachable = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(&address))
-            .await
-            .is_ok_and(|r| r.is_ok());
-        let _ = writeln!(out, "Peer {address}: {}", if reachable { "OK" } else { "FAILED" });
+    for address in config
+        .p2p
+        .bootstrap_nodes
+        .iter()
+        .map(ToString::to_string)
+        .take(16)
+    {
+        let reachable = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(&address),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        let _ = writeln!(
+            out,
+            "Peer {address}: {}",
+            if reachable { "OK" } else { "FAILED" }
+        );
     }
     if config.p2p.bootstrap_nodes.is_empty() {
         out.push_str("No bootstrap_nodes configured\n");

@@ -243,7 +243,9 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub async fn check(config: &NodeConfig, thresholds: Thresholds) -> anyhow::Result<Report> {
     let client = endpoints::client()?;
     let service = check_service(config);
-    let pid = service.details["pid"].as_u64().and_then(|pid| u32::try_from(pid).ok());
+    let pid = service.details["pid"]
+        .as_u64()
+        .and_then(|pid| u32::try_from(pid).ok());
     let (health, metrics, database, resources, status) = tokio::join!(
         check_health_endpoint(&client, config),
         check_metrics_endpoint(&client, config),
@@ -348,7 +350,10 @@ async fn check_health_endpoint(client: &reqwest::Client, config: &NodeConfig) ->
             result.message = format!("HTTP {} ({node_status})", fetched.status);
         } else if node_status == "degraded" {
             result.status = Status::Warning;
-            result.message = format!("Endpoint responding (HTTP 200), node degraded: {}", degraded_reasons(&body));
+            result.message = format!(
+                "Endpoint responding (HTTP 200), node degraded: {}",
+                degraded_reasons(&body)
+            );
         }
     }
     result
@@ -442,12 +447,16 @@ async fn check_database(config: &NodeConfig) -> CheckResult {
     }
 }
 
-async fn check_resources(config: &NodeConfig, thresholds: Thresholds, pid: Option<u32>) -> CheckResult {
+async fn check_resources(
+    config: &NodeConfig,
+    thresholds: Thresholds,
+    pid: Option<u32>,
+) -> CheckResult {
     let cpu = host::cpu_percent(CPU_SAMPLE, pid).await;
     let memory = host::memory();
     let disk = host::disk(&config.node.data_dir);
     let (cpu, node_cpu, memory, disk) = match (cpu, memory, disk) {
-        ((Ok((cpu, node_cpu))), Ok(memory), Ok(disk)) => (cpu, node_cpu, memory, disk),
+        (Ok((cpu, node_cpu)), Ok(memory), Ok(disk)) => (cpu, node_cpu, memory, disk),
         (cpu, memory, disk) => {
             let error = [cpu.err(), memory.err(), disk.err()]
                 .into_iter()
@@ -530,16 +539,18 @@ fn check_logs(config: &NodeConfig) -> CheckResult {
         match logfile::level_of(line) {
             Some(logfile::Level::Error) => {
                 errors += 1;
-                last_error = Some(
-                    logfile::parse(line).map_or_else(|| line.clone(), |entry| entry.message),
-                );
+                last_error =
+                    Some(logfile::parse(line).map_or_else(|| line.clone(), |entry| entry.message));
             }
             Some(logfile::Level::Warning) => warnings += 1,
             _ => {}
         }
     }
     let (status, message) = if errors > LOG_ERRORS_UNHEALTHY {
-        (Status::Unhealthy, format!("High error count in logs: {errors} errors"))
+        (
+            Status::Unhealthy,
+            format!("High error count in logs: {errors} errors"),
+        )
     } else if errors > 0 || warnings > LOG_WARNINGS_WARNING {
         (
             Status::Warning,
@@ -565,14 +576,19 @@ fn check_logs(config: &NodeConfig) -> CheckResult {
 
 /// `/status`, sampled twice about [`CPU_SAMPLE`] apart (the height must be seen to move
 /// while transactions wait).
-async fn fetch_status(client: &reqwest::Client, config: &NodeConfig) -> Result<(Value, Value), String> {
+async fn fetch_status(
+    client: &reqwest::Client,
+    config: &NodeConfig,
+) -> Result<(Value, Value), String> {
     let Some(base) = endpoints::monitoring_url(config) else {
         return Err("monitoring.enabled is false: /status is not served".to_owned());
     };
     let url = format!("{base}/status");
     let first = endpoints::get_json(client, &url).await?;
     tokio::time::sleep(CPU_SAMPLE).await;
-    let second = endpoints::get_json(client, &url).await.unwrap_or_else(|_| first.clone());
+    let second = endpoints::get_json(client, &url)
+        .await
+        .unwrap_or_else(|_| first.clone());
     Ok((first, second))
 }
 
@@ -625,7 +641,11 @@ fn check_consensus_and_sync(
         "seconds_since_last_commit": since_commit_s.map(host::round1),
     });
     let consensus = if !running {
-        CheckResult::new(Status::Unhealthy, "The consensus engine is not running", details)
+        CheckResult::new(
+            Status::Unhealthy,
+            "The consensus engine is not running",
+            details,
+        )
     } else if needed_peers.is_some_and(|needed| peers < needed) {
         CheckResult::new(
             Status::Unhealthy,

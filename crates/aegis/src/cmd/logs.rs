@@ -176,7 +176,8 @@ impl Analysis {
         match level {
             Level::Error => {
                 let hour = timestamp.get(..13).unwrap_or("unknown").to_owned();
-                if self.errors_by_hour.len() < MAX_HOURS || self.errors_by_hour.contains_key(&hour) {
+                if self.errors_by_hour.len() < MAX_HOURS || self.errors_by_hour.contains_key(&hour)
+                {
                     *self.errors_by_hour.entry(hour).or_default() += 1;
                 }
                 self.error_messages.add(&entry.message);
@@ -185,14 +186,29 @@ impl Analysis {
             _ => {}
         }
         let lower = entry.message.to_ascii_lowercase();
-        if ["slow", "timeout", "timed out", "latency"].iter().any(|w| lower.contains(w)) {
+        if ["slow", "timeout", "timed out", "latency"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
             push_bounded(&mut self.performance, shown.clone(), PERFORMANCE_LINES);
         }
-        let p2p_logger = entry.logger.as_deref().is_some_and(|l| l.starts_with("aegis_p2p"));
-        let p2p_words = ["peer", "connection", "p2p"].iter().any(|w| lower.contains(w));
-        let event_words = ["connected", "disconnected", "failed", "cannot connect", "refused", "banned"]
+        let p2p_logger = entry
+            .logger
+            .as_deref()
+            .is_some_and(|l| l.starts_with("aegis_p2p"));
+        let p2p_words = ["peer", "connection", "p2p"]
             .iter()
             .any(|w| lower.contains(w));
+        let event_words = [
+            "connected",
+            "disconnected",
+            "failed",
+            "cannot connect",
+            "refused",
+            "banned",
+        ]
+        .iter()
+        .any(|w| lower.contains(w));
         if (p2p_logger || p2p_words) && event_words {
             push_bounded(&mut self.p2p, shown, P2P_LINES);
         }
@@ -200,9 +216,23 @@ impl Analysis {
 
     pub fn render(&self, path: &Path) -> String {
         let mut out = format!("=== AEGIS log analysis of {} ===\n", path.display());
-        out.push_str(&format!("Lines: {}, malformed (not JSON log lines): {}\n", self.lines, self.malformed));
-        let levels: Vec<String> = self.by_level.iter().map(|(l, c)| format!("{} {c}", l.as_str())).collect();
-        out.push_str(&format!("By level: {}\n", if levels.is_empty() { "none".to_owned() } else { levels.join(", ") }));
+        out.push_str(&format!(
+            "Lines: {}, malformed (not JSON log lines): {}\n",
+            self.lines, self.malformed
+        ));
+        let levels: Vec<String> = self
+            .by_level
+            .iter()
+            .map(|(l, c)| format!("{} {c}", l.as_str()))
+            .collect();
+        out.push_str(&format!(
+            "By level: {}\n",
+            if levels.is_empty() {
+                "none".to_owned()
+            } else {
+                levels.join(", ")
+            }
+        ));
         out.push_str("\n=== Error Analysis by Hour ===\n");
         let mut hours: Vec<(&String, &u64)> = self.errors_by_hour.iter().collect();
         hours.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
@@ -212,7 +242,10 @@ impl Analysis {
         for (hour, count) in hours {
             out.push_str(&format!("{count:>7} {hour}:00\n"));
         }
-        for (title, counter) in [("Most Frequent Errors", &self.error_messages), ("Most Frequent Warnings", &self.warning_messages)] {
+        for (title, counter) in [
+            ("Most Frequent Errors", &self.error_messages),
+            ("Most Frequent Warnings", &self.warning_messages),
+        ] {
             out.push_str(&format!("\n=== {title} ===\n"));
             let top = counter.top(TOP_MESSAGES);
             if top.is_empty() {
@@ -222,7 +255,10 @@ impl Analysis {
                 out.push_str(&format!("{count:>7} {message}\n"));
             }
             if counter.others > 0 {
-                out.push_str(&format!("{:>7} (other messages, beyond {MAX_DISTINCT_MESSAGES} distinct ones)\n", counter.others));
+                out.push_str(&format!(
+                    "{:>7} (other messages, beyond {MAX_DISTINCT_MESSAGES} distinct ones)\n",
+                    counter.others
+                ));
             }
         }
         out.push_str("\n=== Performance Analysis (slow, timeout, latency) ===\n");
@@ -249,7 +285,10 @@ impl Analysis {
 /// at the end of the input. A longer line is cut there and the rest skipped.
 fn read_line<R: BufRead>(reader: &mut R, line: &mut Vec<u8>) -> std::io::Result<bool> {
     line.clear();
-    let read = reader.by_ref().take(MAX_LINE_BYTES as u64).read_until(b'\n', line)?;
+    let read = reader
+        .by_ref()
+        .take(MAX_LINE_BYTES as u64)
+        .read_until(b'\n', line)?;
     if read == 0 {
         return Ok(false);
     }
@@ -260,7 +299,10 @@ fn read_line<R: BufRead>(reader: &mut R, line: &mut Vec<u8>) -> std::io::Result<
         let mut rest = Vec::new();
         loop {
             rest.clear();
-            let more = reader.by_ref().take(MAX_LINE_BYTES as u64).read_until(b'\n', &mut rest)?;
+            let more = reader
+                .by_ref()
+                .take(MAX_LINE_BYTES as u64)
+                .read_until(b'\n', &mut rest)?;
             if more == 0 || rest.last() == Some(&b'\n') {
                 break;
             }
@@ -277,7 +319,9 @@ pub fn analyze_file(path: &Path) -> anyhow::Result<Analysis> {
     let mut reader = BufReader::new(file);
     let mut analysis = Analysis::default();
     let mut line = Vec::new();
-    while read_line(&mut reader, &mut line).map_err(|error| anyhow::anyhow!("read {}: {error}", path.display()))? {
+    while read_line(&mut reader, &mut line)
+        .map_err(|error| anyhow::anyhow!("read {}: {error}", path.display()))?
+    {
         analysis.add(&String::from_utf8_lossy(&line));
     }
     Ok(analysis)
@@ -291,13 +335,18 @@ pub fn format_line(line: &str, color: bool) -> String {
     let level = entry.level.map_or("?", Level::as_str);
     let mut extra = String::new();
     for (key, value) in &entry.fields {
-        if matches!(key.as_str(), "timestamp" | "level" | "logger" | "message" | "module" | "function" | "line") {
+        if matches!(
+            key.as_str(),
+            "timestamp" | "level" | "logger" | "message" | "module" | "function" | "line"
+        ) {
             continue;
         }
         if value.is_null() {
             continue;
         }
-        let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+        let value = value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_owned);
         extra.push_str(&format!(" {key}={value}"));
     }
     let tag = format!("[{level}]");
@@ -336,12 +385,18 @@ fn tail(path: &Path, count: usize, follow: bool, color: bool) -> anyhow::Result<
     loop {
         if let Some((file, inode, position)) = current.as_mut() {
             let mut chunk = Vec::new();
-            let read = file.by_ref().take(MAX_LINE_BYTES as u64).read_to_end(&mut chunk)?;
+            let read = std::io::Read::by_ref(file)
+                .take(MAX_LINE_BYTES as u64)
+                .read_to_end(&mut chunk)?;
             *position += read as u64;
             pending.extend_from_slice(&chunk);
             while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
-                writeln!(out, "{}", format_line(String::from_utf8_lossy(&line[..end]).as_ref(), color))?;
+                writeln!(
+                    out,
+                    "{}",
+                    format_line(String::from_utf8_lossy(&line[..end]).as_ref(), color)
+                )?;
             }
             if pending.len() > MAX_LINE_BYTES {
                 pending.clear();
@@ -442,7 +497,10 @@ mod tests {
     #[test]
     fn lines_are_shown_with_their_level_and_colour() {
         let line = r#"{"timestamp":"t","level":"ERROR","logger":"aegis::x","message":"boom","module":"m","function":null,"line":3,"node_id":"node0"}"#;
-        assert_eq!(format_line(line, false), "[ERROR] t aegis::x: boom node_id=node0");
+        assert_eq!(
+            format_line(line, false),
+            "[ERROR] t aegis::x: boom node_id=node0"
+        );
         assert!(format_line(line, true).starts_with("\x1b[0;31m[ERROR]\x1b[0m"));
         assert_eq!(format_line("plain", true), "plain");
     }

@@ -95,11 +95,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         nodes.push(url);
     }
     if nodes.is_empty() {
-        eprintln!("error: give --nodes http://HOST:9090,... or --config FILE of a node with monitoring enabled");
+        eprintln!(
+            "error: give --nodes http://HOST:9090,... or --config FILE of a node with monitoring enabled"
+        );
         return Ok(ExitCode::FAILURE);
     }
     if nodes.len() > MAX_NODES {
-        eprintln!("error: {} nodes given; the monitor shows at most {MAX_NODES}", nodes.len());
+        eprintln!(
+            "error: {} nodes given; the monitor shows at most {MAX_NODES}",
+            nodes.len()
+        );
         return Ok(ExitCode::FAILURE);
     }
     for url in &nodes {
@@ -122,7 +127,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     loop {
         let rows = runtime.block_on(read_all(&client, &nodes, &mut samples));
         let mut stdout = std::io::stdout().lock();
-        write!(stdout, "\x1b[H\x1b[2J{}", frame(&rows, log.as_deref(), "\r\n"))?;
+        write!(
+            stdout,
+            "\x1b[H\x1b[2J{}",
+            frame(&rows, log.as_deref(), "\r\n")
+        )?;
         stdout.flush()?;
         drop(stdout);
         let deadline = Instant::now() + REFRESH;
@@ -225,7 +234,9 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 
 fn rate(now: Option<f64>, before: Option<f64>, seconds: f64) -> Option<f64> {
     match (now, before) {
-        (Some(now), Some(before)) if seconds > 0.0 && now >= before => Some((now - before) / seconds),
+        (Some(now), Some(before)) if seconds > 0.0 && now >= before => {
+            Some((now - before) / seconds)
+        }
         _ => None,
     }
 }
@@ -250,7 +261,9 @@ fn to_row(url: &str, read: NodeRead, sample: &mut Sample) -> Row {
         }
     };
     let now = Instant::now();
-    let seconds = sample.at.map_or(0.0, |at| now.duration_since(at).as_secs_f64());
+    let seconds = sample
+        .at
+        .map_or(0.0, |at| now.duration_since(at).as_secs_f64());
     let committed = metric(&metrics, "aegis_consensus_committed_transactions_total");
     let latency_sum = metric(&metrics, "aegis_consensus_commit_latency_seconds_sum");
     let latency_count = metric(&metrics, "aegis_consensus_commit_latency_seconds_count");
@@ -277,10 +290,14 @@ fn to_row(url: &str, read: NodeRead, sample: &mut Sample) -> Row {
         peers: Some(format!(
             "{}/{}",
             status["peers"].as_u64().unwrap_or(0),
-            status["validators"].as_u64().map_or(0, |v| v.saturating_sub(1))
+            status["validators"]
+                .as_u64()
+                .map_or(0, |v| v.saturating_sub(1))
         )),
         cpu_percent: rate(cpu_seconds, sample.cpu_seconds, seconds).map(|r| r * 100.0),
-        rss_mib: status["process"]["rss_bytes"].as_f64().map(|b| b / 1_048_576.0),
+        rss_mib: status["process"]["rss_bytes"]
+            .as_f64()
+            .map(|b| b / 1_048_576.0),
     };
     *sample = Sample {
         at: Some(now),
@@ -313,7 +330,16 @@ fn frame(rows: &[Row], log: Option<&std::path::Path>, newline: &str) -> String {
         String::new(),
         format!(
             "{:<10} {:<22} {:<10} {:>8} {:>8} {:>11} {:>6} {:>6} {:>8}  {}",
-            "NODE", "STATUS", "SYNC", "HEIGHT", "TX/S", "LATENCY_MS", "PEERS", "CPU%", "RSS_MIB", "URL"
+            "NODE",
+            "STATUS",
+            "SYNC",
+            "HEIGHT",
+            "TX/S",
+            "LATENCY_MS",
+            "PEERS",
+            "CPU%",
+            "RSS_MIB",
+            "URL"
         ),
     ];
     for row in rows {
@@ -338,7 +364,10 @@ fn frame(rows: &[Row], log: Option<&std::path::Path>, newline: &str) -> String {
             .map(|all| {
                 all.iter()
                     .filter(|line| {
-                        matches!(logfile::level_of(line), Some(logfile::Level::Error | logfile::Level::Warning))
+                        matches!(
+                            logfile::level_of(line),
+                            Some(logfile::Level::Error | logfile::Level::Warning)
+                        )
                     })
                     .map(|line| match logfile::parse(line) {
                         Some(entry) => format!(
@@ -370,7 +399,10 @@ mod tests {
     #[test]
     fn metrics_are_read_without_help_and_type_lines() {
         let text = "# HELP aegis_consensus_committed_transactions_total x\n# TYPE aegis_consensus_committed_transactions_total counter\naegis_consensus_committed_transactions_total 42\n";
-        assert_eq!(metric(text, "aegis_consensus_committed_transactions_total"), Some(42.0));
+        assert_eq!(
+            metric(text, "aegis_consensus_committed_transactions_total"),
+            Some(42.0)
+        );
         assert_eq!(metric(text, "aegis_other"), None);
         assert_eq!(rate(Some(30.0), Some(10.0), 2.0), Some(10.0));
         assert_eq!(rate(Some(5.0), Some(10.0), 2.0), None);
@@ -383,16 +415,33 @@ mod tests {
             "node_id": "node1", "consensus": {"running": true}, "sync_status": "synced",
             "block_height": 7, "peers": 3, "validators": 4, "process": {"cpu_seconds": 1.0, "rss_bytes": 10485760}
         });
-        let row = to_row("http://x", Ok((status.clone(), "aegis_consensus_committed_transactions_total 10\n".into())), &mut sample);
+        let row = to_row(
+            "http://x",
+            Ok((
+                status.clone(),
+                "aegis_consensus_committed_transactions_total 10\n".into(),
+            )),
+            &mut sample,
+        );
         assert_eq!(row.height, Some(7));
         assert_eq!(row.peers.as_deref(), Some("3/3"));
         assert_eq!(row.tx_per_second, None);
         sample.at = sample.at.map(|at| at - Duration::from_secs(2));
-        let row = to_row("http://x", Ok((status, "aegis_consensus_committed_transactions_total 30\n".into())), &mut sample);
+        let row = to_row(
+            "http://x",
+            Ok((
+                status,
+                "aegis_consensus_committed_transactions_total 30\n".into(),
+            )),
+            &mut sample,
+        );
         let tps = row.tx_per_second.unwrap();
         assert!((9.0..=10.1).contains(&tps), "{tps}");
         let shown = frame(&[row], None, "\n");
-        assert!(shown.contains("node1") && shown.contains("running"), "{shown}");
+        assert!(
+            shown.contains("node1") && shown.contains("running"),
+            "{shown}"
+        );
         let down = to_row("http://y", Err("connection refused".into()), &mut sample);
         assert!(down.status.starts_with("DOWN"));
     }

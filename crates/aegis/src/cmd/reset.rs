@@ -101,10 +101,7 @@ pub fn move_aside(dir: &Path, now: SystemTime) -> anyhow::Result<Option<PathBuf>
         Err(error) => return Err(error).with_context(|| format!("inspect {}", dir.display())),
     };
     if !metadata.is_dir() {
-        anyhow::bail!(
-            "{} is not a directory; move it away by hand",
-            dir.display()
-        );
+        anyhow::bail!("{} is not a directory; move it away by hand", dir.display());
     }
     let empty = std::fs::read_dir(dir)
         .with_context(|| format!("read {}", dir.display()))?
@@ -154,7 +151,10 @@ mod tests {
         let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_822_200);
         let aside = move_aside(&dir, now).unwrap().unwrap();
         assert_eq!(aside, home.path().join("consensus.20261127T233000Z"));
-        assert_eq!(std::fs::read_to_string(aside.join("consensus.log")).unwrap(), "state");
+        assert_eq!(
+            std::fs::read_to_string(aside.join("consensus.log")).unwrap(),
+            "state"
+        );
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);

@@ -70,11 +70,17 @@ async fn check(node: crate::preflight::Preflight, timeout: Duration) -> anyhow::
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PROBES));
     let mut tasks = tokio::task::JoinSet::new();
     for (index, validator) in node.genesis.validators.iter().enumerate() {
-        let (identity, store, permits) = (Arc::clone(&identity), Arc::clone(&store), Arc::clone(&permits));
+        let (identity, store, permits) = (
+            Arc::clone(&identity),
+            Arc::clone(&store),
+            Arc::clone(&permits),
+        );
         let address = validator.p2p_address.clone();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let result = aegis_p2p::probe::probe(&address, &identity, &store, timeout, PINGS_PER_VALIDATOR).await;
+            let result =
+                aegis_p2p::probe::probe(&address, &identity, &store, timeout, PINGS_PER_VALIDATOR)
+                    .await;
             (index, result)
         });
     }
@@ -143,7 +149,9 @@ async fn check(node: crate::preflight::Preflight, timeout: Duration) -> anyhow::
     }
     let total = node.genesis.validators.len();
     if answered >= quorum {
-        println!("{answered} of {total} validators answered; the quorum is {quorum}: the network can commit");
+        println!(
+            "{answered} of {total} validators answered; the quorum is {quorum}: the network can commit"
+        );
         Ok(ExitCode::SUCCESS)
     } else {
         println!(

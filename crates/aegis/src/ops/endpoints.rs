@@ -76,7 +76,11 @@ pub struct Fetched {
 
 pub async fn get(client: &reqwest::Client, url: &str) -> Result<Fetched, String> {
     let started = Instant::now();
-    let mut response = client.get(url).send().await.map_err(|error| describe(&error))?;
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|error| describe(&error))?;
     let status = response.status().as_u16();
     let response_time_header = response
         .headers()

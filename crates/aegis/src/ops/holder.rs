@@ -40,8 +40,9 @@ pub fn holder(data_dir: &Path) -> Result<Option<Holder>, String> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(format!("inspect {}: {error}", path.display())),
     };
-    let table = aegis_fs::read_regular_file_to_string(Path::new("/proc/locks"), MAX_PROC_LOCKS_BYTES)
-        .map_err(|error| format!("{error} (the kernel's table of file locks)"))?;
+    let table =
+        aegis_fs::read_regular_file_to_string(Path::new("/proc/locks"), MAX_PROC_LOCKS_BYTES)
+            .map_err(|error| format!("{error} (the kernel's table of file locks)"))?;
     let dev = metadata.dev();
     let wanted = (dev_major(dev), dev_minor(dev), metadata.ino());
     Ok(flock_holder(&table, wanted).map(|pid| Holder {
@@ -91,23 +92,15 @@ pub fn cmdline(pid: u32) -> String {
         return String::new();
     };
     let mut bytes = Vec::new();
-    let _ = std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_CMDLINE_BYTES), &mut bytes);
+    let _ = std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_CMDLINE_BYTES),
+        &mut bytes,
+    );
     String::from_utf8_lossy(&bytes)
         .split('\0')
         .filter(|arg| !arg.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// The refusal of a command that must not run while a node runs on the home.
-pub fn refuse_while_running(command: &str, home: &Path, holder: &Holder) -> String {
-    format!(
-        "refusing to {command}: an aegis node (pid {}) is running on the home {}; stop it first \
-         (systemctl stop aegis, or kill -TERM {})",
-        holder.pid,
-        home.display(),
-        holder.pid
-    )
 }
 
 #[cfg(test)]

@@ -56,7 +56,10 @@ fn process_ticks(pid: u32) -> Result<u64, String> {
 
 /// Machine-wide CPU use (0-100 %, all CPUs together, as psutil reports it) and, when `pid`
 /// is given, that process's CPU use (100 % = one CPU busy), measured over `interval`.
-pub async fn cpu_percent(interval: Duration, pid: Option<u32>) -> Result<(f64, Option<f64>), String> {
+pub async fn cpu_percent(
+    interval: Duration,
+    pid: Option<u32>,
+) -> Result<(f64, Option<f64>), String> {
     let (busy0, total0) = cpu_ticks()?;
     let proc0 = pid.and_then(|pid| process_ticks(pid).ok());
     tokio::time::sleep(interval).await;
@@ -85,7 +88,8 @@ pub fn cpu_count() -> usize {
         .map(|stat| {
             stat.lines()
                 .filter(|line| {
-                    line.starts_with("cpu") && line.as_bytes().get(3).is_some_and(u8::is_ascii_digit)
+                    line.starts_with("cpu")
+                        && line.as_bytes().get(3).is_some_and(u8::is_ascii_digit)
                 })
                 .count()
         })
@@ -105,7 +109,10 @@ impl Memory {
         if self.total_bytes == 0 {
             return 0.0;
         }
-        round1(self.total_bytes.saturating_sub(self.available_bytes) as f64 * 100.0 / self.total_bytes as f64)
+        round1(
+            self.total_bytes.saturating_sub(self.available_bytes) as f64 * 100.0
+                / self.total_bytes as f64,
+        )
     }
 }
 
@@ -151,7 +158,8 @@ pub fn disk(path: &Path) -> Result<Disk, String> {
     while !probe.exists() {
         probe = probe.parent().unwrap_or(Path::new("/"));
     }
-    let stat = rustix::fs::statvfs(probe).map_err(|error| format!("statvfs {}: {error}", probe.display()))?;
+    let stat = rustix::fs::statvfs(probe)
+        .map_err(|error| format!("statvfs {}: {error}", probe.display()))?;
     let block = stat.f_frsize.max(1);
     Ok(Disk {
         total_bytes: stat.f_blocks.saturating_mul(block),

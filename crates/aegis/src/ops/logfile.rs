@@ -19,7 +19,9 @@ pub fn last_lines(path: &Path, count: usize) -> Result<Vec<String>, aegis_fs::Re
     };
     file.seek(SeekFrom::Start(start)).map_err(io)?;
     let mut bytes = Vec::new();
-    file.take(MAX_TAIL_BYTES).read_to_end(&mut bytes).map_err(io)?;
+    file.take(MAX_TAIL_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
     let text = String::from_utf8_lossy(&bytes);
     let mut lines: Vec<&str> = text.lines().collect();
     // Started in the middle of the file: the first line is probably a piece of one.
@@ -27,7 +29,10 @@ pub fn last_lines(path: &Path, count: usize) -> Result<Vec<String>, aegis_fs::Re
         lines.remove(0);
     }
     let skip = lines.len().saturating_sub(count);
-    Ok(lines[skip..].iter().map(|line| (*line).to_owned()).collect())
+    Ok(lines[skip..]
+        .iter()
+        .map(|line| (*line).to_owned())
+        .collect())
 }
 
 /// The level of a log line.
@@ -118,7 +123,9 @@ mod tests {
         let path = dir.path().join("aegis.log");
         let mut text = String::new();
         for i in 0..200_000 {
-            text.push_str(&format!("{{\"level\":\"INFO\",\"message\":\"line {i}\"}}\n"));
+            text.push_str(&format!(
+                "{{\"level\":\"INFO\",\"message\":\"line {i}\"}}\n"
+            ));
         }
         std::fs::write(&path, &text).unwrap();
         let lines = last_lines(&path, 3).unwrap();
@@ -141,6 +148,9 @@ mod tests {
         assert_eq!(parse("not json"), None);
         assert_eq!(parse("[1,2]"), None);
         assert_eq!(level_of("2026 ERROR something"), Some(Level::Error));
-        assert_eq!(level_of("{\"level\":\"INFO\",\"message\":\"an ERROR word\"}"), Some(Level::Info));
+        assert_eq!(
+            level_of("{\"level\":\"INFO\",\"message\":\"an ERROR word\"}"),
+            Some(Level::Info)
+        );
     }
 }

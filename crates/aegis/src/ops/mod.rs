@@ -37,7 +37,10 @@ pub fn compact_timestamp(time: std::time::SystemTime) -> String {
     let text = aegis_telemetry::format_rfc3339_millis(time);
     // 2026-12-05T22:15:00.123Z -> 20261205T221500Z
     let (date_time, _) = text.split_once('.').unwrap_or((&text, ""));
-    let mut compact: String = date_time.chars().filter(|c| *c != '-' && *c != ':').collect();
+    let mut compact: String = date_time
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
     compact.push('Z');
     compact
 }
