@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod bench;
+pub mod bench_sync;
 pub mod client;
 pub mod config;
 pub mod db;

@@ -33,6 +33,12 @@ pub trait NodeProtocol:
     /// The highest height authentic evidence says peers reached (0 when unknown), for
     /// `sync_status` and readiness.
     fn network_height(&self) -> u64;
+
+    /// How many slots beyond its ledger's height a validator may have voted for before it
+    /// stopped: the margin of the vote fence of a validator that lost its consensus log.
+    fn vote_window(&self) -> u64 {
+        0
+    }
 }
 
 impl NodeProtocol for Pbft {
@@ -61,5 +67,10 @@ impl NodeProtocol for Pbft {
 
     fn network_height(&self) -> u64 {
         self.behind_hint()
+    }
+
+    fn vote_window(&self) -> u64 {
+        // PBFT votes only between its watermarks (§4.3).
+        self.config().log_window()
     }
 }

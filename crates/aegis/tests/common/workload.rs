@@ -1,8 +1,8 @@
 //! A light steady workload for a test network: signed transactions submitted round robin
 //! over the nodes from a background thread, until the workload is dropped.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -35,6 +35,7 @@ pub fn chain_id(api_port: u16) -> String {
 pub struct Workload {
     stop: Arc<AtomicBool>,
     accepted: Arc<AtomicU64>,
+    ids: Arc<Mutex<Vec<String>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -43,9 +44,11 @@ impl Workload {
         let chain = chain_id(api_ports[0]);
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU64::new(0));
+        let ids = Arc::new(Mutex::new(Vec::new()));
         let thread = {
             let stop = Arc::clone(&stop);
             let accepted = Arc::clone(&accepted);
+            let ids = Arc::clone(&ids);
             std::thread::spawn(move || {
                 let client = SecretKey::generate();
                 let mut nonce = 0u64;
@@ -62,6 +65,9 @@ impl Workload {
                     // A stopped node refuses; the others keep the chain going.
                     if let Some((202, _)) = http_post(port, "/v1/transactions", &body) {
                         accepted.fetch_add(1, Ordering::Relaxed);
+                        ids.lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(tx.id().to_hex());
                     }
                     std::thread::sleep(every);
                 }
@@ -70,6 +76,7 @@ impl Workload {
         Workload {
             stop,
             accepted,
+            ids,
             thread: Some(thread),
         }
     }
@@ -77,6 +84,15 @@ impl Workload {
     /// Transactions accepted so far.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Stops submitting; the ids of every transaction a node accepted (202), in order.
+    pub fn finish(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        std::mem::take(&mut *self.ids.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
