@@ -80,9 +80,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
              sync) and follows the network from there"
         );
         println!(
-            "Caution: until the node has caught up it votes again in slots its old log may have \
-             voted in (docs/troubleshooting.md#1-resynchronise-a-node); reset only a node that \
-             stopped cleanly, one at a time"
+            "It knows from its ledger that it voted before, so it sends no consensus message \
+             until its ledger is past every slot it could have signed (the vote fence, \
+             docs/adr/0013-recovery-and-vote-fence.md): the log says `Vote fence lifted at \
+             height H` when it votes again"
         );
     }
     Ok(ExitCode::SUCCESS)
