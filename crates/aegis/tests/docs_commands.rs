@@ -272,9 +272,16 @@ fn the_operator_tools_block_of_operations_md_runs_against_a_network() {
         let mut run = aegis();
         run.args(&words[1..]);
         if words[1] == "health" {
-            // The machine running the tests is shared and busy compiling: that says nothing
-            // about the node, so only CPU and memory are not judged.
-            run.args(["--cpu-warning", "100", "--memory-warning", "100"]);
+            // The machine running the tests is shared, busy compiling and its disk nearly
+            // full: that says nothing about the node, so CPU, memory and disk are not judged.
+            run.args([
+                "--cpu-warning",
+                "100",
+                "--memory-warning",
+                "100",
+                "--disk-unhealthy",
+                "100",
+            ]);
         }
         let output = run.output().unwrap();
         assert!(
@@ -287,4 +294,26 @@ fn the_operator_tools_block_of_operations_md_runs_against_a_network() {
         ran += 1;
     }
     assert!(ran >= 6, "the block runs every operator tool");
+}
+
+/// The guide's `yamllint config/production.yaml` passes, with yamllint's default rules, on
+/// every configuration `aegis testnet` writes (yamllint must be installed: Debian's
+/// `yamllint` package).
+#[test]
+fn the_guides_yamllint_passes_on_what_aegis_testnet_writes() {
+    let network = Network::generate(4);
+    for i in 0..4 {
+        let output = std::process::Command::new("yamllint")
+            .arg("config/production.yaml")
+            .current_dir(network.home(i))
+            .output()
+            .expect("yamllint is installed (apt install yamllint)");
+        assert!(
+            output.status.success() && output.stdout.is_empty(),
+            "yamllint on node{i}'s configuration: exit {:?}\n{}{}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }

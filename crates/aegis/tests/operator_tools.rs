@@ -39,8 +39,8 @@ fn text(output: &Output) -> String {
     )
 }
 
-/// `aegis health` with the guide's thresholds, except CPU and memory: the test machine is
-/// shared and busy compiling, which says nothing about the node.
+/// `aegis health` with the guide's thresholds, except CPU, memory and disk: the test machine
+/// is shared, busy compiling and its disk nearly full, which says nothing about the node.
 fn health(config: &Path) -> (Output, Value) {
     let output = aegis()
         .args([
@@ -48,6 +48,8 @@ fn health(config: &Path) -> (Output, Value) {
             "--cpu-warning",
             "100",
             "--memory-warning",
+            "100",
+            "--disk-unhealthy",
             "100",
             "--config",
         ])
@@ -132,6 +134,8 @@ fn health_validators_check_and_reset_against_a_running_network() {
             "--cpu-warning",
             "100",
             "--memory-warning",
+            "100",
+            "--disk-unhealthy",
             "100",
             "--config",
         ])
