@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aegis_testkit::wait::wait_until;
+use aegis_testkit::wait::{wait_for, wait_until};
 use common::aegis;
 use common::network::{MESH_WAIT, Network};
 
@@ -321,5 +321,86 @@ fn the_monitor_shows_every_node_of_a_network_in_a_terminal_and_q_quits() {
             .trim()
                 == "0"
         },
+    );
+}
+
+/// A node on a PostgreSQL server that stops: `/health` turns 503 with the storage fault
+/// (the node probes its ledger every 2 s with a 3 s timeout), and `aegis health` says the
+/// database is unhealthy.
+#[test]
+fn health_reports_a_stopped_postgresql_server() {
+    let cluster = aegis_storage::testing::PgCluster::start(false).expect("a PostgreSQL cluster");
+    let mut network = Network::generate(1);
+    let config = network.config(0);
+    let yaml = std::fs::read_to_string(&config).unwrap().replace(
+        "storage:\n  type: sqlite\n  path: data/blockchain.db\n",
+        &format!(
+            "storage:\n  type: postgresql\n  connection_string: \"{}\"\n",
+            cluster.url("aegis")
+        ),
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let output = aegis()
+        .args(["db", "init", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    network.start_node(0);
+    let api = network.api_port(0);
+    let health = || common::http_get(api, "/health");
+    wait_until(
+        MESH_WAIT,
+        || {
+            format!(
+                "node0 healthy on PostgreSQL: {:?}\n{}",
+                health(),
+                network.logs()
+            )
+        },
+        || health().is_some_and(|(head, _)| head.starts_with("HTTP/1.1 200")),
+    );
+
+    cluster.stop();
+    let stopped = std::time::Instant::now();
+    let body = wait_for(
+        MESH_WAIT,
+        || format!("/health unhealthy after PostgreSQL stopped: {:?}", health()),
+        || {
+            health()
+                .filter(|(head, _)| head.starts_with("HTTP/1.1 503"))
+                .map(|(_, body)| body)
+        },
+    );
+    eprintln!(
+        "/health answered 503 {:?} after PostgreSQL stopped",
+        stopped.elapsed()
+    );
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["status"], "unhealthy", "{body:#}");
+    assert_ne!(body["storage"], "ok", "{body:#}");
+    assert_eq!(body["checks"]["storage"]["status"], "fail", "{body:#}");
+    let log = std::fs::read_to_string(network.home(0).join("logs/aegis.log")).unwrap();
+    assert!(log.contains("Ledger unavailable; node unhealthy"), "{log}");
+
+    let output = aegis()
+        .args([
+            "health",
+            "--cpu-warning",
+            "100",
+            "--memory-warning",
+            "100",
+            "--disk-unhealthy",
+            "100",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["checks"]["database"]["status"], "unhealthy",
+        "{report:#}"
     );
 }
