@@ -142,6 +142,27 @@ fn a_backup_under_load_restores_on_a_wiped_home_and_a_corrupt_one_is_refused() {
     let block: Value = serde_json::from_str(&block).unwrap();
     assert_eq!(block["hash"], manifest["tip_hash"], "{manifest:#}");
 
+    // The guide's disaster assessment sees the running node and the backup.
+    let output = aegis()
+        .args(["diagnose", "--assessment", "--config"])
+        .arg(network.config(0))
+        .arg("--backups")
+        .arg(network.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let assessment = String::from_utf8_lossy(&output.stdout).into_owned();
+    for expected in [
+        format!("AEGIS node is running (pid {})", network.pid(0).unwrap()),
+        format!("height {backup_height}"),
+        "Blockchain data exists".to_owned(),
+    ] {
+        assert!(
+            assessment.contains(&expected),
+            "{expected} in:\n{assessment}"
+        );
+    }
+
     // node3 loses its data: stopped, data directory wiped.
     network.stop_node(3);
     let data = network.home(3).join("data");

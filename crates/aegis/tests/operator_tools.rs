@@ -301,3 +301,133 @@ fn health_validators_check_and_reset_against_a_running_network() {
         "a new consensus log"
     );
 }
+
+/// `aegis logs analyze` and `aegis logs tail` (the guide's log_analyzer.sh and
+/// live_log_monitor.sh) on a real node's JSON log: malformed lines counted, errors by hour,
+/// performance lines, P2P events; tail colours by level and follows the log across a
+/// logrotate-style rotation (rename, then SIGHUP to the node).
+#[test]
+fn logs_analyze_and_tail_read_a_real_nodes_log_across_rotation() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut network = Network::start(4);
+    network.stop_node(3);
+    let config0 = network.config(0);
+    let log_path = network.home(0).join("logs/aegis.log");
+    wait_until(
+        MESH_WAIT,
+        || "node0 logs node3's departure".to_owned(),
+        || {
+            std::fs::read_to_string(&log_path)
+                .unwrap_or_default()
+                .contains("Peer disconnected")
+        },
+    );
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .unwrap();
+    writeln!(log, "not a JSON line at all").unwrap();
+    writeln!(
+        log,
+        r#"{{"timestamp":"2026-12-05T22:10:00.000Z","level":"ERROR","logger":"test","message":"planted request timeout","node_id":"node0"}}"#
+    )
+    .unwrap();
+    drop(log);
+
+    let output = run(&["logs", "analyze"], &config0);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    for expected in [
+        "malformed (not JSON log lines): 1",
+        "=== Error Analysis by Hour ===",
+        "2026-12-05T22",
+        "planted request timeout",
+        "=== Performance Analysis (slow, timeout, latency) ===",
+        "Peer connected",
+        "Peer disconnected",
+    ] {
+        assert!(report.contains(expected), "{expected} in:\n{report}");
+    }
+
+    // The last lines, coloured by level.
+    let output = aegis()
+        .args([
+            "logs",
+            "tail",
+            "--no-follow",
+            "-n",
+            "2",
+            "--color",
+            "always",
+        ])
+        .arg(&log_path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let shown = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(shown.lines().count(), 2, "{shown}");
+    assert!(shown.contains("\x1b[0;31m[ERROR]\x1b[0m"), "{shown:?}");
+    assert!(shown.contains("planted request timeout"), "{shown}");
+
+    // Following: the log is renamed (logrotate) and the node told to reopen it (its
+    // postrotate `systemctl reload aegis`); tail goes on with the new file.
+    let mut tail = aegis()
+        .args(["logs", "tail", "--color", "never", "-n", "0"])
+        .arg(&log_path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let stdout = tail.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Once tail follows, a line written to the current file shows.
+    let marker = |text: &str| {
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        writeln!(
+            log,
+            r#"{{"timestamp":"2026-12-05T22:11:00.000Z","level":"INFO","logger":"test","message":"{text}","node_id":"node0"}}"#
+        )
+        .unwrap();
+    };
+    let mut seen = Vec::new();
+    let mut saw = |wanted: &str, write: &dyn Fn()| {
+        let deadline = std::time::Instant::now() + MESH_WAIT;
+        loop {
+            write();
+            if let Ok(line) = lines_rx.recv_timeout(std::time::Duration::from_millis(500)) {
+                let found = line.contains(wanted);
+                seen.push(line);
+                if found {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tail did not show {wanted:?}; it showed:\n{}",
+                seen.join("\n")
+            );
+        }
+    };
+    saw("before rotation", &|| marker("before rotation"));
+    std::fs::rename(&log_path, network.home(0).join("logs/aegis.log.1")).unwrap();
+    let pid = network.pid(0).unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    saw("Log file reopened", &|| {});
+    let _ = tail.kill();
+    let _ = tail.wait();
+}
