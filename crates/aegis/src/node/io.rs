@@ -261,16 +261,27 @@ impl<P: NodeProtocol> Observer<P> for NodeObserver {
 
     fn leader_suspected(&mut self, epoch: u64) {
         self.shared.metrics.view_change();
-        warn!(
-            view = epoch,
-            "Consensus view change started: moving to view {epoch}"
-        );
+        if P::ALGORITHM == "raft" {
+            warn!(
+                view = epoch,
+                "Consensus election started: campaigning in term {epoch}"
+            );
+        } else {
+            warn!(
+                view = epoch,
+                "Consensus view change started: moving to view {epoch}"
+            );
+        }
     }
 
     fn leader_changed(&mut self, epoch: u64, leader: ValidatorId) {
         let primary = self.name(leader);
         self.shared.metrics.view(epoch);
-        info!(view = epoch, primary = %primary, "Consensus view change done: view {epoch}, primary {primary}");
+        if P::ALGORITHM == "raft" {
+            info!(view = epoch, primary = %primary, "Consensus leader: {primary} leads term {epoch}");
+        } else {
+            info!(view = epoch, primary = %primary, "Consensus view change done: view {epoch}, primary {primary}");
+        }
     }
 
     fn committed(&mut self, block: &Block, _certificate: &CommitCertificate) {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use aegis_api::{ApiError, CommittedBlock, ConsensusView, NodeApi, NodeFuture, SyncState};
 use aegis_consensus::pbft::Pbft;
+use aegis_consensus::raft::Raft;
 use aegis_consensus::verifier::{Remembered, SignatureCheck};
 use aegis_engine::{Driver, DriverConfig, FileLog, Parts};
 use aegis_mempool::{Admission, Mempool, MempoolConfig};
@@ -254,10 +255,9 @@ pub async fn start(
         aegis_types::ConsensusAlgorithm::Pbft => {
             start_with::<Pbft>(node, store, network, inbox, registry, ledger).await
         }
-        other => anyhow::bail!(
-            "consensus algorithm {} is not available in this build",
-            other.as_str()
-        ),
+        aegis_types::ConsensusAlgorithm::Raft => {
+            start_with::<Raft>(node, store, network, inbox, registry, ledger).await
+        }
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Network {
     pub out: PathBuf,
     pub base: u16,
     pub n: usize,
+    /// `pbft` or `raft`, as `aegis testnet --algorithm` took it.
+    pub algorithm: &'static str,
     nodes: Vec<Option<Child>>,
 }
 
@@ -47,16 +49,28 @@ enum Start {
 }
 
 impl Network {
-    /// Generates a network of `n` validators, starts every node and waits for the full mesh
-    /// with the consensus engine running on each (`/status` `consensus.running`).
+    /// Generates a PBFT network of `n` validators, starts every node and waits for the full
+    /// mesh with the consensus engine running on each (`/status` `consensus.running`).
     pub fn start(n: usize) -> Network {
+        Network::start_with(n, "pbft")
+    }
+
+    /// As [`Network::start`], running `algorithm` (`pbft` or `raft`).
+    pub fn start_with(n: usize, algorithm: &'static str) -> Network {
         let mut dir = tempfile::tempdir().expect("a temporary directory");
         let mut taken = Vec::new();
         for attempt in 0..START_ATTEMPTS {
             let out = dir.path().join(format!("net{attempt}"));
             let base = base_port(n as u16);
             let status = aegis()
-                .args(["testnet", "--validators", &n.to_string(), "--base-port"])
+                .args([
+                    "testnet",
+                    "--algorithm",
+                    algorithm,
+                    "--validators",
+                    &n.to_string(),
+                ])
+                .arg("--base-port")
                 .arg(base.to_string())
                 .arg("--out")
                 .arg(&out)
@@ -69,6 +83,7 @@ impl Network {
                 out,
                 base,
                 n,
+                algorithm,
                 nodes: (0..n).map(|_| None).collect(),
             };
             for i in 0..n {
@@ -94,14 +109,26 @@ impl Network {
         );
     }
 
-    /// Generates a network of `n` validators on ports free now, without starting any node
-    /// (tests that edit a configuration first, or start nodes one by one).
+    /// Generates a PBFT network of `n` validators on ports free now, without starting any
+    /// node (tests that edit a configuration first, or start nodes one by one).
     pub fn generate(n: usize) -> Network {
+        Network::generate_with(n, "pbft")
+    }
+
+    /// As [`Network::generate`], running `algorithm` (`pbft` or `raft`).
+    pub fn generate_with(n: usize, algorithm: &'static str) -> Network {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let out = dir.path().join("net");
         let base = base_port(n as u16);
         let status = aegis()
-            .args(["testnet", "--validators", &n.to_string(), "--base-port"])
+            .args([
+                "testnet",
+                "--algorithm",
+                algorithm,
+                "--validators",
+                &n.to_string(),
+            ])
+            .arg("--base-port")
             .arg(base.to_string())
             .arg("--out")
             .arg(&out)
@@ -114,6 +141,7 @@ impl Network {
             out,
             base,
             n,
+            algorithm,
             nodes: (0..n).map(|_| None).collect(),
         }
     }
@@ -223,6 +251,11 @@ impl Network {
 
     pub fn height(&self, i: usize) -> Option<u64> {
         self.status(i)?["block_height"].as_u64()
+    }
+
+    /// Whether node `i` is running (started and not stopped or killed by this network).
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].is_some()
     }
 
     fn wait_mesh(&mut self) -> Start {
