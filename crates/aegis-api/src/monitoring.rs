@@ -142,6 +142,7 @@ async fn node_status(State(status): State<Arc<NodeStatus>>) -> Response {
             "last_commit_ms": view.as_ref().and_then(|view| view.last_commit_ms),
         },
         "uptime_seconds": status.uptime_seconds(),
+        "process": process_figures(),
         "p2p": {
             "listen": network.local_addr().to_string(),
             "peers": peers.len(),
@@ -159,6 +160,55 @@ async fn node_status(State(status): State<Arc<NodeStatus>>) -> Response {
         },
     });
     axum::Json(body).into_response()
+}
+
+/// Most bytes read of `/proc/self/stat` or `/proc/self/status`.
+const MAX_PROC_SELF_BYTES: u64 = 64 * 1024;
+
+/// This process's CPU time, resident memory and threads, from `/proc/self` (for `aegis
+/// monitor`, which turns CPU seconds into a percentage between two reads); `null` where
+/// `/proc` is not there.
+fn process_figures() -> serde_json::Value {
+    use std::io::Read;
+    let read = |path: &str| {
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_PROC_SELF_BYTES).read_to_string(&mut text))
+            .ok()
+            .map(|_| text)
+    };
+    let Some(stat) = read("/proc/self/stat") else {
+        return serde_json::Value::Null;
+    };
+    let status = read("/proc/self/status").unwrap_or_default();
+    // Fields after the command name, which may hold spaces: utime and stime are the 12th
+    // and 13th after the closing parenthesis.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // USER_HZ is 100 on every Linux architecture AEGIS runs on.
+    let cpu_seconds = (ticks(11) + ticks(12)) as f64 / 100.0;
+    let kb = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    json!({
+        "pid": std::process::id(),
+        "cpu_seconds": cpu_seconds,
+        "rss_bytes": kb("VmRSS:").map(|kb| kb * 1024),
+        "threads": kb("Threads:"),
+    })
 }
 
 #[cfg(test)]

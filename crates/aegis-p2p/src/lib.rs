@@ -37,12 +37,13 @@ mod inbox;
 pub mod limits;
 pub mod metrics;
 mod network;
+pub mod probe;
 mod queue;
 pub mod tls;
 pub mod tls_check;
 pub mod wire;
 
-pub use auth::{AuthError, Identity, PROTOCOL_VERSION};
+pub use auth::{AuthError, Identity, PROTOCOL_VERSION, Purpose};
 pub use config::{P2pConfig, RateLimitConfig};
 pub use inbox::Inbox;
 pub use metrics::{Direction, P2pMetrics};

@@ -239,8 +239,11 @@ fn node_config(args: &Args, index: usize, n: usize, f: usize) -> String {
         format!("  bootstrap_nodes:\n{bootstrap}")
     };
     format!(
-        "# AEGIS configuration of node{index} in testnet {chain:?}, written by `aegis testnet`.
-# Relative paths are resolved against this node's home (the parent of config/).
+        "---
+# AEGIS configuration of node{index}, written by `aegis testnet`.
+# Testnet: {chain:?}
+# Relative paths are resolved against this node's home
+# (the parent of config/).
 node:
   id: \"node{index}\"
   key_file: config/node_key.json
