@@ -45,9 +45,9 @@ enum Command {
     /// Verify the stored chain offline: hash links, transaction roots and ids, signatures,
     /// commit certificates against the genesis validators.
     Verify(cmd::verify::Args),
-    /// Benchmarks.
-    #[command(subcommand)]
-    Bench(cmd::bench::Command),
+    /// Benchmarks: a network under load (no subcommand), Ed25519 (`crypto`), the ledger
+    /// (`storage`).
+    Bench(Box<cmd::bench::Args>),
     /// Run the deterministic consensus simulator on many seeds; exit 0 only with no violation.
     Simulate(cmd::simulate::Args),
     /// Submit and read transactions through a node's API.
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         (Some(Command::Config(command)), _) => cmd::config::run(command),
         (Some(Command::Db(command)), _) => cmd::db::run(command),
         (Some(Command::Verify(args)), _) => cmd::verify::run(args),
-        (Some(Command::Bench(command)), _) => cmd::bench::run(command),
+        (Some(Command::Bench(args)), _) => cmd::bench::run(*args),
         (Some(Command::Simulate(args)), _) => cmd::simulate::run(args),
         (Some(Command::Tx(command)), _) => cmd::client::tx(command),
         (Some(Command::Block(command)), _) => cmd::client::block(command),

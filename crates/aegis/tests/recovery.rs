@@ -1,4 +1,4 @@
-//! Recovery with real processes: a validator killed with SIGKILL under load, one that lost
+//! Recovery with real processes, for PBFT (4 validators) and Raft (3): a validator killed with SIGKILL under load, one that lost
 //! its consensus log, one started on an empty database, each comes back to the same chain by
 //! itself; every transaction the network committed is in every node's chain exactly once,
 //! and `aegis verify` passes on the recovered ledger.
@@ -200,64 +200,99 @@ fn metric(network: &Network, node: usize, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-#[test]
-fn a_validator_killed_with_sigkill_under_load_restarts_and_catches_up() {
-    let mut network = Network::start(4);
+/// Times node2 (the victim) is killed, each after the previous restart caught up.
+const KILLS: usize = 3;
+
+/// The validators of a test network of `n` (PBFT: 4, Raft: 3).
+fn all(n: usize) -> Vec<usize> {
+    (0..n).collect()
+}
+
+fn killed_with_sigkill_under_load(n: usize, algorithm: &'static str) {
+    let mut network = Network::start_with(n, algorithm);
+    let victim = n - 1;
     let load = Workload::start(api_ports(&network), LOAD_EVERY);
     wait_height(&network, 0, 5);
-    network.kill_node(2);
-    let at_kill = network.height(0).unwrap();
-    // The other three are a quorum: they go on.
-    wait_height(&network, 0, at_kill + 10);
-    network.start_node(2);
-    let target = network.height(0).unwrap() + 10;
-    wait_height(&network, 2, target);
+    for _ in 0..KILLS {
+        network.kill_node(victim);
+        let at_kill = network.height(0).unwrap();
+        // The others are a quorum: they go on.
+        wait_height(&network, 0, at_kill + 10);
+        network.start_node(victim);
+        let target = network.height(0).unwrap() + 10;
+        wait_height(&network, victim, target);
+    }
     let accepted = load.finish();
-    let height = settle(&network, &[0, 1, 2, 3]);
-    let committed = same_chain_each_committed_once(&network, &[0, 1, 2, 3], height, &accepted);
+    let height = settle(&network, &all(n));
+    let committed = same_chain_each_committed_once(&network, &all(n), height, &accepted);
     assert!(committed > 0, "transactions were committed");
-    let log = log_of(&network, 2);
-    assert!(log.contains("restored from the consensus log"), "{log}");
-    verify(&mut network, 2);
+    let log = log_of(&network, victim);
+    assert_eq!(
+        log.matches("restored from the consensus log").count(),
+        KILLS,
+        "{log}"
+    );
+    // Restarted from what it stored, it never sent a vote contradicting an earlier one: the
+    // others saw no evidence against it.
+    for node in 0..victim {
+        let log = log_of(&network, node);
+        assert!(!log.contains("byzantine evidence"), "node{node}: {log}");
+    }
+    verify(&mut network, victim);
 }
 
 #[test]
-fn a_validator_that_lost_its_consensus_log_resyncs_before_it_votes_again() {
-    let mut network = Network::start(4);
+fn a_validator_killed_with_sigkill_under_load_restarts_and_catches_up() {
+    killed_with_sigkill_under_load(4, "pbft");
+}
+
+#[test]
+fn raft_a_validator_killed_with_sigkill_under_load_restarts_and_catches_up() {
+    killed_with_sigkill_under_load(3, "raft");
+}
+
+fn lost_consensus_log(n: usize, algorithm: &'static str) {
+    let mut network = Network::start_with(n, algorithm);
+    let victim = n - 1;
     let load = Workload::start(api_ports(&network), LOAD_EVERY);
     wait_height(&network, 0, 5);
-    assert!(network.stop_node(3).success());
-    std::fs::remove_dir_all(network.home(3).join("data/consensus")).unwrap();
+    assert!(network.stop_node(victim).success());
+    std::fs::remove_dir_all(network.home(victim).join("data/consensus")).unwrap();
     wait_height(&network, 0, network.height(0).unwrap() + 5);
-    network.start_node(3);
+    network.start_node(victim);
     // It knows it ran before and waits to be past every slot it could have voted for.
     wait_log(
         &network,
-        3,
+        victim,
         "Vote fence: this validator lost its consensus log",
     );
-    wait_log(&network, 3, "Vote fence lifted");
+    wait_log(&network, victim, "Vote fence lifted");
     let accepted = load.finish();
-    let height = settle(&network, &[0, 1, 2, 3]);
-    same_chain_each_committed_once(&network, &[0, 1, 2, 3], height, &accepted);
+    let height = settle(&network, &all(n));
+    same_chain_each_committed_once(&network, &all(n), height, &accepted);
     // A restart with its new log is an ordinary restart: no fence.
-    assert!(network.stop_node(3).success());
-    network.start_node(3);
+    assert!(network.stop_node(victim).success());
+    network.start_node(victim);
     wait_until(
         CATCH_UP_WAIT,
-        || format!("node3 restarts from its new log\n{}", log_of(&network, 3)),
         || {
-            log_of(&network, 3)
+            format!(
+                "node{victim} restarts from its new log\n{}",
+                log_of(&network, victim)
+            )
+        },
+        || {
+            log_of(&network, victim)
                 .matches("restored from the consensus log")
                 .count()
                 == 1
                 && network
-                    .status(3)
+                    .status(victim)
                     .is_some_and(|s| s["consensus"]["running"] == true)
         },
     );
-    verify(&mut network, 3);
-    let log = log_of(&network, 3);
+    verify(&mut network, victim);
+    let log = log_of(&network, victim);
     assert_eq!(
         log.matches("Vote fence: this validator lost").count(),
         1,
@@ -266,27 +301,47 @@ fn a_validator_that_lost_its_consensus_log_resyncs_before_it_votes_again() {
 }
 
 #[test]
-fn a_node_started_on_an_empty_database_refills_it_from_its_peers() {
-    let mut network = Network::start(4);
+fn a_validator_that_lost_its_consensus_log_resyncs_before_it_votes_again() {
+    lost_consensus_log(4, "pbft");
+}
+
+#[test]
+fn raft_a_validator_that_lost_its_consensus_log_resyncs_before_it_votes_again() {
+    lost_consensus_log(3, "raft");
+}
+
+fn empty_database(n: usize, algorithm: &'static str) {
+    let mut network = Network::start_with(n, algorithm);
+    let victim = 1;
     let load = Workload::start(api_ports(&network), LOAD_EVERY);
     wait_height(&network, 0, 20);
-    assert!(network.stop_node(1).success());
+    assert!(network.stop_node(victim).success());
     for name in ["blockchain.db", "blockchain.db-wal", "blockchain.db-shm"] {
-        let path = network.home(1).join("data").join(name);
+        let path = network.home(victim).join("data").join(name);
         if path.exists() {
             std::fs::remove_file(path).unwrap();
         }
     }
-    network.start_node(1);
-    wait_log(&network, 1, "Ledger filled up to the consensus log");
-    wait_height(&network, 1, network.height(0).unwrap());
+    network.start_node(victim);
+    wait_log(&network, victim, "Ledger filled up to the consensus log");
+    wait_height(&network, victim, network.height(0).unwrap());
     let accepted = load.finish();
-    let height = settle(&network, &[0, 1, 2, 3]);
-    same_chain_each_committed_once(&network, &[0, 1, 2, 3], height, &accepted);
-    assert!(metric(&network, 1, "aegis_sync_blocks_fetched_total") >= 20.0);
-    let log = log_of(&network, 1);
+    let height = settle(&network, &all(n));
+    same_chain_each_committed_once(&network, &all(n), height, &accepted);
+    assert!(metric(&network, victim, "aegis_sync_blocks_fetched_total") >= 20.0);
+    let log = log_of(&network, victim);
     assert!(log.contains("Sync started"), "{log}");
-    verify(&mut network, 1);
+    verify(&mut network, victim);
+}
+
+#[test]
+fn a_node_started_on_an_empty_database_refills_it_from_its_peers() {
+    empty_database(4, "pbft");
+}
+
+#[test]
+fn raft_a_node_started_on_an_empty_database_refills_it_from_its_peers() {
+    empty_database(3, "raft");
 }
 
 /// Runs one SQL statement on a stopped node's SQLite ledger (with Python's sqlite3).
@@ -306,20 +361,21 @@ fn sql(db: &std::path::Path, statement: &str) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
-#[test]
-fn a_lying_peer_is_refused_and_sync_completes_from_honest_ones() {
-    let mut network = Network::start(4);
-    assert!(network.stop_node(3).success());
-    let load = Workload::start(api_ports(&network)[..3].to_vec(), LOAD_EVERY);
+fn lying_peer(n: usize, algorithm: &'static str) {
+    let mut network = Network::start_with(n, algorithm);
+    let (liar, behind) = (1, n - 1);
+    assert!(network.stop_node(behind).success());
+    let load = Workload::start(api_ports(&network)[..behind].to_vec(), LOAD_EVERY);
     wait_height(&network, 0, 150);
     let accepted = load.finish();
-    let height = settle(&network, &[0, 1, 2]);
-    for node in 0..3 {
-        assert!(network.stop_node(node).success());
+    let up: Vec<usize> = (0..behind).collect();
+    let height = settle(&network, &up);
+    for node in &up {
+        assert!(network.stop_node(*node).success());
     }
-    // node1 lies: below its tip, blocks at odd heights carry altered transactions, and at
+    // The liar: below its tip, blocks at odd heights carry altered transactions, and at
     // even heights a certificate with a forged signature byte.
-    let db = network.home(1).join("data/blockchain.db");
+    let db = network.home(liar).join("data/blockchain.db");
     sql(
         &db,
         &format!(
@@ -334,28 +390,43 @@ fn a_lying_peer_is_refused_and_sync_completes_from_honest_ones() {
              WHERE height < {height} AND height % 2 = 0"
         ),
     );
-    // node3 can sync only from the liar first.
-    network.start_node(1);
-    network.start_node(3);
-    wait_log(&network, 3, "Sync: byzantine evidence: node1");
-    assert!(metric(&network, 3, "aegis_sync_invalid_blocks_total") >= 1.0);
-    let before_honest = network.height(3).unwrap_or(0);
+    // The node behind can sync only from the liar first.
+    network.start_node(liar);
+    network.start_node(behind);
+    wait_log(
+        &network,
+        behind,
+        &format!("Sync: byzantine evidence: node{liar}"),
+    );
+    assert!(metric(&network, behind, "aegis_sync_invalid_blocks_total") >= 1.0);
+    let before_honest = network.height(behind).unwrap_or(0);
     assert!(before_honest < height, "nothing of the liar's was taken");
     // The honest ones come back: sync completes from them.
-    network.start_node(0);
-    network.start_node(2);
-    wait_height(&network, 3, height);
+    for node in up.iter().filter(|node| **node != liar) {
+        network.start_node(*node);
+    }
+    wait_height(&network, behind, height);
     let reference = chain(&network, 0, height);
     assert_eq!(
-        chain(&network, 3, height),
+        chain(&network, behind, height),
         reference,
-        "node3 holds node0's chain"
+        "node{behind} holds node0's chain"
     );
-    let log = log_of(&network, 3);
+    let log = log_of(&network, behind);
     assert!(log.contains("Sync finished"), "{log}");
     assert!(
-        same_chain_each_committed_once(&network, &[0, 3], height, &accepted) > 0,
+        same_chain_each_committed_once(&network, &[0, behind], height, &accepted) > 0,
         "transactions were committed"
     );
-    verify(&mut network, 3);
+    verify(&mut network, behind);
+}
+
+#[test]
+fn a_lying_peer_is_refused_and_sync_completes_from_honest_ones() {
+    lying_peer(4, "pbft");
+}
+
+#[test]
+fn raft_a_lying_peer_is_refused_and_sync_completes_from_honest_ones() {
+    lying_peer(3, "raft");
 }

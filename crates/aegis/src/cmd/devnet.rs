@@ -54,11 +54,13 @@ pub struct Args {
 
 /// One running validator.
 #[derive(Debug)]
-struct Node {
-    name: String,
-    child: Child,
-    api: String,
-    monitoring: String,
+pub(crate) struct Node {
+    pub(crate) name: String,
+    pub(crate) child: Child,
+    pub(crate) api: String,
+    pub(crate) monitoring: String,
+    /// The node's home (its `logs/console.log` holds a start-up error).
+    pub(crate) home: PathBuf,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -75,7 +77,7 @@ async fn devnet(args: Args) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("find the aegis executable")?;
     let mut nodes = Vec::new();
     for (i, home) in homes.iter().enumerate() {
-        match start_node(&exe, home, i, args.base_port) {
+        match start_node(&exe, home, i, args.base_port, &[]) {
             Ok(node) => nodes.push(node),
             Err(error) => {
                 stop_nodes(&mut nodes).await;
@@ -137,7 +139,14 @@ fn homes_in(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn start_node(exe: &Path, home: &Path, i: usize, base_port: u16) -> anyhow::Result<Node> {
+/// Starts `aegis run` for the node in `home`, with `env` added to this process's environment.
+pub(crate) fn start_node(
+    exe: &Path,
+    home: &Path,
+    i: usize,
+    base_port: u16,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Node> {
     let (_, api, metrics) = testnet::ports(base_port, i);
     let console = std::fs::File::create(home.join("logs/console.log"))
         .with_context(|| format!("create {}/logs/console.log", home.display()))?;
@@ -145,6 +154,7 @@ fn start_node(exe: &Path, home: &Path, i: usize, base_port: u16) -> anyhow::Resu
         .args(["run", "--config"])
         .arg(home.join("config/production.yaml"))
         .env("AEGIS_HOME", home)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(console.try_clone().context("share the console log")?)
         .stderr(console)
@@ -160,11 +170,12 @@ fn start_node(exe: &Path, home: &Path, i: usize, base_port: u16) -> anyhow::Resu
         child,
         api: format!("http://127.0.0.1:{api}"),
         monitoring: format!("http://127.0.0.1:{metrics}"),
+        home: home.to_path_buf(),
     })
 }
 
 /// SIGTERM to every node, then wait for each (killing one that outlives the deadline).
-async fn stop_nodes(nodes: &mut [Node]) {
+pub(crate) async fn stop_nodes(nodes: &mut [Node]) {
     for node in nodes.iter() {
         // `kill` through the command line keeps this crate free of unsafe code.
         let _ = Command::new("kill")
@@ -310,7 +321,7 @@ async fn submit_load(
 
 /// Follows `GET /v1/events` of one node and passes on each block's transaction count and
 /// ids; reconnects (resuming after the last height seen) if the stream breaks.
-async fn follow_commits(
+pub(crate) async fn follow_commits(
     http: reqwest::Client,
     api: String,
     commits: tokio::sync::mpsc::Sender<(u64, Vec<Hash>)>,

@@ -102,6 +102,14 @@ impl NodeShared {
         self.ledger.set_height(height);
     }
 
+    /// While the ledger is refilled before the engine starts: `/status` says `syncing` up
+    /// to `target`.
+    fn prefilling(&self, target: u64) {
+        let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        view.sync = SyncState::Syncing { target };
+        view.network_height = target;
+    }
+
     /// The height the syncer fetches up to (0 when it does not sync).
     pub fn set_sync_target(&self, target: u64) {
         self.sync_target.store(target, Ordering::Release);
@@ -352,7 +360,14 @@ pub async fn start_with<P: NodeProtocol>(
             fence_window: core.vote_window(),
         },
     );
-    tokio::spawn(syncer.run(stop.clone()));
+    let syncer = tokio::spawn(syncer.run(stop.clone()));
+    tokio::spawn(async move {
+        if let Err(error) = syncer.await
+            && error.is_panic()
+        {
+            aegis_telemetry::error!(error = %error, "Block sync stopped: {error}");
+        }
+    });
     let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
     let dispatcher = tokio::spawn(dispatch::<P>(
         inbox,
@@ -441,6 +456,7 @@ async fn prefill(
     );
     let started = Instant::now();
     let mut height = stored;
+    shared.prefilling(consensus_height);
     while height < consensus_height {
         let first = tokio::time::timeout(PREFILL_REPORT_INTERVAL, synced.recv()).await;
         let mut blocks = match first {

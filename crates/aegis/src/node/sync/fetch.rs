@@ -127,6 +127,9 @@ struct Session {
     started: Instant,
     from: u64,
     target: u64,
+    /// The target when the session started (it drops when the peers that claimed it are
+    /// left out).
+    wanted: u64,
     blocks: u64,
     served: BTreeMap<String, u64>,
 }
@@ -538,20 +541,32 @@ impl Syncer {
                 .iter()
                 .map(|(name, blocks)| format!("{name}: {blocks}"))
                 .collect();
-            info!(
-                height = stored,
-                blocks = session.blocks,
-                seconds,
-                "Sync finished at height {stored}: {} blocks from peers ({}) in {seconds:.1} s, {:.0} blocks/s",
-                session.blocks,
-                if served.is_empty() {
-                    "none needed".to_owned()
-                } else {
-                    served.join(", ")
-                },
-                (stored + 1).saturating_sub(session.from) as f64 / seconds
-            );
-            self.eager = false;
+            let served = if served.is_empty() {
+                "none".to_owned()
+            } else {
+                served.join(", ")
+            };
+            if stored >= session.wanted {
+                info!(
+                    height = stored,
+                    blocks = session.blocks,
+                    seconds,
+                    "Sync finished at height {stored}: {} blocks from peers ({served}) in {seconds:.1} s, {:.0} blocks/s",
+                    session.blocks,
+                    (stored + 1).saturating_sub(session.from) as f64 / seconds
+                );
+                self.eager = false;
+            } else {
+                // Sync again as soon as a usable peer has more.
+                warn!(
+                    height = stored,
+                    target = session.wanted,
+                    "Sync stopped at height {stored} short of {}: no usable peer has those blocks now ({} fetched from {served})",
+                    session.wanted,
+                    session.blocks
+                );
+                self.eager = true;
+            }
             self.retry.clear();
             self.shared.set_sync_target(0);
         }
@@ -581,6 +596,7 @@ impl Syncer {
             started: now,
             from,
             target,
+            wanted: target,
             blocks: 0,
             served: BTreeMap::new(),
         });
