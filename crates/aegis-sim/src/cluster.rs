@@ -12,7 +12,7 @@ use aegis_engine::memory::{
     ManualClock, MemoryIo, MemoryLedger, MemoryLog, Notice, Notices, Outbox,
 };
 use aegis_engine::{ConsensusLog, Driver, DriverConfig, DriverError, Ledger, Parts};
-use aegis_mempool::{Mempool, MempoolConfig};
+use aegis_mempool::{Admission, Mempool, MempoolConfig};
 use aegis_types::{
     Block, CommitCertificate, ConsensusParams, Genesis, Hash, Transaction, TxBody, Validator,
     ValidatorId, ValidatorSet,
@@ -75,6 +75,9 @@ pub(crate) struct Node<P: SimProtocol> {
     pub(crate) checked_height: u64,
     /// Where each committed transaction sits in this node's ledger.
     pub(crate) tx_heights: BTreeMap<Hash, u64>,
+    /// Transactions this node's mempool admitted since its last start, with when (virtual
+    /// time); a crash loses them with the mempool.
+    pub(crate) acknowledged: BTreeMap<Hash, u64>,
     /// The status when the node went down.
     last_status: Option<CoreStatus>,
     last_stable: u64,
@@ -159,6 +162,7 @@ impl<P: SimProtocol> Sim<P> {
                 wake_at: None,
                 checked_height: 0,
                 tx_heights: BTreeMap::new(),
+                acknowledged: BTreeMap::new(),
                 last_status: None,
                 last_stable: 0,
             });
@@ -452,6 +456,7 @@ impl<P: SimProtocol> Sim<P> {
         self.nodes[node].tx_heights.retain(|_, h| *h <= durable);
         self.nodes[node].parked = Some(parts);
         self.nodes[node].wake_at = None;
+        self.nodes[node].acknowledged.clear();
     }
 
     // ------------------------------------------------------------------ events
@@ -480,7 +485,24 @@ impl<P: SimProtocol> Sim<P> {
                 self.call(node, SimDriver::tick);
             }
             Event::Submit { node, txs } => {
-                self.call(node, |driver| driver.submit(txs).map(drop));
+                let mut accepted = Vec::new();
+                self.call(node, |driver| {
+                    accepted = driver
+                        .submit(txs)?
+                        .into_iter()
+                        .filter_map(|admission| match admission {
+                            Admission::Accepted { id } => Some(id),
+                            Admission::Refused(_) => None,
+                        })
+                        .collect();
+                    Ok(())
+                });
+                // A node that crashed in this step lost its mempool, and with it these.
+                if self.nodes[node].driver.is_some() {
+                    let now_ms = self.now_ms;
+                    let acknowledged = &mut self.nodes[node].acknowledged;
+                    acknowledged.extend(accepted.into_iter().map(|id| (id, now_ms)));
+                }
             }
             Event::Load => {
                 if self.now_ms < self.scenario.heal_ms || self.scenario.load_after_heal {

@@ -203,10 +203,12 @@ pub fn run_cli_for(
     let started = Instant::now();
     let mut violations = 0u64;
     let mut blocks = 0u64;
+    let mut acknowledged = 0u64;
     // `check_cli_args_for` made sure the last seed fits: every seed counted below is run.
     for seed in (0..seeds).map(|i| start_seed + i) {
         let outcome = run(validators, seed);
         blocks += outcome.heights.iter().copied().max().unwrap_or(0);
+        acknowledged += outcome.acknowledged_checked;
         if !outcome.violations.is_empty() {
             violations += outcome.violations.len() as u64;
             writeln!(
@@ -223,9 +225,14 @@ pub fn run_cli_for(
             )?;
         }
     }
+    let acknowledged = if acknowledged > 0 {
+        format!(", leader-acknowledged transactions checked: {acknowledged}")
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "algorithm: {}, validators: {validators}, {tolerated}, blocks: {blocks}, wall time: {:.1} s",
+        "algorithm: {}, validators: {validators}, {tolerated}, blocks: {blocks}{acknowledged}, wall time: {:.1} s",
         algorithm.as_str(),
         started.elapsed().as_secs_f64()
     )?;

@@ -132,6 +132,11 @@ pub trait SimProtocol: Protocol + Debug + Sized {
     /// The protocol's own invariant checkers.
     type Invariants: Invariants<Self>;
 
+    /// Whether the run checks that every transaction the final leader acknowledged (admitted
+    /// to its mempool since its last start) before the liveness probe is committed on every
+    /// honest node once the probe is: the leader orders its own mempool oldest first.
+    const CHECK_LEADER_ACKNOWLEDGED: bool = false;
+
     /// The genesis `max_byzantine_nodes` for `validators` (PBFT: (n - 1) / 3; Raft: 0).
     fn genesis_byzantine(validators: usize) -> usize;
 

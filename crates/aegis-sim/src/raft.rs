@@ -33,6 +33,8 @@ impl SimProtocol for Raft {
 
     type Invariants = RaftInvariants;
 
+    const CHECK_LEADER_ACKNOWLEDGED: bool = true;
+
     fn genesis_byzantine(_validators: usize) -> usize {
         0
     }

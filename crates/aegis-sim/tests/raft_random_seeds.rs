@@ -5,7 +5,8 @@
 //! (one leader per term), log matching, leader completeness (Ongaro & Ousterhout, USENIX ATC
 //! 2014, figure 3), beside the common ones (agreement, no gaps, certificates that verify,
 //! each transaction at most once, one vote per term across restarts, liveness after
-//! healing). Any violation fails the test and prints the command that replays its seed.
+//! healing, and every transaction the final leader acknowledged before the probe committed
+//! on every node with it). Any violation fails the test and prints the command that replays its seed.
 
 #![allow(clippy::unwrap_used, reason = "writing into a Vec cannot fail")]
 
@@ -49,11 +50,14 @@ fn three_nodes_commit_and_survive_a_crashed_node() {
     let quiet = TestBuilder::new(3).run_with::<Raft>();
     assert!(quiet.violations.is_empty(), "{:?}", quiet.violations);
     assert!(quiet.heights.iter().all(|h| *h >= 5), "{:?}", quiet.heights);
+    // Everything the leader acknowledged was checked committed on every node.
+    assert!(quiet.acknowledged_checked >= 20, "{quiet:?}");
     for node in 0..3 {
         let outcome = TestBuilder::new(3)
             .crash(node, 1_000, 2_500)
             .run_with::<Raft>();
         assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+        assert!(outcome.acknowledged_checked > 0, "{outcome:?}");
         assert!(
             outcome.heights.iter().all(|h| *h == outcome.heights[0]),
             "node {node} crashed: {:?}",
