@@ -417,11 +417,16 @@ fn an_isolated_primary_is_replaced_and_catches_up_after_the_heal() {
     let (node, all) = (bed.endpoint(primary), bed.endpoints());
     bed.partition().isolate(node, &all);
     let at_cut = bed.head();
-    bed.wait("commits go on without the isolated primary", |bed| {
-        others
-            .iter()
-            .all(|i| bed.height(*i).is_some_and(|h| h >= at_cut + 3))
-    });
+    bed.wait(
+        "commits go on without the isolated primary, which lost every peer",
+        |bed| {
+            bed.network.peers(primary) == Some(0)
+                && others.iter().all(|i| {
+                    bed.network.peers(*i) == Some(2)
+                        && bed.height(*i).is_some_and(|h| h >= at_cut + 3)
+                })
+        },
+    );
     for i in &others {
         assert!(bed.view_changes(*i) > before[*i], "node{i} changed view");
     }
@@ -433,9 +438,13 @@ fn an_isolated_primary_is_replaced_and_catches_up_after_the_heal() {
     bed.acknowledge(&workload);
     bed.partition().heal_all();
     let at_heal = bed.head();
-    bed.wait("the old primary reaches the head after the heal", |bed| {
-        bed.height(primary).is_some_and(|h| h > at_heal)
-    });
+    bed.wait(
+        "the old primary reconnects and passes the head of the heal",
+        |bed| {
+            bed.network.peers(primary) == Some(3)
+                && bed.height(primary).is_some_and(|h| h > at_heal)
+        },
+    );
     bed.finish(workload);
 }
 
@@ -452,11 +461,16 @@ fn an_isolated_backup_catches_up_after_the_heal() {
     let (node, all) = (bed.endpoint(backup), bed.endpoints());
     bed.partition().isolate(node, &all);
     let at_cut = bed.head();
-    bed.wait("the other three keep committing", |bed| {
-        others
-            .iter()
-            .all(|i| bed.height(*i).is_some_and(|h| h >= at_cut + 5))
-    });
+    bed.wait(
+        "the other three keep committing, the backup lost every peer",
+        |bed| {
+            bed.network.peers(backup) == Some(0)
+                && others.iter().all(|i| {
+                    bed.network.peers(*i) == Some(2)
+                        && bed.height(*i).is_some_and(|h| h >= at_cut + 5)
+                })
+        },
+    );
     let isolated = bed.height(backup).unwrap();
     assert!(
         isolated <= at_cut + 1,
@@ -465,9 +479,12 @@ fn an_isolated_backup_catches_up_after_the_heal() {
     bed.acknowledge(&workload);
     bed.partition().heal_all();
     let at_heal = bed.head();
-    bed.wait("the backup reaches the head after the heal", |bed| {
-        bed.height(backup).is_some_and(|h| h > at_heal)
-    });
+    bed.wait(
+        "the backup reconnects and passes the head of the heal",
+        |bed| {
+            bed.network.peers(backup) == Some(3) && bed.height(backup).is_some_and(|h| h > at_heal)
+        },
+    );
     bed.finish(workload);
 }
 
@@ -488,11 +505,19 @@ fn a_two_two_split_commits_nothing_and_resumes_after_the_heal() {
     bed.partition().split(&left, &right);
     let at_cut = bed.head();
     let before: Vec<u64> = (0..bed.n()).map(|i| bed.view_changes(i)).collect();
-    // Long enough to see: every node's timers fired and it tried at least two view changes,
-    // none of which could complete.
+    // Long enough to see: every node's request timer fired and it started a view change
+    // that cannot complete (2 of 4 VIEW-CHANGEs are not a quorum, so no node names a
+    // primary), and the workload went on submitting to both halves meanwhile.
+    let accepted = workload.accepted();
     bed.wait(
-        "every node tried two view changes during the split",
-        |bed| (0..bed.n()).all(|i| bed.view_changes(i) >= before[i] + 2),
+        "every node stuck in a view change during the split, with more submissions",
+        |bed| {
+            (0..bed.n()).all(|i| {
+                bed.view_changes(i) > before[i]
+                    && bed.primary_seen_by(i).is_none()
+                    && bed.network.peers(i) == Some(1)
+            }) && workload.accepted() >= accepted + 20
+        },
     );
     // At most a block that was already decided when the links went down.
     let during = bed.head();
@@ -502,9 +527,14 @@ fn a_two_two_split_commits_nothing_and_resumes_after_the_heal() {
     );
     bed.acknowledge(&workload);
     bed.partition().heal_all();
-    bed.wait("commits resume on every node after the heal", |bed| {
-        (0..bed.n()).all(|i| bed.height(i).is_some_and(|h| h >= during + 3))
-    });
+    bed.wait(
+        "the mesh re-forms and commits resume on every node",
+        |bed| {
+            (0..bed.n()).all(|i| {
+                bed.network.peers(i) == Some(3) && bed.height(i).is_some_and(|h| h >= during + 3)
+            })
+        },
+    );
     bed.finish(workload);
 }
 
@@ -524,8 +554,12 @@ fn a_flapping_link_neither_forks_nor_stalls_the_network() {
         bed.partition().cut(a, b);
         let at_cut = bed.head();
         bed.wait(
-            &format!("flap {flap}: commits while the link is down"),
-            |bed| bed.head() >= at_cut + 2,
+            &format!("flap {flap}: both ends see the link down, commits go on"),
+            |bed| {
+                bed.network.peers(primary) == Some(2)
+                    && bed.network.peers(backup) == Some(2)
+                    && bed.head() >= at_cut + 2
+            },
         );
         bed.partition().heal(a, b);
         let at_heal = bed.head();
