@@ -187,6 +187,20 @@ impl Testbed {
             as u64
     }
 
+    /// `aegis_p2p_messages_total{direction="inbound",type="sync"}` of node `i`.
+    fn sync_messages_received(&self, i: usize) -> u64 {
+        let (_, body) =
+            http_get_at(self.network.ip(i), self.network.metrics_port(i), "/metrics").unwrap();
+        body.lines()
+            .filter(|line| {
+                line.starts_with("aegis_p2p_messages_total{")
+                    && line.contains("\"inbound\"")
+                    && line.contains("\"sync\"")
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     fn block_hash(&self, node: usize, height: u64) -> Option<String> {
         let block = get_json(
             self,
@@ -349,8 +363,13 @@ impl Testbed {
                 );
             }
         }
+        // How the nodes caught up: block sync messages each received (for the report).
+        let synced: Vec<u64> = (0..self.n())
+            .map(|i| self.sync_messages_received(i))
+            .collect();
         eprintln!(
-            "partitions: {} blocks, {} acknowledged transactions, {:?} since the mesh formed",
+            "partitions: {} blocks, {} acknowledged transactions, {:?} since the mesh formed, \
+             sync messages received per node {synced:?}",
             head,
             self.acknowledged.len(),
             self.started.elapsed()
