@@ -47,6 +47,11 @@ const LOOK_EVERY: Duration = Duration::from_millis(250);
 /// One transaction this often from the workload.
 const SUBMIT_EVERY: Duration = Duration::from_millis(100);
 
+/// Blocks the others commit while a backup is cut off (more than a checkpoint window and
+/// several sync replies of 64 blocks), and while the primary is.
+const BEHIND_BACKUP: u64 = 150;
+const BEHIND_PRIMARY: u64 = 70;
+
 /// Timers short enough that view changes and dead links are seen within seconds:
 /// request timeout 2 s, view-change wait 2 s; a dead link noticed within 3 s (ping every
 /// 2 s, 1 s timeout) and redialled every 200 ms (no backoff growth within a test).
@@ -442,7 +447,7 @@ fn an_isolated_primary_is_replaced_and_catches_up_after_the_heal() {
             bed.network.peers(primary) == Some(0)
                 && others.iter().all(|i| {
                     bed.network.peers(*i) == Some(2)
-                        && bed.height(*i).is_some_and(|h| h >= at_cut + 3)
+                        && bed.height(*i).is_some_and(|h| h >= at_cut + BEHIND_PRIMARY)
                 })
         },
     );
@@ -486,7 +491,7 @@ fn an_isolated_backup_catches_up_after_the_heal() {
             bed.network.peers(backup) == Some(0)
                 && others.iter().all(|i| {
                     bed.network.peers(*i) == Some(2)
-                        && bed.height(*i).is_some_and(|h| h >= at_cut + 5)
+                        && bed.height(*i).is_some_and(|h| h >= at_cut + BEHIND_BACKUP)
                 })
         },
     );
