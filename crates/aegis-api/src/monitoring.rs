@@ -109,6 +109,11 @@ async fn node_status(State(status): State<Arc<NodeStatus>>) -> Response {
         Some(SyncState::Syncing { target }) => Some(target),
         _ => None,
     };
+    // Percent of the target the ledger holds, while syncing.
+    let sync_progress = sync_target_height.map(|target| {
+        let height = block_height.min(target);
+        (height as f64 * 1000.0 / target.max(1) as f64).floor() / 10.0
+    });
     let body = json!({
         "node_id": status.node_id(),
         "version": env!("CARGO_PKG_VERSION"),
@@ -121,6 +126,7 @@ async fn node_status(State(status): State<Arc<NodeStatus>>) -> Response {
         "storage": ledger.fault().map_or_else(|| json!("ok"), |fault| json!({ "fault": fault })),
         "sync_status": sync_status,
         "sync_target_height": sync_target_height,
+        "sync_progress": sync_progress,
         "network_height": view.as_ref().map(|view| view.network_height),
         "view": view.as_ref().map(|view| view.view),
         "primary": view.as_ref().and_then(|view| view.primary.clone()),

@@ -7,26 +7,38 @@ use aegis_crypto::verify_commit_certificate;
 use aegis_types::{Block, CommitCertificate};
 
 use crate::cluster::Sim;
-use crate::protocol::SimProtocol;
+use crate::protocol::{Invariants, SimProtocol};
 
 impl<P: SimProtocol> Sim<P> {
     /// Honest nodes never sign two different statements for one slot, even across restarts.
     pub(crate) fn record_statement(&mut self, node: usize, message: &P::Message) {
-        let Some(statement) = P::statement(message) else {
+        for statement in P::statements(message) {
+            let key = (node, statement.kind, statement.epoch, statement.slot);
+            match self.statements.get(&key) {
+                Some(previous) if *previous != statement.digest => {
+                    self.violation(format!(
+                        "equivocation: honest node {node} sent two different {} messages for view {}, sequence {}",
+                        statement.kind, statement.epoch, statement.slot
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.statements.insert(key, statement.digest);
+                }
+            }
+        }
+    }
+
+    /// The protocol's own invariants on honest node `i`'s core after a step.
+    pub(crate) fn check_stepped(&mut self, i: usize) {
+        if self.nodes[i].behavior.is_some() {
+            return;
+        }
+        let Some(driver) = self.nodes[i].driver.as_ref() else {
             return;
         };
-        let key = (node, statement.kind, statement.epoch, statement.slot);
-        match self.statements.get(&key) {
-            Some(previous) if *previous != statement.digest => {
-                self.violation(format!(
-                    "equivocation: honest node {node} sent two different {} messages for view {}, sequence {}",
-                    statement.kind, statement.epoch, statement.slot
-                ));
-            }
-            Some(_) => {}
-            None => {
-                self.statements.insert(key, statement.digest);
-            }
+        for violation in self.invariants.stepped(i, driver.core()) {
+            self.violation(violation);
         }
     }
 
@@ -84,6 +96,9 @@ impl<P: SimProtocol> Sim<P> {
             None => {
                 self.canonical.insert(height, hash);
             }
+        }
+        for violation in self.invariants.committed(i, block, certificate) {
+            self.violation(violation);
         }
         if !self.verified_certs.contains(&hash) {
             let ok = certificate.block_hash == hash

@@ -14,8 +14,8 @@ use aegis_engine::memory::{
 use aegis_engine::{ConsensusLog, Driver, DriverConfig, DriverError, Ledger, Parts};
 use aegis_mempool::{Mempool, MempoolConfig};
 use aegis_types::{
-    Block, CommitCertificate, ConsensusAlgorithm, ConsensusParams, Genesis, Hash, Transaction,
-    TxBody, Validator, ValidatorId, ValidatorSet,
+    Block, CommitCertificate, ConsensusParams, Genesis, Hash, Transaction, TxBody, Validator,
+    ValidatorId, ValidatorSet,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
@@ -104,6 +104,8 @@ pub struct Sim<P: SimProtocol> {
     pub(crate) verified_certs: BTreeSet<Hash>,
     /// Honest nodes' signed statements: (node, kind, epoch, slot) -> digest.
     pub(crate) statements: BTreeMap<(usize, &'static str, u64, u64), Hash>,
+    /// The protocol's own checkers.
+    pub(crate) invariants: P::Invariants,
     pub(crate) outcome: Outcome,
 }
 
@@ -133,8 +135,8 @@ impl<P: SimProtocol> Sim<P> {
                 })
                 .collect(),
             consensus: ConsensusParams {
-                algorithm: ConsensusAlgorithm::Pbft,
-                max_byzantine_nodes: scenario.max_faulty() as u32,
+                algorithm: P::ALGORITHM,
+                max_byzantine_nodes: P::genesis_byzantine(n) as u32,
                 checkpoint_interval: scenario.checkpoint_interval,
                 max_block_txs: scenario.max_block_txs,
                 pipeline_depth: scenario.pipeline_depth,
@@ -190,6 +192,7 @@ impl<P: SimProtocol> Sim<P> {
             canonical: BTreeMap::new(),
             verified_certs: BTreeSet::new(),
             statements: BTreeMap::new(),
+            invariants: P::Invariants::default(),
             outcome,
         }
     }
@@ -351,6 +354,10 @@ impl<P: SimProtocol> Sim<P> {
             self.crash(i);
             return;
         }
+        self.check_stepped(i);
+        let Some(driver) = self.nodes[i].driver.as_mut() else {
+            return;
+        };
         let needs_sync = driver.needs_sync();
         let may_tear = needs_sync && !self.healed && self.nodes[i].behavior.is_none();
         if may_tear && self.chance(self.scenario.torn_persist_per_mille) {

@@ -5,14 +5,16 @@
 //! synced on a crash), one virtual clock and one seeded RNG (ChaCha8): the same seed replays
 //! the same run, event for event. All state that decides an outcome lives in ordered maps,
 //! never in hash maps. The simulator is generic over the protocol ([`SimProtocol`]); PBFT's
-//! adapter and Byzantine behaviours are in [`pbft`]. Around the drivers it simulates the
-//! network and the faults (tigerbeetle's `src/testing/` twins):
+//! adapter and Byzantine behaviours are in [`pbft`], Raft's adapter and invariants (election
+//! safety, log matching, leader completeness) in [`raft`]. Around the drivers it simulates
+//! the network and the faults (tigerbeetle's `src/testing/` twins):
 //!
 //! - Network faults: drops, delays, duplicates, reordering, partitions that heal.
 //! - Node faults: crash and restart from the last persisted state (losing the rest), a
 //!   crash in the middle of a persist ("torn" step), clock skew.
-//! - Byzantine nodes (at most f in random runs): equivocating primary, conflicting votes,
-//!   invalid signatures, replays, silence, floods, and colluders for the f + 1 test.
+//! - Byzantine nodes (PBFT, at most f in random runs): equivocating primary, conflicting
+//!   votes, invalid signatures, replays, silence, floods, and colluders for the f + 1 test.
+//!   Raft tolerates crashes only: its random runs have every fault but these.
 //! - Checkers: agreement, no gaps and hash links, validity (only submitted transactions,
 //!   each at most once), commit certificates that verify offline, honest nodes never
 //!   signing two statements for one slot, a consensus log that replays to exactly the core's
@@ -28,6 +30,7 @@ mod cluster;
 mod outcome;
 pub mod pbft;
 mod protocol;
+pub mod raft;
 mod scenario;
 mod verifier;
 
@@ -36,18 +39,28 @@ use std::io::Write;
 use std::time::Instant;
 
 pub use aegis_consensus::Reject;
+pub use aegis_types::ConsensusAlgorithm;
 pub use cluster::Sim;
 pub use outcome::Outcome;
-pub use protocol::{Adversary, CoreSetup, REPLAY_MEMORY, SimProtocol, Statement, Transmission};
+pub use protocol::{
+    Adversary, CoreSetup, Invariants, NoInvariants, REPLAY_MEMORY, SimProtocol, Statement,
+    Transmission,
+};
 pub use scenario::{Behavior, Crash, NetworkFaults, Partition, Scenario, TestBuilder};
 pub use verifier::SharedVerifier;
 
-/// The simulator running PBFT, the protocol `aegis simulate` checks.
+/// The simulator running PBFT, the protocol `aegis simulate` checks by default.
 pub type Simulation = Sim<aegis_consensus::pbft::Pbft>;
 
-/// Fewest validators the simulator runs: n >= 3f + 1 with f >= 1, so random runs always have
-/// a Byzantine node.
-pub const MIN_VALIDATORS: usize = 4;
+/// The simulator running Raft (`aegis simulate --algorithm raft`).
+pub type RaftSimulation = Sim<aegis_consensus::raft::Raft>;
+
+/// Fewest validators the simulator runs PBFT on: n >= 3f + 1 with f >= 1, so random runs
+/// always have a Byzantine node.
+pub const MIN_VALIDATORS: usize = <aegis_consensus::pbft::Pbft as SimProtocol>::MIN_VALIDATORS;
+
+/// Fewest validators the simulator runs Raft on: n >= 2f + 1 with f >= 1, so one may crash.
+pub const MIN_RAFT_VALIDATORS: usize = <aegis_consensus::raft::Raft as SimProtocol>::MIN_VALIDATORS;
 
 /// Most validators the simulator runs: the largest validator set a genesis accepts.
 pub const MAX_VALIDATORS: usize = aegis_types::validator::MAX_VALIDATORS;
@@ -85,18 +98,44 @@ impl From<std::io::Error> for CliError {
     }
 }
 
-/// Checks `aegis simulate`'s arguments: what [`run_cli`] refuses, and why.
+/// Checks `aegis simulate`'s arguments for PBFT: what [`run_cli`] refuses, and why.
 pub fn check_cli_args(validators: usize, seeds: u64, start_seed: u64) -> Result<(), CliError> {
-    if validators < MIN_VALIDATORS {
+    check_cli_args_for(ConsensusAlgorithm::Pbft, validators, seeds, start_seed)
+}
+
+/// Fewest validators the simulator runs `algorithm` on, and the fault it must tolerate.
+fn minimum(algorithm: ConsensusAlgorithm) -> (usize, &'static str) {
+    match algorithm {
+        ConsensusAlgorithm::Pbft => (
+            MIN_VALIDATORS,
+            "too few to tolerate a Byzantine fault (n >= 3f + 1 with f >= 1)",
+        ),
+        ConsensusAlgorithm::Raft => (
+            MIN_RAFT_VALIDATORS,
+            "too few to tolerate a crash (n >= 2f + 1 with f >= 1)",
+        ),
+    }
+}
+
+/// Checks `aegis simulate --algorithm A`'s arguments: what [`run_cli_for`] refuses, and why.
+pub fn check_cli_args_for(
+    algorithm: ConsensusAlgorithm,
+    validators: usize,
+    seeds: u64,
+    start_seed: u64,
+) -> Result<(), CliError> {
+    let (min, why_min) = minimum(algorithm);
+    let name = algorithm.as_str();
+    if validators < min {
         return Err(CliError::InvalidArgs(format!(
-            "--validators {validators} is too few to tolerate a Byzantine fault (n >= 3f + 1 \
-             with f >= 1): the simulator runs {MIN_VALIDATORS} to {MAX_VALIDATORS} validators"
+            "--validators {validators} is {why_min}: the simulator runs {name} on {min} to \
+             {MAX_VALIDATORS} validators"
         )));
     }
     if validators > MAX_VALIDATORS {
         return Err(CliError::InvalidArgs(format!(
             "--validators {validators} exceeds the supported maximum of {MAX_VALIDATORS}: \
-             the simulator runs {MIN_VALIDATORS} to {MAX_VALIDATORS} validators"
+             the simulator runs {name} on {min} to {MAX_VALIDATORS} validators"
         )));
     }
     if seeds == 0 {
@@ -116,27 +155,57 @@ pub fn check_cli_args(validators: usize, seeds: u64, start_seed: u64) -> Result<
     Ok(())
 }
 
-/// Runs one random scenario (every kind of fault, at most f Byzantine nodes) for `seed`.
+/// Runs one random PBFT scenario (every kind of fault, at most f Byzantine nodes) for `seed`.
 pub fn run_seed(validators: usize, seed: u64) -> Outcome {
-    Simulation::new(Scenario::random(validators, seed)).run()
+    run_seed_with::<aegis_consensus::pbft::Pbft>(validators, seed)
 }
 
-/// Runs `seeds` random scenarios from `start_seed` on, printing each failure with the command
-/// that replays it, and ends with the line `seeds: K, violations: V`. Returns V. Refuses
-/// arguments it cannot honour (see [`check_cli_args`]) without running or printing anything.
+/// Runs one random scenario of protocol `P` for `seed`: every kind of fault, with as many
+/// Byzantine nodes as `P` tolerates (none for Raft).
+pub fn run_seed_with<P: SimProtocol>(validators: usize, seed: u64) -> Outcome {
+    let byzantine = P::random_byzantine(validators);
+    Sim::<P>::new(Scenario::random_with(validators, seed, byzantine)).run()
+}
+
+/// Runs `seeds` random PBFT scenarios from `start_seed` on (see [`run_cli_for`]).
 pub fn run_cli(
     validators: usize,
     seeds: u64,
     start_seed: u64,
     out: &mut dyn Write,
 ) -> Result<u64, CliError> {
-    check_cli_args(validators, seeds, start_seed)?;
+    run_cli_for(ConsensusAlgorithm::Pbft, validators, seeds, start_seed, out)
+}
+
+/// Runs `seeds` random scenarios of `algorithm` from `start_seed` on, printing each failure
+/// with the command that replays it, and ends with the line `seeds: K, violations: V`.
+/// Returns V. Refuses arguments it cannot honour (see [`check_cli_args_for`]) without running
+/// or printing anything.
+pub fn run_cli_for(
+    algorithm: ConsensusAlgorithm,
+    validators: usize,
+    seeds: u64,
+    start_seed: u64,
+    out: &mut dyn Write,
+) -> Result<u64, CliError> {
+    check_cli_args_for(algorithm, validators, seeds, start_seed)?;
+    let run: fn(usize, u64) -> Outcome = match algorithm {
+        ConsensusAlgorithm::Pbft => run_seed_with::<aegis_consensus::pbft::Pbft>,
+        ConsensusAlgorithm::Raft => run_seed_with::<aegis_consensus::raft::Raft>,
+    };
+    let (tolerated, replay_algorithm) = match algorithm {
+        ConsensusAlgorithm::Pbft => (format!("f: {}", (validators - 1) / 3), ""),
+        ConsensusAlgorithm::Raft => (
+            format!("f: {} crashed", (validators - 1) / 2),
+            " --algorithm raft",
+        ),
+    };
     let started = Instant::now();
     let mut violations = 0u64;
     let mut blocks = 0u64;
-    // `check_cli_args` made sure the last seed fits: every seed counted below is run.
+    // `check_cli_args_for` made sure the last seed fits: every seed counted below is run.
     for seed in (0..seeds).map(|i| start_seed + i) {
-        let outcome = run_seed(validators, seed);
+        let outcome = run(validators, seed);
         blocks += outcome.heights.iter().copied().max().unwrap_or(0);
         if !outcome.violations.is_empty() {
             violations += outcome.violations.len() as u64;
@@ -150,14 +219,14 @@ pub fn run_cli(
             }
             writeln!(
                 out,
-                "  replay: aegis simulate --validators {validators} --seeds 1 --start-seed {seed}"
+                "  replay: aegis simulate{replay_algorithm} --validators {validators} --seeds 1 --start-seed {seed}"
             )?;
         }
     }
     writeln!(
         out,
-        "validators: {validators}, f: {}, blocks: {blocks}, wall time: {:.1} s",
-        (validators - 1) / 3,
+        "algorithm: {}, validators: {validators}, {tolerated}, blocks: {blocks}, wall time: {:.1} s",
+        algorithm.as_str(),
         started.elapsed().as_secs_f64()
     )?;
     writeln!(out, "seeds: {seeds}, violations: {violations}")?;

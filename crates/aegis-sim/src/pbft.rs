@@ -7,13 +7,26 @@ use aegis_consensus::pbft::{
 };
 use aegis_types::{Hash, PublicKey, ValidatorId};
 
-use crate::protocol::{Adversary, CoreSetup, SimProtocol, Statement, Transmission};
+use crate::protocol::{Adversary, CoreSetup, NoInvariants, SimProtocol, Statement, Transmission};
 use crate::scenario::Behavior;
 
 /// Junk messages a flooding node sends per tick.
 const FLOOD_PER_TICK: usize = 12;
 
 impl SimProtocol for Pbft {
+    const ALGORITHM: aegis_types::ConsensusAlgorithm = aegis_types::ConsensusAlgorithm::Pbft;
+    const MIN_VALIDATORS: usize = 4;
+
+    type Invariants = NoInvariants;
+
+    fn genesis_byzantine(validators: usize) -> usize {
+        validators.saturating_sub(1) / 3
+    }
+
+    fn random_byzantine(validators: usize) -> usize {
+        validators.saturating_sub(1) / 3
+    }
+
     fn build(setup: CoreSetup<'_>, restored: Option<PbftPersisted>) -> Result<Pbft, String> {
         let scenario = setup.scenario;
         let mut config = PbftConfig::from_genesis(
@@ -32,7 +45,7 @@ impl SimProtocol for Pbft {
         Ok(core.with_verifier(setup.verifier))
     }
 
-    fn statement(message: &PbftMessage) -> Option<Statement> {
+    fn statements(message: &PbftMessage) -> Vec<Statement> {
         let (kind, epoch, slot, digest) = match message {
             // A NEW-VIEW re-proposes batches of older views under the new primary's signature;
             // only the primary's own batches are its statements.
@@ -48,14 +61,14 @@ impl SimProtocol for Pbft {
                 0,
                 Hash::digest(&aegis_types::encoding::encode(nv)),
             ),
-            _ => return None,
+            _ => return Vec::new(),
         };
-        Some(Statement {
+        vec![Statement {
             kind,
             epoch,
             slot,
             digest,
-        })
+        }]
     }
 
     fn stable_height(&self) -> u64 {

@@ -1,6 +1,7 @@
 //! What the simulator needs from a protocol beyond `aegis_consensus::Protocol`: how to build
 //! a core from the scenario's genesis, what a message promises (for the equivocation checker),
-//! and how its Byzantine nodes misbehave. PBFT's is in [`crate::pbft`]; Raft adds its own.
+//! the protocol's own invariants, and how its Byzantine nodes misbehave. PBFT's is in
+//! [`crate::pbft`], Raft's in [`crate::raft`].
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use aegis_consensus::{CoreStatus, Protocol};
 use aegis_crypto::SecretKey;
-use aegis_types::{Genesis, Hash, ValidatorSet};
+use aegis_types::{Block, CommitCertificate, ConsensusAlgorithm, Genesis, Hash, ValidatorSet};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::Rng;
 
@@ -84,13 +85,64 @@ impl<M> Adversary<'_, M> {
     }
 }
 
+/// Protocol-specific invariants, checked on every step of an honest node (PBFT has none
+/// beyond the common checkers; Raft's are in [`crate::raft`]). Each returns the violations it
+/// found, as text starting with the checker's name and a colon.
+pub trait Invariants<P: SimProtocol>: Debug + Default {
+    /// Honest `node`'s core after a step.
+    fn stepped(&mut self, node: usize, core: &P) -> Vec<String>;
+
+    /// Honest `node` stored `block` with `certificate` at the next height of its ledger.
+    fn committed(
+        &mut self,
+        node: usize,
+        block: &Block,
+        certificate: &CommitCertificate,
+    ) -> Vec<String>;
+}
+
+/// No invariants beyond the common checkers.
+#[derive(Debug, Default)]
+pub struct NoInvariants;
+
+impl<P: SimProtocol> Invariants<P> for NoInvariants {
+    fn stepped(&mut self, _node: usize, _core: &P) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn committed(
+        &mut self,
+        _node: usize,
+        _block: &Block,
+        _certificate: &CommitCertificate,
+    ) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 /// A protocol the simulator can run.
 pub trait SimProtocol: Protocol + Debug + Sized {
+    /// The genesis `algorithm` of the simulated chain.
+    const ALGORITHM: ConsensusAlgorithm;
+
+    /// Fewest validators a random run uses (PBFT: 4, so f >= 1 Byzantine; Raft: 3, so one may
+    /// crash).
+    const MIN_VALIDATORS: usize;
+
+    /// The protocol's own invariant checkers.
+    type Invariants: Invariants<Self>;
+
+    /// The genesis `max_byzantine_nodes` for `validators` (PBFT: (n - 1) / 3; Raft: 0).
+    fn genesis_byzantine(validators: usize) -> usize;
+
+    /// Byzantine validators a random run may have (Raft tolerates crashes only: none).
+    fn random_byzantine(validators: usize) -> usize;
+
     /// Node `setup.node`'s core, new or restored from what its consensus log replays to.
     fn build(setup: CoreSetup<'_>, restored: Option<Self::Persisted>) -> Result<Self, String>;
 
-    /// The promise a message makes, if it makes one.
-    fn statement(message: &Self::Message) -> Option<Statement>;
+    /// The promises a message makes (a Raft response carries one commit vote per block).
+    fn statements(message: &Self::Message) -> Vec<Statement>;
 
     /// The height below which the node's log is garbage collected (PBFT's stable checkpoint).
     fn stable_height(&self) -> u64;

@@ -118,6 +118,9 @@ pub struct Scenario {
     /// Keep submitting transactions after healing too (a primary that commits some while
     /// withholding others must still be replaced).
     pub load_after_heal: bool,
+    /// A planted bug for the checkers' own tests: a restarted node forgets whom it voted for
+    /// in its term (Raft; PBFT ignores it).
+    pub forget_vote_on_restart: bool,
 }
 
 impl Scenario {
@@ -159,16 +162,23 @@ impl Scenario {
             liveness_bound_ms: 60_000,
             check_replay: true,
             load_after_heal: false,
+            forget_vote_on_restart: false,
         }
     }
 
     /// Every fault at once, drawn from `seed`: up to f Byzantine nodes with random
     /// behaviours, drops, duplicates, reordering, partitions, crashes, torn persists, skew.
     pub fn random(validators: usize, seed: u64) -> Scenario {
+        Scenario::random_with(validators, seed, (validators.max(1) - 1) / 3)
+    }
+
+    /// As [`Scenario::random`], with at most `byzantine_max` Byzantine nodes (0 for a
+    /// protocol that tolerates crashes only: every other fault stays).
+    pub fn random_with(validators: usize, seed: u64, byzantine_max: usize) -> Scenario {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5ce7_a110);
         let mut pick = |n: u64| rng.next_u64() % n.max(1);
         let mut scenario = Scenario::quiet(validators, seed);
-        let f = scenario.max_faulty();
+        let f = byzantine_max;
         let heal_ms = 2_000 + pick(4_000);
         scenario.heal_ms = heal_ms;
         scenario.checkpoint_interval = 2 + pick(5);
@@ -320,5 +330,10 @@ impl TestBuilder {
 
     pub fn run(self) -> crate::Outcome {
         crate::Simulation::new(self.scenario).run()
+    }
+
+    /// Runs the scenario with protocol `P` (`run` is PBFT).
+    pub fn run_with<P: crate::SimProtocol>(self) -> crate::Outcome {
+        crate::Sim::<P>::new(self.scenario).run()
     }
 }

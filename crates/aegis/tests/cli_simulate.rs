@@ -85,3 +85,26 @@ fn a_small_healthy_run_succeeds() {
         "{stdout}"
     );
 }
+
+#[test]
+fn raft_runs_on_three_validators_and_refuses_two() {
+    let (code, stdout, stderr) =
+        simulate(&["--algorithm", "raft", "--validators", "3", "--seeds", "3"]);
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("algorithm: raft, validators: 3, f: 1 crashed"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("seeds: 3, violations: 0"),
+        "{stdout}"
+    );
+    assert_refused(
+        &["--algorithm", "raft", "--validators", "2", "--seeds", "1"],
+        &[
+            "--validators 2 is too few to tolerate a crash",
+            "raft on 3 to 1024",
+        ],
+    );
+}

@@ -87,7 +87,7 @@ impl Testbed {
     /// Generates four validators in loopback network `net` with fast timers, starts them
     /// and waits for the full mesh; checks every node dials from its own address.
     fn start(net: u8) -> Testbed {
-        let mut network = Network::generate_on_own_addresses(4, net);
+        let mut network = Network::generate_on_own_addresses(4, net, "pbft");
         for i in 0..network.n {
             let path = network.config(i);
             let config = std::fs::read_to_string(&path).unwrap();
@@ -321,8 +321,7 @@ impl Testbed {
     /// chains: same block at every height, every acknowledged transaction exactly once at
     /// the height it was acknowledged at, no transaction twice.
     fn finish(mut self, workload: Workload) {
-        let ids = workload.accepted_ids();
-        drop(workload);
+        let ids = workload.finish();
         self.wait("every node at the same head", |bed| {
             let heights = bed.heights();
             heights.iter().all(|h| h.is_some() && *h == heights[0])

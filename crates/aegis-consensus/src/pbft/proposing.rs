@@ -94,6 +94,9 @@ impl Pbft {
         let pp = PrePrepare::new_signed(&self.config.chain_id, &self.key, self.view, seq, batch);
         self.slot_mut(seq).set_pre_prepare(pp.clone());
         self.send_signed(Outgoing::All(PbftMessage::PrePrepare(pp)));
+        // With one validator (f = 0) no backup will answer: the primary's own pre-prepare
+        // is a prepared certificate, and its own commit a quorum.
+        self.advance(seq);
         self.refresh_progress_timer(false);
         self.proposal_asked = false;
         self.maybe_propose();

@@ -22,6 +22,8 @@ pub const DEFAULT_GROUP_COMMIT: usize = 128;
 pub enum Command {
     /// Append signed blocks to a fresh ledger and read transactions back by id.
     Storage(StorageArgs),
+    /// Catch-up speed: a node 10,000 blocks behind syncs from three others.
+    Sync(crate::cmd::bench_sync::SyncArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,6 +61,7 @@ pub struct StorageArgs {
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Storage(args) => storage(args),
+        Command::Sync(args) => crate::cmd::bench_sync::sync(args),
     }
 }
 

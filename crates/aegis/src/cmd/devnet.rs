@@ -46,6 +46,10 @@ pub struct Args {
     /// Transactions submitted per second (round robin over the nodes); 0 sends none.
     #[arg(long, default_value_t = 20)]
     pub rate: u32,
+    /// Consensus algorithm (when generating): pbft, or raft for crash tolerance only.
+    /// A devnet generated before keeps its own; naming another is an error.
+    #[arg(long, value_parser = ["pbft", "raft"])]
+    pub algorithm: Option<String>,
 }
 
 /// One running validator.
@@ -88,13 +92,28 @@ async fn devnet(args: Args) -> anyhow::Result<ExitCode> {
 fn prepare(args: &Args) -> anyhow::Result<Vec<PathBuf>> {
     let existing = homes_in(&args.dir);
     if !existing.is_empty() {
+        let genesis_file = existing[0].join("config/genesis.json");
+        let text = std::fs::read_to_string(&genesis_file)
+            .with_context(|| format!("read {}", genesis_file.display()))?;
+        let genesis = aegis_types::Genesis::from_json(&text)
+            .with_context(|| format!("parse {}", genesis_file.display()))?;
+        let algorithm = genesis.consensus.algorithm.as_str();
+        if let Some(wanted) = &args.algorithm
+            && wanted != algorithm
+        {
+            bail!(
+                "the devnet in {} runs {algorithm}, not {wanted}: choose another --dir, or remove it",
+                args.dir.display()
+            );
+        }
         println!(
-            "Using the devnet in {} ({} validators)",
+            "Using the {algorithm} devnet in {} ({} validators)",
             args.dir.display(),
             existing.len()
         );
         return Ok(existing);
     }
+    let algorithm = args.algorithm.clone().unwrap_or_else(|| "pbft".into());
     let generated = testnet::generate(&testnet::Args {
         validators: args.validators,
         out: args.dir.clone(),
@@ -102,10 +121,10 @@ fn prepare(args: &Args) -> anyhow::Result<Vec<PathBuf>> {
         host: "127.0.0.1".into(),
         hosts: Vec::new(),
         chain_id: "aegis-devnet".into(),
-        algorithm: "pbft".into(),
+        algorithm: algorithm.clone(),
     })?;
     println!(
-        "Generated a devnet of {} validators in {}",
+        "Generated a {algorithm} devnet of {} validators in {}",
         generated.homes.len(),
         args.dir.display()
     );

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod bench_sync;
 pub mod client;
 pub mod config;
 pub mod db;

@@ -32,6 +32,8 @@ pub struct Network {
     /// Node `i` listens (P2P, API, metrics) on `hosts[i]`: 127.0.0.1 for every node, or
     /// each on its own loopback address ([`Network::generate_on_own_addresses`]).
     pub hosts: Vec<IpAddr>,
+    /// `pbft` or `raft`, as `aegis testnet --algorithm` took it.
+    pub algorithm: &'static str,
     nodes: Vec<Option<Child>>,
 }
 
@@ -50,16 +52,28 @@ enum Start {
 }
 
 impl Network {
-    /// Generates a network of `n` validators, starts every node and waits for the full mesh
-    /// with the consensus engine running on each (`/status` `consensus.running`).
+    /// Generates a PBFT network of `n` validators, starts every node and waits for the full
+    /// mesh with the consensus engine running on each (`/status` `consensus.running`).
     pub fn start(n: usize) -> Network {
+        Network::start_with(n, "pbft")
+    }
+
+    /// As [`Network::start`], running `algorithm` (`pbft` or `raft`).
+    pub fn start_with(n: usize, algorithm: &'static str) -> Network {
         let mut dir = tempfile::tempdir().expect("a temporary directory");
         let mut taken = Vec::new();
         for attempt in 0..START_ATTEMPTS {
             let out = dir.path().join(format!("net{attempt}"));
             let base = base_port(n as u16);
             let status = aegis()
-                .args(["testnet", "--validators", &n.to_string(), "--base-port"])
+                .args([
+                    "testnet",
+                    "--algorithm",
+                    algorithm,
+                    "--validators",
+                    &n.to_string(),
+                ])
+                .arg("--base-port")
                 .arg(base.to_string())
                 .arg("--out")
                 .arg(&out)
@@ -73,6 +87,7 @@ impl Network {
                 base,
                 n,
                 hosts: vec![LOCALHOST; n],
+                algorithm,
                 nodes: (0..n).map(|_| None).collect(),
             };
             for i in 0..n {
@@ -98,14 +113,26 @@ impl Network {
         );
     }
 
-    /// Generates a network of `n` validators on ports free now, without starting any node
-    /// (tests that edit a configuration first, or start nodes one by one).
+    /// Generates a PBFT network of `n` validators on ports free now, without starting any
+    /// node (tests that edit a configuration first, or start nodes one by one).
     pub fn generate(n: usize) -> Network {
+        Network::generate_with(n, "pbft")
+    }
+
+    /// As [`Network::generate`], running `algorithm` (`pbft` or `raft`).
+    pub fn generate_with(n: usize, algorithm: &'static str) -> Network {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let out = dir.path().join("net");
         let base = base_port(n as u16);
         let status = aegis()
-            .args(["testnet", "--validators", &n.to_string(), "--base-port"])
+            .args([
+                "testnet",
+                "--algorithm",
+                algorithm,
+                "--validators",
+                &n.to_string(),
+            ])
+            .arg("--base-port")
             .arg(base.to_string())
             .arg("--out")
             .arg(&out)
@@ -119,6 +146,7 @@ impl Network {
             base,
             n,
             hosts: vec![LOCALHOST; n],
+            algorithm,
             nodes: (0..n).map(|_| None).collect(),
         }
     }
@@ -127,8 +155,8 @@ impl Network {
     /// `127.0.<net>.<i + 1>` (`aegis testnet --hosts`; it listens, dials and serves its API
     /// there), on ports free now on those addresses, without starting any node. `net` is
     /// the test's own ([`aegis_testkit::net::loopback`]), so firewall rules on these
-    /// addresses concern this test alone.
-    pub fn generate_on_own_addresses(n: usize, net: u8) -> Network {
+    /// addresses concern this test alone. Runs `algorithm` (`pbft` or `raft`).
+    pub fn generate_on_own_addresses(n: usize, net: u8, algorithm: &'static str) -> Network {
         let hosts: Vec<IpAddr> = (0..n)
             .map(|i| aegis_testkit::net::loopback(net, i))
             .collect();
@@ -141,6 +169,7 @@ impl Network {
             .arg(base.to_string())
             .arg("--hosts")
             .arg(list.join(","))
+            .args(["--algorithm", algorithm])
             .arg("--out")
             .arg(&out)
             .stdout(Stdio::null())
@@ -153,6 +182,7 @@ impl Network {
             base,
             n,
             hosts,
+            algorithm,
             nodes: (0..n).map(|_| None).collect(),
         }
     }
@@ -282,6 +312,11 @@ impl Network {
 
     pub fn height(&self, i: usize) -> Option<u64> {
         self.status(i)?["block_height"].as_u64()
+    }
+
+    /// Whether node `i` is running (started and not stopped or killed by this network).
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].is_some()
     }
 
     fn wait_mesh(&mut self) -> Start {

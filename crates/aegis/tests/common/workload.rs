@@ -41,7 +41,7 @@ pub fn chain_id_at(ip: IpAddr, api_port: u16) -> String {
 pub struct Workload {
     stop: Arc<AtomicBool>,
     accepted: Arc<AtomicU64>,
-    /// Ids of the accepted transactions, when kept ([`Workload::start_at`]).
+    /// Ids of the accepted transactions (at most [`MAX_KEPT_IDS`]).
     ids: Arc<Mutex<Vec<String>>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -117,6 +117,15 @@ impl Workload {
     /// Transactions accepted so far.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Stops submitting; the ids of every transaction a node accepted (202), in order.
+    pub fn finish(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        std::mem::take(&mut *self.ids.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
