@@ -38,6 +38,11 @@ const NET_PRIMARY_ISOLATED: u8 = 62;
 const NET_BACKUP_ISOLATED: u8 = 63;
 const NET_SPLIT: u8 = 64;
 const NET_FLAPPING: u8 = 65;
+const NET_RAFT_LEADER_KILLED: u8 = 66;
+const NET_RAFT_LEADER_ISOLATED: u8 = 67;
+const NET_RAFT_FOLLOWER_ISOLATED: u8 = 68;
+const NET_RAFT_SPLIT: u8 = 69;
+const NET_RAFT_FLAPPING: u8 = 70;
 
 /// Bound on any convergence on a loaded machine: commits resuming after a failure, a node
 /// reaching the head after a heal.
@@ -78,6 +83,8 @@ struct Testbed {
     checked: Vec<u64>,
     /// Transactions a node reported committed: id -> height.
     acknowledged: BTreeMap<String, u64>,
+    /// Which node acknowledged each, and its answer (for the failure message).
+    answers: BTreeMap<String, (usize, String)>,
     /// Accepted ids already found committed (not asked again).
     asked: BTreeSet<String>,
     started: Instant,
@@ -86,8 +93,8 @@ struct Testbed {
 impl Testbed {
     /// Generates four validators in loopback network `net` with fast timers, starts them
     /// and waits for the full mesh; checks every node dials from its own address.
-    fn start(net: u8) -> Testbed {
-        let mut network = Network::generate_on_own_addresses(4, net, "pbft");
+    fn start(net: u8, algorithm: &'static str) -> Testbed {
+        let mut network = Network::generate_on_own_addresses(4, net, algorithm);
         for i in 0..network.n {
             let path = network.config(i);
             let config = std::fs::read_to_string(&path).unwrap();
@@ -110,6 +117,7 @@ impl Testbed {
             partition: None,
             seen: BTreeMap::new(),
             acknowledged: BTreeMap::new(),
+            answers: BTreeMap::new(),
             asked: BTreeSet::new(),
             started: Instant::now(),
         };
@@ -206,6 +214,31 @@ impl Testbed {
             .sum::<f64>() as u64
     }
 
+    /// `aegis_consensus_view_changes_total` rose: on every one of `nodes` with PBFT (every
+    /// backup takes part in a view change); with Raft on at least one (the candidate that
+    /// won; the others only vote).
+    fn check_view_changes(&self, algorithm: &str, nodes: &[usize], before: &[u64]) {
+        let after: Vec<u64> = (0..self.n())
+            .map(|i| {
+                if nodes.contains(&i) {
+                    self.view_changes(i)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let rose = |i: &usize| after[*i] > before[*i];
+        let held = if algorithm == "pbft" {
+            nodes.iter().all(rose)
+        } else {
+            nodes.iter().any(rose)
+        };
+        assert!(
+            held,
+            "{algorithm}: view changes rose on nodes {nodes:?}: {before:?} -> {after:?}"
+        );
+    }
+
     fn block_hash(&self, node: usize, height: u64) -> Option<String> {
         let block = get_json(
             self,
@@ -252,10 +285,16 @@ impl Testbed {
             || {
                 let bed = bed.borrow();
                 format!(
-                    "{what}: heights {:?}, primaries {:?}\n{}",
+                    "{what}: heights {:?}, primaries {:?}, peers {:?}, view changes {:?}\n{}",
                     bed.heights(),
                     (0..bed.n())
                         .map(|i| bed.primary_seen_by(i))
+                        .collect::<Vec<_>>(),
+                    (0..bed.n())
+                        .map(|i| bed.network.peers(i))
+                        .collect::<Vec<_>>(),
+                    (0..bed.n())
+                        .map(|i| bed.network.status(i).map(|_| bed.view_changes(i)))
                         .collect::<Vec<_>>(),
                     bed.network.logs()
                 )
@@ -290,6 +329,7 @@ impl Testbed {
             {
                 let height = tx["height"].as_u64().unwrap();
                 self.acknowledged.insert(id.clone(), height);
+                self.answers.insert(id.clone(), (node, tx.to_string()));
                 self.asked.insert(id);
             }
         }
@@ -363,7 +403,11 @@ impl Testbed {
                 assert_eq!(
                     chain.get(id),
                     Some(&vec![*height]),
-                    "{id}, acknowledged committed at height {height}, is in node{i}'s chain exactly once there"
+                    "{id}, acknowledged committed at height {height} by node{} ({}), is in node{i}'s \
+                     chain exactly once there; node{i}'s block {height} holds {:?}; chains end at {head}",
+                    self.answers[id].0,
+                    self.answers[id].1,
+                    self.block_txs(i, *height)
                 );
             }
         }
@@ -384,9 +428,8 @@ impl Testbed {
 /// Kills the primary with SIGKILL under load: the survivors change view
 /// (`aegis_consensus_view_changes_total` rises on each) and keep committing; the old
 /// primary restarts, rejoins as a backup and catches up.
-#[test]
-fn the_primary_killed_under_load_is_replaced_and_rejoins_as_a_backup() {
-    let mut bed = Testbed::start(NET_PRIMARY_KILLED);
+fn primary_killed(net: u8, algorithm: &'static str) {
+    let mut bed = Testbed::start(net, algorithm);
     let workload = bed.workload();
     bed.wait("first commits", |bed| bed.head() >= 3);
     let primary = bed.primary_seen_by(0).expect("node0 names the primary");
@@ -399,13 +442,8 @@ fn the_primary_killed_under_load_is_replaced_and_rejoins_as_a_backup() {
             .iter()
             .all(|i| bed.height(*i).is_some_and(|h| h >= at_kill + 3))
     });
+    bed.check_view_changes(algorithm, &survivors, &before);
     for i in &survivors {
-        let after = bed.view_changes(*i);
-        assert!(
-            after > before[*i],
-            "node{i}'s view changes rose: {} -> {after}",
-            before[*i]
-        );
         assert_ne!(
             bed.primary_seen_by(*i),
             Some(primary),
@@ -429,9 +467,8 @@ fn the_primary_killed_under_load_is_replaced_and_rejoins_as_a_backup() {
 
 /// The primary cut off from every other node: the others change view and keep committing;
 /// after the heal it follows the new primary and reaches the head.
-#[test]
-fn an_isolated_primary_is_replaced_and_catches_up_after_the_heal() {
-    let mut bed = Testbed::start(NET_PRIMARY_ISOLATED);
+fn primary_isolated(net: u8, algorithm: &'static str) {
+    let mut bed = Testbed::start(net, algorithm);
     let workload = bed.workload();
     bed.wait("first commits", |bed| bed.head() >= 3);
     let primary = bed.primary_seen_by(0).expect("node0 names the primary");
@@ -450,9 +487,7 @@ fn an_isolated_primary_is_replaced_and_catches_up_after_the_heal() {
                 })
         },
     );
-    for i in &others {
-        assert!(bed.view_changes(*i) > before[*i], "node{i} changed view");
-    }
+    bed.check_view_changes(algorithm, &others, &before);
     let isolated = bed.height(primary).unwrap();
     assert!(
         isolated <= at_cut + 1,
@@ -473,9 +508,8 @@ fn an_isolated_primary_is_replaced_and_catches_up_after_the_heal() {
 
 /// One backup cut off: the other three (a quorum) keep committing without a view change
 /// being needed; after the heal the backup catches up.
-#[test]
-fn an_isolated_backup_catches_up_after_the_heal() {
-    let mut bed = Testbed::start(NET_BACKUP_ISOLATED);
+fn backup_isolated(net: u8, algorithm: &'static str) {
+    let mut bed = Testbed::start(net, algorithm);
     let workload = bed.workload();
     bed.wait("first commits", |bed| bed.head() >= 3);
     let primary = bed.primary_seen_by(0).expect("node0 names the primary");
@@ -513,9 +547,8 @@ fn an_isolated_backup_catches_up_after_the_heal() {
 
 /// A 2-2 split: neither half has a quorum, so nothing commits (both halves try view changes
 /// and get nowhere) and nothing forks; after the heal the network commits again.
-#[test]
-fn a_two_two_split_commits_nothing_and_resumes_after_the_heal() {
-    let mut bed = Testbed::start(NET_SPLIT);
+fn two_two_split(net: u8, algorithm: &'static str) {
+    let mut bed = Testbed::start(net, algorithm);
     let workload = bed.workload();
     bed.wait("first commits", |bed| bed.head() >= 3);
     let primary = bed.primary_seen_by(0).expect("node0 names the primary");
@@ -528,18 +561,25 @@ fn a_two_two_split_commits_nothing_and_resumes_after_the_heal() {
     bed.partition().split(&left, &right);
     let at_cut = bed.head();
     let before: Vec<u64> = (0..bed.n()).map(|i| bed.view_changes(i)).collect();
-    // Long enough to see: every node's request timer fired and it started a view change
-    // that cannot complete (2 of 4 VIEW-CHANGEs are not a quorum, so no node names a
-    // primary), and the workload went on submitting to both halves meanwhile.
+    // Long enough to see, with the workload submitting to both halves meanwhile:
+    // PBFT: every node's request timer fired and it started a view change that cannot
+    // complete (2 of 4 VIEW-CHANGEs are not a quorum, so no node names a primary);
+    // Raft: no node names a leader (the old one stepped down without a majority; the
+    // other half's pre-votes cannot win 3 of 4, so no election starts and no term moves).
     let accepted = workload.accepted();
     bed.wait(
-        "every node stuck in a view change during the split, with more submissions",
+        "every node stuck in a view change (PBFT) or the leaderless half in elections (Raft) \
+         during the split, with more submissions",
         |bed| {
-            (0..bed.n()).all(|i| {
-                bed.view_changes(i) > before[i]
-                    && bed.primary_seen_by(i).is_none()
-                    && bed.network.peers(i) == Some(1)
-            }) && workload.accepted() >= accepted + 20
+            let stuck = if algorithm == "pbft" {
+                (0..bed.n())
+                    .all(|i| bed.view_changes(i) > before[i] && bed.primary_seen_by(i).is_none())
+            } else {
+                (0..bed.n()).all(|i| bed.primary_seen_by(i).is_none())
+            };
+            stuck
+                && (0..bed.n()).all(|i| bed.network.peers(i) == Some(1))
+                && workload.accepted() >= accepted + 20
         },
     );
     // At most a block that was already decided when the links went down.
@@ -563,10 +603,9 @@ fn a_two_two_split_commits_nothing_and_resumes_after_the_heal() {
 
 /// A flapping link between the primary and a backup: cut and healed again and again while
 /// the network commits; no fork, and every node is at the head in the end.
-#[test]
-fn a_flapping_link_neither_forks_nor_stalls_the_network() {
+fn flapping_link(net: u8, algorithm: &'static str) {
     const FLAPS: usize = 5;
-    let mut bed = Testbed::start(NET_FLAPPING);
+    let mut bed = Testbed::start(net, algorithm);
     let workload = bed.workload();
     bed.wait("first commits", |bed| bed.head() >= 3);
     for flap in 0..FLAPS {
@@ -597,4 +636,57 @@ fn a_flapping_link_neither_forks_nor_stalls_the_network() {
     }
     bed.acknowledge(&workload);
     bed.finish(workload);
+}
+
+// The cases for PBFT (primary, backups, view changes) and for Raft (leader, followers,
+// elections: `primary` and `aegis_consensus_view_changes_total` report them the same way).
+
+#[test]
+fn the_primary_killed_under_load_is_replaced_and_rejoins_as_a_backup() {
+    primary_killed(NET_PRIMARY_KILLED, "pbft");
+}
+
+#[test]
+fn raft_the_leader_killed_under_load_is_replaced_and_rejoins_as_a_follower() {
+    primary_killed(NET_RAFT_LEADER_KILLED, "raft");
+}
+
+#[test]
+fn an_isolated_primary_is_replaced_and_catches_up_after_the_heal() {
+    primary_isolated(NET_PRIMARY_ISOLATED, "pbft");
+}
+
+#[test]
+fn raft_an_isolated_leader_is_replaced_and_catches_up_after_the_heal() {
+    primary_isolated(NET_RAFT_LEADER_ISOLATED, "raft");
+}
+
+#[test]
+fn an_isolated_backup_catches_up_after_the_heal() {
+    backup_isolated(NET_BACKUP_ISOLATED, "pbft");
+}
+
+#[test]
+fn raft_an_isolated_follower_catches_up_after_the_heal() {
+    backup_isolated(NET_RAFT_FOLLOWER_ISOLATED, "raft");
+}
+
+#[test]
+fn a_two_two_split_commits_nothing_and_resumes_after_the_heal() {
+    two_two_split(NET_SPLIT, "pbft");
+}
+
+#[test]
+fn raft_a_two_two_split_commits_nothing_and_resumes_after_the_heal() {
+    two_two_split(NET_RAFT_SPLIT, "raft");
+}
+
+#[test]
+fn a_flapping_link_neither_forks_nor_stalls_the_network() {
+    flapping_link(NET_FLAPPING, "pbft");
+}
+
+#[test]
+fn raft_a_flapping_link_neither_forks_nor_stalls_the_network() {
+    flapping_link(NET_RAFT_FLAPPING, "raft");
 }
