@@ -362,18 +362,27 @@ impl Testbed {
     /// the height it was acknowledged at, no transaction twice.
     fn finish(mut self, workload: Workload) {
         let ids = workload.finish();
-        self.wait("every node at the same head", |bed| {
-            let heights = bed.heights();
-            heights.iter().all(|h| h.is_some() && *h == heights[0])
-                && (0..bed.n()).all(|i| bed.checked[i] == heights[0].unwrap())
-        });
-        let head = self.height(0).unwrap();
+        // What the nodes acknowledged once the workload stopped; blocks may still come
+        // (pending transactions), so the head checked is the one every node reached past
+        // every acknowledged height, whatever follows it.
+        self.acknowledge_ids(ids);
+        let last_acknowledged = self.acknowledged.values().copied().max().unwrap_or(0);
+        self.wait(
+            "every node at the same head, past every acknowledged height",
+            |bed| {
+                let heights = bed.heights();
+                heights.iter().all(|h| h.is_some() && *h == heights[0])
+                    && heights[0].unwrap() >= last_acknowledged
+                    && (0..bed.n()).all(|i| bed.checked[i] >= heights[0].unwrap())
+            },
+        );
+        self.look();
+        let head = self.checked.iter().copied().min().unwrap_or(0);
         for i in 0..self.n() {
-            let status = self.network.status(i).unwrap();
             assert_eq!(
-                status["latest_block_hash"].as_str(),
+                self.block_hash(i, head).as_deref(),
                 self.seen.get(&head).map(|(hash, _)| hash.as_str()),
-                "node{i} ends at the same head block"
+                "node{i} holds the same block at the head {head}"
             );
         }
         let mut chains: Vec<BTreeMap<String, Vec<u64>>> = Vec::new();
@@ -393,7 +402,6 @@ impl Testbed {
             }
             chains.push(positions);
         }
-        self.acknowledge_ids(ids);
         assert!(
             !self.acknowledged.is_empty(),
             "the workload's transactions were committed"
