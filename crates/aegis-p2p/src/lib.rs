@@ -21,7 +21,8 @@
 //!   bounds and bans. Failures are logged as `Authentication failed for peer from <IP>:
 //!   <reason>`, refusals as `Unauthorized access from <IP>: connection refused: <reason>`
 //!   and bans as `Unauthorized access from <IP>: banned for <N> s`, rate-limited per
-//!   address with counts (the shipped fail2ban filter reads those lines).
+//!   address with counts (the shipped fail2ban filter reads those lines). Bans are kept in
+//!   `data/p2p/bans.txt` ([`ban_file`]) and survive a restart.
 //!
 //! The HTTP endpoints that report on this layer (`/metrics`, `/status`, `/health`) are
 //! `aegis-api`'s; the `aegis` binary wires the two together.
@@ -31,6 +32,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod ban_file;
 mod book;
 pub mod config;
 mod inbox;

@@ -80,6 +80,7 @@ pub fn sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
         out: dir.clone(),
         base_port: base,
         host: "127.0.0.1".to_owned(),
+        hosts: Vec::new(),
         chain_id: "aegis-bench".to_owned(),
         algorithm: "pbft".to_owned(),
     })

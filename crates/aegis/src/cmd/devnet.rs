@@ -121,6 +121,7 @@ fn prepare(args: &Args) -> anyhow::Result<Vec<PathBuf>> {
         out: args.dir.clone(),
         base_port: args.base_port,
         host: "127.0.0.1".into(),
+        hosts: Vec::new(),
         chain_id: "aegis-devnet".into(),
         algorithm: algorithm.clone(),
     })?;

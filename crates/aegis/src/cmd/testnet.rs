@@ -43,6 +43,16 @@ pub struct Args {
     /// Address the nodes listen on and advertise.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// One address per validator, comma-separated, node0's first: each node listens on,
+    /// dials from and advertises its own (several machines, or one loopback address per
+    /// node such as 127.0.0.1,127.0.0.2,...). Replaces --host.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "H0,H1,...",
+        conflicts_with = "host"
+    )]
+    pub hosts: Vec<String>,
     /// Chain id written into the genesis.
     #[arg(long, default_value = "aegis-testnet")]
     pub chain_id: String,
@@ -90,6 +100,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The address node `index` listens on and advertises: its entry of `--hosts`, or `--host`.
+pub fn host(args: &Args, index: usize) -> &str {
+    args.hosts
+        .get(index)
+        .map_or(args.host.as_str(), String::as_str)
+}
+
 pub fn ports(base: u16, index: usize) -> (u32, u32, u32) {
     let base = u32::from(base);
     let i = index as u32;
@@ -104,6 +121,14 @@ pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
         n <= MAX_TESTNET_VALIDATORS,
         "--validators must be at most {MAX_TESTNET_VALIDATORS}"
     );
+    ensure!(
+        args.hosts.is_empty() || args.hosts.len() == n,
+        "--hosts names {} addresses for {n} validators; give one per validator",
+        args.hosts.len()
+    );
+    if let Some(empty) = args.hosts.iter().position(|h| h.trim().is_empty()) {
+        bail!("--hosts entry {empty} (node{empty}) is empty");
+    }
     let (_, _, last_metrics) = ports(args.base_port, n - 1);
     ensure!(
         last_metrics <= u32::from(u16::MAX),
@@ -134,8 +159,8 @@ pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
             Validator {
                 name: format!("node{i}"),
                 public_key: key.public_key(),
-                p2p_address: format!("{}:{p2p}", args.host),
-                api_address: format!("{}:{api}", args.host),
+                p2p_address: format!("{}:{p2p}", host(args, i)),
+                api_address: format!("{}:{api}", host(args, i)),
             }
         })
         .collect();
@@ -194,7 +219,7 @@ pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
             genesis_json.as_bytes(),
             0o644,
         )?;
-        let node_cert = ca.issue(&format!("node{i}"), &args.host)?;
+        let node_cert = ca.issue(&format!("node{i}"), host(args, i))?;
         write_file(
             &home.join("config/tls/node.crt"),
             node_cert.cert_pem.as_bytes(),
@@ -227,11 +252,12 @@ pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
 
 fn node_config(args: &Args, index: usize, n: usize, f: usize) -> String {
     let (p2p, api, metrics) = ports(args.base_port, index);
-    let host = &args.host;
+    let host = host(args, index);
     let mut bootstrap = String::new();
     for peer in (0..n).filter(|&j| j != index) {
         let (peer_p2p, _, _) = ports(args.base_port, peer);
-        let _ = writeln!(bootstrap, "    - \"{host}:{peer_p2p}\"");
+        let peer_host = self::host(args, peer);
+        let _ = writeln!(bootstrap, "    - \"{peer_host}:{peer_p2p}\"");
     }
     let bootstrap = if bootstrap.is_empty() {
         "  bootstrap_nodes: []\n".to_owned()

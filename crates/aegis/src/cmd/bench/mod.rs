@@ -116,6 +116,7 @@ fn storage(args: StorageArgs) -> anyhow::Result<ExitCode> {
                 out: dir.clone(),
                 base_port: 8000,
                 host: "127.0.0.1".to_owned(),
+                hosts: Vec::new(),
                 chain_id: "aegis-bench".to_owned(),
                 algorithm: "pbft".to_owned(),
             })
