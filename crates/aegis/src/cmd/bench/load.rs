@@ -258,6 +258,7 @@ impl Network {
             out: dir.clone(),
             base_port,
             host: "127.0.0.1".to_owned(),
+            hosts: Vec::new(),
             chain_id: "aegis-bench".to_owned(),
             algorithm: args.algorithm.clone(),
         })
