@@ -5,8 +5,9 @@
 # PostgreSQL 15 server binaries (throwaway test clusters),
 # promtool and prometheus (Debian's `prometheus` package: `promtool check metrics` on /metrics,
 # the alert rules' checks and unit tests, and a real Prometheus scraping a test network),
-# systemd-analyze (`verify` and `security` on the unit), strace (the unit's system call
-# filter against a traced node), logrotate (rotates a running node's log), Chromium and a
+# systemd-analyze (`verify` and `security` on the unit), nft (nftables: partition tests
+# cut links between nodes), strace (the unit's system call filter against a traced node),
+# logrotate (rotates a running node's log), yamllint (the guide's configuration check), Chromium and a
 # font (the block explorer page in headless Chromium), PyNaCl (the Python example of docs/encoding.md) and openapi-spec-validator (validates
 # /v1/openapi.json). Idempotent; skips what is present.
 set -euo pipefail
@@ -28,8 +29,12 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 # container has no systemd running).
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v logrotate >/dev/null 2>&1 || need_apt+=(logrotate)
+# nft: partition tests cut links between real nodes with nftables rules (as root).
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 # strace: the unit's system call filter is checked against a traced running node.
 command -v strace >/dev/null 2>&1 || need_apt+=(strace)
+# yamllint: the guide checks configuration files with it; `aegis testnet` output must pass.
+command -v yamllint >/dev/null 2>&1 || need_apt+=(yamllint)
 # Headless Chromium drives the explorer page (--dump-dom, --screenshot and the DevTools
 # protocol); without recommends it has no font, and the screenshot would show boxes.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)

@@ -109,6 +109,11 @@ async fn node_status(State(status): State<Arc<NodeStatus>>) -> Response {
         Some(SyncState::Syncing { target }) => Some(target),
         _ => None,
     };
+    // Percent of the target the ledger holds, while syncing.
+    let sync_progress = sync_target_height.map(|target| {
+        let height = block_height.min(target);
+        (height as f64 * 1000.0 / target.max(1) as f64).floor() / 10.0
+    });
     let body = json!({
         "node_id": status.node_id(),
         "version": env!("CARGO_PKG_VERSION"),
@@ -121,6 +126,7 @@ async fn node_status(State(status): State<Arc<NodeStatus>>) -> Response {
         "storage": ledger.fault().map_or_else(|| json!("ok"), |fault| json!({ "fault": fault })),
         "sync_status": sync_status,
         "sync_target_height": sync_target_height,
+        "sync_progress": sync_progress,
         "network_height": view.as_ref().map(|view| view.network_height),
         "view": view.as_ref().map(|view| view.view),
         "primary": view.as_ref().and_then(|view| view.primary.clone()),
@@ -136,6 +142,7 @@ async fn node_status(State(status): State<Arc<NodeStatus>>) -> Response {
             "last_commit_ms": view.as_ref().and_then(|view| view.last_commit_ms),
         },
         "uptime_seconds": status.uptime_seconds(),
+        "process": process_figures(),
         "p2p": {
             "listen": network.local_addr().to_string(),
             "peers": peers.len(),
@@ -153,6 +160,55 @@ async fn node_status(State(status): State<Arc<NodeStatus>>) -> Response {
         },
     });
     axum::Json(body).into_response()
+}
+
+/// Most bytes read of `/proc/self/stat` or `/proc/self/status`.
+const MAX_PROC_SELF_BYTES: u64 = 64 * 1024;
+
+/// This process's CPU time, resident memory and threads, from `/proc/self` (for `aegis
+/// monitor`, which turns CPU seconds into a percentage between two reads); `null` where
+/// `/proc` is not there.
+fn process_figures() -> serde_json::Value {
+    use std::io::Read;
+    let read = |path: &str| {
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_PROC_SELF_BYTES).read_to_string(&mut text))
+            .ok()
+            .map(|_| text)
+    };
+    let Some(stat) = read("/proc/self/stat") else {
+        return serde_json::Value::Null;
+    };
+    let status = read("/proc/self/status").unwrap_or_default();
+    // Fields after the command name, which may hold spaces: utime and stime are the 12th
+    // and 13th after the closing parenthesis.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // USER_HZ is 100 on every Linux architecture AEGIS runs on.
+    let cpu_seconds = (ticks(11) + ticks(12)) as f64 / 100.0;
+    let kb = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    json!({
+        "pid": std::process::id(),
+        "cpu_seconds": cpu_seconds,
+        "rss_bytes": kb("VmRSS:").map(|kb| kb * 1024),
+        "threads": kb("Threads:"),
+    })
 }
 
 #[cfg(test)]

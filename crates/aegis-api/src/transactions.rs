@@ -114,22 +114,34 @@ async fn submit_many(api: &ClientApi, items: Vec<Value>) -> Result<Response, Api
     // One slot per element: its early refusal, or `None` for its place among the
     // transactions handed to the node (whose answers come back in the same order).
     let mut answers: Vec<Option<ApiError>> = Vec::with_capacity(items.len());
-    let mut candidates = Vec::new();
-    for item in items {
-        let transaction = match parse_transaction(item) {
-            Ok(transaction) => transaction,
-            Err(error) => {
-                answers.push(Some(error));
-                continue;
-            }
-        };
-        match check_not_committed(api, &transaction.id()).await {
-            Ok(()) => {
-                answers.push(None);
-                candidates.push(transaction);
-            }
-            Err(error @ ApiError::Conflict { .. }) => answers.push(Some(error)),
-            Err(error) => return Err(error),
+    let parsed: Vec<Result<(Hash, Transaction), ApiError>> = items
+        .into_iter()
+        .map(|item| parse_transaction(item).map(|tx| (tx.id(), tx)))
+        .collect();
+    // One ledger lookup for the whole array: committed ids are conflicts.
+    let ids: Vec<Hash> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok().map(|(id, _)| *id))
+        .collect();
+    let ledger = api.status.require_ledger()?;
+    let mut locations = ledger
+        .committed_locations(&ids)
+        .await
+        .map_err(storage_error)?
+        .into_iter();
+    let mut candidates = Vec::with_capacity(ids.len());
+    for item in parsed {
+        match item {
+            Err(error) => answers.push(Some(error)),
+            Ok((id, transaction)) => match locations.next().flatten() {
+                Some((height, index)) => {
+                    answers.push(Some(committed_conflict(&id, height, index)));
+                }
+                None => {
+                    answers.push(None);
+                    candidates.push(transaction);
+                }
+            },
         }
     }
     let mut admissions = admit(node.as_ref(), candidates).await?.into_iter();
@@ -196,14 +208,16 @@ async fn admit(
 async fn check_not_committed(api: &ClientApi, id: &Hash) -> Result<(), ApiError> {
     let ledger = api.status.require_ledger()?;
     match ledger.transaction(id).await.map_err(storage_error)? {
-        Some(stored) => Err(ApiError::Conflict {
-            id: id.to_hex(),
-            message: format!(
-                "transaction {id} is already committed, at height {} index {}",
-                stored.height, stored.index
-            ),
-        }),
+        Some(stored) => Err(committed_conflict(id, stored.height, stored.index)),
         None => Ok(()),
+    }
+}
+
+/// The 409 for a transaction the ledger holds.
+fn committed_conflict(id: &Hash, height: u64, index: u32) -> ApiError {
+    ApiError::Conflict {
+        id: id.to_hex(),
+        message: format!("transaction {id} is already committed, at height {height} index {index}"),
     }
 }
 

@@ -130,6 +130,7 @@ fn status_has_what_operators_and_the_guide_read() {
     assert_eq!(status["latest_block_hash"], block.hash().to_hex());
     assert_eq!(status["sync_status"], "synced");
     assert_eq!(status["sync_target_height"], serde_json::Value::Null);
+    assert_eq!(status["sync_progress"], serde_json::Value::Null);
     assert_eq!(status["view"], 4);
     assert_eq!(status["primary"], "node0");
     assert_eq!(status["peers"], 0);
@@ -144,6 +145,10 @@ fn status_has_what_operators_and_the_guide_read() {
     let status = get(h.monitoring, "/status").json();
     assert_eq!(status["sync_status"], "syncing");
     assert_eq!(status["sync_target_height"], 90);
+    let progress = status["sync_progress"]
+        .as_f64()
+        .expect("a progress while syncing");
+    assert!((0.0..=100.0).contains(&progress), "{progress}");
     h.node.view.lock().unwrap().sync = SyncState::Stalled;
     assert_eq!(
         get(h.monitoring, "/status").json()["sync_status"],

@@ -1,12 +1,13 @@
 //! Rules that need both the configuration and the genesis.
 
-use aegis_types::Genesis;
+use aegis_types::{ConsensusAlgorithm, Genesis};
 
 use crate::config::NodeConfig;
 use crate::error::{ConfigError, Location};
 
 /// Checks the configuration against the network's genesis:
-/// - the genesis's validator count n satisfies n >= 3f + 1, f = `consensus.max_byzantine_nodes`;
+/// - the genesis's validator count n satisfies n >= 3f + 1 for PBFT, n >= 2f + 1 for Raft
+///   (which tolerates crashed validators only), f = `consensus.max_byzantine_nodes`;
 /// - n >= `consensus.min_validators`;
 /// - `consensus.algorithm` is the genesis's algorithm.
 ///
@@ -39,12 +40,15 @@ pub fn check_against_genesis(
         );
     }
     let f = u64::from(consensus.max_byzantine_nodes);
-    let needed = 3 * f + 1;
+    let (needed, rule, faults) = match genesis.consensus.algorithm {
+        ConsensusAlgorithm::Pbft => (3 * f + 1, "3f+1", "Byzantine"),
+        ConsensusAlgorithm::Raft => (2 * f + 1, "2f+1", "crashed"),
+    };
     if n < needed {
         error(
             "consensus.max_byzantine_nodes",
             format!(
-                "the genesis file {genesis_file} has {n} validators, but tolerating f = {f} Byzantine nodes needs n >= 3f+1 = {needed}"
+                "the genesis file {genesis_file} has {n} validators, but tolerating f = {f} {faults} nodes needs n >= {rule} = {needed}"
             ),
         );
     }

@@ -20,7 +20,8 @@
 //! log therefore never signs two different messages for one slot.
 //!
 //! [`pbft`] is Castro and Liskov's Practical Byzantine Fault Tolerance (OSDI '99, with the
-//! signature-based variant of TOCS 2002). Raft comes next behind the same trait.
+//! signature-based variant of TOCS 2002). [`raft`] is Ongaro and Ousterhout's Raft (USENIX
+//! ATC 2014) with PreVote and CheckQuorum, for networks that need crash tolerance only.
 
 use std::fmt::{Debug, Display};
 
@@ -28,6 +29,7 @@ use aegis_types::{Block, CommitCertificate, Hash, Transaction, ValidatorId};
 use borsh::{BorshDeserialize, BorshSerialize};
 
 pub mod pbft;
+pub mod raft;
 pub mod verifier;
 
 /// What the driver tells the core about the world at the moment of a step. Time and
@@ -222,6 +224,12 @@ pub trait Protocol {
     type Timer: Clone + Copy + Debug + PartialEq + Eq + PartialOrd + Ord;
     /// Why a message was refused.
     type Reject: Reject;
+
+    /// Whether the driver tells the core, with [`Input::Persisted`], which persists became
+    /// durable after each sync of the consensus log. Raft's leader counts its own log towards
+    /// the commit quorum with it; PBFT sends everything inside [`Effect::Persist`] and does
+    /// not need the extra step.
+    const ACKNOWLEDGE_PERSISTED: bool = false;
 
     /// Applies one input and returns the effects to carry out, in order.
     #[must_use = "effects must be carried out by the driver, in order"]

@@ -34,6 +34,30 @@ fn n4_normal_case_commits_a_block_with_a_verifiable_certificate() {
     assert_eq!(cluster.committed(0)[0].0, cluster.committed(3)[0].0);
 }
 
+/// A network of one validator (f = 0): nobody answers the primary, whose own pre-prepare is
+/// a prepared certificate and whose own commit is a quorum; it commits alone, pipelined.
+#[test]
+fn n1_single_validator_commits_alone() {
+    let g = genesis(1, 0, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    cluster.submit(vec![tx(1), tx(2)]);
+    cluster.deliver_all(|_, _, _| true);
+    assert_eq!(cluster.height(0), 1);
+    for nonce in 3..=6 {
+        cluster.submit_to(0, vec![tx(nonce)]);
+    }
+    cluster.deliver_all(|_, _, _| true);
+    let set = g.validator_set().unwrap();
+    let committed = cluster.committed(0);
+    assert!(committed.len() >= 2, "{} blocks", committed.len());
+    let txs: usize = committed.iter().map(|(block, _)| block.txs.len()).sum();
+    assert_eq!(txs, 6);
+    for (block, cert) in committed {
+        assert_eq!(cert.block_hash, block.hash());
+        verify_commit_certificate(cert, &g.chain_id, &set).unwrap();
+    }
+}
+
 /// Reference: §4.2 and §5.1 (batching, several requests in flight): the primary pre-prepares
 /// sequence numbers up to `pipeline_depth` ahead of the last executed one without waiting.
 #[test]

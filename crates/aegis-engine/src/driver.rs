@@ -10,6 +10,8 @@
 //! - **Store a decided block before what follows it.** Committed blocks go to the ledger in
 //!   order; a flush makes the ledger durable *before* it syncs the consensus log, so the log
 //!   never claims a block the ledger could lose.
+//! - **Durable, then acknowledged.** A core that asks for it ([`Protocol::ACKNOWLEDGE_PERSISTED`],
+//!   Raft) hears [`Input::Persisted`] after each sync, with the last persist it covered.
 //! - **Timers** are kept here ([`TimerTable`]) and fired by [`Driver::tick`].
 //! - **Batches** for the leader come from the mempool, which the driver owns: admission
 //!   answers clients, [`Effect::ProposalWanted`] is answered at once with the oldest pending
@@ -38,6 +40,9 @@ pub const MAX_PROPOSALS_PER_STEP: usize = 1_024;
 /// Default for [`DriverConfig::max_batch_bytes`]: well under a P2P frame, so a PRE-PREPARE
 /// carrying the batch always fits.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Most rounds of one flush: what the core does on hearing that its records are durable
+/// (commit, answer) may need another sync; anything left waits for the next flush.
+pub const MAX_FLUSH_ROUNDS: usize = 4;
 
 const _: () = assert!(MAX_UNSYNCED_LOG_BYTES < MIN_COMPACTION_LOG_BYTES);
 const _: () = assert!((DEFAULT_MAX_BATCH_BYTES as u64) < MAX_UNSYNCED_LOG_BYTES);
@@ -120,6 +125,11 @@ pub struct Driver<P: Protocol, I: Io<P>> {
     ledger_unflushed: bool,
     /// The core said the log may be compacted (a stable checkpoint moved).
     compact_hint: bool,
+    /// The sequence of the last `Effect::Persist` carried out, the last one known durable
+    /// (every record appended up to it synced), and the last one the core was told of.
+    last_persist: Option<u64>,
+    durable_persist: Option<u64>,
+    acknowledged_persist: Option<u64>,
     /// The log's size right after the last compaction (the snapshot's size).
     snapshot_bytes: u64,
     /// When the leader last handed out a batch, and when to ask the core again for one that
@@ -159,6 +169,9 @@ impl<P: Protocol, I: Io<P>> Driver<P, I> {
             must_sync: false,
             ledger_unflushed: false,
             compact_hint: false,
+            last_persist: None,
+            durable_persist: None,
+            acknowledged_persist: None,
             snapshot_bytes,
             last_proposal_ms: 0,
             proposal_wake_ms: None,
@@ -269,8 +282,45 @@ impl<P: Protocol, I: Io<P>> Driver<P, I> {
 
     /// Makes what the steps since the last flush decided durable, then sends what waited for
     /// it: the ledger first, then one sync of the consensus log, then compaction when due,
-    /// then the held messages in order.
+    /// then the held messages in order. A core that asked for it then hears which persists
+    /// are durable ([`Input::Persisted`]); what it does on that is flushed too, for at most
+    /// [`MAX_FLUSH_ROUNDS`] rounds.
     pub fn flush(&mut self) -> Result<(), DriverError> {
+        for _ in 0..MAX_FLUSH_ROUNDS {
+            self.flush_once()?;
+            if !self.acknowledge_persisted()? || !self.has_flush_work() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a flush would write or send anything.
+    fn has_flush_work(&self) -> bool {
+        self.needs_sync() || !self.held.is_empty()
+    }
+
+    /// Tells the core which persists are durable, when it asked to know and something new
+    /// is; returns whether it stepped the core.
+    fn acknowledge_persisted(&mut self) -> Result<bool, DriverError> {
+        if !P::ACKNOWLEDGE_PERSISTED {
+            return Ok(false);
+        }
+        let Some(up_to) = self.durable_persist else {
+            return Ok(false);
+        };
+        if self
+            .acknowledged_persist
+            .is_some_and(|known| known >= up_to)
+        {
+            return Ok(false);
+        }
+        self.acknowledged_persist = Some(up_to);
+        self.step(Input::Persisted { up_to })?;
+        Ok(true)
+    }
+
+    fn flush_once(&mut self) -> Result<(), DriverError> {
         if self.ledger_unflushed {
             self.ledger
                 .flush()
@@ -284,6 +334,9 @@ impl<P: Protocol, I: Io<P>> Driver<P, I> {
         if wanted && self.log.unsynced_bytes() > 0 {
             self.log.sync().map_err(io("sync the consensus log"))?;
             self.stats.syncs += 1;
+        }
+        if self.log.unsynced_bytes() == 0 {
+            self.durable_persist = self.last_persist;
         }
         self.must_sync = false;
         if self.compaction_due() {
@@ -394,6 +447,7 @@ impl<P: Protocol, I: Io<P>> Driver<P, I> {
                             .append(sequence, records)
                             .map_err(io("append to the consensus log"))?;
                     }
+                    self.last_persist = Some(sequence);
                     self.must_sync |= must_sync;
                     self.compact_hint |= compact;
                     self.held.extend(messages);

@@ -24,8 +24,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::wire::{self, FrameError, HANDSHAKE_MAX_FRAME_SIZE, RecordKind};
 
-/// The P2P protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The P2P protocol version this build speaks (2: the Hello says whether the connection is
+/// a peer's or a connectivity probe's, docs/adr/0015-operator-tools.md).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Label of the TLS exporter the Hello signs.
 pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-aegis-p2p-hello-v1";
 /// Bytes of exporter output signed.
@@ -101,6 +102,34 @@ impl Identity {
     }
 }
 
+/// What an authenticated connection is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// A validator's session: it joins the peer table (and replaces an older session of the
+    /// same validator by the duplicate rule).
+    Peer,
+    /// `aegis validators check`: authenticate, answer pings for a moment, close. Never
+    /// registered as a peer, so checking a running network does not disturb its mesh.
+    Probe,
+}
+
+impl Purpose {
+    fn byte(self) -> u8 {
+        match self {
+            Purpose::Peer => 0,
+            Purpose::Probe => 1,
+        }
+    }
+
+    fn from_byte(byte: u8) -> Option<Purpose> {
+        match byte {
+            0 => Some(Purpose::Peer),
+            1 => Some(Purpose::Probe),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 struct HelloFields {
     protocol_version: u16,
@@ -108,6 +137,8 @@ struct HelloFields {
     genesis_hash: [u8; 32],
     public_key: [u8; 32],
     listen_port: u16,
+    /// [`Purpose`]; signed like every other field.
+    purpose: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -123,6 +154,8 @@ pub struct AuthenticatedPeer {
     pub public_key: PublicKey,
     /// The port the peer says it listens on (0 if it does not).
     pub listen_port: u16,
+    /// What the peer opened the connection for.
+    pub purpose: Purpose,
 }
 
 /// Why a peer failed to authenticate. The `Display` text is the `<reason>` of the log line
@@ -176,8 +209,8 @@ fn signing_bytes(role: Role, exporter: &[u8; EXPORTER_BYTES], fields: &HelloFiel
     bytes
 }
 
-/// Sends our Hello and checks the peer's, on any byte stream whose session exported
-/// `exporter`. The caller bounds the time taken.
+/// Sends our Hello (for a peer's session) and checks the peer's, on any byte stream whose
+/// session exported `exporter`. The caller bounds the time taken.
 pub async fn exchange_hello<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     exporter: &[u8; EXPORTER_BYTES],
@@ -185,12 +218,25 @@ pub async fn exchange_hello<S: AsyncRead + AsyncWrite + Unpin>(
     identity: &Identity,
     listen_port: u16,
 ) -> Result<AuthenticatedPeer, AuthError> {
+    exchange_hello_for(stream, exporter, role, identity, listen_port, Purpose::Peer).await
+}
+
+/// [`exchange_hello`], saying what this side opens the connection for.
+pub async fn exchange_hello_for<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    exporter: &[u8; EXPORTER_BYTES],
+    role: Role,
+    identity: &Identity,
+    listen_port: u16,
+    purpose: Purpose,
+) -> Result<AuthenticatedPeer, AuthError> {
     let fields = HelloFields {
         protocol_version: PROTOCOL_VERSION,
         chain_id: identity.chain_id.clone(),
         genesis_hash: identity.genesis_hash.0,
         public_key: identity.public_key.0,
         listen_port,
+        purpose: purpose.byte(),
     };
     let signature = identity
         .secret
@@ -238,6 +284,7 @@ fn verify_hello(
     if fields.genesis_hash != identity.genesis_hash.0 {
         return Err(AuthError::GenesisHash(Hash(fields.genesis_hash)));
     }
+    let purpose = Purpose::from_byte(fields.purpose).ok_or(AuthError::Malformed)?;
     let key = PublicKey(fields.public_key);
     let id = identity
         .validators
@@ -253,6 +300,7 @@ fn verify_hello(
         id,
         public_key: key,
         listen_port: fields.listen_port,
+        purpose,
     })
 }
 

@@ -21,7 +21,8 @@
 //!   bounds and bans. Failures are logged as `Authentication failed for peer from <IP>:
 //!   <reason>`, refusals as `Unauthorized access from <IP>: connection refused: <reason>`
 //!   and bans as `Unauthorized access from <IP>: banned for <N> s`, rate-limited per
-//!   address with counts (the shipped fail2ban filter reads those lines).
+//!   address with counts (the shipped fail2ban filter reads those lines). Bans are kept in
+//!   `data/p2p/bans.txt` ([`ban_file`]) and survive a restart.
 //!
 //! The HTTP endpoints that report on this layer (`/metrics`, `/status`, `/health`) are
 //! `aegis-api`'s; the `aegis` binary wires the two together.
@@ -31,18 +32,20 @@
 
 pub mod admission;
 pub mod auth;
+pub mod ban_file;
 mod book;
 pub mod config;
 mod inbox;
 pub mod limits;
 pub mod metrics;
 mod network;
+pub mod probe;
 mod queue;
 pub mod tls;
 pub mod tls_check;
 pub mod wire;
 
-pub use auth::{AuthError, Identity, PROTOCOL_VERSION};
+pub use auth::{AuthError, Identity, PROTOCOL_VERSION, Purpose};
 pub use config::{P2pConfig, RateLimitConfig};
 pub use inbox::Inbox;
 pub use metrics::{Direction, P2pMetrics};

@@ -102,6 +102,8 @@ pub struct BanList {
     failures: HashMap<IpAddr, (u32, Instant)>,
     silent: HashMap<IpAddr, (u32, Instant)>,
     banned: HashMap<IpAddr, Instant>,
+    /// The bans changed since [`BanList::take_changed`] last said so (they are persisted).
+    changed: bool,
 }
 
 impl BanList {
@@ -114,7 +116,43 @@ impl BanList {
             failures: HashMap::new(),
             silent: HashMap::new(),
             banned: HashMap::new(),
+            changed: false,
         }
+    }
+
+    /// Whether bans apply at all (`security.rate_limiting.enabled`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Restores a ban read back from disk: `ip` stays banned for `remaining` from `now`, but
+    /// never longer than `block_duration` (a shortened setting, or a clock that went back,
+    /// does not make a ban outlast it). Ignored when bans are off, the ban has run out or
+    /// the table is full; returns whether it was restored.
+    pub fn restore(&mut self, ip: IpAddr, remaining: Duration, now: Instant) -> bool {
+        let remaining = remaining.min(self.block_duration);
+        if !self.enabled || remaining.is_zero() {
+            return false;
+        }
+        if !self.banned.contains_key(&ip) && self.banned.len() >= MAX_TRACKED_IPS {
+            return false;
+        }
+        self.banned.insert(ip, now + remaining);
+        true
+    }
+
+    /// The live bans with the time each has left at `now`.
+    pub fn bans(&self, now: Instant) -> Vec<(IpAddr, Duration)> {
+        self.banned
+            .iter()
+            .filter(|(_, until)| now < **until)
+            .map(|(ip, until)| (*ip, until.saturating_duration_since(now)))
+            .collect()
+    }
+
+    /// Whether a ban was added or removed since the last call (and resets that).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     /// Whether `ip` is banned at `now`; a ban that has run out is lifted here.
@@ -123,6 +161,7 @@ impl BanList {
             Some(&until) if now < until => true,
             Some(_) => {
                 self.banned.remove(&ip);
+                self.changed = true;
                 false
             }
             None => false,
@@ -145,7 +184,9 @@ impl BanList {
     pub fn lift(&mut self, ip: IpAddr) -> bool {
         self.failures.remove(&ip);
         self.silent.remove(&ip);
-        self.banned.remove(&ip).is_some()
+        let lifted = self.banned.remove(&ip).is_some();
+        self.changed |= lifted;
+        lifted
     }
 
     /// Records a connection from `ip` that closed without sending a byte; returns how many
@@ -196,11 +237,13 @@ impl BanList {
         self.failures.remove(&ip);
         if self.banned.len() >= MAX_TRACKED_IPS {
             self.banned.retain(|_, until| now < *until);
+            self.changed = true;
             if self.banned.len() >= MAX_TRACKED_IPS {
                 return FailureOutcome::Ignored;
             }
         }
         self.banned.insert(ip, now + self.block_duration);
+        self.changed = true;
         FailureOutcome::Banned {
             duration: self.block_duration,
         }
@@ -222,6 +265,7 @@ impl BanList {
         for ip in &expired {
             self.banned.remove(ip);
         }
+        self.changed |= !expired.is_empty();
         let window = self.window;
         self.failures
             .retain(|_, (_, first)| now.saturating_duration_since(*first) < window);
@@ -325,5 +369,35 @@ mod tests {
             bans.record_failure(ip, later),
             FailureOutcome::Counted { failures: 1 }
         );
+    }
+
+    #[test]
+    fn restored_bans_last_what_was_left_capped_at_block_duration_and_changes_are_reported() {
+        let mut bans = BanList::new(&config());
+        let ip: IpAddr = [203, 0, 113, 45].into();
+        let t0 = Instant::now();
+        assert!(!bans.take_changed());
+        assert!(bans.restore(ip, Duration::from_secs(4), t0));
+        assert!(bans.is_banned(ip, t0 + Duration::from_secs(3)));
+        assert!(!bans.is_banned(ip, t0 + Duration::from_secs(4)));
+        assert!(bans.take_changed(), "the expiry is a change");
+        // Longer than block_duration (10 s): capped.
+        assert!(bans.restore(ip, Duration::from_secs(3600), t0));
+        assert_eq!(bans.bans(t0), vec![(ip, Duration::from_secs(10))]);
+        assert!(!bans.restore(ip, Duration::ZERO, t0));
+        for _ in 0..3 {
+            bans.record_failure([203, 0, 113, 46].into(), t0);
+        }
+        assert!(bans.take_changed());
+        assert!(!bans.take_changed());
+        let mut off = BanList::new(&RateLimitConfig {
+            enabled: false,
+            ..config()
+        });
+        assert!(
+            !off.restore(ip, Duration::from_secs(4), t0),
+            "no bans when limits are off"
+        );
+        assert!(!off.is_banned(ip, t0));
     }
 }

@@ -69,6 +69,24 @@ const TYPE_LABELS: [&str; 8] = [
     "other",
 ];
 
+/// Every `reason` of `aegis_p2p_rejected_connections_total`, exported at zero from the
+/// start so that a query or an alert sees the series before the first refusal.
+pub const REJECTED_REASONS: [&str; 5] = [
+    "banned",
+    "rate_limited",
+    "handshake_limit",
+    "evicted",
+    "max_peers",
+];
+/// Every `reason` of `aegis_p2p_dropped_messages_total`, exported at zero from the start.
+pub const DROPPED_REASONS: [&str; 5] = [
+    "queue_full",
+    "slow_peer",
+    "no_peer",
+    "too_large",
+    "no_receiver",
+];
+
 /// The P2P metrics. Cheap to clone (every field is a shared handle).
 #[derive(Clone, Debug)]
 pub struct P2pMetrics {
@@ -138,6 +156,14 @@ impl P2pMetrics {
                 })
                 .clone()
         });
+        let rejected = Family::<ReasonLabels, Counter>::default();
+        for reason in REJECTED_REASONS {
+            drop(rejected.get_or_create(&ReasonLabels { reason }));
+        }
+        let dropped = Family::<ReasonLabels, Counter>::default();
+        for reason in DROPPED_REASONS {
+            drop(dropped.get_or_create(&ReasonLabels { reason }));
+        }
         P2pMetrics {
             peers: Gauge::default(),
             connections,
@@ -148,8 +174,8 @@ impl P2pMetrics {
             auth_failures: Counter::default(),
             banned_ips: Gauge::default(),
             protocol_violations: Counter::default(),
-            rejected: Family::default(),
-            dropped: Family::default(),
+            rejected,
+            dropped,
             message_counters,
             byte_counters,
             connection_gauges,
@@ -270,6 +296,21 @@ impl P2pMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_reason_is_exported_at_zero_before_the_first_refusal() {
+        let registry = aegis_telemetry::Metrics::new();
+        P2pMetrics::new().register(&registry);
+        let text = registry.encode_classic_text().expect("encode");
+        for reason in REJECTED_REASONS {
+            let line = format!("aegis_p2p_rejected_connections_total{{reason=\"{reason}\"}} 0");
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        for reason in DROPPED_REASONS {
+            let line = format!("aegis_p2p_dropped_messages_total{{reason=\"{reason}\"}} 0");
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
 
     #[test]
     fn hot_path_index_matches_the_label() {

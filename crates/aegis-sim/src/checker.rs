@@ -40,7 +40,7 @@ impl<P: SimProtocol> Sim<P> {
     /// slot, even across restarts; then the protocol's invariants look at it.
     pub(crate) fn check_sent(&mut self, node: usize, message: &P::Message) {
         let mut first = false;
-        for statement in P::statements(message, self.nodes.len()) {
+        for statement in P::statements(message, node, self.nodes.len()) {
             if statement.signer != node {
                 // Forwarded: the signer's statement, checked when the signer sent it.
                 continue;
@@ -199,7 +199,7 @@ impl<P: SimProtocol> Sim<P> {
                 certificate,
                 &self.chain_id,
                 &self.validators,
-                self.scenario.max_faulty(),
+                P::genesis_byzantine(self.validators.len()),
             )
         };
         if let Err(why) = checked {
@@ -252,6 +252,42 @@ impl<P: SimProtocol> Sim<P> {
             });
         if done {
             self.outcome.liveness_ms = Some(self.now_ms);
+            if P::CHECK_LEADER_ACKNOWLEDGED {
+                self.check_leader_acknowledged();
+            }
+        }
+    }
+
+    /// Every transaction the leader admitted before the probe was submitted is committed on
+    /// every honest node once the probe is: the leader proposes its mempool oldest first, so
+    /// nothing it acknowledged was silently dropped on the way.
+    fn check_leader_acknowledged(&mut self) {
+        let leader = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].behavior.is_none())
+            .filter_map(|i| Some((i, self.nodes[i].driver.as_ref()?.status())))
+            .filter(|(_, status)| status.role == aegis_consensus::Role::Leader)
+            .max_by_key(|(_, status)| status.epoch)
+            .map(|(i, _)| i);
+        let Some(leader) = leader else {
+            return;
+        };
+        let probe_submitted_ms = self.scenario.heal_ms + 100;
+        let mut missing = Vec::new();
+        for (id, admitted_ms) in &self.nodes[leader].acknowledged {
+            if *admitted_ms > probe_submitted_ms {
+                continue;
+            }
+            self.outcome.acknowledged_checked += 1;
+            for (i, node) in self.nodes.iter().enumerate() {
+                if node.behavior.is_none() && !node.tx_heights.contains_key(id) {
+                    missing.push((*id, i));
+                }
+            }
+        }
+        for (id, node) in missing.into_iter().take(3) {
+            self.violation(format!(
+                "acknowledged: transaction {id:?}, admitted by leader node {leader} before the probe, is not committed on node {node} when the probe is"
+            ));
         }
     }
 }

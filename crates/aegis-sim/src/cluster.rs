@@ -14,10 +14,10 @@ use aegis_engine::memory::{
     ManualClock, MemoryIo, MemoryLedger, MemoryLog, Notice, Notices, Outbox,
 };
 use aegis_engine::{ConsensusLog, Driver, DriverConfig, DriverError, Ledger, Parts};
-use aegis_mempool::{Mempool, MempoolConfig};
+use aegis_mempool::{Admission, Mempool, MempoolConfig};
 use aegis_types::{
-    Block, CommitCertificate, ConsensusAlgorithm, ConsensusParams, Genesis, Hash, Transaction,
-    TxBody, Validator, ValidatorId, ValidatorSet,
+    Block, CommitCertificate, ConsensusParams, Genesis, Hash, Transaction, TxBody, Validator,
+    ValidatorId, ValidatorSet,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
@@ -80,6 +80,9 @@ pub(crate) struct Node<P: SimProtocol> {
     pub(crate) checked_syncs: u64,
     /// Where each committed transaction sits in this node's ledger.
     pub(crate) tx_heights: BTreeMap<Hash, u64>,
+    /// Transactions this node's mempool admitted since its last start, with when (virtual
+    /// time); a crash loses them with the mempool.
+    pub(crate) acknowledged: BTreeMap<Hash, u64>,
     /// The status when the node went down.
     last_status: Option<CoreStatus>,
     last_stable: u64,
@@ -147,8 +150,8 @@ impl<P: SimProtocol> Sim<P> {
                 })
                 .collect(),
             consensus: ConsensusParams {
-                algorithm: ConsensusAlgorithm::Pbft,
-                max_byzantine_nodes: scenario.max_faulty() as u32,
+                algorithm: P::ALGORITHM,
+                max_byzantine_nodes: P::genesis_byzantine(n) as u32,
                 checkpoint_interval: scenario.checkpoint_interval,
                 max_block_txs: scenario.max_block_txs,
                 pipeline_depth: scenario.pipeline_depth,
@@ -172,6 +175,7 @@ impl<P: SimProtocol> Sim<P> {
                 checked_height: 0,
                 checked_syncs: 0,
                 tx_heights: BTreeMap::new(),
+                acknowledged: BTreeMap::new(),
                 last_status: None,
                 last_stable: 0,
             });
@@ -397,12 +401,16 @@ impl<P: SimProtocol> Sim<P> {
             self.crash(i);
             return;
         }
+        let Some(driver) = self.nodes[i].driver.as_mut() else {
+            return;
+        };
         let needs_sync = driver.needs_sync();
         let aimed_at = self.scenario.aimed_at;
+        let core = driver.core();
         let moment = driver
             .log()
             .unsynced_records()
-            .filter_map(|record| P::moment(i, record))
+            .filter_map(|record| core.moment(i, record))
             .find(|moment| aimed_at.is_none_or(|wanted| wanted == *moment));
         let may_tear = needs_sync && !self.healed && self.nodes[i].behavior.is_none();
         if may_tear && self.chance(self.scenario.torn_persist_per_mille) {
@@ -559,6 +567,7 @@ impl<P: SimProtocol> Sim<P> {
         self.nodes[node].tx_heights.retain(|_, h| *h <= durable);
         self.nodes[node].parked = Some(parts);
         self.nodes[node].wake_at = None;
+        self.nodes[node].acknowledged.clear();
     }
 
     // ------------------------------------------------------------------ events
@@ -588,7 +597,24 @@ impl<P: SimProtocol> Sim<P> {
             }
             Event::Submit { node, txs } => {
                 self.trace(|| format!("submit {} transaction(s) to node {node}", txs.len()));
-                self.call(node, |driver| driver.submit(txs).map(drop));
+                let mut accepted = Vec::new();
+                self.call(node, |driver| {
+                    accepted = driver
+                        .submit(txs)?
+                        .into_iter()
+                        .filter_map(|admission| match admission {
+                            Admission::Accepted { id } => Some(id),
+                            Admission::Refused(_) => None,
+                        })
+                        .collect();
+                    Ok(())
+                });
+                // A node that crashed in this step lost its mempool, and with it these.
+                if self.nodes[node].driver.is_some() {
+                    let now_ms = self.now_ms;
+                    let acknowledged = &mut self.nodes[node].acknowledged;
+                    acknowledged.extend(accepted.into_iter().map(|id| (id, now_ms)));
+                }
             }
             Event::Load => {
                 if self.now_ms < self.scenario.heal_ms || self.scenario.load_after_heal {

@@ -20,6 +20,9 @@ pub struct Outcome {
     pub pending: Vec<usize>,
     /// Virtual time at which every honest node had committed the probe, if it did.
     pub liveness_ms: Option<u64>,
+    /// Transactions the final leader acknowledged that were found committed on every honest
+    /// node with the probe (protocols with `CHECK_LEADER_ACKNOWLEDGED`).
+    pub acknowledged_checked: u64,
     pub end_ms: u64,
     pub events: u64,
     pub messages_delivered: u64,

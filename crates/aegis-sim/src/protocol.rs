@@ -1,6 +1,7 @@
 //! What the simulator needs from a protocol beyond `aegis_consensus::Protocol`: how to build
 //! a core from the scenario's genesis, what a message promises (for the equivocation checker),
-//! and how its Byzantine nodes misbehave. PBFT's is in [`crate::pbft`]; Raft adds its own.
+//! the protocol's own invariants, and how its Byzantine nodes misbehave. PBFT's is in
+//! [`crate::pbft`], Raft's in [`crate::raft`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use aegis_consensus::{CoreStatus, Protocol, RecordOf};
 use aegis_crypto::SecretKey;
-use aegis_types::{Block, CommitCertificate, Genesis, Hash, ValidatorSet};
+use aegis_types::{Block, CommitCertificate, ConsensusAlgorithm, Genesis, Hash, ValidatorSet};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::Rng;
 
@@ -95,7 +96,8 @@ pub enum Moment {
     Proposing,
     /// The node just asked to leave its epoch (PBFT's VIEW-CHANGE, Raft's vote request).
     LeavingEpoch,
-    /// The node just entered a new epoch (PBFT's NEW-VIEW).
+    /// The node just entered a new epoch (PBFT's NEW-VIEW; Raft: it granted its vote to
+    /// another candidate of a new term).
     EnteringEpoch,
 }
 
@@ -150,57 +152,101 @@ impl World<'_> {
 }
 
 /// Protocol-specific invariants, checked on every step from what honest nodes persist and
-/// send (PBFT's are in [`crate::pbft`]; Raft brings its own). Each returns the violations it
-/// found, as text starting with the checker's name and a colon.
+/// send (PBFT's are in [`crate::pbft`], Raft's in [`crate::raft`]). Each returns the
+/// violations it found, as text starting with the checker's name and a colon. A hook a
+/// protocol has nothing to say about keeps its default: no violation.
 pub trait Invariants<P: SimProtocol>: Debug + Default {
     /// Honest `node`'s durable state after a sync (what its consensus log replays to).
-    fn persisted(&mut self, world: &World<'_>, node: usize, state: &P::Persisted) -> Vec<String>;
+    fn persisted(
+        &mut self,
+        _world: &World<'_>,
+        _node: usize,
+        _state: &P::Persisted,
+    ) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Honest `node` puts `message` on the wire (first copies and retransmissions alike);
     /// `first` says the message makes a statement this node had not made before.
     fn sent(
         &mut self,
-        world: &World<'_>,
-        node: usize,
-        message: &P::Message,
-        first: bool,
-    ) -> Vec<String>;
+        _world: &World<'_>,
+        _node: usize,
+        _message: &P::Message,
+        _first: bool,
+    ) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Honest `node`'s core after a step: what it says about itself (status, accessors, the
     /// timers the driver holds for it) must agree with its state and with the ledger.
     fn stepped(
         &mut self,
-        world: &World<'_>,
-        node: usize,
-        core: &P,
-        next_deadline: Option<u64>,
-    ) -> Vec<String>;
+        _world: &World<'_>,
+        _node: usize,
+        _core: &P,
+        _next_deadline: Option<u64>,
+    ) -> Vec<String> {
+        Vec::new()
+    }
 
-    /// Honest `node` stored `block` with `certificate` at the next height.
+    /// Honest `node` stored `block` with `certificate` at the next height of its ledger.
     fn committed(
         &mut self,
-        world: &World<'_>,
-        node: usize,
-        block: &Block,
-        certificate: &CommitCertificate,
-    ) -> Vec<String>;
+        _world: &World<'_>,
+        _node: usize,
+        _block: &Block,
+        _certificate: &CommitCertificate,
+    ) -> Vec<String> {
+        Vec::new()
+    }
 }
+
+/// No invariants beyond the common checkers.
+#[derive(Debug, Default)]
+pub struct NoInvariants;
+
+impl<P: SimProtocol> Invariants<P> for NoInvariants {}
 
 /// A protocol the simulator can run.
 pub trait SimProtocol: Protocol + Debug + Sized {
+    /// The genesis `algorithm` of the simulated chain.
+    const ALGORITHM: ConsensusAlgorithm;
+
+    /// Fewest validators a random run uses (PBFT: 4, so f >= 1 Byzantine; Raft: 3, so one may
+    /// crash).
+    const MIN_VALIDATORS: usize;
+
     /// The protocol's own invariant checkers.
     type Invariants: Invariants<Self>;
+
+    /// Whether the run checks that every transaction the final leader acknowledged (admitted
+    /// to its mempool since its last start) before the liveness probe is committed on every
+    /// honest node once the probe is: the leader orders its own mempool oldest first.
+    const CHECK_LEADER_ACKNOWLEDGED: bool = false;
+
+    /// The genesis `max_byzantine_nodes` for `validators` (PBFT: (n - 1) / 3; Raft: 0): also
+    /// the f of the checker's own quorum arithmetic ([`crate::quorum`]).
+    fn genesis_byzantine(validators: usize) -> usize;
+
+    /// Byzantine validators a random run may have (Raft tolerates crashes only: none).
+    fn random_byzantine(validators: usize) -> usize;
+
+    /// Fits a random scenario's faults to the timing the protocol assumes (PBFT assumes none:
+    /// its timeouts grow; Raft needs a broadcast time below its election timeout, §5.6).
+    fn fit_random(_scenario: &mut Scenario) {}
 
     /// Node `setup.node`'s core, new or restored from what its consensus log replays to.
     fn build(setup: CoreSetup<'_>, restored: Option<Self::Persisted>) -> Result<Self, String>;
 
-    /// The promises a message makes, with who signed them, among `validators` nodes (a PBFT
-    /// NEW-VIEW makes one for itself and one for each PRE-PREPARE in it).
-    fn statements(message: &Self::Message, validators: usize) -> Vec<Statement>;
+    /// The promises a message node `sender` puts on the wire makes, with who signed them,
+    /// among `validators` nodes (a PBFT NEW-VIEW makes one for itself and one for each
+    /// PRE-PREPARE in it; a Raft response carries one commit vote per block, its sender's).
+    fn statements(message: &Self::Message, sender: usize, validators: usize) -> Vec<Statement>;
 
     /// The moment a record of node `node`'s durable state marks, if it is one the fault
-    /// injector aims crashes at.
-    fn moment(node: usize, record: &RecordOf<Self>) -> Option<Moment>;
+    /// injector aims crashes at; `self` is the node's core after the step that wrote it.
+    fn moment(&self, node: usize, record: &RecordOf<Self>) -> Option<Moment>;
 
     /// One line for the event log (`--trace`).
     fn describe(message: &Self::Message) -> String;

@@ -149,6 +149,12 @@ pub struct Scenario {
     /// Keep submitting transactions after healing too (a primary that commits some while
     /// withholding others must still be replaced).
     pub load_after_heal: bool,
+    /// A planted bug for the checkers' own tests: a restarted node forgets whom it voted for
+    /// in its term (Raft; PBFT ignores it).
+    pub forget_vote_on_restart: bool,
+    /// Most Byzantine nodes a random run draws ((n - 1) / 3 for PBFT, 0 for Raft); printed
+    /// with the seed's fault rates.
+    pub byzantine_max: usize,
 }
 
 impl Scenario {
@@ -204,6 +210,8 @@ impl Scenario {
             slow_progress_bound_ms: 30_000,
             check_replay: true,
             load_after_heal: false,
+            forget_vote_on_restart: false,
+            byzantine_max: (validators.max(1) - 1) / 3,
         }
     }
 
@@ -212,10 +220,17 @@ impl Scenario {
     /// partitions, crashes, torn persists, crashes aimed at proposals and view changes, a
     /// slow phase in a third of the seeds, skew.
     pub fn random(validators: usize, seed: u64) -> Scenario {
+        Scenario::random_with(validators, seed, (validators.max(1) - 1) / 3)
+    }
+
+    /// As [`Scenario::random`], with at most `byzantine_max` Byzantine nodes (0 for a
+    /// protocol that tolerates crashes only: every other fault stays).
+    pub fn random_with(validators: usize, seed: u64, byzantine_max: usize) -> Scenario {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5ce7_a110);
         let mut pick = |n: u64| rng.next_u64() % n.max(1);
         let mut scenario = Scenario::quiet(validators, seed);
-        let f = scenario.max_faulty();
+        let f = byzantine_max;
+        scenario.byzantine_max = byzantine_max;
         let heal_ms = 2_000 + pick(4_000);
         scenario.heal_ms = heal_ms;
         scenario.checkpoint_interval = 2 + pick(5);
@@ -272,7 +287,8 @@ impl Scenario {
         scenario.torn_persist_per_mille = pick(3) as u32;
         scenario.clock_skew_max_ms = pick(500);
         // The sharper faults are drawn last, so the draws above stay what they were.
-        if pick(4) == 0 {
+        // (A protocol without Byzantine nodes draws the same, and has no colluders.)
+        if pick(4) == 0 && f > 0 {
             // f colluders, one of them a primary of view 0 or 1.
             let mut colluders = vec![pick(2) as usize];
             while colluders.len() < f {
@@ -338,7 +354,7 @@ impl Scenario {
              partitions={} crashes={} torn={}‰ aimed-crashes={}‰ x{} slow=[{}] skew<{} ms \
              K={} depth={} block-txs={} load-every={} ms heal={} ms",
             self.validators,
-            self.max_faulty(),
+            self.byzantine_max,
             byzantine.join(" "),
             network.drop_per_mille,
             network.duplicate_per_mille,
@@ -494,5 +510,10 @@ impl TestBuilder {
 
     pub fn run(self) -> crate::Outcome {
         crate::Simulation::new(self.scenario).run()
+    }
+
+    /// Runs the scenario with protocol `P` (`run` is PBFT).
+    pub fn run_with<P: crate::SimProtocol>(self) -> crate::Outcome {
+        crate::Sim::<P>::new(self.scenario).run()
     }
 }

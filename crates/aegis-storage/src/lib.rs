@@ -36,6 +36,7 @@ pub use config::{Backend, StoreConfig, redact_url};
 pub use error::StorageError;
 pub use id_index::{ID_INDEX_FANOUT, ID_INDEX_LEVELS, ID_INDEX_MERGE_ROWS, ID_INDEX_SLICE_MERGES};
 pub use schema::{MigrationReport, SCHEMA_VERSION};
+pub use sql::admin;
 pub use sql::{GroupCommitter, OpenMode, SqlStore};
 pub use traits::{
     BlockColumns, BlockSink, CommitAck, CommitTicket, GROUP_COMMIT_QUEUE_GROUPS, Ledger,
@@ -91,4 +92,59 @@ pub async fn bench_storage(
     let report = bench::run(&store, config.backend.kind(), fixture, options).await;
     store.close().await;
     report
+}
+
+/// `CREATE DATABASE name` on the PostgreSQL server of `admin_url` (whose role needs
+/// `CREATEDB`); returns the URL of the new database. For tools that set up throwaway
+/// networks, such as `aegis bench --storage postgresql`. `name` must be a plain identifier.
+pub async fn create_postgres_database(admin_url: &str, name: &str) -> Result<String, String> {
+    admin_sql(admin_url, name, &format!("CREATE DATABASE \"{name}\"")).await?;
+    Ok(postgres_url_with_database(admin_url, name))
+}
+
+/// `DROP DATABASE IF EXISTS name WITH (FORCE)` on the server of `admin_url`.
+pub async fn drop_postgres_database(admin_url: &str, name: &str) -> Result<(), String> {
+    admin_sql(
+        admin_url,
+        name,
+        &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+    )
+    .await
+}
+
+async fn admin_sql(admin_url: &str, name: &str, sql: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "database name {name:?} must be letters, digits and _"
+        ));
+    }
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .map_err(|e| format!("connect to {}: {e}", redact_url(admin_url)))?;
+    let outcome = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{sql} on {}: {e}", redact_url(admin_url)));
+    let _ = conn.close().await;
+    outcome
+}
+
+/// `url` with its database name replaced by `name`.
+pub fn postgres_url_with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut out = format!("{}/{name}", &base[..path_start]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
 }

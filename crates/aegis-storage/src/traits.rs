@@ -98,6 +98,23 @@ pub trait Ledger: Send + Sync {
     /// A transaction by id with its height and index (the earliest if it was committed twice).
     fn transaction<'a>(&'a self, id: &'a Hash) -> StoreFuture<'a, Option<StoredTransaction>>;
 
+    /// Where each of `ids` was committed (height and index, the earliest if twice), `None`
+    /// for those never committed: [`Ledger::transaction`] for many ids at once, in as few
+    /// queries as the backend allows. The client API checks every submitted transaction
+    /// with it, so a submission of N transactions costs one lookup, not N.
+    fn committed_locations<'a>(
+        &'a self,
+        ids: &'a [Hash],
+    ) -> StoreFuture<'a, Vec<Option<(u64, u32)>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                out.push(self.transaction(id).await?.map(|t| (t.height, t.index)));
+            }
+            Ok(out)
+        })
+    }
+
     /// Starts a pipelined committer on this ledger: the way to store a stream of committed
     /// blocks, many per disk sync, each acknowledged once durable (see [`BlockSink`]).
     ///

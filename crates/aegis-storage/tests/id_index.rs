@@ -22,8 +22,24 @@ on_both_backends!(
     lookups_racing_appends_and_merges_never_miss,
 );
 
-/// Asserts that `store` finds every transaction of `blocks` where it is.
+/// Asserts that `store` finds every transaction of `blocks` where it is, one by one and all
+/// at once (`committed_locations`, with unknown ids among them).
 async fn assert_all_found(store: &SqlStore, blocks: &[Block], who: &str) {
+    let mut ids = vec![Hash([9; 32])];
+    let mut expected = vec![None];
+    for block in blocks {
+        for (index, tx) in block.txs.iter().enumerate() {
+            ids.push(tx.id());
+            expected.push(Some((block.height(), index as u32)));
+            ids.push(Hash([(index % 7) as u8 + 10; 32]));
+            expected.push(None);
+        }
+    }
+    assert_eq!(
+        store.committed_locations(&ids).await.unwrap(),
+        expected,
+        "{who}: committed_locations"
+    );
     for block in blocks {
         for (index, tx) in block.txs.iter().enumerate() {
             let found: StoredTransaction = store

@@ -294,7 +294,7 @@ impl Visit for JsonVisitor<'_> {
 /// Formats `time` as RFC 3339 in UTC with millisecond precision: `2025-03-01T12:00:00.123Z`.
 ///
 /// Times before 1970 (a badly wrong clock) are written as the epoch.
-pub(crate) fn format_rfc3339_millis(time: SystemTime) -> String {
+pub fn format_rfc3339_millis(time: SystemTime) -> String {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since_epoch.as_secs();
     let millis = since_epoch.subsec_millis();

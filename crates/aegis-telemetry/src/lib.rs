@@ -58,7 +58,7 @@ pub use file::{LogFile, LogFileWriter};
 pub use init::{
     AEGIS_LOG_ENV, DEFAULT_LOG_FILE, LogHandle, LogOptions, RUST_LOG_ENV, init, level_filter,
 };
-pub use json::JsonLayer;
+pub use json::{JsonLayer, format_rfc3339_millis};
 pub use metrics::{METRIC_PREFIX, METRICS_CONTENT_TYPE, Metrics, OPENMETRICS_CONTENT_TYPE};
 pub use node_metrics::{
     COMMIT_LATENCY_BUCKETS, ConsensusMetrics, MempoolMetrics, ReasonLabels,

@@ -196,6 +196,9 @@ pub struct SyncMetrics {
     pub blocks_behind: Gauge,
     /// `aegis_sync_blocks_fetched_total`: blocks fetched from peers by sync.
     pub blocks_fetched: Counter,
+    /// `aegis_sync_invalid_blocks_total`: sync replies refused because a block or its
+    /// certificate was invalid (the peer that served it is left out of sync).
+    pub invalid_blocks: Counter,
 }
 
 impl SyncMetrics {
@@ -218,6 +221,11 @@ impl SyncMetrics {
             "sync_blocks_fetched",
             "Blocks fetched from peers by sync",
             self.blocks_fetched.clone(),
+        );
+        metrics.register(
+            "sync_invalid_blocks",
+            "Sync replies refused because a block or its certificate was invalid",
+            self.invalid_blocks.clone(),
         );
     }
 }

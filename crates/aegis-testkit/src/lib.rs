@@ -4,6 +4,8 @@
 //! - [`wait`]: polling waits that fail at a deadline, naming what they waited for, instead
 //!   of sleeping for a guessed time; `wait_async` (feature `tokio`) for async tests;
 //! - [`net`]: loopback addresses per test and free ports;
+//! - [`partition`]: network partitions between real processes, cut and healed with
+//!   nftables rules of the test's own, removed when the test ends;
 //! - [`purity`]: the check that a pure crate has no I/O, clock or randomness;
 //! - feature `chain`: validator keys, genesis documents (`GenesisBuilder`) and signed
 //!   transactions;
@@ -29,6 +31,7 @@ pub mod cluster;
 pub mod net;
 #[cfg(feature = "p2p")]
 pub mod p2p;
+pub mod partition;
 pub mod purity;
 #[cfg(feature = "p2p")]
 pub mod tls;

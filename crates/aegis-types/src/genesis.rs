@@ -40,7 +40,8 @@ impl ConsensusAlgorithm {
 #[serde(deny_unknown_fields)]
 pub struct ConsensusParams {
     pub algorithm: ConsensusAlgorithm,
-    /// f: Byzantine validators tolerated; the set must have n >= 3f + 1.
+    /// f: Byzantine validators tolerated; the set must have n >= 3f + 1. Raft tolerates none
+    /// (it must be 0), so a certificate's quorum `floor((n + f) / 2) + 1` is a majority.
     pub max_byzantine_nodes: u32,
     /// A checkpoint is taken every this many blocks (PBFT's K).
     pub checkpoint_interval: u64,
@@ -146,6 +147,15 @@ impl Genesis {
                 message: format!(
                     "must be between 1 and {MAX_PIPELINE_DEPTH}, got {}",
                     params.pipeline_depth
+                ),
+            });
+        }
+        if params.algorithm == ConsensusAlgorithm::Raft && params.max_byzantine_nodes != 0 {
+            return Err(GenesisError::Param {
+                field: "max_byzantine_nodes",
+                message: format!(
+                    "must be 0 for raft, which tolerates crashed validators only (a commit certificate is then a majority), got {}",
+                    params.max_byzantine_nodes
                 ),
             });
         }

@@ -36,6 +36,24 @@ fn three_f_plus_one_is_checked() {
 }
 
 #[test]
+fn a_raft_genesis_tolerates_no_byzantine_validator() {
+    let raft = |f| {
+        GenesisBuilder::new(4)
+            .algorithm(aegis_types::ConsensusAlgorithm::Raft)
+            .max_byzantine_nodes(f)
+            .build()
+    };
+    let error = Genesis::from_json(&raft(1).to_json_pretty()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "consensus.max_byzantine_nodes: must be 0 for raft, which tolerates crashed validators only (a commit certificate is then a majority), got 1"
+    );
+    let g = raft(0);
+    assert!(Genesis::from_json(&g.to_json_pretty()).is_ok());
+    assert_eq!(g.validator_set().unwrap().quorum(), 3, "a majority of 4");
+}
+
+#[test]
 fn malformed_json_names_line_and_column() {
     let error =
         Genesis::from_json("{\n  \"chain_id\": \"x\",\n  \"validators\": 5\n}").unwrap_err();

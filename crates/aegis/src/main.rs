@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod home_lock;
 mod node;
+mod ops;
 mod preflight;
 mod service;
 mod startup;
@@ -45,9 +46,9 @@ enum Command {
     /// Verify the stored chain offline: hash links, transaction roots and ids, signatures,
     /// commit certificates against the genesis validators.
     Verify(cmd::verify::Args),
-    /// Benchmarks.
-    #[command(subcommand)]
-    Bench(cmd::bench::Command),
+    /// Benchmarks: a network under load (no subcommand), Ed25519 (`crypto`), the ledger
+    /// (`storage`).
+    Bench(Box<cmd::bench::Args>),
     /// Run the deterministic consensus simulator on many seeds; exit 0 only with no violation.
     Simulate(cmd::simulate::Args),
     /// Submit and read transactions through a node's API.
@@ -56,6 +57,30 @@ enum Command {
     /// Read blocks through a node's API.
     #[command(subcommand)]
     Block(cmd::client::BlockCommand),
+    /// Check a node's health (the guide's health_checker.py): JSON report; exit 0 healthy,
+    /// 1 warning, 2 unhealthy.
+    Health(cmd::health::Args),
+    /// Move a stopped node's P2P or consensus state aside (the guide's rm -rf data/p2p/* and
+    /// data/consensus/*, made safe); refused while the node runs.
+    Reset(cmd::reset::Args),
+    /// Check the validators of the genesis: TCP, TLS 1.3, signed Hello and round trip to each.
+    #[command(subcommand)]
+    Validators(cmd::validators::Command),
+    /// Back up the ledger (online, consistent), the configuration and the encrypted key, with
+    /// a manifest of heights and sha256 sums.
+    Backup(cmd::backup::BackupArgs),
+    /// Restore a backup into a stopped node: checked and verified before anything is swapped.
+    Restore(cmd::backup::RestoreArgs),
+    /// Analyze or follow the node's JSON log (the guide's log_analyzer.sh and
+    /// live_log_monitor.sh).
+    #[command(subcommand)]
+    Logs(cmd::logs::Command),
+    /// Write a diagnostics report or bundle with every secret redacted (the guide's
+    /// aegis_diagnostics.sh); --assessment prints its disaster assessment.
+    Diagnose(cmd::diagnose::Args),
+    /// Live terminal view of every node of a network (the guide's live_monitor.sh): status,
+    /// height, tx/s, commit latency, peers, CPU, memory, recent errors; q quits.
+    Monitor(cmd::monitor::Args),
 }
 
 fn main() -> ExitCode {
@@ -72,10 +97,18 @@ fn main() -> ExitCode {
         (Some(Command::Config(command)), _) => cmd::config::run(command),
         (Some(Command::Db(command)), _) => cmd::db::run(command),
         (Some(Command::Verify(args)), _) => cmd::verify::run(args),
-        (Some(Command::Bench(command)), _) => cmd::bench::run(command),
+        (Some(Command::Bench(args)), _) => cmd::bench::run(*args),
         (Some(Command::Simulate(args)), _) => cmd::simulate::run(args),
         (Some(Command::Tx(command)), _) => cmd::client::tx(command),
         (Some(Command::Block(command)), _) => cmd::client::block(command),
+        (Some(Command::Health(args)), _) => cmd::health::run(args),
+        (Some(Command::Reset(args)), _) => cmd::reset::run(args),
+        (Some(Command::Validators(command)), _) => cmd::validators::run(command),
+        (Some(Command::Backup(args)), _) => cmd::backup::backup(args),
+        (Some(Command::Restore(args)), _) => cmd::backup::restore(args),
+        (Some(Command::Logs(command)), _) => cmd::logs::run(command),
+        (Some(Command::Diagnose(args)), _) => cmd::diagnose::run(args),
+        (Some(Command::Monitor(args)), _) => cmd::monitor::run(args),
         (None, None) => {
             eprintln!(
                 "error: give a subcommand, or --config FILE to run the node (see `aegis --help`)"

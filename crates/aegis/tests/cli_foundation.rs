@@ -332,7 +332,7 @@ fn unreadable_or_tampered_key_files_are_reported() {
     let (code, _, stderr) = check(&config);
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("production.yaml:5:13: node.key_file: cannot decrypt key file"),
+        stderr.contains("production.yaml:8:13: node.key_file: cannot decrypt key file"),
         "{stderr}"
     );
 

@@ -124,3 +124,52 @@ fn trace_without_a_seed_and_seed_with_a_range_are_refused() {
         &["--validators 3 is too few"],
     );
 }
+
+#[test]
+fn raft_runs_on_three_validators_and_refuses_two() {
+    let (code, stdout, stderr) =
+        simulate(&["--algorithm", "raft", "--validators", "3", "--seeds", "3"]);
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("algorithm: raft, validators: 3, f: 1 crashed"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("seeds: 3, violations: 0"),
+        "{stdout}"
+    );
+    assert_refused(
+        &["--algorithm", "raft", "--validators", "2", "--seeds", "1"],
+        &[
+            "--validators 2 is too few to tolerate a crash",
+            "raft on 3 to 1024",
+        ],
+    );
+}
+
+#[test]
+fn a_raft_seed_replays_with_its_event_log() {
+    let args = [
+        "--algorithm",
+        "raft",
+        "--validators",
+        "3",
+        "--seed",
+        "5",
+        "--trace",
+    ];
+    let (code, stdout, stderr) = simulate(&args);
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let first = stdout.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with("seed 5: faults: n=3 f=0 byzantine=[] "),
+        "a Raft seed has no Byzantine node: {first}"
+    );
+    assert!(stdout.contains(" ms  deliver "), "no event log: {stdout}");
+    assert!(
+        stdout.contains("algorithm: raft, validators: 3, f: 1 crashed"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().last(), Some("seeds: 1, violations: 0"));
+}

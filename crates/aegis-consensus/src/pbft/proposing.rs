@@ -99,6 +99,9 @@ impl Pbft {
             super::planted::PlantedBug::ProposalSentBeforePersist,
             &mut self.out,
         );
+        // With one validator (f = 0) no backup will answer: the primary's own pre-prepare
+        // is a prepared certificate, and its own commit a quorum.
+        self.advance(seq);
         self.refresh_progress_timer(false);
         self.proposal_asked = false;
         self.maybe_propose();

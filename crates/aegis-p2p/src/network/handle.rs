@@ -19,6 +19,7 @@ use super::{
 };
 use crate::admission::{HandshakeSlots, RefusalLog, ValidatorAddresses};
 use crate::auth::Identity;
+use crate::ban_file;
 use crate::book::AddressBook;
 use crate::config::P2pConfig;
 use crate::inbox::{Inbox, InboxShared};
@@ -151,11 +152,13 @@ impl P2pNetwork {
         let inbox = Inbox::new(Arc::clone(&inbound));
         let max_handshakes = MIN_PENDING_HANDSHAKES.max(2 * config.max_peers);
         let (genesis_ips, genesis_hosts) = genesis_addresses(&identity);
+        let bans_file = config.data_dir.as_deref().map(ban_file::path_in);
+        let bans = restore_bans(&config, bans_file.as_deref(), now);
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 peers: HashMap::new(),
                 limiter: RateLimiter::new(&config.rate_limiting),
-                bans: BanList::new(&config.rate_limiting),
+                bans,
                 validator_addresses: ValidatorAddresses::new(genesis_ips),
                 slots: HandshakeSlots::new(max_handshakes, MAX_HANDSHAKES_PER_IP),
                 refusals: RefusalLog::new(config.refusal_log_interval),
@@ -175,7 +178,12 @@ impl P2pNetwork {
             bind_ip,
             next_conn: AtomicU64::new(1),
             tls_reload: Notify::new(),
+            bans_file: bans_file.map(Mutex::new),
         });
+        inner
+            .metrics
+            .banned_ips
+            .set(inner.lock().bans.banned_count() as i64);
         if !genesis_hosts.is_empty() {
             tokio::spawn(Arc::clone(&inner).resolve_genesis_hosts(genesis_hosts));
         }
@@ -359,6 +367,7 @@ impl P2pNetwork {
 
     /// Stops listening, dialling and every connection.
     pub fn shutdown(&self) {
+        self.inner.save_bans(true);
         self.inner.shutdown.cancel();
         self.inner.inbound.close();
         let state = self.inner.lock();
@@ -466,4 +475,49 @@ impl Inner {
             }
         }
     }
+}
+
+/// The ban list at start: empty, plus the live bans of `data/p2p/bans.txt` (each for what it
+/// had left, at most `block_duration`). Problems with the file are logged with its path (and
+/// line and field) and never stop the start.
+fn restore_bans(config: &P2pConfig, path: Option<&std::path::Path>, now: Instant) -> BanList {
+    let mut bans = BanList::new(&config.rate_limiting);
+    let Some(path) = path else {
+        return bans;
+    };
+    let loaded = ban_file::load(path);
+    for problem in &loaded.problems {
+        aegis_telemetry::warn!(target: LOG_TARGET, path = %path.display(), "Ban file: {problem}");
+    }
+    if loaded.bans.is_empty() {
+        return bans;
+    }
+    if !bans.enabled() {
+        aegis_telemetry::info!(
+            target: LOG_TARGET,
+            path = %path.display(),
+            bans = loaded.bans.len(),
+            "Bans of {} not applied: security.rate_limiting.enabled is false",
+            path.display()
+        );
+        return bans;
+    }
+    let now_ms = crate::book::now_ms();
+    let restored = loaded
+        .bans
+        .iter()
+        .filter(|ban| {
+            let left = std::time::Duration::from_millis(ban.until_ms.saturating_sub(now_ms));
+            bans.restore(ban.ip, left, now)
+        })
+        .count();
+    aegis_telemetry::info!(
+        target: LOG_TARGET,
+        path = %path.display(),
+        restored,
+        expired = loaded.bans.len() - restored,
+        "Restored {restored} P2P bans from {}",
+        path.display()
+    );
+    bans
 }

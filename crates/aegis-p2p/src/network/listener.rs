@@ -165,6 +165,17 @@ impl Inner {
             };
             drop(slot);
             match result {
+                Ok((stream, peer)) if peer.purpose == crate::auth::Purpose::Probe => {
+                    inner.validator_authenticated(ip, &peer);
+                    let answered = crate::probe::serve_probe(stream).await;
+                    aegis_telemetry::info!(
+                        target: LOG_TARGET,
+                        peer_id = %inner.name(peer.id),
+                        remote = %remote,
+                        pings = answered,
+                        "Connectivity probe from {ip} answered"
+                    );
+                }
                 Ok((stream, peer)) => {
                     inner.validator_authenticated(ip, &peer);
                     inner

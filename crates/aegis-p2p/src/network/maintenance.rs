@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Inner, LOG_TARGET, NO_PEERS_LOG_INTERVAL, State, TICK, canonical};
+use crate::ban_file::{self, StoredBan};
 
 impl Inner {
     pub(super) async fn maintenance_loop(self: Arc<Self>) {
@@ -41,6 +42,7 @@ impl Inner {
                         .sweep(now, |ip| connected.contains(&ip));
                     state.book.save_if_dirty();
                     drop(state);
+                    self.save_bans(false);
                     self.log_suppressed(now);
                     state = self.lock();
                 }
@@ -85,6 +87,45 @@ impl Inner {
             }
         }
         self.lock().book.save_if_dirty();
+        self.save_bans(true);
+    }
+
+    /// Writes `data/p2p/bans.txt` if the bans changed since the last write (or always, with
+    /// `force`), outside the state lock. A failed write is logged; the next change retries.
+    pub(super) fn save_bans(&self, force: bool) {
+        let Some(file) = &self.bans_file else {
+            return;
+        };
+        let path = file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let bans = {
+            let mut state = self.lock();
+            // With bans off, the file is left as it is (bans it holds apply again once they
+            // are turned back on, if still live).
+            if !state.bans.enabled() || (!state.bans.take_changed() && !force) {
+                return;
+            }
+            state.bans.bans(now)
+        };
+        let now_ms = crate::book::now_ms();
+        let stored: Vec<StoredBan> = bans
+            .into_iter()
+            .map(|(ip, left)| StoredBan {
+                ip,
+                until_ms: now_ms.saturating_add(left.as_millis() as u64),
+            })
+            .collect();
+        if let Err(error) = ban_file::save(&path, &stored) {
+            aegis_telemetry::warn!(
+                target: LOG_TARGET,
+                path = %path.display(),
+                %error,
+                "Cannot write the ban file {}: {error}; bans stay in force until the node stops",
+                path.display()
+            );
+        }
     }
 
     pub(super) async fn tls_reload_loop(self: Arc<Self>) {

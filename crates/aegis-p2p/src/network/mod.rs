@@ -111,6 +111,8 @@ struct Inner {
     bind_ip: Option<IpAddr>,
     next_conn: AtomicU64,
     tls_reload: Notify,
+    /// `data/p2p/bans.txt`, when the node has a data directory; the mutex orders writers.
+    bans_file: Option<Mutex<std::path::PathBuf>>,
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {

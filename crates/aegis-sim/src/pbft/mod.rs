@@ -16,7 +16,18 @@ use crate::scenario::Behavior;
 pub use invariants::PbftInvariants;
 
 impl SimProtocol for Pbft {
+    const ALGORITHM: aegis_types::ConsensusAlgorithm = aegis_types::ConsensusAlgorithm::Pbft;
+    const MIN_VALIDATORS: usize = 4;
+
     type Invariants = PbftInvariants;
+
+    fn genesis_byzantine(validators: usize) -> usize {
+        validators.saturating_sub(1) / 3
+    }
+
+    fn random_byzantine(validators: usize) -> usize {
+        validators.saturating_sub(1) / 3
+    }
 
     fn build(setup: CoreSetup<'_>, restored: Option<PbftPersisted>) -> Result<Pbft, String> {
         let scenario = setup.scenario;
@@ -36,7 +47,7 @@ impl SimProtocol for Pbft {
         Ok(core.with_verifier(setup.verifier))
     }
 
-    fn statements(message: &PbftMessage, validators: usize) -> Vec<Statement> {
+    fn statements(message: &PbftMessage, _sender: usize, validators: usize) -> Vec<Statement> {
         let statement = |signer: ValidatorId, kind, epoch, slot, digest| Statement {
             signer: usize::from(signer.0),
             kind,
@@ -94,7 +105,7 @@ impl SimProtocol for Pbft {
         }
     }
 
-    fn moment(node: usize, record: &PbftRecord) -> Option<Moment> {
+    fn moment(&self, node: usize, record: &PbftRecord) -> Option<Moment> {
         match record {
             PbftRecord::PrePrepare(pp)
                 if usize::from(pp.batch.proposer.0) == node && pp.batch.view == pp.view =>

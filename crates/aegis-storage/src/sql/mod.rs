@@ -42,6 +42,7 @@ macro_rules! on_pool {
     };
 }
 
+pub mod admin;
 mod append;
 mod connect;
 mod group_commit;

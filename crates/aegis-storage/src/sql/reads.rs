@@ -204,6 +204,36 @@ impl Ledger for SqlStore {
         })
     }
 
+    fn committed_locations<'a>(
+        &'a self,
+        ids: &'a [Hash],
+    ) -> StoreFuture<'a, Vec<Option<(u64, u32)>>> {
+        Box::pin(async move {
+            match &self.pool {
+                Pool::Sqlite(pool) => self.sqlite_committed_locations(pool, ids).await,
+                Pool::Postgres(pool) => {
+                    let mut found = std::collections::HashMap::with_capacity(ids.len());
+                    for chunk in ids.chunks(super::tx_ids::LOOKUP_CHUNK_IDS) {
+                        let keys: Vec<&[u8]> = chunk.iter().map(|id| id.0.as_slice()).collect();
+                        // Through the hash index on the id, one probe per id.
+                        let rows = sqlx::query(
+                            "SELECT id, block_height, tx_index FROM transactions WHERE id = ANY($1)",
+                        )
+                        .bind(keys)
+                        .fetch_all(pool)
+                        .await
+                        .map_err(StorageError::db("read transaction locations"))?;
+                        for row in rows {
+                            let (id, location) = super::tx_ids::location_from_row(&row)?;
+                            super::tx_ids::keep_earliest(&mut found, id, location);
+                        }
+                    }
+                    Ok(ids.iter().map(|id| found.get(id).copied()).collect())
+                }
+            }
+        })
+    }
+
     fn group_commit(&self, max_blocks: usize) -> Result<Box<dyn BlockSink>, StorageError> {
         self.group_commit_sink(max_blocks)
     }

@@ -2,19 +2,47 @@
 //! the index itself): the ids of each commit put in the map of the tail, merges into
 //! `transaction_ids`, and lookups by id that race those merges safely.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use aegis_types::Hash;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 
 use crate::StorageError;
-use crate::id_index::{self, LOOKUP_ATTEMPTS};
+use crate::id_index::{self, LOOKUP_ATTEMPTS, Location};
 use crate::traits::StoredTransaction;
 
 use super::append::PreparedBlock;
-use super::rows::stored_tx;
+use super::rows::{RowExt, stored_tx};
 use super::tx_insert::tx_rows;
 use super::{Pool, SqlStore, to_i64};
+
+/// Ids looked up by one query of [`crate::Ledger::committed_locations`], at most (each is
+/// bound twice on SQLite, well within its 32,766 parameters).
+pub(super) const LOOKUP_CHUNK_IDS: usize = 500;
+
+/// `(id, block_height, tx_index)` of a location query.
+pub(super) fn location_from_row(row: &impl RowExt) -> Result<(Hash, Location), StorageError> {
+    let bad = |what: String| StorageError::corrupt(None, format!("transaction location: {what}"));
+    let id = row.bytes_at("id").map_err(|e| bad(e.to_string()))?;
+    let id = Hash(
+        id.try_into()
+            .map_err(|_| bad("an id that is not 32 bytes".into()))?,
+    );
+    let height = row.i64_at("block_height").map_err(|e| bad(e.to_string()))?;
+    let index = row.i32_at("tx_index").map_err(|e| bad(e.to_string()))?;
+    let height = u64::try_from(height).map_err(|_| bad(format!("height {height}")))?;
+    let index = u32::try_from(index).map_err(|_| bad(format!("index {index}")))?;
+    Ok((id, (height, index)))
+}
+
+/// Keeps the earlier of two locations of one id (a transaction committed twice).
+pub(super) fn keep_earliest(found: &mut HashMap<Hash, Location>, id: Hash, location: Location) {
+    found
+        .entry(id)
+        .and_modify(|known| *known = (*known).min(location))
+        .or_insert(location);
+}
 
 impl SqlStore {
     /// SQLite, after a commit: puts the committed blocks' ids in the map of the tail and
@@ -117,6 +145,67 @@ impl SqlStore {
         }
         Err(StorageError::IdIndex(format!(
             "looking up transaction {id} was overtaken by index merges {LOOKUP_ATTEMPTS} times in a row; try again"
+        )))
+    }
+
+    /// SQLite lookup of many ids: one query of the merged index per
+    /// [`LOOKUP_CHUNK_IDS`] ids, then the map of the tail for those not found, with the
+    /// same retry as [`SqlStore::sqlite_transaction`] when a merge overtakes it.
+    pub(super) async fn sqlite_committed_locations(
+        &self,
+        pool: &SqlitePool,
+        ids: &[Hash],
+    ) -> Result<Vec<Option<Location>>, StorageError> {
+        const CONTEXT: &str = "read transaction locations";
+        'attempt: for _ in 0..LOOKUP_ATTEMPTS {
+            let generation = self.recent.generation();
+            let mut found = HashMap::with_capacity(ids.len());
+            for chunk in ids.chunks(LOOKUP_CHUNK_IDS) {
+                let numbered = |form: &dyn Fn(usize) -> String| {
+                    (1..=chunk.len()).map(form).collect::<Vec<_>>().join(", ")
+                };
+                let sql = format!(
+                    "SELECT t.id, t.block_height, t.tx_index \
+                     FROM transaction_ids i CROSS JOIN transactions t \
+                     ON t.block_height = i.block_height AND t.tx_index = i.tx_index \
+                     WHERE i.level IN {} AND i.id_prefix IN ({}) AND t.id IN ({})",
+                    id_index::id_levels!(),
+                    numbered(&|n| format!("substr(${n}, 1, 8)")),
+                    numbered(&|n| format!("${n}")),
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for id in chunk {
+                    query = query.bind(id.0.as_slice());
+                }
+                let rows = query
+                    .fetch_all(pool)
+                    .await
+                    .map_err(StorageError::db(CONTEXT))?;
+                for row in rows {
+                    let (id, location) = location_from_row(&row)?;
+                    keep_earliest(&mut found, id, location);
+                }
+            }
+            if found.len() < ids.len() {
+                id_index::catch_up(pool, &self.recent).await?;
+                for id in ids {
+                    if found.contains_key(id) {
+                        continue;
+                    }
+                    match self.recent.get(id, generation) {
+                        Ok(Some(location)) => {
+                            found.insert(*id, location);
+                        }
+                        Ok(None) => {}
+                        Err(_) => continue 'attempt,
+                    }
+                }
+            }
+            return Ok(ids.iter().map(|id| found.get(id).copied()).collect());
+        }
+        Err(StorageError::IdIndex(format!(
+            "looking up {} transactions was overtaken by index merges {LOOKUP_ATTEMPTS} times in a row; try again",
+            ids.len()
         )))
     }
 

@@ -1,4 +1,7 @@
 //! `aegis db migrate --config FILE`: create the ledger schema or upgrade it (idempotent).
+//! `aegis db init --config FILE`: the guide's `createdb aegis` and init step in one: creates
+//! the PostgreSQL database when it is absent, then migrates (idempotent; on SQLite the same
+//! as `migrate`).
 //!
 //! Also home of the helpers the storage subcommands share: reading the node configuration's
 //! `storage:` section into the storage crate's [`StoreConfig`].
@@ -20,38 +23,58 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Create the PostgreSQL database if it is absent (the guide's `createdb aegis`), then
+    /// migrate. Safe to run again. On SQLite, the same as `migrate`.
+    Init {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::Migrate { config } => {
-            let node = match load_config(&config) {
-                Ok(node) => node,
-                Err(message) => {
-                    eprintln!("{message}");
-                    return Ok(ExitCode::FAILURE);
-                }
-            };
-            // Migrating writes the home: not while a node (or another migration) runs on it.
-            let _home_lock = match crate::home_lock::HomeLock::acquire(&node) {
-                Ok(lock) => lock,
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return Ok(ExitCode::FAILURE);
-                }
-            };
-            let store = store_config(&node);
-            let report = runtime()?
-                .block_on(aegis_storage::migrate(&store))
-                .with_context(|| format!("migrate the ledger at {}", store.backend.location()))?;
-            println!(
-                "{report} ({} at {})",
-                store.backend.kind(),
-                store.backend.location()
-            );
-            Ok(ExitCode::SUCCESS)
+    let (config, init) = match command {
+        Command::Migrate { config } => (config, false),
+        Command::Init { config } => (config, true),
+    };
+    let node = match load_config(&config) {
+        Ok(node) => node,
+        Err(message) => {
+            eprintln!("{message}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    // Migrating writes the home: not while a node (or another migration) runs on it.
+    let _home_lock = match crate::home_lock::HomeLock::acquire(&node) {
+        Ok(lock) => lock,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let store = store_config(&node);
+    let runtime = runtime()?;
+    if init && let Backend::Postgres { url } = &store.backend {
+        let created = runtime
+            .block_on(aegis_storage::admin::create_postgres_database(url))
+            .with_context(|| format!("create the database {}", store.backend.location()))?;
+        match created {
+            aegis_storage::admin::DatabaseCreated::Created => {
+                println!("Created database {}", store.backend.location());
+            }
+            aegis_storage::admin::DatabaseCreated::AlreadyThere => {
+                println!("Database {} already exists", store.backend.location());
+            }
         }
     }
+    let report = runtime
+        .block_on(aegis_storage::migrate(&store))
+        .with_context(|| format!("migrate the ledger at {}", store.backend.location()))?;
+    println!(
+        "{report} ({} at {})",
+        store.backend.kind(),
+        store.backend.location()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads the configuration file with the node's environment (`$AEGIS_HOME/.env` beneath the

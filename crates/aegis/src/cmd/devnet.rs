@@ -46,15 +46,21 @@ pub struct Args {
     /// Transactions submitted per second (round robin over the nodes); 0 sends none.
     #[arg(long, default_value_t = 20)]
     pub rate: u32,
+    /// Consensus algorithm (when generating): pbft, or raft for crash tolerance only.
+    /// A devnet generated before keeps its own; naming another is an error.
+    #[arg(long, value_parser = ["pbft", "raft"])]
+    pub algorithm: Option<String>,
 }
 
 /// One running validator.
 #[derive(Debug)]
-struct Node {
-    name: String,
-    child: Child,
-    api: String,
-    monitoring: String,
+pub(crate) struct Node {
+    pub(crate) name: String,
+    pub(crate) child: Child,
+    pub(crate) api: String,
+    pub(crate) monitoring: String,
+    /// The node's home (its `logs/console.log` holds a start-up error).
+    pub(crate) home: PathBuf,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -71,7 +77,7 @@ async fn devnet(args: Args) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("find the aegis executable")?;
     let mut nodes = Vec::new();
     for (i, home) in homes.iter().enumerate() {
-        match start_node(&exe, home, i, args.base_port) {
+        match start_node(&exe, home, i, args.base_port, &[]) {
             Ok(node) => nodes.push(node),
             Err(error) => {
                 stop_nodes(&mut nodes).await;
@@ -88,23 +94,39 @@ async fn devnet(args: Args) -> anyhow::Result<ExitCode> {
 fn prepare(args: &Args) -> anyhow::Result<Vec<PathBuf>> {
     let existing = homes_in(&args.dir);
     if !existing.is_empty() {
+        let genesis_file = existing[0].join("config/genesis.json");
+        let text = std::fs::read_to_string(&genesis_file)
+            .with_context(|| format!("read {}", genesis_file.display()))?;
+        let genesis = aegis_types::Genesis::from_json(&text)
+            .with_context(|| format!("parse {}", genesis_file.display()))?;
+        let algorithm = genesis.consensus.algorithm.as_str();
+        if let Some(wanted) = &args.algorithm
+            && wanted != algorithm
+        {
+            bail!(
+                "the devnet in {} runs {algorithm}, not {wanted}: choose another --dir, or remove it",
+                args.dir.display()
+            );
+        }
         println!(
-            "Using the devnet in {} ({} validators)",
+            "Using the {algorithm} devnet in {} ({} validators)",
             args.dir.display(),
             existing.len()
         );
         return Ok(existing);
     }
+    let algorithm = args.algorithm.clone().unwrap_or_else(|| "pbft".into());
     let generated = testnet::generate(&testnet::Args {
         validators: args.validators,
         out: args.dir.clone(),
         base_port: args.base_port,
         host: "127.0.0.1".into(),
+        hosts: Vec::new(),
         chain_id: "aegis-devnet".into(),
-        algorithm: "pbft".into(),
+        algorithm: algorithm.clone(),
     })?;
     println!(
-        "Generated a devnet of {} validators in {}",
+        "Generated a {algorithm} devnet of {} validators in {}",
         generated.homes.len(),
         args.dir.display()
     );
@@ -118,7 +140,14 @@ fn homes_in(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn start_node(exe: &Path, home: &Path, i: usize, base_port: u16) -> anyhow::Result<Node> {
+/// Starts `aegis run` for the node in `home`, with `env` added to this process's environment.
+pub(crate) fn start_node(
+    exe: &Path,
+    home: &Path,
+    i: usize,
+    base_port: u16,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Node> {
     let (_, api, metrics) = testnet::ports(base_port, i);
     let console = std::fs::File::create(home.join("logs/console.log"))
         .with_context(|| format!("create {}/logs/console.log", home.display()))?;
@@ -126,6 +155,7 @@ fn start_node(exe: &Path, home: &Path, i: usize, base_port: u16) -> anyhow::Resu
         .args(["run", "--config"])
         .arg(home.join("config/production.yaml"))
         .env("AEGIS_HOME", home)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(console.try_clone().context("share the console log")?)
         .stderr(console)
@@ -141,11 +171,12 @@ fn start_node(exe: &Path, home: &Path, i: usize, base_port: u16) -> anyhow::Resu
         child,
         api: format!("http://127.0.0.1:{api}"),
         monitoring: format!("http://127.0.0.1:{metrics}"),
+        home: home.to_path_buf(),
     })
 }
 
 /// SIGTERM to every node, then wait for each (killing one that outlives the deadline).
-async fn stop_nodes(nodes: &mut [Node]) {
+pub(crate) async fn stop_nodes(nodes: &mut [Node]) {
     for node in nodes.iter() {
         // `kill` through the command line keeps this crate free of unsafe code.
         let _ = Command::new("kill")
@@ -291,7 +322,7 @@ async fn submit_load(
 
 /// Follows `GET /v1/events` of one node and passes on each block's transaction count and
 /// ids; reconnects (resuming after the last height seen) if the stream breaks.
-async fn follow_commits(
+pub(crate) async fn follow_commits(
     http: reqwest::Client,
     api: String,
     commits: tokio::sync::mpsc::Sender<(u64, Vec<Hash>)>,

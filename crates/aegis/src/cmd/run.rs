@@ -96,7 +96,12 @@ async fn node_main(
 }
 
 /// How often the running node checks that its ledger is reachable.
-const LEDGER_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+const LEDGER_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Longest a probe query may take before the ledger counts as unavailable (a stopped
+/// PostgreSQL server can leave a query waiting for the pool's `pool_timeout`, 30 s).
+const LEDGER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+// So `/health` reports a ledger that stopped answering within LEDGER_PROBE_INTERVAL +
+// LEDGER_PROBE_TIMEOUT (5 s; docs/troubleshooting.md, Database configuration).
 
 /// Opens the ledger (creating or migrating the schema; an unreachable database is retried
 /// for `storage.pool_timeout`), records the genesis validators in `nodes`, and checks the tip
@@ -150,7 +155,13 @@ async fn probe_ledger(store: aegis_storage::SqlStore, status: Arc<aegis_api::Led
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let probed = store.height().await.map_err(|error| error.to_string());
+        let probed = match tokio::time::timeout(LEDGER_PROBE_TIMEOUT, store.height()).await {
+            Ok(result) => result.map_err(|error| error.to_string()),
+            Err(_) => Err(format!(
+                "the ledger did not answer within {} s",
+                LEDGER_PROBE_TIMEOUT.as_secs()
+            )),
+        };
         if let Ok(height) = probed {
             status.set_height(height);
         }

@@ -43,6 +43,16 @@ pub struct Args {
     /// Address the nodes listen on and advertise.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// One address per validator, comma-separated, node0's first: each node listens on,
+    /// dials from and advertises its own (several machines, or one loopback address per
+    /// node such as 127.0.0.1,127.0.0.2,...). Replaces --host.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "H0,H1,...",
+        conflicts_with = "host"
+    )]
+    pub hosts: Vec<String>,
     /// Chain id written into the genesis.
     #[arg(long, default_value = "aegis-testnet")]
     pub chain_id: String,
@@ -67,11 +77,17 @@ pub struct Testnet {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let testnet = generate(&args)?;
+    let n = testnet.homes.len();
+    let (kind, f) = match testnet.genesis.consensus.algorithm {
+        ConsensusAlgorithm::Pbft => (
+            "",
+            testnet.genesis.consensus.max_byzantine_nodes.to_string(),
+        ),
+        ConsensusAlgorithm::Raft => ("Raft ", format!("{} crashed", (n.max(1) - 1) / 2)),
+    };
     println!(
-        "Generated testnet {:?} with {} validators (f = {}) in {}",
+        "Generated testnet {:?} with {n} {kind}validators (f = {f}) in {}",
         testnet.genesis.chain_id,
-        testnet.homes.len(),
-        testnet.genesis.consensus.max_byzantine_nodes,
         args.out.display()
     );
     for (i, home) in testnet.homes.iter().enumerate() {
@@ -82,6 +98,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The address node `index` listens on and advertises: its entry of `--hosts`, or `--host`.
+pub fn host(args: &Args, index: usize) -> &str {
+    args.hosts
+        .get(index)
+        .map_or(args.host.as_str(), String::as_str)
 }
 
 pub fn ports(base: u16, index: usize) -> (u32, u32, u32) {
@@ -98,6 +121,14 @@ pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
         n <= MAX_TESTNET_VALIDATORS,
         "--validators must be at most {MAX_TESTNET_VALIDATORS}"
     );
+    ensure!(
+        args.hosts.is_empty() || args.hosts.len() == n,
+        "--hosts names {} addresses for {n} validators; give one per validator",
+        args.hosts.len()
+    );
+    if let Some(empty) = args.hosts.iter().position(|h| h.trim().is_empty()) {
+        bail!("--hosts entry {empty} (node{empty}) is empty");
+    }
     let (_, _, last_metrics) = ports(args.base_port, n - 1);
     ensure!(
         last_metrics <= u32::from(u16::MAX),
@@ -113,7 +144,12 @@ pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
         "raft" => ConsensusAlgorithm::Raft,
         _ => ConsensusAlgorithm::Pbft,
     };
-    let f = (n - 1) / 3;
+    // PBFT tolerates f Byzantine validators of n >= 3f + 1. Raft tolerates f crashed ones of
+    // n >= 2f + 1 and no Byzantine one: its genesis says 0, so a certificate is a majority.
+    let (f, genesis_f) = match algorithm {
+        ConsensusAlgorithm::Pbft => ((n - 1) / 3, (n - 1) / 3),
+        ConsensusAlgorithm::Raft => ((n - 1) / 2, 0),
+    };
     let keys: Vec<SecretKey> = (0..n).map(|_| SecretKey::generate()).collect();
     let validators = keys
         .iter()
@@ -123,8 +159,8 @@ pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
             Validator {
                 name: format!("node{i}"),
                 public_key: key.public_key(),
-                p2p_address: format!("{}:{p2p}", args.host),
-                api_address: format!("{}:{api}", args.host),
+                p2p_address: format!("{}:{p2p}", host(args, i)),
+                api_address: format!("{}:{api}", host(args, i)),
             }
         })
         .collect();
@@ -134,7 +170,7 @@ pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
         validators,
         consensus: ConsensusParams {
             algorithm,
-            max_byzantine_nodes: f as u32,
+            max_byzantine_nodes: genesis_f as u32,
             ..ConsensusParams::default()
         },
     };
@@ -183,7 +219,7 @@ pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
             genesis_json.as_bytes(),
             0o644,
         )?;
-        let node_cert = ca.issue(&format!("node{i}"), &args.host)?;
+        let node_cert = ca.issue(&format!("node{i}"), host(args, i))?;
         write_file(
             &home.join("config/tls/node.crt"),
             node_cert.cert_pem.as_bytes(),
@@ -216,11 +252,12 @@ pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
 
 fn node_config(args: &Args, index: usize, n: usize, f: usize) -> String {
     let (p2p, api, metrics) = ports(args.base_port, index);
-    let host = &args.host;
+    let host = host(args, index);
     let mut bootstrap = String::new();
     for peer in (0..n).filter(|&j| j != index) {
         let (peer_p2p, _, _) = ports(args.base_port, peer);
-        let _ = writeln!(bootstrap, "    - \"{host}:{peer_p2p}\"");
+        let peer_host = self::host(args, peer);
+        let _ = writeln!(bootstrap, "    - \"{peer_host}:{peer_p2p}\"");
     }
     let bootstrap = if bootstrap.is_empty() {
         "  bootstrap_nodes: []\n".to_owned()
@@ -228,8 +265,11 @@ fn node_config(args: &Args, index: usize, n: usize, f: usize) -> String {
         format!("  bootstrap_nodes:\n{bootstrap}")
     };
     format!(
-        "# AEGIS configuration of node{index} in testnet {chain:?}, written by `aegis testnet`.
-# Relative paths are resolved against this node's home (the parent of config/).
+        "---
+# AEGIS configuration of node{index}, written by `aegis testnet`.
+# Testnet: {chain:?}
+# Relative paths are resolved against this node's home
+# (the parent of config/).
 node:
   id: \"node{index}\"
   key_file: config/node_key.json
@@ -248,7 +288,7 @@ consensus:
   algorithm: {algorithm}
   max_byzantine_nodes: {f}
   min_validators: {min_validators}
-
+{timers}
 security:
   tls:
     cert_file: config/tls/node.crt
@@ -271,7 +311,19 @@ logging:
         chain = args.chain_id,
         algorithm = args.algorithm,
         min_validators = n.min(3),
+        timers = raft_timers(&args.algorithm),
     )
+}
+
+/// Raft's timers for a network on one machine: a heartbeat every 200 ms and an election
+/// after 1 to 2 s of silence, so a killed leader is replaced within seconds (the guide's
+/// 5 s and 15 s suit networks across sites).
+fn raft_timers(algorithm: &str) -> &'static str {
+    if algorithm == "raft" {
+        "  heartbeat_interval: \"200ms\"      # test network: milliseconds\n  election_timeout: \"1s\"\n"
+    } else {
+        ""
+    }
 }
 
 fn prepare_out_dir(out: &Path) -> anyhow::Result<()> {

@@ -35,7 +35,7 @@ pub const MAX_GOSSIP_TXS: usize = 1_024;
 pub enum Command<M> {
     /// A consensus message from an authenticated validator.
     Deliver { from: ValidatorId, message: M },
-    /// Blocks a peer served for sync, in height order.
+    /// Blocks peers served for sync, checked by the syncer, in height order.
     Synced {
         blocks: Vec<(Block, CommitCertificate)>,
     },
@@ -130,9 +130,11 @@ fn turn_loop<P: NodeProtocol>(
             match command {
                 Command::Deliver { from, message } => driver.deliver(from, message)?,
                 Command::Synced { blocks } => {
-                    shared.metrics.blocks_fetched(blocks.len());
                     for (block, certificate) in blocks {
-                        driver.synced_block(block, certificate)?;
+                        // Consensus may have committed it meanwhile.
+                        if block.height() > driver.status().height {
+                            driver.synced_block(block, certificate)?;
+                        }
                     }
                 }
                 Command::Submit {

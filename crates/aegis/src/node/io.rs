@@ -21,7 +21,7 @@ use tokio::runtime::Handle;
 
 use super::NodeShared;
 use super::protocol::NodeProtocol;
-use super::sync::SyncMessage;
+use super::sync::{SyncHandle, VoteFence};
 
 /// The node's I/O types for `Driver<P, NodeIo<P>>`.
 #[derive(Debug)]
@@ -35,27 +35,39 @@ impl<P: NodeProtocol> Io<P> for NodeIo<P> {
     type Observer = NodeObserver;
 }
 
-/// Consensus messages and sync requests over the P2P layer. Sends never wait: a peer whose
-/// queue is full or who is not connected misses the message, and the core retransmits what
-/// matters (PBFT assumes a lossy network, §4.1).
+/// Consensus messages over the P2P layer, and the core's sync requests to the syncer. Sends
+/// never wait: a peer whose queue is full or who is not connected misses the message, and
+/// the core retransmits what matters (PBFT assumes a lossy network, §4.1). While the vote
+/// fence is raised (the node lost its consensus log), nothing is sent.
 #[derive(Debug)]
 pub struct P2pTransport {
     pub network: P2pNetwork,
-    /// Where the next sync request goes (rotates over the connected peers).
-    next_sync_peer: usize,
+    sync: SyncHandle,
+    fence: Arc<VoteFence>,
+    shared: Arc<NodeShared>,
 }
 
 impl P2pTransport {
-    pub fn new(network: P2pNetwork) -> P2pTransport {
+    pub fn new(
+        network: P2pNetwork,
+        sync: SyncHandle,
+        fence: Arc<VoteFence>,
+        shared: Arc<NodeShared>,
+    ) -> P2pTransport {
         P2pTransport {
             network,
-            next_sync_peer: 0,
+            sync,
+            fence,
+            shared,
         }
     }
 }
 
 impl<M: borsh::BorshSerialize> Transport<M> for P2pTransport {
     fn send(&mut self, message: Outgoing<M>) {
+        if !self.fence.allows(self.shared.stored_height()) {
+            return;
+        }
         let (to, message) = match message {
             Outgoing::To(to, message) => (Some(to), message),
             Outgoing::All(message) => (None, message),
@@ -74,23 +86,7 @@ impl<M: borsh::BorshSerialize> Transport<M> for P2pTransport {
     }
 
     fn request_sync(&mut self, from_height: u64) {
-        let peers = self.network.peers();
-        if peers.is_empty() {
-            return;
-        }
-        let peer = &peers[self.next_sync_peer % peers.len()];
-        self.next_sync_peer = self.next_sync_peer.wrapping_add(1);
-        let request = SyncMessage::Request {
-            from_height,
-            max_blocks: super::sync::MAX_SYNC_BLOCKS,
-        };
-        let bytes = aegis_types::encoding::encode(&request);
-        if let Err(error) = self
-            .network
-            .try_send(peer.id, Message::new(tags::SYNC, bytes))
-        {
-            warn!(peer_id = %peer.name, from_height, error = %error, "Sync request not sent");
-        }
+        self.sync.wanted(from_height);
     }
 }
 
@@ -265,16 +261,27 @@ impl<P: NodeProtocol> Observer<P> for NodeObserver {
 
     fn leader_suspected(&mut self, epoch: u64) {
         self.shared.metrics.view_change();
-        warn!(
-            view = epoch,
-            "Consensus view change started: moving to view {epoch}"
-        );
+        if P::ALGORITHM == "raft" {
+            warn!(
+                view = epoch,
+                "Consensus election started: campaigning in term {epoch}"
+            );
+        } else {
+            warn!(
+                view = epoch,
+                "Consensus view change started: moving to view {epoch}"
+            );
+        }
     }
 
     fn leader_changed(&mut self, epoch: u64, leader: ValidatorId) {
         let primary = self.name(leader);
         self.shared.metrics.view(epoch);
-        info!(view = epoch, primary = %primary, "Consensus view change done: view {epoch}, primary {primary}");
+        if P::ALGORITHM == "raft" {
+            info!(view = epoch, primary = %primary, "Consensus leader: {primary} leads term {epoch}");
+        } else {
+            info!(view = epoch, primary = %primary, "Consensus view change done: view {epoch}, primary {primary}");
+        }
     }
 
     fn committed(&mut self, block: &Block, _certificate: &CommitCertificate) {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use aegis_api::{ApiError, CommittedBlock, ConsensusView, NodeApi, NodeFuture, SyncState};
 use aegis_consensus::pbft::Pbft;
+use aegis_consensus::raft::Raft;
 use aegis_consensus::verifier::{Remembered, SignatureCheck};
 use aegis_engine::{Driver, DriverConfig, FileLog, Parts};
 use aegis_mempool::{Admission, Mempool, MempoolConfig};
@@ -30,7 +31,7 @@ use engine::{COMMAND_QUEUE, Command, MAX_GOSSIP_TXS, NodeDriver};
 use io::{NodeObserver, P2pTransport, SinkLedger, WallClock};
 use metrics::NodeMetrics;
 use protocol::NodeProtocol;
-use sync::SyncMessage;
+use sync::{SyncHandle, SyncMessage, Syncer, VoteFence, fetch::SyncerConfig};
 
 /// Committed blocks kept for slow event subscribers before they are told they lagged.
 pub const EVENTS_CHANNEL: usize = 1_024;
@@ -55,6 +56,8 @@ pub struct NodeShared {
     height: AtomicU64,
     last_commit: RwLock<Option<(Instant, u64)>>,
     ledger: Arc<aegis_api::LedgerStatus>,
+    /// The height the current sync session fetches up to (0: no session).
+    sync_target: AtomicU64,
 }
 
 impl NodeShared {
@@ -84,7 +87,32 @@ impl NodeShared {
             height: AtomicU64::new(0),
             last_commit: RwLock::new(None),
             ledger,
+            sync_target: AtomicU64::new(0),
         }
+    }
+
+    /// Height of the last block the ledger stored.
+    pub fn stored_height(&self) -> u64 {
+        self.height.load(Ordering::Acquire)
+    }
+
+    /// The ledger's height, when blocks were stored outside the engine (at start).
+    fn set_stored_height(&self, height: u64) {
+        self.height.store(height, Ordering::Release);
+        self.ledger.set_height(height);
+    }
+
+    /// While the ledger is refilled before the engine starts: `/status` says `syncing` up
+    /// to `target`.
+    fn prefilling(&self, target: u64) {
+        let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        view.sync = SyncState::Syncing { target };
+        view.network_height = target;
+    }
+
+    /// The height the syncer fetches up to (0 when it does not sync).
+    pub fn set_sync_target(&self, target: u64) {
+        self.sync_target.store(target, Ordering::Release);
     }
 
     fn set_running(&self, running: bool) {
@@ -127,7 +155,11 @@ impl NodeShared {
     fn publish<P: NodeProtocol>(&self, driver: &NodeDriver<P>) {
         let status = driver.status();
         let height = status.height;
-        let network_height = driver.core().network_height().max(height);
+        let network_height = driver
+            .core()
+            .network_height()
+            .max(self.sync_target.load(Ordering::Acquire))
+            .max(height);
         let last_commit = *self
             .last_commit
             .read()
@@ -223,10 +255,9 @@ pub async fn start(
         aegis_types::ConsensusAlgorithm::Pbft => {
             start_with::<Pbft>(node, store, network, inbox, registry, ledger).await
         }
-        other => anyhow::bail!(
-            "consensus algorithm {} is not available in this build",
-            other.as_str()
-        ),
+        aegis_types::ConsensusAlgorithm::Raft => {
+            start_with::<Raft>(node, store, network, inbox, registry, ledger).await
+        }
     }
 }
 
@@ -286,18 +317,87 @@ pub async fn start_with<P: NodeProtocol>(
         max_batch_bytes: config.consensus.max_block_bytes,
         block_interval_ms: config.consensus.block_interval.as_millis() as u64,
     };
-    let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
-    let stop = CancellationToken::new();
-    let thread_stop = stop.clone();
-    let runtime = tokio::runtime::Handle::current();
-    let thread_shared = Arc::clone(&shared);
-    let thread_store = store.clone();
-    let transport = P2pTransport::new(network.clone());
-    let observer_network = network.clone();
     let validators = node
         .genesis
         .validator_set()
         .context("read the validator set")?;
+    let stored = {
+        use aegis_storage::Ledger as _;
+        store.height().await.context("read the ledger height")?
+    };
+    shared.set_stored_height(stored);
+    // A validator whose engine ran on this ledger before, with no consensus log now, lost
+    // it: it must not vote until it is past every slot it could have signed (ADR 0013).
+    use aegis_storage::NodeRegistry as _;
+    let public_key = node.secret.public_key();
+    let lost_log = !resumed
+        && store
+            .consensus_ran(&public_key)
+            .await
+            .context("read the consensus runs")?;
+    let fence = Arc::new(if lost_log {
+        warn!(
+            height = stored,
+            "Consensus log missing on a ledger this validator's engine ran on: it catches up from its peers before it votes again"
+        );
+        VoteFence::raised()
+    } else {
+        VoteFence::open()
+    });
+    store
+        .record_consensus_run(&public_key, aegis_engine::Clock::now_ms(&mut WallClock))
+        .await
+        .context("record this consensus run")?;
+
+    let stop = CancellationToken::new();
+    let (syncer, sync_handle, mut synced) = Syncer::new(
+        network.clone(),
+        Arc::clone(&shared),
+        SyncerConfig {
+            chain_id: node.genesis.chain_id.clone(),
+            validators: validators.clone(),
+            fence: Arc::clone(&fence),
+            fence_window: core.vote_window(),
+        },
+    );
+    let syncer = tokio::spawn(syncer.run(stop.clone()));
+    tokio::spawn(async move {
+        if let Err(error) = syncer.await
+            && error.is_panic()
+        {
+            aegis_telemetry::error!(error = %error, "Block sync stopped: {error}");
+        }
+    });
+    let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+    let dispatcher = tokio::spawn(dispatch::<P>(
+        inbox,
+        commands.clone(),
+        store.clone(),
+        network.clone(),
+        sync_handle.clone(),
+        Arc::clone(&shared),
+    ));
+    let consensus_height = core.status().height;
+    if consensus_height > stored {
+        prefill(&store, &shared, &mut synced, stored, consensus_height).await?;
+    }
+    {
+        let commands = commands.clone();
+        tokio::spawn(async move {
+            while let Some(blocks) = synced.recv().await {
+                if commands.send(Command::Synced { blocks }).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    let thread_stop = stop.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let thread_shared = Arc::clone(&shared);
+    let thread_store = store.clone();
+    let transport = P2pTransport::new(network.clone(), sync_handle, fence, Arc::clone(&shared));
+    let observer_network = network.clone();
     let engine = std::thread::Builder::new()
         .name("aegis-engine".into())
         .spawn(move || {
@@ -321,7 +421,6 @@ pub async fn start_with<P: NodeProtocol>(
             engine::run(driver, receiver, thread_stop, runtime, thread_shared)
         })
         .context("start the consensus engine thread")?;
-    let dispatcher = tokio::spawn(dispatch::<P>(inbox, commands.clone(), store, network));
     Ok(ConsensusNode {
         api: Arc::new(NodeHandle {
             commands,
@@ -332,6 +431,67 @@ pub async fn start_with<P: NodeProtocol>(
         engine: Some(engine),
         dispatcher,
     })
+}
+
+/// Most blocks stored in one transaction while the ledger is filled before consensus starts.
+pub const PREFILL_TRANSACTION_BLOCKS: usize = 512;
+/// How often a node that waits for peers to fill its ledger says so.
+pub const PREFILL_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Fills a ledger that is behind the consensus log (its database was emptied or restored
+/// from an older backup) with blocks fetched by the syncer, in large transactions, up to the
+/// height the consensus log is at; the engine replays the rest.
+async fn prefill(
+    store: &aegis_storage::SqlStore,
+    shared: &NodeShared,
+    synced: &mut mpsc::Receiver<Vec<(Block, aegis_types::CommitCertificate)>>,
+    stored: u64,
+    consensus_height: u64,
+) -> anyhow::Result<()> {
+    use aegis_storage::Ledger as _;
+    warn!(
+        height = stored,
+        target = consensus_height,
+        "Ledger behind the consensus log (ledger at {stored}, consensus at {consensus_height}): fetching the missing blocks from peers before consensus starts"
+    );
+    let started = Instant::now();
+    let mut height = stored;
+    shared.prefilling(consensus_height);
+    while height < consensus_height {
+        let first = tokio::time::timeout(PREFILL_REPORT_INTERVAL, synced.recv()).await;
+        let mut blocks = match first {
+            Ok(Some(blocks)) => blocks,
+            Ok(None) => anyhow::bail!("block sync stopped before the ledger caught up"),
+            Err(_) => {
+                info!(
+                    height,
+                    target = consensus_height,
+                    "Waiting for peers to serve blocks {}..={consensus_height}",
+                    height + 1
+                );
+                continue;
+            }
+        };
+        while blocks.len() < PREFILL_TRANSACTION_BLOCKS {
+            match synced.try_recv() {
+                Ok(more) => blocks.extend(more),
+                Err(_) => break,
+            }
+        }
+        store
+            .append_blocks(&blocks)
+            .await
+            .with_context(|| format!("store synced blocks from height {}", height + 1))?;
+        height = blocks.last().map_or(height, |(block, _)| block.height());
+        shared.set_stored_height(height);
+    }
+    info!(
+        height,
+        seconds = started.elapsed().as_secs_f64(),
+        "Ledger filled up to the consensus log at height {height} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// The mempool's bounds from `mempool:` (destructured so a new key cannot be forgotten).
@@ -358,6 +518,8 @@ async fn dispatch<P: NodeProtocol>(
     commands: mpsc::Sender<Command<P::Message>>,
     store: aegis_storage::SqlStore,
     network: P2pNetwork,
+    sync: SyncHandle,
+    shared: Arc<NodeShared>,
 ) {
     let serving = Arc::new(Semaphore::new(MAX_SYNC_SERVING));
     while let Some(inbound) = inbox.recv().await {
@@ -384,13 +546,12 @@ async fn dispatch<P: NodeProtocol>(
                     }
                     None
                 }
-                Ok(SyncMessage::Blocks(blocks))
-                    if blocks.len() <= sync::MAX_SYNC_BLOCKS as usize =>
-                {
-                    Some(Command::Synced { blocks })
-                }
-                Ok(SyncMessage::Blocks(blocks)) => {
-                    warn!(peer_id = %from, blocks = blocks.len(), "Sync reply with too many blocks refused");
+                Ok(SyncMessage::Blocks {
+                    from_height,
+                    head,
+                    blocks,
+                }) => {
+                    sync.reply(from, from_height, head, blocks);
                     None
                 }
                 Err(error) => {
@@ -418,6 +579,12 @@ async fn dispatch<P: NodeProtocol>(
                 None
             }
         };
+        // Before the engine runs (its ledger is being filled), what is for it is dropped
+        // rather than queued: the queue would fill and hold up the sync replies. Peers
+        // retransmit.
+        if !shared.running.load(Ordering::Acquire) && !shared.stopping.load(Ordering::Acquire) {
+            continue;
+        }
         if let Some(command) = command
             && commands.send(command).await.is_err()
         {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use aegis_consensus::pbft::{Pbft, PbftConfig};
+use aegis_consensus::raft::{Raft, RaftConfig};
 use aegis_consensus::verifier::SignatureCheck;
 use aegis_consensus::{Protocol, Reject};
 use anyhow::Context;
@@ -33,6 +34,12 @@ pub trait NodeProtocol:
     /// The highest height authentic evidence says peers reached (0 when unknown), for
     /// `sync_status` and readiness.
     fn network_height(&self) -> u64;
+
+    /// How many slots beyond its ledger's height a validator may have voted for before it
+    /// stopped: the margin of the vote fence of a validator that lost its consensus log.
+    fn vote_window(&self) -> u64 {
+        0
+    }
 }
 
 impl NodeProtocol for Pbft {
@@ -61,5 +68,48 @@ impl NodeProtocol for Pbft {
 
     fn network_height(&self) -> u64 {
         self.behind_hint()
+    }
+
+    fn vote_window(&self) -> u64 {
+        // PBFT votes only between its watermarks (§4.3).
+        self.config().log_window()
+    }
+}
+
+impl NodeProtocol for Raft {
+    const ALGORITHM: &'static str = "raft";
+
+    fn build(
+        node: &Preflight,
+        restored: Option<Self::Persisted>,
+        verifier: Arc<dyn SignatureCheck>,
+    ) -> anyhow::Result<Raft> {
+        let consensus = &node.config.consensus;
+        let config = RaftConfig::from_genesis(
+            &node.genesis,
+            node.validator,
+            consensus.heartbeat_interval.as_millis() as u64,
+            consensus.election_timeout.as_millis() as u64,
+        )
+        .context(
+            "configure Raft from the genesis and consensus.heartbeat_interval/election_timeout",
+        )?;
+        let core = match restored {
+            Some(state) => Raft::restore(config, node.secret.clone(), state),
+            None => Raft::new(config, node.secret.clone()),
+        }
+        .context("build the Raft core")?;
+        Ok(core.with_verifier(verifier))
+    }
+
+    fn network_height(&self) -> u64 {
+        Raft::network_height(self)
+    }
+
+    fn vote_window(&self) -> u64 {
+        // A follower signs commit votes only for the entries it holds, at most this many
+        // beyond its committed height; a new term's election vote is fenced by the lease
+        // (a follower that hears its leader grants no vote, thesis §9.6).
+        aegis_consensus::raft::config::MAX_UNCOMMITTED_ENTRIES as u64
     }
 }

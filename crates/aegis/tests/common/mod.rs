@@ -8,7 +8,7 @@ pub mod network;
 pub mod workload;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
@@ -32,7 +32,12 @@ pub fn aegis() -> Command {
 /// `GET path` on 127.0.0.1:`port`: the response head and body, or `None` while nothing
 /// answers.
 pub fn http_get(port: u16, path: &str) -> Option<(String, String)> {
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    http_get_at(IpAddr::V4(Ipv4Addr::LOCALHOST), port, path)
+}
+
+/// `GET path` on `ip:port` (nodes on their own loopback addresses).
+pub fn http_get_at(ip: IpAddr, port: u16, path: &str) -> Option<(String, String)> {
+    let address = SocketAddr::new(ip, port);
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
@@ -70,7 +75,12 @@ fn dechunk(mut body: &str) -> Option<String> {
 
 /// `POST path` with a JSON body on 127.0.0.1:`port`: the status code and body.
 pub fn http_post(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    http_post_at(IpAddr::V4(Ipv4Addr::LOCALHOST), port, path, body)
+}
+
+/// `POST path` with a JSON body on `ip:port`.
+pub fn http_post_at(ip: IpAddr, port: u16, path: &str, body: &str) -> Option<(u16, String)> {
+    let address = SocketAddr::new(ip, port);
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aegis_testkit::net::port_is_free;
 use aegis_testkit::wait::wait_for;
 
-use super::{aegis, http_get};
+use super::{aegis, http_get_at};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Whole starts tried: the ports are only probed here and bound later by the node
@@ -29,6 +29,11 @@ pub struct Network {
     pub out: PathBuf,
     pub base: u16,
     pub n: usize,
+    /// Node `i` listens (P2P, API, metrics) on `hosts[i]`: 127.0.0.1 for every node, or
+    /// each on its own loopback address ([`Network::generate_on_own_addresses`]).
+    pub hosts: Vec<IpAddr>,
+    /// `pbft` or `raft`, as `aegis testnet --algorithm` took it.
+    pub algorithm: &'static str,
     nodes: Vec<Option<Child>>,
 }
 
@@ -47,16 +52,28 @@ enum Start {
 }
 
 impl Network {
-    /// Generates a network of `n` validators, starts every node and waits for the full mesh
-    /// with the consensus engine running on each (`/status` `consensus.running`).
+    /// Generates a PBFT network of `n` validators, starts every node and waits for the full
+    /// mesh with the consensus engine running on each (`/status` `consensus.running`).
     pub fn start(n: usize) -> Network {
+        Network::start_with(n, "pbft")
+    }
+
+    /// As [`Network::start`], running `algorithm` (`pbft` or `raft`).
+    pub fn start_with(n: usize, algorithm: &'static str) -> Network {
         let mut dir = tempfile::tempdir().expect("a temporary directory");
         let mut taken = Vec::new();
         for attempt in 0..START_ATTEMPTS {
             let out = dir.path().join(format!("net{attempt}"));
             let base = base_port(n as u16);
             let status = aegis()
-                .args(["testnet", "--validators", &n.to_string(), "--base-port"])
+                .args([
+                    "testnet",
+                    "--algorithm",
+                    algorithm,
+                    "--validators",
+                    &n.to_string(),
+                ])
+                .arg("--base-port")
                 .arg(base.to_string())
                 .arg("--out")
                 .arg(&out)
@@ -69,6 +86,8 @@ impl Network {
                 out,
                 base,
                 n,
+                hosts: vec![LOCALHOST; n],
+                algorithm,
                 nodes: (0..n).map(|_| None).collect(),
             };
             for i in 0..n {
@@ -94,14 +113,26 @@ impl Network {
         );
     }
 
-    /// Generates a network of `n` validators on ports free now, without starting any node
-    /// (tests that edit a configuration first, or start nodes one by one).
+    /// Generates a PBFT network of `n` validators on ports free now, without starting any
+    /// node (tests that edit a configuration first, or start nodes one by one).
     pub fn generate(n: usize) -> Network {
+        Network::generate_with(n, "pbft")
+    }
+
+    /// As [`Network::generate`], running `algorithm` (`pbft` or `raft`).
+    pub fn generate_with(n: usize, algorithm: &'static str) -> Network {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let out = dir.path().join("net");
         let base = base_port(n as u16);
         let status = aegis()
-            .args(["testnet", "--validators", &n.to_string(), "--base-port"])
+            .args([
+                "testnet",
+                "--algorithm",
+                algorithm,
+                "--validators",
+                &n.to_string(),
+            ])
+            .arg("--base-port")
             .arg(base.to_string())
             .arg("--out")
             .arg(&out)
@@ -114,8 +145,66 @@ impl Network {
             out,
             base,
             n,
+            hosts: vec![LOCALHOST; n],
+            algorithm,
             nodes: (0..n).map(|_| None).collect(),
         }
+    }
+
+    /// Generates a network of `n` validators, node `i` on its own loopback address
+    /// `127.0.<net>.<i + 1>` (`aegis testnet --hosts`; it listens, dials and serves its API
+    /// there), on ports free now on those addresses, without starting any node. `net` is
+    /// the test's own ([`aegis_testkit::net::loopback`]), so firewall rules on these
+    /// addresses concern this test alone. Runs `algorithm` (`pbft` or `raft`).
+    pub fn generate_on_own_addresses(n: usize, net: u8, algorithm: &'static str) -> Network {
+        let hosts: Vec<IpAddr> = (0..n)
+            .map(|i| aegis_testkit::net::loopback(net, i))
+            .collect();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let out = dir.path().join("net");
+        let base = base_port_on(n as u16, &hosts);
+        let list: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+        let status = aegis()
+            .args(["testnet", "--validators", &n.to_string(), "--base-port"])
+            .arg(base.to_string())
+            .arg("--hosts")
+            .arg(list.join(","))
+            .args(["--algorithm", algorithm])
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run aegis testnet");
+        assert!(status.success(), "aegis testnet --hosts failed");
+        Network {
+            dir,
+            out,
+            base,
+            n,
+            hosts,
+            algorithm,
+            nodes: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    /// Node `i`'s address.
+    pub fn ip(&self, i: usize) -> IpAddr {
+        self.hosts[i]
+    }
+
+    /// Waits for the full mesh with every engine running (nodes started one by one).
+    pub fn wait_full_mesh(&mut self) {
+        match self.wait_mesh() {
+            Start::Mesh => {}
+            Start::PortTaken(logs) => panic!("a port was taken:\n{logs}"),
+        }
+    }
+
+    /// Whether node `i`'s process has exited (it is not running any more).
+    pub fn exited(&mut self, i: usize) -> Option<ExitStatus> {
+        self.nodes[i]
+            .as_mut()
+            .and_then(|child| child.try_wait().expect("poll a node"))
     }
 
     /// The process id of node `i`, while this network runs it.
@@ -149,7 +238,7 @@ impl Network {
     }
 
     pub fn api_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.api_port(i))
+        format!("http://{}:{}", self.ip(i), self.api_port(i))
     }
 
     /// Starts node `i` (again), its stderr in `nodeI.out` beside the homes.
@@ -213,37 +302,46 @@ impl Network {
 
     /// `/status` of node `i`, when it answers.
     pub fn status(&self, i: usize) -> Option<serde_json::Value> {
-        let (_, body) = http_get(self.metrics_port(i), "/status")?;
+        let (_, body) = http_get_at(self.ip(i), self.metrics_port(i), "/status")?;
         serde_json::from_str(&body).ok()
     }
 
     pub fn peers(&self, i: usize) -> Option<u64> {
-        peers_at(self.metrics_port(i))
+        peers_at(self.ip(i), self.metrics_port(i))
     }
 
     pub fn height(&self, i: usize) -> Option<u64> {
         self.status(i)?["block_height"].as_u64()
     }
 
+    /// Whether node `i` is running (started and not stopped or killed by this network).
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].is_some()
+    }
+
     fn wait_mesh(&mut self) -> Start {
         let full = self.n as u64 - 1;
         let out = self.out.clone();
         let n = self.n;
-        let ports: Vec<u16> = (0..n).map(|i| self.metrics_port(i)).collect();
+        let ports: Vec<(IpAddr, u16)> =
+            (0..n).map(|i| (self.ip(i), self.metrics_port(i))).collect();
         let nodes = &mut self.nodes;
         wait_for(
             MESH_WAIT,
             || {
                 format!(
                     "a full mesh: peers per node {:?}\n{}",
-                    ports.iter().map(|p| peers_at(*p)).collect::<Vec<_>>(),
+                    ports
+                        .iter()
+                        .map(|(ip, p)| peers_at(*ip, *p))
+                        .collect::<Vec<_>>(),
                     logs_in(&out, n)
                 )
             },
             || {
                 if ports
                     .iter()
-                    .all(|p| peers_at(*p) == Some(full) && engine_running(*p))
+                    .all(|(ip, p)| peers_at(*ip, *p) == Some(full) && engine_running(*ip, *p))
                 {
                     return Some(Start::Mesh);
                 }
@@ -262,15 +360,15 @@ impl Network {
     }
 }
 
-fn peers_at(metrics_port: u16) -> Option<u64> {
-    let (_, body) = http_get(metrics_port, "/status")?;
+fn peers_at(ip: IpAddr, metrics_port: u16) -> Option<u64> {
+    let (_, body) = http_get_at(ip, metrics_port, "/status")?;
     let status: serde_json::Value = serde_json::from_str(&body).ok()?;
     status["p2p"]["peers"].as_u64()
 }
 
 /// Whether the node's consensus engine runs (it starts just after the network).
-fn engine_running(metrics_port: u16) -> bool {
-    http_get(metrics_port, "/status")
+fn engine_running(ip: IpAddr, metrics_port: u16) -> bool {
+    http_get_at(ip, metrics_port, "/status")
         .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
         .is_some_and(|status| status["consensus"]["running"] == true)
 }
@@ -281,13 +379,15 @@ fn logs_in(out: &Path, n: usize) -> String {
         .collect()
 }
 
-fn free(port: u16) -> bool {
-    port_is_free(LOCALHOST, port)
-}
-
 /// A base port whose testnet ports (P+i, P+80+i, P+1090+i) are all free now. Seeded from
 /// the clock and the process id, so concurrent runs start from different ranges.
 pub fn base_port(n: u16) -> u16 {
+    base_port_on(n, &[LOCALHOST])
+}
+
+/// A base port whose testnet ports are free now on each of `hosts`.
+pub fn base_port_on(n: u16, hosts: &[IpAddr]) -> u16 {
+    let free = |port: u16| hosts.iter().all(|ip| port_is_free(*ip, port));
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

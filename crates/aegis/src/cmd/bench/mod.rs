@@ -1,4 +1,8 @@
-//! `aegis bench storage`: ledger append and read throughput on SQLite or PostgreSQL.
+//! `aegis bench`: benchmarks.
+//! - `aegis bench`: throughput and latency of a running network under load ([`load`]).
+//! - `aegis bench crypto`: Ed25519 verifications per second on this machine ([`crypto`]).
+//! - `aegis bench storage`: ledger append and read throughput on SQLite or PostgreSQL.
+//! - `aegis bench sync`: catch-up speed ([`crate::cmd::bench_sync`]).
 //!
 //! With `--keep DIR` the run leaves a 4-validator testnet in DIR (as `aegis testnet` writes
 //! it) whose node0 holds the benchmark chain, so
@@ -15,13 +19,32 @@ use anyhow::{Context, bail};
 use crate::cmd::db::runtime;
 use crate::cmd::testnet;
 
+pub mod crypto;
+pub mod load;
+pub mod procfs;
+
+/// `aegis bench`: with no subcommand, the load run of [`load`].
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub load: load::LoadArgs,
+}
+
 /// At most this many blocks per database transaction under group commit, by default.
 pub const DEFAULT_GROUP_COMMIT: usize = 128;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Ed25519 single and batch verifications per second on this machine, and the bound they
+    /// put on a network's throughput.
+    Crypto(crypto::CryptoArgs),
     /// Append signed blocks to a fresh ledger and read transactions back by id.
     Storage(StorageArgs),
+    /// Catch-up speed: a node 10,000 blocks behind syncs from three others.
+    Sync(crate::cmd::bench_sync::SyncArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,9 +79,12 @@ pub struct StorageArgs {
     pub database_url: Option<String>,
 }
 
-pub fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::Storage(args) => storage(args),
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Some(Command::Storage(args)) => storage(args),
+        Some(Command::Crypto(args)) => crypto::run(args),
+        Some(Command::Sync(args)) => crate::cmd::bench_sync::sync(args),
+        None => load::run(args.load),
     }
 }
 
@@ -90,6 +116,7 @@ fn storage(args: StorageArgs) -> anyhow::Result<ExitCode> {
                 out: dir.clone(),
                 base_port: 8000,
                 host: "127.0.0.1".to_owned(),
+                hosts: Vec::new(),
                 chain_id: "aegis-bench".to_owned(),
                 algorithm: "pbft".to_owned(),
             })
@@ -150,7 +177,7 @@ fn storage(args: StorageArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Switches node0's `storage:` section from the testnet's SQLite to `${DATABASE_URL}`.
-fn point_node_at_postgres(home: &std::path::Path) -> anyhow::Result<()> {
+pub(crate) fn point_node_at_postgres(home: &std::path::Path) -> anyhow::Result<()> {
     let path = home.join("config/production.yaml");
     let text =
         aegis_fs::read_regular_file_to_string(&path, aegis_config::MAX_CONFIG_FILE_BYTES as u64)?;

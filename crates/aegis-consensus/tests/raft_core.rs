@@ -1,0 +1,502 @@
+//! The parts of the Raft core beyond the paper's scenarios: persist-then-send, the leader's
+//! own durability, votes kept across restarts, commit certificates (an entry carried over from
+//! an earlier term is certified with votes of the current one), catching up through sync,
+//! duplicate transactions, refused input, and random schedules that keep Election Safety,
+//! agreement and valid certificates.
+
+mod raft_support;
+
+use aegis_consensus::raft::{
+    AppendEntries, AppendResponse, CommittedTip, RaftMessage, RaftPersisted, RaftRole, RaftTimer,
+    RejectReason, RequestVote, VoteResponse, VoteSignature,
+};
+use aegis_consensus::{Effect, Input};
+use aegis_types::Signature;
+use raft_support::*;
+
+fn net(n: usize) -> (aegis_types::Genesis, Net) {
+    let g = genesis(n);
+    let configs = (0..n).map(|i| config(&g, i)).collect();
+    (g, Net::new(configs))
+}
+
+/// The term, the vote and the entries are durable before any message that depends on them
+/// leaves. Every step of every test checks it (`Node` panics on a message sent directly
+/// while a persist that asked for a sync is not acknowledged); here a leader's append waits
+/// for its entry, a heartbeat waits while the entry is not durable, and leaves at once, with
+/// no persist of its own, once it is.
+#[test]
+fn messages_wait_for_the_durable_state_they_may_depend_on() {
+    let g = genesis(3);
+    let mut leader = Node::new(config(&g, 0));
+    leader.start();
+    leader.fire(RaftTimer::Election);
+    let vote = |pre_vote| VoteResponse {
+        term: 1,
+        candidate: id(0),
+        granted: true,
+        pre_vote,
+    };
+    assert_eq!(leader.core.role(), RaftRole::PreCandidate);
+    leader.deliver(1, RaftMessage::Vote(vote(true)));
+    assert_eq!(leader.core.role(), RaftRole::Candidate);
+    let effects = leader.deliver(1, RaftMessage::Vote(vote(false)));
+    assert_eq!(leader.core.role(), RaftRole::Leader);
+    // The followers answer the first appends, so the leader replicates to them.
+    leader.accept(&effects, 3, |_| true);
+    leader.auto_persist = false;
+    let effects = leader.propose(vec![tx(1)]);
+    let sequence = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Persist {
+                sequence,
+                must_sync: true,
+                messages,
+                ..
+            } if !messages.is_empty() => Some(*sequence),
+            _ => None,
+        })
+        .expect("the appends wait inside the persist of the entry");
+    let heartbeat = leader.fire(RaftTimer::Heartbeat);
+    assert!(
+        heartbeat.iter().all(|e| !matches!(e, Effect::Send(_))),
+        "the entry is not durable yet: {heartbeat:?}"
+    );
+    leader.step(Input::Persisted {
+        up_to: sequence + 1,
+    });
+    let heartbeat = leader.fire(RaftTimer::Heartbeat);
+    assert!(heartbeat.iter().any(|e| matches!(e, Effect::Send(_))));
+    assert!(
+        !heartbeat
+            .iter()
+            .any(|e| matches!(e, Effect::Persist { .. })),
+        "nothing to persist, nothing to wait for: {heartbeat:?}"
+    );
+
+    // In a whole run, both kinds occur.
+    let (_, mut net) = net(3);
+    net.elect(0);
+    for nonce in 0..5 {
+        net.propose(0, vec![tx(nonce)]);
+        net.deliver_everything();
+    }
+    net.run_for(ELECTION_MS, |_, _, _| true);
+    let (direct, held): (usize, usize) = (0..3)
+        .map(|i| (net.node(i).sent_directly, net.node(i).sent_after_persist))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    assert!(
+        direct > 10 && held > 10,
+        "{direct} sent directly, {held} after a persist"
+    );
+}
+
+/// A lone leader counts itself towards the majority only once the driver says its entry is
+/// durable (`Input::Persisted`).
+#[test]
+fn a_lone_leader_commits_only_once_its_own_log_is_durable() {
+    let g = genesis(1);
+    let mut node = Node::new(config(&g, 0));
+    node.auto_persist = false;
+    node.start();
+    let effects = node.fire(RaftTimer::Election);
+    assert_eq!(node.core.role(), RaftRole::Leader);
+    let up_to = |effects: &[_]| {
+        effects.iter().rev().find_map(|e| match e {
+            Effect::Persist { sequence, .. } => Some(*sequence),
+            _ => None,
+        })
+    };
+    node.step(Input::Persisted {
+        up_to: up_to(&effects).unwrap(),
+    });
+    let effects = node.propose(vec![tx(1)]);
+    assert_eq!(node.core.last_entry().0, 1);
+    assert_eq!(node.committed_height(), 0, "not durable yet");
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Persist {
+            must_sync: true,
+            ..
+        }
+    )));
+    let effects = node.step(Input::Persisted {
+        up_to: up_to(&effects).unwrap(),
+    });
+    assert_eq!(node.committed_height(), 1);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::CommitBlock { block, .. } if block.height() == 1))
+    );
+}
+
+/// §5.2 with Figure 2's persistent state: a node that voted and restarts from what it
+/// persisted does not vote again in that term.
+#[test]
+fn a_restarted_node_remembers_its_vote() {
+    let g = genesis(3);
+    let mut node = Node::new(paper_config(&g, 0));
+    node.start();
+    let request = |term| RequestVote {
+        term,
+        last_index: 0,
+        last_term: 0,
+        pre_vote: false,
+    };
+    node.deliver(1, RaftMessage::RequestVote(request(5)));
+    assert_eq!(node.core.voted_for(), Some(id(1)));
+    let mut restarted = Node::restore(paper_config(&g, 0), node.durable.clone());
+    restarted.start();
+    let effects = restarted.deliver(2, RaftMessage::RequestVote(request(5)));
+    let sent = messages(&effects, 3, id(0));
+    assert_eq!(
+        sent,
+        vec![(
+            id(2),
+            RaftMessage::Vote(VoteResponse {
+                term: 5,
+                candidate: id(2),
+                granted: false,
+                pre_vote: false
+            })
+        )]
+    );
+}
+
+/// An entry of an earlier term that a new leader carries over is committed through the new
+/// leader's own entry, and its certificate holds votes of the new term (§5.4.2): block 1 was
+/// made in term 1, its certificate says view 2, and it verifies like any other.
+#[test]
+fn a_carried_over_entry_is_certified_with_votes_of_the_new_term() {
+    let (g, mut net) = net(3);
+    net.elect(0);
+    net.propose(0, vec![tx(1)]);
+    // Only node 1 receives the entry, and its answer is lost.
+    net.deliver_all(|from, to, _| from == 0 && to == 1);
+    assert_eq!(net.core(1).last_entry(), (1, 1));
+    assert_eq!(net.node(0).committed_height(), 0);
+    net.crash(0);
+    net.run_for(4 * ELECTION_MS, |_, _, _| true);
+    assert_eq!(net.leaders().len(), 1);
+    let (term, leader) = net.leaders()[0];
+    assert_eq!(leader, 1, "only node 1 has the longer log");
+    let ledger = &net.node(1).ledger;
+    assert!(ledger.len() >= 2, "the entry and the leader's empty block");
+    let (block, certificate) = &ledger[0];
+    assert_eq!(block.tx_ids(), vec![tx(1).id()]);
+    assert_eq!(block.header.view, 1);
+    assert_eq!(certificate.view, term);
+    assert_eq!(ledger[1].0.header.view, term);
+    assert!(ledger[1].0.txs.is_empty());
+    net.assert_agreement(&g);
+    // The old leader comes back and takes the same chain.
+    net.restart(0);
+    net.run_for(2 * ELECTION_MS, |_, _, _| true);
+    assert_eq!(net.node(0).ledger.len(), net.node(1).ledger.len());
+    net.assert_agreement(&g);
+}
+
+/// A follower that needs blocks the leader no longer holds in memory (here: both others
+/// restarted meanwhile) is told to catch up, syncs them with their certificates from a
+/// ledger, then follows again.
+#[test]
+fn a_follower_behind_the_leaders_memory_catches_up_through_sync() {
+    let (g, mut net) = net(3);
+    net.elect(0);
+    net.crash(2);
+    for nonce in 0..6 {
+        net.propose(0, vec![tx(nonce)]);
+        net.deliver_everything();
+    }
+    let height = net.node(0).committed_height();
+    assert_eq!(height, 6);
+    net.crash(0);
+    net.crash(1);
+    net.restart(0);
+    net.restart(1);
+    net.run_for(4 * ELECTION_MS, |_, _, _| true);
+    assert_eq!(net.leaders().len(), 1);
+    net.history = Some(Vec::new());
+    net.restart(2);
+    net.run_for(2 * ELECTION_MS, |_, _, _| true);
+    let history = net.history.take().unwrap();
+    let catch_up = history.iter().any(|(_, effects)| {
+        messages(effects, 3, id(0))
+            .iter()
+            .chain(messages(effects, 3, id(1)).iter())
+            .any(|(to, m)| to.0 == 2 && matches!(m, RaftMessage::CatchUp(_)))
+    });
+    assert!(catch_up, "the leader told node 2 to catch up");
+    assert!(
+        history
+            .iter()
+            .any(|(i, effects)| *i == 2 && sync_requested(effects) == Some(1))
+    );
+    assert!(net.node(2).committed_height() >= height);
+    let leader = net.leaders()[0].1;
+    net.propose(leader, vec![tx(100)]);
+    net.run_for(ELECTION_MS, |_, _, _| true);
+    assert_eq!(
+        net.node(2).committed_height(),
+        net.node(leader).committed_height()
+    );
+    net.assert_agreement(&g);
+}
+
+/// A certified block from sync wins over an uncommitted entry that conflicts with it.
+#[test]
+fn a_synced_block_replaces_a_conflicting_uncommitted_entry() {
+    let g = genesis(3);
+    let mut node = Node::restore(config(&g, 2), state(&g, 1, None, &[1, 1]));
+    node.start();
+    let other = chain(&g, &[2]);
+    let effects = node.step(Input::SyncedBlock {
+        block: other[0].clone(),
+        certificate: certificate(&other[0], 2, &[0, 1]),
+    });
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Rejected { .. })));
+    assert_eq!(node.committed_height(), 1);
+    assert_eq!(node.ledger[0].0, other[0]);
+    assert!(
+        node.core.uncommitted_entries().is_empty(),
+        "the conflicting suffix is gone"
+    );
+    assert_eq!(node.core.term(), 2, "a block of term 2 means term 2 exists");
+}
+
+/// A transaction in the log or in a recent block is never ordered again.
+#[test]
+fn a_transaction_is_ordered_once() {
+    let (_, mut net) = net(3);
+    net.elect(0);
+    net.propose(0, vec![tx(1), tx(2)]);
+    net.propose(0, vec![tx(2), tx(3)]);
+    net.deliver_everything();
+    net.propose(0, vec![tx(1), tx(3)]);
+    net.deliver_everything();
+    let ids: Vec<_> = net
+        .node(0)
+        .ledger
+        .iter()
+        .flat_map(|(b, _)| b.tx_ids())
+        .collect();
+    assert_eq!(ids, vec![tx(1).id(), tx(2).id(), tx(3).id()]);
+}
+
+/// Refused input changes nothing: an append whose entries do not chain, a forged commit
+/// vote, a certificate that does not verify.
+#[test]
+fn refused_input_changes_nothing() {
+    let g = genesis(3);
+    let mut follower = Node::restore(paper_config(&g, 1), state(&g, 1, None, &[]));
+    follower.start();
+    let mut blocks = chain(&g, &[1, 1]);
+    blocks[1].header.prev_hash = g.hash();
+    let before = follower.core.state_fingerprint();
+    let append = AppendEntries {
+        term: 1,
+        prev_index: 0,
+        prev_term: 0,
+        entries: blocks,
+        leader_commit: 0,
+        certificates: Vec::new(),
+    };
+    let effects = follower.deliver(0, RaftMessage::Append(append));
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Rejected {
+            reason: RejectReason::BadEntries(_),
+            ..
+        }
+    )));
+    assert_eq!(follower.core.state_fingerprint(), before);
+
+    // A certificate with a forged signature: the entry is taken, not committed.
+    let blocks = chain(&g, &[1]);
+    let mut bad = certificate(&blocks[0], 1, &[0, 2]);
+    bad.signatures[1].signature = Signature([7; 64]);
+    let append = AppendEntries {
+        term: 1,
+        prev_index: 0,
+        prev_term: 0,
+        entries: blocks,
+        leader_commit: 1,
+        certificates: vec![bad],
+    };
+    let effects = follower.deliver(0, RaftMessage::Append(append));
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Rejected {
+            reason: RejectReason::BadCertificate { height: 1 },
+            ..
+        }
+    )));
+    assert_eq!(follower.committed_height(), 0);
+
+    // A leader refuses a forged commit vote.
+    let (_, mut net) = net(3);
+    net.elect(0);
+    net.propose(0, vec![tx(1)]);
+    let answer = AppendResponse {
+        term: 1,
+        success: true,
+        index: 1,
+        hint: 0,
+        committed: 0,
+        votes: vec![VoteSignature {
+            height: 1,
+            signature: Signature([9; 64]),
+        }],
+    };
+    let effects = net.run(
+        0,
+        Input::Message {
+            from: id(1),
+            message: RaftMessage::AppendResponse(answer),
+        },
+    );
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Rejected {
+            reason: RejectReason::BadVote { height: 1, .. },
+            ..
+        }
+    )));
+    assert_eq!(net.node(0).committed_height(), 0);
+}
+
+/// A restored log that does not chain to its committed tip is refused at start.
+#[test]
+fn a_log_that_does_not_chain_is_refused() {
+    let g = genesis(3);
+    let blocks = chain(&g, &[1, 1]);
+    let state = RaftPersisted {
+        committed: CommittedTip::of(&blocks[0], blocks[0].hash()),
+        entries: vec![blocks[0].clone()],
+        ..RaftPersisted::genesis(g.hash())
+    };
+    let result = aegis_consensus::raft::Raft::restore(config(&g, 0), key(0), state);
+    assert!(matches!(
+        result,
+        Err(aegis_consensus::raft::RaftError::BrokenLog)
+    ));
+}
+
+/// SplitMix64, the tests' own seeded randomness.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Random schedules: messages dropped, nodes crashed and restarted (at most a minority down),
+/// partitions that heal, proposals to any node. Throughout: at most one leader per term
+/// (`Net` asserts it), ledgers agree and every certificate verifies; after the network heals,
+/// a new transaction commits everywhere.
+#[test]
+fn random_schedules_keep_safety_and_recover() {
+    for n in [3usize, 5] {
+        for seed in 0..60u64 {
+            let (g, mut net) = net(n);
+            let mut rng = Rng(seed * 1_000 + n as u64);
+            let mut nonce = 0;
+            let mut blocked: Option<usize> = None;
+            for _ in 0..60 {
+                match rng.below(10) {
+                    0 => {
+                        let down = net.nodes.iter().filter(|x| x.is_none()).count();
+                        let i = rng.below(n as u64) as usize;
+                        if net.nodes[i].is_some() && down < (n - 1) / 2 {
+                            net.crash(i);
+                        } else if net.nodes[i].is_none() {
+                            net.restart(i);
+                        }
+                    }
+                    1 => blocked = Some(rng.below(n as u64) as usize),
+                    2 => blocked = None,
+                    3..=5 => {
+                        let i = rng.below(n as u64) as usize;
+                        if net.nodes[i].is_some() {
+                            nonce += 1;
+                            net.propose(i, vec![tx(nonce)]);
+                        }
+                    }
+                    _ => {}
+                }
+                // Drop one queued message in 5 to 25, deterministically.
+                let drop_one_in = 5 + rng.below(20);
+                let queued = std::mem::take(&mut net.queue);
+                net.queue = queued
+                    .into_iter()
+                    .filter(|_| !rng.below(drop_one_in).is_multiple_of(drop_one_in))
+                    .collect();
+                let keep = |from: usize, to: usize, _: &RaftMessage| {
+                    blocked.is_none_or(|b| from != b && to != b)
+                };
+                net.advance(rng.below(ELECTION_MS / 2));
+                net.deliver_all(keep);
+                net.assert_agreement(&g);
+            }
+            for i in 0..n {
+                if net.nodes[i].is_none() {
+                    net.restart(i);
+                }
+            }
+            net.run_for(6 * ELECTION_MS, |_, _, _| true);
+            let leaders = net.leaders();
+            assert_eq!(
+                leaders.len(),
+                1,
+                "seed {seed} n {n}: one leader after healing"
+            );
+            let leader = leaders[0].1;
+            net.propose(leader, vec![tx(1_000_000 + seed)]);
+            net.run_for(2 * ELECTION_MS, |_, _, _| true);
+            let height = net.node(leader).committed_height();
+            for i in 0..n {
+                assert_eq!(
+                    net.node(i).committed_height(),
+                    height,
+                    "seed {seed} n {n} node {i}"
+                );
+            }
+            let last = &net.node(leader).ledger.last().unwrap().0;
+            assert!(
+                net.node(leader)
+                    .ledger
+                    .iter()
+                    .any(|(b, _)| b.tx_ids().contains(&tx(1_000_000 + seed).id())),
+                "seed {seed}: the new transaction committed (last block {})",
+                last.height()
+            );
+            // Every transaction at most once.
+            let mut ids: Vec<_> = net
+                .node(leader)
+                .ledger
+                .iter()
+                .flat_map(|(b, _)| b.tx_ids())
+                .collect();
+            let total = ids.len();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(
+                ids.len(),
+                total,
+                "seed {seed}: a transaction committed twice"
+            );
+            net.assert_agreement(&g);
+        }
+    }
+}

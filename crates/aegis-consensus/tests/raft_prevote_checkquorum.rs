@@ -1,0 +1,176 @@
+//! PreVote and CheckQuorum (Ongaro's thesis, §9.6 and §6.2, as etcd-io/raft implements them):
+//! a node cut off from the others does not raise its term and depose a healthy leader when
+//! it returns; a leader that lost its majority steps down; a follower that hears its leader
+//! ignores requests to vote in a newer term.
+
+mod raft_support;
+
+use aegis_consensus::Effect;
+use aegis_consensus::raft::{RaftMessage, RaftRole, RaftTimer, RejectReason, RequestVote};
+use raft_support::*;
+
+fn net(n: usize, paper: bool) -> (aegis_types::Genesis, Net) {
+    let g = genesis(n);
+    let configs = (0..n)
+        .map(|i| {
+            if paper {
+                paper_config(&g, i)
+            } else {
+                config(&g, i)
+            }
+        })
+        .collect();
+    (g, Net::new(configs))
+}
+
+fn cut_off(node: usize) -> impl Fn(usize, usize, &RaftMessage) -> bool {
+    move |from, to, _| from != node && to != node
+}
+
+/// Thesis §9.6: "a server that has been partitioned from the cluster ... would time out and
+/// start an election with a higher term" and depose the leader when it returns; with PreVote
+/// it first asks whether it could win, cannot, and keeps its term.
+#[test]
+fn a_node_cut_off_keeps_its_term_and_does_not_depose_the_leader_when_it_returns() {
+    let (g, mut net) = net(3, false);
+    net.elect(0);
+    net.propose(0, vec![tx(1)]);
+    net.deliver_everything();
+    let term = net.core(0).term();
+    net.run_for(10 * ELECTION_MS, cut_off(2));
+    assert_eq!(net.core(2).term(), term, "pre-votes raise no term");
+    assert_ne!(net.core(2).role(), RaftRole::Leader);
+    net.run_for(3 * ELECTION_MS, |_, _, _| true);
+    assert_eq!(net.core(0).role(), RaftRole::Leader);
+    assert_eq!(net.core(0).term(), term, "the leader was not deposed");
+    assert_eq!(net.core(2).leader(), Some(id(0)));
+    assert_eq!(
+        net.node(2).committed_height(),
+        net.node(0).committed_height()
+    );
+    net.assert_agreement(&g);
+}
+
+/// The same scenario without PreVote and CheckQuorum (the paper's Raft): the returning node's
+/// higher term deposes the leader. This is what §9.6 prevents.
+#[test]
+fn without_pre_vote_the_returning_node_disrupts_the_cluster() {
+    let (_, mut net) = net(3, true);
+    net.elect(0);
+    let term = net.core(0).term();
+    net.run_for(10 * ELECTION_MS, cut_off(2));
+    assert!(
+        net.core(2).term() > term + 3,
+        "the isolated node kept campaigning"
+    );
+    net.run_for(5 * ELECTION_MS, |_, _, _| true);
+    let leaders = net.leaders();
+    assert_eq!(leaders.len(), 1);
+    assert!(
+        leaders[0].0 > term,
+        "a new term after the disruption: {leaders:?}"
+    );
+}
+
+/// Thesis §6.2: "a leader steps down if an election timeout elapses without a successful
+/// round of heartbeats to a majority of its cluster"; the majority elects another.
+#[test]
+fn a_leader_that_loses_its_majority_steps_down() {
+    let (g, mut net) = net(3, false);
+    net.elect(0);
+    let term = net.core(0).term();
+    net.run_for(3 * ELECTION_MS, cut_off(0));
+    assert_eq!(net.core(0).role(), RaftRole::Follower, "stepped down");
+    assert_eq!(net.core(0).leader(), None);
+    let leaders = net.leaders();
+    assert_eq!(leaders.len(), 1);
+    assert!(leaders[0].0 > term && leaders[0].1 != 0);
+    net.run_for(2 * ELECTION_MS, |_, _, _| true);
+    net.propose(leaders[0].1, vec![tx(2)]);
+    net.run_for(ELECTION_MS, |_, _, _| true);
+    assert_eq!(
+        net.node(0).committed_height(),
+        net.node(leaders[0].1).committed_height()
+    );
+    net.assert_agreement(&g);
+}
+
+/// Thesis §9.6: "if a server receives a RequestVote request within the minimum election
+/// timeout of hearing from a current leader, it does not update its term or grant its vote."
+#[test]
+fn a_follower_that_hears_its_leader_ignores_requests_to_vote_in_a_newer_term() {
+    let (_, mut net) = net(3, false);
+    net.elect(0);
+    let term = net.core(1).term();
+    let before = net.core(1).persisted();
+    for pre_vote in [true, false] {
+        let request = RequestVote {
+            term: term + 1,
+            last_index: 100,
+            last_term: term,
+            pre_vote,
+        };
+        let effects = net.run(
+            1,
+            aegis_consensus::Input::Message {
+                from: id(2),
+                message: RaftMessage::RequestVote(request),
+            },
+        );
+        assert!(effects.iter().any(|e| matches!(
+            e,
+            Effect::Rejected {
+                reason: RejectReason::LeaderLease { .. },
+                ..
+            }
+        )));
+        assert!(messages(&effects, 3, id(1)).is_empty(), "no answer");
+    }
+    assert_eq!(net.core(1).persisted(), before, "no term, no vote");
+    assert_eq!(net.core(1).leader(), Some(id(0)));
+}
+
+/// Thesis §9.6: pre-votes are refused to a node whose log is behind, and change nothing at
+/// anyone: terms stay until a node that could win campaigns.
+#[test]
+fn a_node_whose_log_is_behind_gets_no_pre_votes_and_moves_no_term() {
+    let (g, mut net) = net(3, false);
+    net.elect(0);
+    // Node 2 misses two blocks.
+    for nonce in 0..2 {
+        net.propose(0, vec![tx(nonce)]);
+        net.deliver_all(cut_off(2));
+    }
+    let term = net.core(0).term();
+    net.crash(0);
+    // Node 2 times out first and asks; node 1 refuses (its log is longer).
+    net.now_ms = net
+        .core(2)
+        .timer_deadline(RaftTimer::Election)
+        .unwrap()
+        .max(net.now_ms);
+    net.run(2, aegis_consensus::Input::Timer(RaftTimer::Election));
+    let voter_before = net.core(1).persisted();
+    // Node 1 still heard its leader within the timeout: move past its lease first.
+    net.now_ms += ELECTION_MS;
+    net.deliver_everything();
+    assert_eq!(
+        net.core(1).persisted(),
+        voter_before,
+        "a pre-vote changes nothing"
+    );
+    assert_eq!(
+        net.core(2).term(),
+        term,
+        "no majority of pre-votes: no new term"
+    );
+    net.run_for(5 * ELECTION_MS, |_, _, _| true);
+    let leaders = net.leaders();
+    assert_eq!(leaders.len(), 1);
+    assert_eq!(leaders[0].1, 1, "only the node with the longer log can win");
+    assert_eq!(
+        net.node(2).committed_height(),
+        net.node(1).committed_height()
+    );
+    net.assert_agreement(&g);
+}

@@ -1,0 +1,319 @@
+//! The `aegis` commands shown in docs/operations.md and docs/troubleshooting.md:
+//!
+//! - every one of them parses: its subcommand and options exist (run with `--help` appended,
+//!   which clap answers only once everything before it is known);
+//! - the `aegis --help` transcript of operations.md is the binary's;
+//! - the operator tools block of operations.md runs, command by command, against a real
+//!   4-node network, with the devnet's paths and ports replaced by the test network's.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::aegis;
+use common::network::Network;
+
+fn doc(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// The fenced code blocks of a Markdown text: (info string, lines).
+fn code_blocks(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(String, String, Vec<String>)> = None;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        match &mut current {
+            None => {
+                if let Some(info) = trimmed.strip_prefix("```") {
+                    let fence = "`".repeat(3 + info.chars().take_while(|c| *c == '`').count());
+                    current = Some((
+                        fence,
+                        info.trim_start_matches('`').trim().to_owned(),
+                        Vec::new(),
+                    ));
+                }
+            }
+            Some((fence, info, lines)) => {
+                if trimmed.starts_with(fence.as_str()) && trimmed.trim_start_matches('`').is_empty()
+                {
+                    blocks.push((std::mem::take(info), std::mem::take(lines)));
+                    current = None;
+                } else {
+                    lines.push(line.to_owned());
+                }
+            }
+        }
+    }
+    blocks
+}
+
+/// Shell command lines of the shell blocks (`sh`, `bash`, `console` with `$ ` prompts),
+/// continuation lines joined.
+fn shell_commands(text: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    for (info, lines) in code_blocks(text) {
+        let console = info == "console";
+        if !(console || info == "sh" || info == "bash") {
+            continue;
+        }
+        let mut pending = String::new();
+        let mut in_heredoc: Option<String> = None;
+        for line in lines {
+            if let Some(end) = &in_heredoc {
+                if line.trim() == end {
+                    in_heredoc = None;
+                }
+                continue;
+            }
+            let line = if console {
+                match line.strip_prefix("$ ") {
+                    Some(command) => command.to_owned(),
+                    None if !pending.is_empty() => line.clone(),
+                    None => continue,
+                }
+            } else {
+                line.clone()
+            };
+            if let Some(start) = line.find("<< '").or_else(|| line.find("<<'")) {
+                let rest = &line[start..];
+                let end: String = rest.split('\'').nth(1).unwrap_or_default().to_owned();
+                in_heredoc = Some(end);
+            }
+            if let Some(continued) = line.strip_suffix('\\') {
+                pending.push_str(continued);
+                pending.push(' ');
+                continue;
+            }
+            pending.push_str(&line);
+            commands.push(std::mem::take(&mut pending));
+        }
+    }
+    commands
+}
+
+/// The `aegis ...` invocation in a shell line, as argument words: after `sudo -u aegis env
+/// AEGIS_HOME=...` or `sudo`, up to a pipe, redirection, `;`, `&&`, `&` or `#` comment.
+fn aegis_invocation(line: &str) -> Option<Vec<String>> {
+    let mut words = line.split_whitespace();
+    // The wrappers: sudo and its options (-u takes a user), env and its assignments.
+    let program = loop {
+        let word = words.next()?;
+        match word {
+            "sudo" | "env" => {}
+            "-u" => {
+                words.next()?;
+            }
+            _ if word.starts_with('-') || word.contains('=') => {}
+            _ => break word,
+        }
+    };
+    if program != "aegis" {
+        return None;
+    }
+    let mut args = Vec::new();
+    for word in words {
+        if ["|", "||", "&&", ";", "&", "<"].contains(&word)
+            || word.starts_with('#')
+            || word.starts_with('>')
+            || word.starts_with("2>")
+        {
+            break;
+        }
+        args.push(word.to_owned());
+    }
+    Some(args)
+}
+
+/// Runs a bash command line with a command's environment.
+trait BashOutput {
+    fn output_of_bash(&mut self, line: &str) -> std::process::Output;
+}
+
+impl BashOutput for std::process::Command {
+    fn output_of_bash(&mut self, line: &str) -> std::process::Output {
+        let mut bash = std::process::Command::new("bash");
+        bash.arg("-c").arg(line);
+        for (key, value) in self.get_envs() {
+            match value {
+                Some(value) => bash.env(key, value),
+                None => bash.env_remove(key),
+            };
+        }
+        bash.output().expect("run bash")
+    }
+}
+
+fn doc_invocations() -> Vec<(String, Vec<String>)> {
+    let mut all = Vec::new();
+    for name in ["operations.md", "troubleshooting.md"] {
+        for line in shell_commands(&doc(name)) {
+            if let Some(words) = aegis_invocation(&line) {
+                all.push((format!("{name}: {line}"), words));
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn every_aegis_command_in_the_docs_parses() {
+    let invocations = doc_invocations();
+    let subcommands: std::collections::BTreeSet<&str> = invocations
+        .iter()
+        .filter_map(|(_, words)| words.first().map(String::as_str))
+        .collect();
+    // The docs show the operator tools, not only the node.
+    for expected in [
+        "run",
+        "testnet",
+        "keygen",
+        "config",
+        "db",
+        "verify",
+        "health",
+        "validators",
+        "backup",
+        "restore",
+        "reset",
+        "logs",
+        "diagnose",
+        "monitor",
+    ] {
+        assert!(
+            subcommands.contains(expected),
+            "no `aegis {expected}` in the docs: {subcommands:?}"
+        );
+    }
+    let mut failures = Vec::new();
+    for (source, words) in &invocations {
+        // Through bash, as an operator types it ($(date ...), quotes, variables).
+        let mut command = aegis();
+        let program = command.get_program().to_owned();
+        let output = command
+            .env("AEGIS_BIN", program)
+            .env_remove("AEGIS_HOME")
+            .output_of_bash(&format!("exec \"$AEGIS_BIN\" {} --help", words.join(" ")));
+        if !output.status.success() {
+            failures.push(format!(
+                "{source}\n  aegis {} --help: exit {:?}: {}",
+                words.join(" "),
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} documented aegis commands do not parse:\n{}",
+        failures.len(),
+        invocations.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_help_transcript_in_operations_md_is_the_binarys() {
+    let text = doc("operations.md");
+    let block = code_blocks(&text)
+        .into_iter()
+        .find(|(info, lines)| {
+            info == "console" && lines.first().is_some_and(|l| l == "$ aegis --help")
+        })
+        .expect("operations.md shows `$ aegis --help`");
+    let shown = block.1[1..].join("\n");
+    let output = aegis().arg("--help").output().unwrap();
+    let actual = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        shown.trim_end(),
+        actual.trim_end(),
+        "operations.md's `aegis --help` transcript"
+    );
+}
+
+#[test]
+fn the_operator_tools_block_of_operations_md_runs_against_a_network() {
+    let text = doc("operations.md");
+    let section = text
+        .split("## Operator tools")
+        .nth(1)
+        .expect("operations.md has ## Operator tools");
+    let (_, lines) = code_blocks(section)
+        .into_iter()
+        .next()
+        .expect("a code block");
+    let network = Network::start(4);
+    let devnet = network.out.display().to_string();
+    let scratch = network.dir.path().display().to_string();
+    let mut ran = 0;
+    for line in lines {
+        let mut command = line
+            .replace("/tmp/devnet-backup", &format!("{scratch}/backup"))
+            .replace("/tmp/devnet-diagnostics", &format!("{scratch}/diagnostics"))
+            .replace("/tmp/devnet", &devnet);
+        for i in 0..4 {
+            command = command.replace(
+                &format!("127.0.0.1:{}", 9090 + i),
+                &format!("127.0.0.1:{}", network.metrics_port(i)),
+            );
+        }
+        let words: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(words[0], "aegis", "{line}");
+        let mut run = aegis();
+        run.args(&words[1..]);
+        if words[1] == "health" {
+            // The machine running the tests is shared, busy compiling and its disk nearly
+            // full: that says nothing about the node, so CPU, memory and disk are not judged.
+            run.args([
+                "--cpu-warning",
+                "100",
+                "--memory-warning",
+                "100",
+                "--disk-unhealthy",
+                "100",
+            ]);
+        }
+        let output = run.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{line}\nexit {:?}\n{}\n{}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        ran += 1;
+    }
+    assert!(ran >= 6, "the block runs every operator tool");
+}
+
+/// The guide's `yamllint config/production.yaml` passes, with yamllint's default rules, on
+/// every configuration `aegis testnet` writes (yamllint must be installed: Debian's
+/// `yamllint` package).
+#[test]
+fn the_guides_yamllint_passes_on_what_aegis_testnet_writes() {
+    let network = Network::generate(4);
+    for i in 0..4 {
+        let output = std::process::Command::new("yamllint")
+            .arg("config/production.yaml")
+            .current_dir(network.home(i))
+            .output()
+            .expect("yamllint is installed (apt install yamllint)");
+        assert!(
+            output.status.success() && output.stdout.is_empty(),
+            "yamllint on node{i}'s configuration: exit {:?}\n{}{}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
