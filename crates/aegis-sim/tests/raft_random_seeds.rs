@@ -52,6 +52,17 @@ fn n5_seed_16_a_follower_that_lost_a_reported_commit_catches_up() {
     run_range(5, 16..17);
 }
 
+/// Seeds 1515 and 9614 at n = 3: a follower appended two entries and committed them in one
+/// step (their certificates came with them), so they went straight to the ledger; its answer
+/// (match 23, committed 23) left before the ledger's flush, then a torn persist lost both.
+/// The leader's match never goes back, so it ignored every refusal after that and the
+/// follower never caught up. An answer from a step that committed now waits for the flush.
+#[test]
+fn n3_seeds_1515_and_9614_an_answer_waits_for_the_blocks_it_committed() {
+    run_range(3, 1515..1516);
+    run_range(3, 9614..9615);
+}
+
 /// A quiet cluster commits on every node, and a leader that crashes is replaced: commits
 /// continue and the old leader catches up after its restart.
 #[test]

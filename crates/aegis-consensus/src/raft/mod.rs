@@ -441,12 +441,18 @@ impl Raft {
             .iter()
             .any(|r| !matches!(r, RaftRecord::Committed { .. }));
         // Messages wait for a sync only when something they may depend on is not durable
-        // yet: this step's term, vote or entries, or an earlier step's the driver has not
-        // acknowledged. Otherwise they leave at once (a heartbeat, a certificate, an answer
-        // that vouches only for synced entries), and a commit costs no sync of its own.
+        // yet: this step's term, vote or entries, this step's commits (an answer says the
+        // committed height, and the match may reach entries that went straight to the
+        // ledger: they wait for the ledger's flush, or a crash loses what the leader was
+        // told), or an earlier step's the driver has not acknowledged. Otherwise they leave
+        // at once (a heartbeat, a certificate, an answer that vouches only for synced
+        // entries).
+        let committed_now = records
+            .iter()
+            .any(|r| matches!(r, RaftRecord::Committed { .. }));
         let mut durable = out.durable;
         let mut plain = out.plain;
-        if !must_sync && self.sync_wanted_sequence <= self.acknowledged_sequence {
+        if !must_sync && !committed_now && self.sync_wanted_sequence <= self.acknowledged_sequence {
             plain.append(&mut durable);
         }
         if !records.is_empty() || !durable.is_empty() {
