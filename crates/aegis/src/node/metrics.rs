@@ -23,6 +23,14 @@ pub struct NodeMetrics {
     /// `aegis_storage_submit_latency_seconds`: handing a block to the group committer (waits
     /// only while its queue is full).
     storage_submit: Histogram,
+    /// `aegis_mempool_resent_total`: pending transactions this node queued for the leader again
+    /// because they were not committed [`super::engine::RESEND_AFTER_MS`] after admission.
+    resent: Counter,
+    /// `aegis_mempool_forwarded_dropped_total`: transactions forwarded by peers and dropped
+    /// before admission because the engine's queue held
+    /// [`super::engine::MAX_QUEUED_FORWARDED_BYTES`] of them already (the sender sends them
+    /// again).
+    forwarded_dropped: Counter,
 }
 
 impl Default for NodeMetrics {
@@ -34,6 +42,8 @@ impl Default for NodeMetrics {
             sync: SyncMetrics::new(),
             rejected: Family::default(),
             storage_submit: Histogram::new(exponential_buckets(0.00001, 4.0, 10)),
+            resent: Counter::default(),
+            forwarded_dropped: Counter::default(),
         }
     }
 }
@@ -59,6 +69,24 @@ impl NodeMetrics {
             Unit::Seconds,
             self.storage_submit.clone(),
         );
+        metrics.register(
+            "mempool_resent",
+            "Pending transactions sent to the leader again (not committed in time)",
+            self.resent.clone(),
+        );
+        metrics.register(
+            "mempool_forwarded_dropped",
+            "Forwarded transactions dropped before admission (engine queue full; the sender resends)",
+            self.forwarded_dropped.clone(),
+        );
+    }
+
+    pub fn resent(&self, transactions: usize) {
+        self.resent.inc_by(transactions as u64);
+    }
+
+    pub fn forwarded_dropped(&self, transactions: usize) {
+        self.forwarded_dropped.inc_by(transactions as u64);
     }
 
     pub fn height(&self, height: u64) {

@@ -9,7 +9,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod sync;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,9 @@ pub struct NodeShared {
     ledger: Arc<aegis_api::LedgerStatus>,
     /// The height the current sync session fetches up to (0: no session).
     sync_target: AtomicU64,
+    /// Bytes of peers' forwarded transactions in the command queue, at most
+    /// [`engine::MAX_QUEUED_FORWARDED_BYTES`].
+    forwarded_bytes: AtomicUsize,
 }
 
 impl NodeShared {
@@ -88,6 +91,25 @@ impl NodeShared {
             last_commit: RwLock::new(None),
             ledger,
             sync_target: AtomicU64::new(0),
+            forwarded_bytes: AtomicUsize::new(0),
+        }
+    }
+
+    /// Charges `bytes` of a forwarded batch to the command queue's budget; `false` (nothing
+    /// charged) when it has no room for them.
+    fn forwarded_queued(&self, bytes: usize) -> bool {
+        self.forwarded_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                let total = queued.checked_add(bytes)?;
+                (total <= engine::MAX_QUEUED_FORWARDED_BYTES).then_some(total)
+            })
+            .is_ok()
+    }
+
+    /// The engine took a command that was charged `bytes`.
+    pub(super) fn forwarded_taken(&self, bytes: usize) {
+        if bytes > 0 {
+            self.forwarded_bytes.fetch_sub(bytes, Ordering::AcqRel);
         }
     }
 
@@ -560,11 +582,20 @@ async fn dispatch<P: NodeProtocol>(
                 }
             },
             tags::MEMPOOL => match borsh::from_slice::<Vec<Transaction>>(&inbound.payload) {
-                Ok(transactions) if transactions.len() <= MAX_GOSSIP_TXS => Some(Command::Submit {
-                    transactions,
-                    forward: false,
-                    reply: None,
-                }),
+                Ok(transactions) if transactions.len() <= MAX_GOSSIP_TXS => {
+                    let bytes = inbound.payload.len();
+                    if shared.forwarded_queued(bytes) {
+                        Some(Command::Submit {
+                            transactions,
+                            forward: false,
+                            reply: None,
+                            queued_bytes: bytes,
+                        })
+                    } else {
+                        shared.metrics.forwarded_dropped(transactions.len());
+                        None
+                    }
+                }
                 Ok(transactions) => {
                     warn!(peer_id = %from, transactions = transactions.len(), "Forwarded transaction batch over the limit refused");
                     None
@@ -583,6 +614,9 @@ async fn dispatch<P: NodeProtocol>(
         // rather than queued: the queue would fill and hold up the sync replies. Peers
         // retransmit.
         if !shared.running.load(Ordering::Acquire) && !shared.stopping.load(Ordering::Acquire) {
+            if let Some(Command::Submit { queued_bytes, .. }) = &command {
+                shared.forwarded_taken(*queued_bytes);
+            }
             continue;
         }
         if let Some(command) = command
@@ -639,6 +673,7 @@ impl<M: Send + std::fmt::Debug + 'static> NodeApi for NodeHandle<M> {
                     transactions,
                     forward: true,
                     reply: Some(reply),
+                    queued_bytes: 0,
                 })
                 .await
                 .map_err(|_| unavailable("the consensus engine is not running"))?;
