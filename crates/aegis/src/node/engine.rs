@@ -46,6 +46,12 @@ pub const RESEND_MAX_BYTES: usize = 2 << 20;
 /// is dropped and counted (`aegis_mempool_forwarded_dropped_total`): the node that accepted
 /// those transactions keeps them and sends them again ([`RESEND_AFTER_MS`]).
 pub const MAX_QUEUED_FORWARDED_BYTES: usize = 16 << 20;
+/// Most bytes of this node's clients' submissions waiting for the engine's answer (encoded).
+/// A submission that finds no room is refused at once with 503 and `Retry-After` (counted
+/// in `aegis_api_submissions_busy_total`) instead of waiting in memory: under overload the
+/// HTTP handlers would otherwise hold up to [`COMMAND_QUEUE`] requests of up to 100
+/// transactions each.
+pub const MAX_QUEUED_SUBMITTED_BYTES: usize = 16 << 20;
 
 /// What the tokio side asks of the engine (`M`: the protocol's message).
 #[derive(Debug)]

@@ -31,6 +31,10 @@ pub struct NodeMetrics {
     /// [`super::engine::MAX_QUEUED_FORWARDED_BYTES`] of them already (the sender sends them
     /// again).
     forwarded_dropped: Counter,
+    /// `aegis_api_submissions_busy_total`: submitted transactions refused with 503 because
+    /// [`super::engine::MAX_QUEUED_SUBMITTED_BYTES`] of submissions already waited for the
+    /// engine.
+    submissions_busy: Counter,
 }
 
 impl Default for NodeMetrics {
@@ -44,6 +48,7 @@ impl Default for NodeMetrics {
             storage_submit: Histogram::new(exponential_buckets(0.00001, 4.0, 10)),
             resent: Counter::default(),
             forwarded_dropped: Counter::default(),
+            submissions_busy: Counter::default(),
         }
     }
 }
@@ -79,6 +84,15 @@ impl NodeMetrics {
             "Forwarded transactions dropped before admission (engine queue full; the sender resends)",
             self.forwarded_dropped.clone(),
         );
+        metrics.register(
+            "api_submissions_busy",
+            "Submitted transactions refused with 503: too many bytes of submissions waited for the engine",
+            self.submissions_busy.clone(),
+        );
+    }
+
+    pub fn submissions_busy(&self, transactions: usize) {
+        self.submissions_busy.inc_by(transactions as u64);
     }
 
     pub fn resent(&self, transactions: usize) {

@@ -61,6 +61,9 @@ pub struct NodeShared {
     /// Bytes of peers' forwarded transactions in the command queue, at most
     /// [`engine::MAX_QUEUED_FORWARDED_BYTES`].
     forwarded_bytes: AtomicUsize,
+    /// Bytes of this node's clients' submissions waiting for the engine's answer, at most
+    /// [`engine::MAX_QUEUED_SUBMITTED_BYTES`].
+    submitted_bytes: AtomicUsize,
 }
 
 impl NodeShared {
@@ -92,6 +95,7 @@ impl NodeShared {
             ledger,
             sync_target: AtomicU64::new(0),
             forwarded_bytes: AtomicUsize::new(0),
+            submitted_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -644,6 +648,37 @@ fn undecodable(network: &P2pNetwork, from: ValidatorId, kind: &str, error: &std:
     );
 }
 
+/// Bytes of this node's clients' submissions held from the HTTP handler until the engine
+/// answered them, released on drop (the handler may be cancelled while it waits).
+struct SubmitBytes<'a> {
+    shared: &'a NodeShared,
+    bytes: usize,
+}
+
+impl<'a> SubmitBytes<'a> {
+    /// Holds `bytes` of [`engine::MAX_QUEUED_SUBMITTED_BYTES`]; `None` when they do not fit.
+    /// A submission larger than the whole bound is let through alone (the API's body limit
+    /// bounds it), so it cannot be refused forever.
+    fn hold(shared: &'a NodeShared, bytes: usize) -> Option<SubmitBytes<'a>> {
+        shared
+            .submitted_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                let total = held.checked_add(bytes)?;
+                (total <= engine::MAX_QUEUED_SUBMITTED_BYTES || held == 0).then_some(total)
+            })
+            .ok()?;
+        Some(SubmitBytes { shared, bytes })
+    }
+}
+
+impl Drop for SubmitBytes<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .submitted_bytes
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
 /// The node as the HTTP endpoints see it (`M`: the protocol's message).
 #[derive(Debug)]
 pub struct NodeHandle<M> {
@@ -667,6 +702,15 @@ impl<M: Send + std::fmt::Debug + 'static> NodeApi for NodeHandle<M> {
             if !self.shared.running.load(Ordering::Acquire) {
                 return Err(unavailable("the consensus engine is not running"));
             }
+            let bytes: usize = transactions.iter().map(aegis_mempool::encoded_len).sum();
+            let Some(_held) = SubmitBytes::hold(&self.shared, bytes) else {
+                self.shared.metrics.submissions_busy(transactions.len());
+                return Err(unavailable(&format!(
+                    "the node is busy: {} MiB of submitted transactions already wait for the \
+                     consensus engine (engine::MAX_QUEUED_SUBMITTED_BYTES); retry later",
+                    engine::MAX_QUEUED_SUBMITTED_BYTES >> 20
+                )));
+            };
             let (reply, answer) = oneshot::channel();
             self.commands
                 .send(Command::Submit {
