@@ -241,6 +241,61 @@ fn the_help_transcript_in_operations_md_is_the_binarys() {
     );
 }
 
+/// The subcommands listed in `aegis --help`, `help` aside.
+fn help_subcommands() -> std::collections::BTreeSet<String> {
+    let output = aegis().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout).into_owned();
+    let commands = help
+        .split("Commands:\n")
+        .nth(1)
+        .expect("`aegis --help` lists its commands");
+    commands
+        .lines()
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// operations.md's Subcommands table has a row for every subcommand of `aegis --help`, and
+/// none for a subcommand the binary does not have.
+#[test]
+fn the_subcommands_table_of_operations_md_lists_every_subcommand() {
+    let text = doc("operations.md");
+    let section = text
+        .split("\n## Subcommands\n")
+        .nth(1)
+        .expect("operations.md has ## Subcommands")
+        .split("\n## ")
+        .next()
+        .unwrap_or_default();
+    let mut table = std::collections::BTreeSet::new();
+    for row in section.lines().filter(|l| l.starts_with("| `aegis")) {
+        let command = row.trim_start_matches("| `aegis").trim_start();
+        // `aegis --config FILE` is `aegis run`'s short form, not a subcommand.
+        if let Some(name) = command
+            .split([' ', '`'])
+            .next()
+            .filter(|n| !n.starts_with('-'))
+        {
+            table.insert(name.to_owned());
+        }
+    }
+    let help = help_subcommands();
+    assert!(
+        help.len() >= 19,
+        "aegis --help lists its commands: {help:?}"
+    );
+    let missing: Vec<_> = help.difference(&table).collect();
+    let unknown: Vec<_> = table.difference(&help).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "operations.md's Subcommands table: no row for {missing:?}; rows for commands `aegis --help` \
+         does not list: {unknown:?}"
+    );
+}
+
 #[test]
 fn the_operator_tools_block_of_operations_md_runs_against_a_network() {
     let text = doc("operations.md");
