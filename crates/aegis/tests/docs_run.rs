@@ -103,16 +103,28 @@ const NEEDS: &[(&str, &str)] = &[
     ("iftop", "interactive, on eth0"),
     (
         "nft ",
-        "root: nftables rules on the host (partitions.rs runs this drill for real)",
+        "root: nftables rules on the host; checked by nft -c here, run for real in partitions.rs",
     ),
     (
         "127.0.0.2:9091",
         "the nftables drill's network on its own loopback addresses (partitions.rs)",
     ),
-    ("example.net", "other validator hosts"),
+    ("nc -zv validator-2.example.net", "another validator host"),
     (
-        "validator-1",
-        "other validator hosts (the aegis monitor --nodes form runs in operator_tools.rs)",
+        "for node in validator-2.example.net",
+        "other validator hosts (ping, traceroute)",
+    ),
+    (
+        "for validator in validator-2.example.net",
+        "other validator hosts",
+    ),
+    (
+        "for node in validator-1 validator-2",
+        "other validator hosts",
+    ),
+    (
+        "--nodes http://validator-1:9090",
+        "other validator hosts, in a terminal UI (operator_tools.rs drives aegis monitor in tmux)",
     ),
     (
         "api/v1/query",
@@ -203,7 +215,11 @@ const EXPECT: &[(&str, &str)] = &[
     ("aegis keygen", "public_key"),
     ("aegis db migrate", "chema"),
     ("PRAGMA integrity_check", "ok"),
-    ("promtool check rules", "SUCCESS"),
+    ("promtool check rules", "SUCCESS: 10 rules found"),
+    ("aegis diagnose --bundle", "Diagnostic bundle completed"),
+    ("aegis diagnose --assessment", "ssessment"),
+    ("aegis health", "healthy"),
+    ("aegis logs analyze", "rror"),
     ("promtool test rules", "SUCCESS"),
     ("openssl s_client", "Verify return code: 0 (ok)"),
     (
@@ -616,6 +632,46 @@ impl Drop for DropDatabase {
     }
 }
 
+/// The nftables drill's rules, checked by nft itself without applying them (`nft -c`: the
+/// kernel validates the whole batch, nothing changes). The shell resolves the quoting: an
+/// `nft` function collects each command's arguments into one batch file.
+fn nft_drill_problem(all: &[DocCommand], scratch: &Path) -> Option<String> {
+    let drill: Vec<&DocCommand> = all.iter().filter(|c| c.text.starts_with("nft ")).collect();
+    assert!(
+        !drill.is_empty(),
+        "troubleshooting.md shows the nftables drill"
+    );
+    if Command::new("nft").arg("--version").output().is_err() {
+        eprintln!("nft is not installed: the drill's rules are checked by bash -n only");
+        return None;
+    }
+    let batch = scratch.join("nft-drill.nft");
+    let mut script = format!(
+        "nft() {{ printf '%s\\n' \"$*\" >> '{}'; }}\n",
+        batch.display()
+    );
+    for command in &drill {
+        script.push_str(&command.text);
+        script.push('\n');
+    }
+    let collected = Command::new("bash").args(["-c", &script]).output().unwrap();
+    assert!(collected.status.success(), "{collected:?}");
+    let check = Command::new("nft")
+        .arg("-c")
+        .arg("-f")
+        .arg(&batch)
+        .output()
+        .unwrap();
+    (!check.status.success()).then(|| {
+        format!(
+            "troubleshooting.md's nftables drill: nft -c -f on its {} commands: {}{}",
+            drill.len(),
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        )
+    })
+}
+
 fn needs(command: &str) -> Option<&'static (&'static str, &'static str)> {
     NEEDS.iter().find(|(text, _)| command.contains(text))
 }
@@ -727,6 +783,9 @@ fn every_shell_command_of_the_operations_and_troubleshooting_pages_runs() {
         for ((command, run), result) in runs.iter().zip(results) {
             let (Some(run), Some(result)) = (run, result) else {
                 skipped += 1;
+                if let Some((_, why)) = needs(&command.text) {
+                    eprintln!("not run: {}: `{}`: {why}", command.page, command.text);
+                }
                 continue;
             };
             ran += 1;
@@ -773,6 +832,7 @@ fn every_shell_command_of_the_operations_and_troubleshooting_pages_runs() {
             }
         }
     }
+    failures.extend(nft_drill_problem(&all, &layout.scratch));
     assert!(
         failures.is_empty(),
         "{} of {} documented commands fail ({ran} run, {skipped} needing a system service):\n\n{}",
