@@ -119,9 +119,11 @@ fn sqlite_open_error(path: &Path, started: Instant, error: &sqlx::Error) -> Stor
     }
 }
 
-/// Page cache of the one writer connection (`PRAGMA cache_size`, negative: KiB): 64 MiB
-/// keeps the transaction-id index's hot pages in memory, so appends do not re-read them.
-pub const SQLITE_WRITER_CACHE: &str = "-65536";
+/// Page cache of the one writer connection (`PRAGMA cache_size`, negative: KiB): 16 MiB.
+/// Pages beyond it come from the OS page cache (not the node's memory). 64 MiB kept more of
+/// the transaction-id index in the process but cost about 90 MB of resident memory after
+/// five minutes at 2,500 tx/s, for no measurable append throughput (docs/performance.md).
+pub const SQLITE_WRITER_CACHE: &str = "-16384";
 /// Page cache of each pooled (reading) connection: 4 MiB. A connection's cache is dropped
 /// whenever another one writes, so a larger one buys readers little, and the pool may hold
 /// `pool_size + max_overflow` connections (30 by default: 120 MiB at most, where 64 MiB
