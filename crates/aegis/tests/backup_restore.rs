@@ -156,6 +156,12 @@ fn a_backup_under_load_restores_on_a_wiped_home_and_a_corrupt_one_is_refused() {
         format!("AEGIS node is running (pid {})", network.pid(0).unwrap()),
         format!("height {backup_height}"),
         "Blockchain data exists".to_owned(),
+        "1. Service Status:".to_owned(),
+        "2. Data Integrity:".to_owned(),
+        "3. Available Backups:".to_owned(),
+        "4. Network Connectivity:".to_owned(),
+        format!("Peer 127.0.0.1:{}: OK", network.p2p_port(1)),
+        "5. Disk Space:".to_owned(),
     ] {
         assert!(
             assessment.contains(&expected),
