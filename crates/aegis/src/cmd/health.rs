@@ -4,7 +4,10 @@
 //! The report keeps the script's shape: `timestamp`, `overall_status`, `checks` and
 //! `summary` {`total_checks`, `healthy`, `warning`, `unhealthy`, `error`}. Each check is
 //! `{status, message, details}` with a status of `healthy`, `warning`, `unhealthy` or
-//! `error` (the check itself could not run); `endpoints` holds one such result per endpoint.
+//! `error` (the check itself could not run); `endpoints` holds one such result per endpoint,
+//! with the script's `response_time` beside `status` and `message`. `total_checks` counts
+//! the results the summary counts (8: each endpoint is one), so it is the sum of the four
+//! counts (the script said 5 checks and counted 6 results).
 //!
 //! | check | what is looked at | thresholds |
 //! |---|---|---|
