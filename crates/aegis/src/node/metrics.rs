@@ -103,6 +103,17 @@ impl NodeMetrics {
         self.forwarded_dropped.inc_by(transactions as u64);
     }
 
+    /// Exports every refusal reason of the protocol at zero (`labels` is its
+    /// `Reject::LABELS`), so a dashboard or alert sees each series before the first refusal.
+    pub fn declare_rejections(&self, labels: &[(&'static str, bool)]) {
+        for (reason, can_be_evidence) in labels {
+            drop(self.rejected.get_or_create(&vec![("reason", *reason)]));
+            if *can_be_evidence {
+                self.consensus.declare_byzantine_reason(reason);
+            }
+        }
+    }
+
     pub fn height(&self, height: u64) {
         self.consensus.height.set(gauge_value(height));
     }

@@ -307,6 +307,9 @@ pub async fn start_with<P: NodeProtocol>(
         .collect();
     let shared = Arc::new(NodeShared::new(names, node.genesis.hash(), ledger));
     shared.metrics.register(registry);
+    shared
+        .metrics
+        .declare_rejections(<P::Reject as aegis_consensus::Reject>::LABELS);
     let mempool_config = mempool_config(&config.mempool);
     let mempool = Mempool::new(mempool_config, node.genesis.chain_id.clone())
         .context("configure the mempool")?;
