@@ -181,6 +181,11 @@ pub struct CoreStatus {
 /// Why a core refused an input. The label is a stable, low-cardinality name for metrics
 /// (never parsed from `Debug` text); the `Display` text is for logs.
 pub trait Reject: Clone + Debug + Display + PartialEq {
+    /// Every label, one per variant, with whether a refusal of that kind can be evidence of
+    /// a Byzantine peer: the node exports each as a metric series at zero from the start,
+    /// before any refusal (`aegis_consensus_rejected_total`, and
+    /// `aegis_consensus_byzantine_events_total` for the ones that can be evidence).
+    const LABELS: &'static [(&'static str, bool)];
     /// `snake_case`, one per variant, stable across releases.
     fn label(&self) -> &'static str;
     /// Whether the refusal is evidence of a Byzantine peer (logged with the word

@@ -47,8 +47,18 @@ impl SignatureCheck for Ed25519 {
 /// Most signatures [`Remembered`] keeps as already verified; the oldest are forgotten first.
 pub const MAX_REMEMBERED_SIGNATURES: usize = 131_072;
 
-/// Signer, digest of the signed bytes, signature.
-type RememberedKey = (PublicKey, Hash, [u8; 64]);
+/// SHA-256 of (signer, digest of the signed bytes, signature): 32 bytes per entry instead of
+/// the 128 of the triple (kept twice, in the set and the order), so the 131,072 entries take
+/// about 10 MB instead of about 38 MB. Finding another triple with the same fingerprint is
+/// a SHA-256 second preimage.
+type RememberedKey = Hash;
+
+/// Domain of [`fingerprint`].
+const FINGERPRINT_TAG: &[u8] = b"aegis/remembered-signature/v1";
+
+fn fingerprint(key: &PublicKey, digest: &Hash, signature: &[u8; 64]) -> RememberedKey {
+    Hash::digest_parts(&[FINGERPRINT_TAG, &key.0, &digest.0, signature])
+}
 
 /// Ed25519 that never verifies one signature twice: what it verified, and what the driver
 /// tells it was verified elsewhere (a transaction the mempool admitted after a batch
@@ -84,7 +94,8 @@ impl Remembered {
     /// Notes that `signature` by `key` over bytes whose SHA-256 is `digest` verified
     /// (a transaction's `digest` is its id).
     pub fn remember(&self, key: PublicKey, digest: Hash, signature: Signature) {
-        self.lock().insert((key, digest, signature.0));
+        let entry = fingerprint(&key, &digest, &signature.0);
+        self.lock().insert(entry);
     }
 
     /// How many signatures are remembered.
@@ -106,7 +117,7 @@ impl Remembered {
         message: &[u8],
         signature: &Signature,
     ) -> Option<RememberedKey> {
-        let entry = (*key, Hash::digest(message), signature.0);
+        let entry = fingerprint(key, &Hash::digest(message), &signature.0);
         self.lock().known.contains(&entry).then_some(entry)
     }
 }

@@ -39,6 +39,8 @@ impl fmt::Display for Never {
 }
 
 impl aegis_consensus::Reject for Never {
+    const LABELS: &'static [(&'static str, bool)] = &[("never", false)];
+
     fn label(&self) -> &'static str {
         "never"
     }

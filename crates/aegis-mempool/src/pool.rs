@@ -61,6 +61,8 @@ struct Pending {
     transaction: Transaction,
     size_bytes: usize,
     arrival: u64,
+    /// When it was admitted (the caller's clock), for [`Mempool::waiting`].
+    admitted_ms: u64,
 }
 
 /// The bounded pool of pending transactions. See the crate documentation for who calls what.
@@ -246,7 +248,7 @@ impl Mempool {
                     } else if self.pending.contains_key(&id) {
                         Admission::Refused(Refusal::AlreadyPending { id })
                     } else {
-                        self.insert(id, transaction, size_bytes);
+                        self.insert(id, transaction, size_bytes, now_ms);
                         Admission::Accepted { id }
                     }
                 }
@@ -328,7 +330,7 @@ impl Mempool {
         }
     }
 
-    fn insert(&mut self, id: Hash, transaction: Transaction, size_bytes: usize) {
+    fn insert(&mut self, id: Hash, transaction: Transaction, size_bytes: usize, now_ms: u64) {
         // Room was reserved for every candidate in the first pass.
         assert!(self.pending.len() < self.config.max_transactions);
         assert!(self.bytes + size_bytes <= self.config.max_bytes);
@@ -340,6 +342,7 @@ impl Mempool {
                 transaction,
                 size_bytes,
                 arrival,
+                admitted_ms: now_ms,
             },
         );
         assert!(previous.is_none(), "transaction {id} admitted twice");
@@ -396,6 +399,42 @@ impl Mempool {
         }
         assert!(batch.len() <= max_transactions && batch_bytes <= max_bytes);
         batch
+    }
+
+    /// Pending transactions that have waited: admitted at least `min_age_ms` before
+    /// `now_ms`, in arrival order from the arrival number `from` on (a cursor; 0 is the
+    /// oldest), at most `max_transactions` of them and at most `max_bytes` encoded. Returns
+    /// them and where to continue: `Some(next)` when it stopped at a bound, `None` when it
+    /// reached a transaction too young (or the end of the pool), so a new round starts at 0.
+    ///
+    /// The node re-sends these to the leader: a transaction another validator's full pool
+    /// refused, or that a P2P queue dropped, reaches the proposer on a later round.
+    pub fn waiting(
+        &self,
+        from: u64,
+        now_ms: u64,
+        min_age_ms: u64,
+        max_transactions: usize,
+        max_bytes: usize,
+    ) -> (Vec<Transaction>, Option<u64>) {
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0usize;
+        for (arrival, id) in self.arrivals.range(from..) {
+            let Some(pending) = self.pending.get(id) else {
+                continue;
+            };
+            if pending.admitted_ms.saturating_add(min_age_ms) > now_ms {
+                return (batch, None);
+            }
+            if batch.len() >= max_transactions
+                || (batch_bytes + pending.size_bytes > max_bytes && !batch.is_empty())
+            {
+                return (batch, Some(*arrival));
+            }
+            batch_bytes += pending.size_bytes;
+            batch.push(pending.transaction.clone());
+        }
+        (batch, None)
     }
 
     /// Reports committed transaction ids (a block's, or any the node learns were committed).

@@ -615,3 +615,37 @@ fn debug_shows_counts_not_transactions() {
     assert!(text.contains("len: 1"), "{text}");
     assert!(text.len() < 1_000, "{text}");
 }
+
+// ---------------------------------------------------------------- waiting (re-sent to the leader)
+
+#[test]
+fn waiting_returns_old_enough_transactions_in_rounds_from_a_cursor() {
+    let mut pool = default_pool();
+    let txs: Vec<Transaction> = (1..=5).map(|n| signed(1, n, 10)).collect();
+    // Three admitted at 1000 ms, two at 5000 ms.
+    for tx in &txs[..3] {
+        assert_eq!(pool.admit_one(tx.clone(), 1_000), accepted(tx));
+    }
+    for tx in &txs[3..] {
+        assert_eq!(pool.admit_one(tx.clone(), 5_000), accepted(tx));
+    }
+    // At 3000 ms with a 2000 ms age: the first three, two per call.
+    let (first, next) = pool.waiting(0, 3_000, 2_000, 2, usize::MAX);
+    assert_eq!(ids(&first), ids(&txs[..2]));
+    let next = next.unwrap();
+    let (second, end) = pool.waiting(next, 3_000, 2_000, 2, usize::MAX);
+    assert_eq!(ids(&second), ids(&txs[2..3]));
+    assert_eq!(
+        end, None,
+        "the round ends at the first transaction too young"
+    );
+    // Committed ones are gone from later rounds; later, the young ones are old enough.
+    pool.remove_committed(&ids(&txs[..2]), 6_000);
+    let (all, end) = pool.waiting(0, 7_000, 2_000, 10, usize::MAX);
+    assert_eq!(ids(&all), ids(&txs[2..]));
+    assert_eq!(end, None);
+    // The byte bound stops a round too, but never before the first transaction.
+    let (one, next) = pool.waiting(0, 7_000, 2_000, 10, 1);
+    assert_eq!(ids(&one), ids(&txs[2..3]));
+    assert!(next.is_some());
+}

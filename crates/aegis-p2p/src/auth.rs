@@ -158,6 +158,27 @@ pub struct AuthenticatedPeer {
     pub purpose: Purpose,
 }
 
+/// What a refused CA certificate as a node's certificate means, added to the TLS error
+/// (`CaUsedAsEndEntity`) where it is logged: only a network CA (`security.tls.ca_file`)
+/// refuses it, and the guide's `openssl req -x509` makes exactly such certificates.
+pub const CA_AS_NODE_CERTIFICATE_HINT: &str = "the peer's certificate is a CA certificate \
+     (basicConstraints CA:TRUE, what `openssl req -x509` makes by default); with a network CA \
+     (security.tls.ca_file) a node's certificate must be issued by that CA with CA:FALSE; \
+     self-signed certificates need every node without ca_file (docs/security.md)";
+
+impl AuthError {
+    /// A failed TLS handshake, explained when the peer's certificate is a CA certificate
+    /// that a network CA refuses as an end entity.
+    pub fn tls(error: &impl std::fmt::Display) -> AuthError {
+        let text = error.to_string();
+        if text.contains("CaUsedAsEndEntity") {
+            AuthError::Tls(format!("{text} ({CA_AS_NODE_CERTIFICATE_HINT})"))
+        } else {
+            AuthError::Tls(text)
+        }
+    }
+}
+
 /// Why a peer failed to authenticate. The `Display` text is the `<reason>` of the log line
 /// `Authentication failed for peer from <IP>: <reason>`.
 #[derive(Debug, thiserror::Error)]

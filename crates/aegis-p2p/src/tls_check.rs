@@ -173,6 +173,13 @@ pub fn check_tls_files(files: &TlsFiles, now: SystemTime) -> Vec<TlsProblem> {
                     ) => {
                         format!("{cert_path}: the certificate is not signed by the CA in {ca_path}")
                     }
+                    other if other.to_string().contains("CaUsedAsEndEntity") => format!(
+                        "{cert_path}: the certificate is a CA certificate (basicConstraints CA:TRUE, \
+                         what `openssl req -x509` makes by default), which the network CA in \
+                         {ca_path} does not accept as a node's certificate: have that CA issue \
+                         one with CA:FALSE, or remove security.tls.ca_file on every node to use \
+                         self-signed certificates"
+                    ),
                     other => format!(
                         "{cert_path}: the certificate does not chain to the CA in {ca_path} ({other})"
                     ),
@@ -383,6 +390,31 @@ mod tests {
             messages(&files)[0].ends_with(
                 "no PEM certificate found (expected a -----BEGIN CERTIFICATE----- block)"
             )
+        );
+    }
+
+    /// A self-signed CA certificate (what `openssl req -x509` makes) is fine without a CA
+    /// file, and named as a CA certificate with one, even when the CA file holds it.
+    #[test]
+    fn a_ca_certificate_as_the_node_certificate_passes_only_without_a_network_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["aegis.local".to_owned()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        let mut files = TlsFiles {
+            cert_file: write(dir.path(), "node.crt", &cert.pem()),
+            key_file: write(dir.path(), "node.key", &key.serialize_pem()),
+            ca_file: None,
+        };
+        assert!(messages(&files).is_empty(), "{:?}", messages(&files));
+        files.ca_file = Some(files.cert_file.clone());
+        let problems = messages(&files);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("is a CA certificate (basicConstraints CA:TRUE")
+                && problems[0].contains("remove security.tls.ca_file"),
+            "{problems:?}"
         );
     }
 }

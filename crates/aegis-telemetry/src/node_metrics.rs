@@ -115,6 +115,13 @@ impl ConsensusMetrics {
         );
     }
 
+    /// Exports `reason` at zero before any such event.
+    pub fn declare_byzantine_reason(&self, reason: &str) {
+        drop(self.byzantine_events.get_or_create(&ReasonLabels {
+            reason: reason.to_owned(),
+        }));
+    }
+
     /// Counts one rejected consensus message.
     pub fn byzantine_event(&self, reason: &str) {
         self.byzantine_events

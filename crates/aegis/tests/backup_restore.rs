@@ -156,12 +156,40 @@ fn a_backup_under_load_restores_on_a_wiped_home_and_a_corrupt_one_is_refused() {
         format!("AEGIS node is running (pid {})", network.pid(0).unwrap()),
         format!("height {backup_height}"),
         "Blockchain data exists".to_owned(),
+        "1. Service Status:".to_owned(),
+        "2. Data Integrity:".to_owned(),
+        "3. Available Backups:".to_owned(),
+        "4. Network Connectivity:".to_owned(),
+        format!("Peer 127.0.0.1:{}: OK", network.p2p_port(1)),
+        "5. Disk Space:".to_owned(),
     ] {
         assert!(
             assessment.contains(&expected),
             "{expected} in:\n{assessment}"
         );
     }
+
+    // A restore onto a home whose node runs is refused, naming the node's pid; nothing is
+    // moved aside.
+    let data_entries = |home: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(home.join("data"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = data_entries(&network.home(3));
+    let pid3 = network.pid(3).unwrap();
+    let output = restore(&backup, &network.config(3));
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(&format!("pid {pid3}")),
+        "{}",
+        text(&output)
+    );
+    assert!(network.is_running(3), "node3 still runs after the refusal");
+    assert_eq!(data_entries(&network.home(3)), before);
 
     // node3 loses its data: stopped, data directory wiped.
     network.stop_node(3);

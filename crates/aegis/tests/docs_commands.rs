@@ -3,8 +3,10 @@
 //! - every one of them parses: its subcommand and options exist (run with `--help` appended,
 //!   which clap answers only once everything before it is known);
 //! - the `aegis --help` transcript of operations.md is the binary's;
-//! - the operator tools block of operations.md runs, command by command, against a real
-//!   4-node network, with the devnet's paths and ports replaced by the test network's.
+//! - operations.md's Subcommands table lists every subcommand of `aegis --help`.
+//!
+//! Every shell command of the two pages, these included, runs against a real network in
+//! `docs_run.rs`.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,48 +17,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::aegis;
+use common::docs::{code_blocks, doc};
 use common::network::Network;
-
-fn doc(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../docs")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// The fenced code blocks of a Markdown text: (info string, lines).
-fn code_blocks(text: &str) -> Vec<(String, Vec<String>)> {
-    let mut blocks = Vec::new();
-    let mut current: Option<(String, String, Vec<String>)> = None;
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        match &mut current {
-            None => {
-                if let Some(info) = trimmed.strip_prefix("```") {
-                    let fence = "`".repeat(3 + info.chars().take_while(|c| *c == '`').count());
-                    current = Some((
-                        fence,
-                        info.trim_start_matches('`').trim().to_owned(),
-                        Vec::new(),
-                    ));
-                }
-            }
-            Some((fence, info, lines)) => {
-                if trimmed.starts_with(fence.as_str()) && trimmed.trim_start_matches('`').is_empty()
-                {
-                    blocks.push((std::mem::take(info), std::mem::take(lines)));
-                    current = None;
-                } else {
-                    lines.push(line.to_owned());
-                }
-            }
-        }
-    }
-    blocks
-}
 
 /// Shell command lines of the shell blocks (`sh`, `bash`, `console` with `$ ` prompts),
 /// continuation lines joined.
@@ -200,6 +163,16 @@ fn every_aegis_command_in_the_docs_parses() {
         // Through bash, as an operator types it ($(date ...), quotes, variables).
         let mut command = aegis();
         let program = command.get_program().to_owned();
+        // A shell variable set by an earlier line of the page (`"$latest"`) stands for a
+        // value here.
+        for word in words {
+            if let Some(name) = word.trim_matches('"').strip_prefix('$')
+                && !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                command.env(name, "VALUE");
+            }
+        }
         let output = command
             .env("AEGIS_BIN", program)
             .env_remove("AEGIS_HOME")
@@ -241,59 +214,59 @@ fn the_help_transcript_in_operations_md_is_the_binarys() {
     );
 }
 
+/// The subcommands listed in `aegis --help`, `help` aside.
+fn help_subcommands() -> std::collections::BTreeSet<String> {
+    let output = aegis().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout).into_owned();
+    let commands = help
+        .split("Commands:\n")
+        .nth(1)
+        .expect("`aegis --help` lists its commands");
+    commands
+        .lines()
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// operations.md's Subcommands table has a row for every subcommand of `aegis --help`, and
+/// none for a subcommand the binary does not have.
 #[test]
-fn the_operator_tools_block_of_operations_md_runs_against_a_network() {
+fn the_subcommands_table_of_operations_md_lists_every_subcommand() {
     let text = doc("operations.md");
     let section = text
-        .split("## Operator tools")
+        .split("\n## Subcommands\n")
         .nth(1)
-        .expect("operations.md has ## Operator tools");
-    let (_, lines) = code_blocks(section)
-        .into_iter()
+        .expect("operations.md has ## Subcommands")
+        .split("\n## ")
         .next()
-        .expect("a code block");
-    let network = Network::start(4);
-    let devnet = network.out.display().to_string();
-    let scratch = network.dir.path().display().to_string();
-    let mut ran = 0;
-    for line in lines {
-        let mut command = line
-            .replace("/tmp/devnet-backup", &format!("{scratch}/backup"))
-            .replace("/tmp/devnet-diagnostics", &format!("{scratch}/diagnostics"))
-            .replace("/tmp/devnet", &devnet);
-        for i in 0..4 {
-            command = command.replace(
-                &format!("127.0.0.1:{}", 9090 + i),
-                &format!("127.0.0.1:{}", network.metrics_port(i)),
-            );
+        .unwrap_or_default();
+    let mut table = std::collections::BTreeSet::new();
+    for row in section.lines().filter(|l| l.starts_with("| `aegis")) {
+        let command = row.trim_start_matches("| `aegis").trim_start();
+        // `aegis --config FILE` is `aegis run`'s short form, not a subcommand.
+        if let Some(name) = command
+            .split([' ', '`'])
+            .next()
+            .filter(|n| !n.starts_with('-'))
+        {
+            table.insert(name.to_owned());
         }
-        let words: Vec<&str> = command.split_whitespace().collect();
-        assert_eq!(words[0], "aegis", "{line}");
-        let mut run = aegis();
-        run.args(&words[1..]);
-        if words[1] == "health" {
-            // The machine running the tests is shared, busy compiling and its disk nearly
-            // full: that says nothing about the node, so CPU, memory and disk are not judged.
-            run.args([
-                "--cpu-warning",
-                "100",
-                "--memory-warning",
-                "100",
-                "--disk-unhealthy",
-                "100",
-            ]);
-        }
-        let output = run.output().unwrap();
-        assert!(
-            output.status.success(),
-            "{line}\nexit {:?}\n{}\n{}",
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        ran += 1;
     }
-    assert!(ran >= 6, "the block runs every operator tool");
+    let help = help_subcommands();
+    assert!(
+        help.len() >= 19,
+        "aegis --help lists its commands: {help:?}"
+    );
+    let missing: Vec<_> = help.difference(&table).collect();
+    let unknown: Vec<_> = table.difference(&help).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "operations.md's Subcommands table: no row for {missing:?}; rows for commands `aegis --help` \
+         does not list: {unknown:?}"
+    );
 }
 
 /// The guide's `yamllint config/production.yaml` passes, with yamllint's default rules, on

@@ -362,6 +362,35 @@ fn health_reports_a_stopped_postgresql_server() {
         || health().is_some_and(|(head, _)| head.starts_with("HTTP/1.1 200")),
     );
 
+    // While the server runs, `aegis health` queries it: the database check is healthy.
+    let health_report = || {
+        let output = aegis()
+            .args([
+                "health",
+                "--cpu-warning",
+                "100",
+                "--memory-warning",
+                "100",
+                "--disk-unhealthy",
+                "100",
+                "--config",
+            ])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|error| panic!("health prints JSON ({error}): {}", text(&output)));
+        (output, report)
+    };
+    let (_, report) = health_report();
+    let database = &report["checks"]["database"];
+    assert_eq!(database["status"], "healthy", "{report:#}");
+    assert_eq!(database["details"]["backend"], "postgresql", "{report:#}");
+    assert!(
+        database["details"]["query_result"].is_u64(),
+        "the chain's height: {report:#}"
+    );
+
     cluster.stop();
     let stopped = std::time::Instant::now();
     let body = wait_for(
@@ -384,22 +413,8 @@ fn health_reports_a_stopped_postgresql_server() {
     let log = std::fs::read_to_string(network.home(0).join("logs/aegis.log")).unwrap();
     assert!(log.contains("Ledger unavailable; node unhealthy"), "{log}");
 
-    let output = aegis()
-        .args([
-            "health",
-            "--cpu-warning",
-            "100",
-            "--memory-warning",
-            "100",
-            "--disk-unhealthy",
-            "100",
-            "--config",
-        ])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let (output, report) = health_report();
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(
         report["checks"]["database"]["status"], "unhealthy",
         "{report:#}"

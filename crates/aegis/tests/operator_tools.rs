@@ -186,14 +186,25 @@ fn health_validators_check_and_reset_against_a_running_network() {
 
     // A node that runs refuses a reset, naming its pid; nothing is moved.
     let pid = network.pid(0).unwrap();
-    let output = run(&["reset", "p2p"], &config0);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains(&format!("pid {pid}")),
-        "{}",
-        text(&output)
-    );
+    for what in ["p2p", "consensus"] {
+        let output = run(&["reset", what], &config0);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(&format!("pid {pid}")),
+            "{}",
+            text(&output)
+        );
+    }
     assert!(network.home(0).join("data/p2p/peers.json").exists());
+    let moved: Vec<String> = std::fs::read_dir(network.home(0).join("data"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("p2p.") || name.starts_with("consensus."))
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "moved aside while the node runs: {moved:?}"
+    );
 
     // An ERROR line in the last 100 lines of the log: a warning, exit 1.
     let log_path = network.home(0).join("logs/aegis.log");
@@ -278,6 +289,15 @@ fn health_validators_check_and_reset_against_a_running_network() {
             .filter(|name| name.starts_with(&format!("{what}.")))
             .collect();
         assert_eq!(aside.len(), 1, "{what} moved aside: {aside:?}");
+        // `<dir>.<UTC timestamp>`, e.g. p2p.20261206T021630Z.
+        let stamp = &aside[0][what.len() + 1..];
+        assert!(
+            stamp.len() == 16
+                && stamp.ends_with('Z')
+                && stamp[..8].chars().all(|c| c.is_ascii_digit())
+                && &stamp[8..9] == "T",
+            "{aside:?}"
+        );
     }
     // And the node comes back: peers re-learned from bootstrap_nodes, consensus restarted.
     for i in [0, 2, 3] {
@@ -430,4 +450,118 @@ fn logs_analyze_and_tail_read_a_real_nodes_log_across_rotation() {
     saw("Log file reopened", &|| {});
     let _ = tail.kill();
     let _ = tail.wait();
+}
+
+/// Every metric and label set is exported from the start, at zero: a lone validator of a
+/// network of four (no peer, so nothing refused, dropped or rejected yet) already shows every
+/// reason of `aegis_p2p_rejected_connections_total`, `aegis_p2p_dropped_messages_total`,
+/// `aegis_consensus_rejected_total` and `aegis_consensus_byzantine_events_total`, and every
+/// metric api.md names. Its `/status` says what a running node without peers says.
+#[test]
+fn a_fresh_node_exports_every_metric_and_reason_at_zero() {
+    let mut network = Network::generate(4);
+    network.start_node(0);
+    let metrics = || common::http_get(network.metrics_port(0), "/metrics").map(|(_, body)| body);
+    let body = aegis_testkit::wait::wait_for(
+        MESH_WAIT,
+        || {
+            format!(
+                "node0's /metrics with the engine running\n{}",
+                network.logs()
+            )
+        },
+        || {
+            network
+                .status(0)
+                .filter(|s| s["consensus"]["running"] == true)
+                .and_then(|_| metrics())
+        },
+    );
+    let value = |series: &str| -> Option<f64> {
+        body.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    let mut missing = Vec::new();
+    let mut expect_zero = |series: String| match value(&series) {
+        Some(0.0) => {}
+        other => missing.push(format!("{series} = {other:?}")),
+    };
+    for reason in [
+        "banned",
+        "rate_limited",
+        "handshake_limit",
+        "evicted",
+        "max_peers",
+    ] {
+        expect_zero(format!(
+            "aegis_p2p_rejected_connections_total{{reason=\"{reason}\"}}"
+        ));
+    }
+    for reason in [
+        "queue_full",
+        "slow_peer",
+        "no_peer",
+        "too_large",
+        "no_receiver",
+    ] {
+        expect_zero(format!(
+            "aegis_p2p_dropped_messages_total{{reason=\"{reason}\"}}"
+        ));
+    }
+    for reason in [
+        "stale_view",
+        "duplicate",
+        "bad_signature",
+        "bad_synced_block",
+    ] {
+        expect_zero(format!(
+            "aegis_consensus_rejected_total{{reason=\"{reason}\"}}"
+        ));
+    }
+    for reason in ["bad_signature", "equivocation", "conflicting_vote"] {
+        expect_zero(format!(
+            "aegis_consensus_byzantine_events_total{{reason=\"{reason}\"}}"
+        ));
+    }
+    for metric in [
+        "aegis_p2p_peers",
+        "aegis_p2p_auth_failures_total",
+        "aegis_p2p_protocol_violations_total",
+        "aegis_consensus_view_changes_total",
+        "aegis_consensus_failures_total",
+        "aegis_consensus_committed_transactions_total",
+        "aegis_consensus_commit_latency_seconds_count",
+        "aegis_mempool_size",
+        "aegis_mempool_bytes",
+        "aegis_sync_blocks_behind",
+        "aegis_sync_blocks_fetched_total",
+        "aegis_sync_invalid_blocks_total",
+        "aegis_storage_write_latency_seconds_count",
+    ] {
+        expect_zero(metric.to_owned());
+    }
+    for metric in [
+        "aegis_consensus_height ",
+        "aegis_consensus_view ",
+        "aegis_sync_target_height ",
+        "aegis_consensus_validators ",
+        "aegis_consensus_quorum ",
+        "aegis_mempool_max_transactions ",
+        "aegis_mempool_max_bytes ",
+        "aegis_storage_disk_available_bytes ",
+        "aegis_storage_disk_size_bytes ",
+        "aegis_node_info{",
+        "aegis_p2p_connections{direction=\"inbound\"} ",
+        "aegis_p2p_connections{direction=\"outbound\"} ",
+    ] {
+        if !body.lines().any(|line| line.starts_with(metric)) {
+            missing.push(format!("{metric}(absent)"));
+        }
+    }
+    assert!(missing.is_empty(), "{missing:#?}\n{body}");
+
+    // What a running validator with no peer says in /status.
+    let status = network.status(0).unwrap();
+    assert_eq!(status["peers"], 0, "{status:#}");
+    assert_eq!(status["sync_status"], "synced", "{status:#}");
 }

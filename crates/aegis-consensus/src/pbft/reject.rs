@@ -90,6 +90,28 @@ pub enum SyncFault {
 }
 
 impl Reject for RejectReason {
+    const LABELS: &'static [(&'static str, bool)] = &[
+        ("unknown_sender", false),
+        ("sender_mismatch", false),
+        ("from_self", false),
+        ("bad_signature", true),
+        ("stale_view", false),
+        ("future_view", false),
+        ("not_primary", false),
+        ("prepare_from_primary", false),
+        ("out_of_window", false),
+        ("duplicate", false),
+        ("equivocation", true),
+        ("conflicting_vote", true),
+        ("invalid_batch", true),
+        ("bad_checkpoint_proof", true),
+        ("bad_prepared_cert", true),
+        ("bad_view_change", true),
+        ("bad_new_view", true),
+        ("not_a_checkpoint", false),
+        ("bad_synced_block", false),
+    ];
+
     fn label(&self) -> &'static str {
         match self {
             RejectReason::UnknownSender => "unknown_sender",
@@ -128,5 +150,54 @@ impl Reject for RejectReason {
                 | RejectReason::BadViewChange(_)
                 | RejectReason::BadNewView(_)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_lists_every_variant_with_its_evidence_flag() {
+        let id = ValidatorId(1);
+        let all = [
+            RejectReason::UnknownSender,
+            RejectReason::SenderMismatch { claimed: id },
+            RejectReason::FromSelf,
+            RejectReason::BadSignature,
+            RejectReason::StaleView {
+                view: 0,
+                current: 1,
+            },
+            RejectReason::FutureView {
+                view: 9,
+                current: 1,
+            },
+            RejectReason::NotPrimary {
+                view: 0,
+                primary: id,
+            },
+            RejectReason::PrepareFromPrimary,
+            RejectReason::OutOfWindow {
+                seq: 0,
+                low: 1,
+                high: 2,
+            },
+            RejectReason::Duplicate,
+            RejectReason::Equivocation { view: 0, seq: 1 },
+            RejectReason::ConflictingVote { view: 0, seq: 1 },
+            RejectReason::InvalidBatch(BatchFault::WrongProposer),
+            RejectReason::BadCheckpointProof,
+            RejectReason::BadPreparedCert { seq: 1 },
+            RejectReason::BadViewChange("x"),
+            RejectReason::BadNewView("x"),
+            RejectReason::NotACheckpoint { seq: 1 },
+            RejectReason::BadSyncedBlock(SyncFault::WrongParent),
+        ];
+        let listed: Vec<(&str, bool)> = all
+            .iter()
+            .map(|r| (r.label(), r.is_byzantine_evidence()))
+            .collect();
+        assert_eq!(listed, RejectReason::LABELS);
     }
 }

@@ -63,6 +63,20 @@ pub enum SyncFault {
 }
 
 impl Reject for RejectReason {
+    /// `bad_synced_block` is evidence only for `ConflictsWithLeaderLog`.
+    const LABELS: &'static [(&'static str, bool)] = &[
+        ("unknown_sender", false),
+        ("from_self", false),
+        ("stale_term", false),
+        ("leader_lease", false),
+        ("two_leaders", true),
+        ("bad_entries", true),
+        ("log_full", false),
+        ("bad_vote", true),
+        ("bad_certificate", true),
+        ("bad_synced_block", true),
+    ];
+
     fn label(&self) -> &'static str {
         match self {
             RejectReason::UnknownSender => "unknown_sender",
@@ -89,5 +103,45 @@ impl Reject for RejectReason {
                 | RejectReason::BadCertificate { .. }
                 | RejectReason::BadSyncedBlock(SyncFault::ConflictsWithLeaderLog)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_lists_every_variant_and_marks_the_evidence() {
+        let id = ValidatorId(1);
+        let all = [
+            RejectReason::UnknownSender,
+            RejectReason::FromSelf,
+            RejectReason::StaleTerm {
+                term: 0,
+                current: 1,
+            },
+            RejectReason::LeaderLease { term: 1 },
+            RejectReason::TwoLeaders { term: 1 },
+            RejectReason::BadEntries(EntryFault::TooMany { max: 1 }),
+            RejectReason::LogFull { entries: 2, max: 1 },
+            RejectReason::BadVote {
+                from: id,
+                height: 1,
+            },
+            RejectReason::BadCertificate { height: 1 },
+            RejectReason::BadSyncedBlock(SyncFault::WrongParent),
+        ];
+        let labels: Vec<&str> = all.iter().map(Reject::label).collect();
+        let listed: Vec<&str> = RejectReason::LABELS.iter().map(|(l, _)| *l).collect();
+        assert_eq!(labels, listed);
+        let conflict = RejectReason::BadSyncedBlock(SyncFault::ConflictsWithLeaderLog);
+        for reason in all.iter().chain([&conflict]) {
+            if reason.is_byzantine_evidence() {
+                assert!(
+                    RejectReason::LABELS.contains(&(reason.label(), true)),
+                    "{reason:?}"
+                );
+            }
+        }
     }
 }

@@ -145,7 +145,7 @@ impl Inner {
                 .connector
                 .connect(server_name, stream)
                 .await
-                .map_err(|error| AuthError::Tls(error.to_string()))?;
+                .map_err(|error| AuthError::tls(&error))?;
             let (_, connection) = tls.get_ref();
             let exporter = connection
                 .export_keying_material([0u8; EXPORTER_BYTES], EXPORTER_LABEL, None)

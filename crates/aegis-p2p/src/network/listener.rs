@@ -210,7 +210,7 @@ impl Inner {
             Ok(_) => {}
             Err(error) => return Err(Some(AuthError::Io(error))),
         }
-        let tls_error = |error: std::io::Error| Some(AuthError::Tls(error.to_string()));
+        let tls_error = |error: std::io::Error| Some(AuthError::tls(&error));
         let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
             .await
             .map_err(tls_error)?;

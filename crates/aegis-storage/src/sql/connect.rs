@@ -53,9 +53,9 @@ pub(super) async fn connect_sqlite(
         .create_if_missing(mode == OpenMode::Migrate)
         .foreign_keys(true)
         .busy_timeout(config.pool_timeout)
-        // A 64 MiB page cache per connection keeps the transaction-id index (random keys)
-        // in memory.
-        .pragma("cache_size", "-65536")
+        // The writer's page cache keeps the transaction-id index (random keys) in memory;
+        // the pooled readers get a smaller one (below).
+        .pragma("cache_size", SQLITE_WRITER_CACHE)
         .disable_statement_logging();
     let options = if mode == OpenMode::ReadOnly {
         // Read-only: no journal mode change, no checkpoints, nothing written to the file.
@@ -77,7 +77,7 @@ pub(super) async fn connect_sqlite(
         .max_connections(config.max_connections())
         .acquire_timeout(config.pool_timeout)
         .max_lifetime(config.pool_recycle)
-        .connect_with(options.clone())
+        .connect_with(options.clone().pragma("cache_size", SQLITE_READER_CACHE))
         .await
         .map_err(|error| sqlite_open_error(path, started, &error))?;
     if mode != OpenMode::ReadOnly {
@@ -118,6 +118,17 @@ fn sqlite_open_error(path: &Path, started: Instant, error: &sqlx::Error) -> Stor
         }
     }
 }
+
+/// Page cache of the one writer connection (`PRAGMA cache_size`, negative: KiB): 16 MiB.
+/// Pages beyond it come from the OS page cache (not the node's memory). 64 MiB kept more of
+/// the transaction-id index in the process but cost about 90 MB of resident memory after
+/// five minutes at 2,500 tx/s, for no measurable append throughput (docs/performance.md).
+pub const SQLITE_WRITER_CACHE: &str = "-16384";
+/// Page cache of each pooled (reading) connection: 4 MiB. A connection's cache is dropped
+/// whenever another one writes, so a larger one buys readers little, and the pool may hold
+/// `pool_size + max_overflow` connections (30 by default: 120 MiB at most, where 64 MiB
+/// each allowed 1.9 GiB).
+pub const SQLITE_READER_CACHE: &str = "-4096";
 
 /// WAL pages after which a committing writer checkpoints by itself: a fallback, set high,
 /// because [`spawn_sqlite_checkpointer`] normally keeps the WAL short.

@@ -499,3 +499,69 @@ async fn progress(http: &reqwest::Client, nodes: &[Node], workload: &mut Workloa
         }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A `/status` that answers `body` to every connection, until the test ends.
+    fn status_server(body: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().map_while(Result::ok) {
+                let mut request = [0_u8; 1024];
+                let _ = stream.read(&mut request);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        url
+    }
+
+    fn node(name: &str, monitoring: String) -> Node {
+        Node {
+            name: name.to_owned(),
+            child: Command::new("true").spawn().unwrap(),
+            api: monitoring.clone(),
+            monitoring,
+            home: PathBuf::new(),
+        }
+    }
+
+    /// The guide's status loop aborted at the first node that was down; the progress line
+    /// shows a down node as `-` and goes on with the others.
+    #[test]
+    fn progress_shows_a_down_node_and_the_ones_after_it() {
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+        let down = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let up = status_server(r#"{"block_height":7,"peers":2}"#);
+        let mut nodes = vec![node("node0", down), node("node1", up)];
+        aegis_p2p::install_default_provider();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let line = runtime.block_on(progress(&http, &nodes, &mut Workload::default()));
+        assert!(
+            line.starts_with("height 7 [- 7]") && line.contains("peers [- 2]"),
+            "{line}"
+        );
+        for node in &mut nodes {
+            let _ = node.child.wait();
+        }
+    }
+}

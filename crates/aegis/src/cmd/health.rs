@@ -4,7 +4,10 @@
 //! The report keeps the script's shape: `timestamp`, `overall_status`, `checks` and
 //! `summary` {`total_checks`, `healthy`, `warning`, `unhealthy`, `error`}. Each check is
 //! `{status, message, details}` with a status of `healthy`, `warning`, `unhealthy` or
-//! `error` (the check itself could not run); `endpoints` holds one such result per endpoint.
+//! `error` (the check itself could not run); `endpoints` holds one such result per endpoint,
+//! with the script's `response_time` beside `status` and `message`. `total_checks` counts
+//! the results the summary counts (8: each endpoint is one), so it is the sum of the four
+//! counts (the script said 5 checks and counted 6 results).
 //!
 //! | check | what is looked at | thresholds |
 //! |---|---|---|
@@ -155,7 +158,14 @@ impl Report {
         let endpoints: serde_json::Map<String, Value> = self
             .endpoints
             .iter()
-            .map(|(name, result)| ((*name).to_owned(), result.to_json()))
+            .map(|(name, result)| {
+                // The guide's script puts `response_time` beside `status` and `message`.
+                let mut json = result.to_json();
+                if let Some(time) = result.details.get("response_time") {
+                    json["response_time"] = time.clone();
+                }
+                ((*name).to_owned(), json)
+            })
             .collect();
         json!({
             "timestamp": self.timestamp,
@@ -470,24 +480,13 @@ async fn check_resources(
             );
         }
     };
-    let mut status = Status::Healthy;
-    let mut warnings = Vec::new();
-    if cpu > thresholds.cpu_warning {
-        status = Status::Warning;
-        warnings.push(format!("High CPU usage: {cpu}%"));
-    }
-    if memory.percent() > thresholds.memory_warning {
-        status = Status::Warning;
-        warnings.push(format!("High memory usage: {}%", memory.percent()));
-    }
-    if disk.percent() > thresholds.disk_unhealthy {
-        status = Status::Unhealthy;
-        warnings.push(format!(
-            "High disk usage: {}% of the file system of {}",
-            disk.percent(),
-            config.node.data_dir.display()
-        ));
-    }
+    let (status, warnings) = resource_verdict(
+        thresholds,
+        cpu,
+        memory.percent(),
+        disk.percent(),
+        &config.node.data_dir,
+    );
     CheckResult::new(
         status,
         if warnings.is_empty() {
@@ -511,6 +510,53 @@ async fn check_resources(
             },
         }),
     )
+}
+
+/// The guide's rule on resources: CPU or memory above its threshold is a warning, the
+/// disk above its threshold is unhealthy; with the reasons.
+fn resource_verdict(
+    thresholds: Thresholds,
+    cpu: f64,
+    memory: f64,
+    disk: f64,
+    data_dir: &std::path::Path,
+) -> (Status, Vec<String>) {
+    let mut status = Status::Healthy;
+    let mut warnings = Vec::new();
+    if cpu > thresholds.cpu_warning {
+        status = Status::Warning;
+        warnings.push(format!("High CPU usage: {cpu}%"));
+    }
+    if memory > thresholds.memory_warning {
+        status = Status::Warning;
+        warnings.push(format!("High memory usage: {memory}%"));
+    }
+    if disk > thresholds.disk_unhealthy {
+        status = Status::Unhealthy;
+        warnings.push(format!(
+            "High disk usage: {disk}% of the file system of {}",
+            data_dir.display()
+        ));
+    }
+    (status, warnings)
+}
+
+/// The guide's rule on the last log lines: more than [`LOG_ERRORS_UNHEALTHY`] errors is
+/// unhealthy; any error or more than [`LOG_WARNINGS_WARNING`] warnings is a warning.
+fn log_verdict(errors: usize, warnings: usize) -> (Status, String) {
+    if errors > LOG_ERRORS_UNHEALTHY {
+        (
+            Status::Unhealthy,
+            format!("High error count in logs: {errors} errors"),
+        )
+    } else if errors > 0 || warnings > LOG_WARNINGS_WARNING {
+        (
+            Status::Warning,
+            format!("Errors/warnings in logs: {errors} errors, {warnings} warnings"),
+        )
+    } else {
+        (Status::Healthy, "Log files normal".to_owned())
+    }
 }
 
 fn check_logs(config: &NodeConfig) -> CheckResult {
@@ -546,19 +592,7 @@ fn check_logs(config: &NodeConfig) -> CheckResult {
             _ => {}
         }
     }
-    let (status, message) = if errors > LOG_ERRORS_UNHEALTHY {
-        (
-            Status::Unhealthy,
-            format!("High error count in logs: {errors} errors"),
-        )
-    } else if errors > 0 || warnings > LOG_WARNINGS_WARNING {
-        (
-            Status::Warning,
-            format!("Errors/warnings in logs: {errors} errors, {warnings} warnings"),
-        )
-    } else {
-        (Status::Healthy, "Log files normal".to_owned())
-    };
+    let (status, message) = log_verdict(errors, warnings);
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     CheckResult::new(
         status,
@@ -748,5 +782,54 @@ mod tests {
         assert_eq!(worst.to_json()["summary"]["error"], 1);
         assert_eq!(worst.to_json()["summary"]["unhealthy"], 1);
         assert!(worst.to_text().contains("UNHEALTHY"));
+    }
+
+    #[test]
+    fn the_guides_log_thresholds() {
+        use Status::*;
+        assert_eq!(log_verdict(0, 0).0, Healthy);
+        assert_eq!(log_verdict(0, 20).0, Healthy);
+        assert_eq!(log_verdict(0, 21).0, Warning);
+        assert_eq!(log_verdict(1, 0).0, Warning);
+        assert_eq!(log_verdict(10, 0).0, Warning);
+        assert_eq!(log_verdict(11, 0).0, Unhealthy);
+        assert_eq!(log_verdict(11, 0).1, "High error count in logs: 11 errors");
+    }
+
+    #[test]
+    fn the_guides_resource_thresholds() {
+        use Status::*;
+        let guide = Thresholds {
+            cpu_warning: 80.0,
+            memory_warning: 85.0,
+            disk_unhealthy: 90.0,
+        };
+        let dir = std::path::Path::new("/data");
+        let verdict = |cpu, memory, disk| resource_verdict(guide, cpu, memory, disk, dir);
+        assert_eq!(verdict(80.0, 85.0, 90.0), (Healthy, vec![]));
+        assert_eq!(verdict(80.1, 0.0, 0.0).0, Warning);
+        assert_eq!(verdict(0.0, 85.1, 0.0).0, Warning);
+        let (status, reasons) = verdict(99.0, 99.0, 90.1);
+        assert_eq!(status, Unhealthy);
+        assert_eq!(reasons.len(), 3);
+        assert!(
+            reasons[2].contains("of the file system of /data"),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn endpoints_carry_the_guides_response_time_beside_their_status() {
+        let mut r = report([Status::Healthy; 8]);
+        r.endpoints[0].1.details = json!({ "response_time": "1.2ms", "response_time_ms": 1.2 });
+        let json = r.to_json();
+        assert_eq!(
+            json["checks"]["endpoints"]["health"]["response_time"],
+            "1.2ms"
+        );
+        assert_eq!(
+            json["checks"]["endpoints"]["metrics"].get("response_time"),
+            None
+        );
     }
 }

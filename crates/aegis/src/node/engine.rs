@@ -29,6 +29,29 @@ pub const MAX_COMMANDS_PER_TURN: usize = 512;
 pub const IDLE_TURN: Duration = Duration::from_millis(500);
 /// Most transactions forwarded to the other validators in one message.
 pub const MAX_GOSSIP_TXS: usize = 1_024;
+/// A pending transaction not committed this long after its admission is sent again to the
+/// leader: the first forward may have been refused by the leader's full pool, or dropped
+/// from a P2P queue (gossip is bulk). Well under `consensus.timeout`, so the leader gets it
+/// before this node's request timer suspects it.
+pub const RESEND_AFTER_MS: u64 = 2_000;
+/// How often the engine looks for transactions to send again.
+pub const RESEND_INTERVAL_MS: u64 = 500;
+/// Most transactions sent again per [`RESEND_INTERVAL_MS`] (a round over the pool continues
+/// at the next interval), and most bytes.
+pub const RESEND_MAX_TXS: usize = 2 * MAX_GOSSIP_TXS;
+pub const RESEND_MAX_BYTES: usize = 2 << 20;
+/// Most bytes of peers' forwarded transactions waiting in the command queue (encoded, as
+/// received). The queue's length alone does not bound memory (a command may carry
+/// [`MAX_GOSSIP_TXS`] transactions of up to 64 KiB); a forwarded batch that finds no room
+/// is dropped and counted (`aegis_mempool_forwarded_dropped_total`): the node that accepted
+/// those transactions keeps them and sends them again ([`RESEND_AFTER_MS`]).
+pub const MAX_QUEUED_FORWARDED_BYTES: usize = 16 << 20;
+/// Most bytes of this node's clients' submissions waiting for the engine's answer (encoded).
+/// A submission that finds no room is refused at once with 503 and `Retry-After` (counted
+/// in `aegis_api_submissions_busy_total`) instead of waiting in memory: under overload the
+/// HTTP handlers would otherwise hold up to [`COMMAND_QUEUE`] requests of up to 100
+/// transactions each.
+pub const MAX_QUEUED_SUBMITTED_BYTES: usize = 16 << 20;
 
 /// What the tokio side asks of the engine (`M`: the protocol's message).
 #[derive(Debug)]
@@ -45,6 +68,9 @@ pub enum Command<M> {
         transactions: Vec<Transaction>,
         forward: bool,
         reply: Option<oneshot::Sender<Vec<Admission>>>,
+        /// Bytes charged to [`MAX_QUEUED_FORWARDED_BYTES`] (a peer's forwarded batch; 0 for
+        /// this node's clients), given back once the engine took the command.
+        queued_bytes: usize,
     },
     /// A transaction waiting in the mempool.
     Pending {
@@ -97,6 +123,7 @@ fn turn_loop<P: NodeProtocol>(
         view = driver.status().epoch,
         "Consensus engine started"
     );
+    let mut resend = Resend::default();
     loop {
         let now_ms = aegis_engine::Clock::now_ms(&mut super::io::WallClock);
         let wait = driver
@@ -127,6 +154,9 @@ fn turn_loop<P: NodeProtocol>(
         }
         let mut gossip = Vec::new();
         for command in batch {
+            if let Command::Submit { queued_bytes, .. } = &command {
+                shared.forwarded_taken(*queued_bytes);
+            }
             match command {
                 Command::Deliver { from, message } => driver.deliver(from, message)?,
                 Command::Synced { blocks } => {
@@ -141,6 +171,7 @@ fn turn_loop<P: NodeProtocol>(
                     transactions,
                     forward,
                     reply,
+                    queued_bytes: _,
                 } => {
                     let admissions = driver.submit(transactions.clone())?;
                     // The mempool verified these in one batch: proposals carrying them are
@@ -172,6 +203,7 @@ fn turn_loop<P: NodeProtocol>(
         driver.tick()?;
         driver.flush()?;
         forward(driver, gossip);
+        resend.run(driver, shared);
         shared.publish(driver);
         if stop.is_cancelled() {
             driver.close()?;
@@ -194,6 +226,64 @@ fn forward<P: NodeProtocol>(driver: &mut NodeDriver<P>, transactions: Vec<Transa
             for tx in chunk {
                 let one = aegis_types::encoding::encode(&vec![tx.clone()]);
                 network.broadcast(Message::bulk(tags::MEMPOOL, one));
+            }
+        }
+    }
+}
+
+/// Sends pending transactions that waited [`RESEND_AFTER_MS`] to the current leader again,
+/// in rounds over the pool (oldest first), at most [`RESEND_MAX_TXS`] per
+/// [`RESEND_INTERVAL_MS`]. A 202 is a promise: a transaction this node accepted stays in its
+/// pool until committed, and this makes sure the proposer hears of it even when the first
+/// forward was refused (its pool was full) or dropped (a P2P queue was full, the leader
+/// changed). The leader itself, and a node between leaders, sends nothing.
+#[derive(Debug, Default)]
+struct Resend {
+    /// Where the current round continues (an arrival number of the pool).
+    cursor: u64,
+    /// When to look next (node clock, milliseconds).
+    due_ms: u64,
+    /// When the current round started: a new round waits [`RESEND_AFTER_MS`] after it.
+    round_started_ms: u64,
+}
+
+impl Resend {
+    fn run<P: NodeProtocol>(&mut self, driver: &mut NodeDriver<P>, shared: &NodeShared) {
+        let now_ms = aegis_engine::Clock::now_ms(driver.clock_mut());
+        if now_ms < self.due_ms {
+            return;
+        }
+        self.due_ms = now_ms.saturating_add(RESEND_INTERVAL_MS);
+        let status = driver.status();
+        let (aegis_consensus::Role::Follower, Some(leader)) = (status.role, status.leader) else {
+            return;
+        };
+        if self.cursor == 0 {
+            if now_ms < self.round_started_ms.saturating_add(RESEND_AFTER_MS) {
+                return;
+            }
+            self.round_started_ms = now_ms;
+        }
+        let (transactions, next) = driver.mempool().waiting(
+            self.cursor,
+            now_ms,
+            RESEND_AFTER_MS,
+            RESEND_MAX_TXS,
+            RESEND_MAX_BYTES,
+        );
+        self.cursor = next.unwrap_or(0);
+        if transactions.is_empty() {
+            return;
+        }
+        let network = &driver.transport_mut().network;
+        for chunk in transactions.chunks(MAX_GOSSIP_TXS) {
+            let bytes = aegis_types::encoding::encode(&chunk.to_vec());
+            // Bulk, without waiting: what is lost goes again in the next round.
+            if network
+                .try_send(leader, Message::bulk(tags::MEMPOOL, bytes))
+                .is_ok()
+            {
+                shared.metrics.resent(chunk.len());
             }
         }
     }

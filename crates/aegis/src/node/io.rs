@@ -45,7 +45,13 @@ pub struct P2pTransport {
     sync: SyncHandle,
     fence: Arc<VoteFence>,
     shared: Arc<NodeShared>,
+    /// When a consensus message too large for one P2P frame was last logged.
+    oversize_logged: Option<std::time::Instant>,
 }
+
+/// A consensus message too large to send is logged at most this often (the core
+/// retransmits it).
+pub const OVERSIZE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl P2pTransport {
     pub fn new(
@@ -59,6 +65,7 @@ impl P2pTransport {
             sync,
             fence,
             shared,
+            oversize_logged: None,
         }
     }
 }
@@ -73,6 +80,24 @@ impl<M: borsh::BorshSerialize> Transport<M> for P2pTransport {
             Outgoing::All(message) => (None, message),
         };
         let bytes = aegis_types::encoding::encode(&message);
+        let max = self.network.max_payload_bytes();
+        if bytes.len() > max
+            && self
+                .oversize_logged
+                .is_none_or(|at| at.elapsed() >= OVERSIZE_LOG_INTERVAL)
+        {
+            self.oversize_logged = Some(std::time::Instant::now());
+            // The P2P layer drops it (aegis_p2p_dropped_messages_total{reason="too_large"}).
+            aegis_telemetry::error!(
+                bytes = bytes.len(),
+                max_bytes = max,
+                "Consensus message of {} bytes does not fit in one P2P frame ({max} bytes, \
+                 p2p.max_frame_size) and is not sent: a VIEW-CHANGE or NEW-VIEW carries every \
+                 batch above the stable checkpoint (docs/performance.md, \"View changes under \
+                 load\")",
+                bytes.len()
+            );
+        }
         let message = Message::new(tags::CONSENSUS, bytes);
         match to {
             Some(to) => {

@@ -23,6 +23,18 @@ pub struct NodeMetrics {
     /// `aegis_storage_submit_latency_seconds`: handing a block to the group committer (waits
     /// only while its queue is full).
     storage_submit: Histogram,
+    /// `aegis_mempool_resent_total`: pending transactions this node queued for the leader again
+    /// because they were not committed [`super::engine::RESEND_AFTER_MS`] after admission.
+    resent: Counter,
+    /// `aegis_mempool_forwarded_dropped_total`: transactions forwarded by peers and dropped
+    /// before admission because the engine's queue held
+    /// [`super::engine::MAX_QUEUED_FORWARDED_BYTES`] of them already (the sender sends them
+    /// again).
+    forwarded_dropped: Counter,
+    /// `aegis_api_submissions_busy_total`: submitted transactions refused with 503 because
+    /// [`super::engine::MAX_QUEUED_SUBMITTED_BYTES`] of submissions already waited for the
+    /// engine.
+    submissions_busy: Counter,
 }
 
 impl Default for NodeMetrics {
@@ -34,6 +46,9 @@ impl Default for NodeMetrics {
             sync: SyncMetrics::new(),
             rejected: Family::default(),
             storage_submit: Histogram::new(exponential_buckets(0.00001, 4.0, 10)),
+            resent: Counter::default(),
+            forwarded_dropped: Counter::default(),
+            submissions_busy: Counter::default(),
         }
     }
 }
@@ -59,6 +74,44 @@ impl NodeMetrics {
             Unit::Seconds,
             self.storage_submit.clone(),
         );
+        metrics.register(
+            "mempool_resent",
+            "Pending transactions sent to the leader again (not committed in time)",
+            self.resent.clone(),
+        );
+        metrics.register(
+            "mempool_forwarded_dropped",
+            "Forwarded transactions dropped before admission (engine queue full; the sender resends)",
+            self.forwarded_dropped.clone(),
+        );
+        metrics.register(
+            "api_submissions_busy",
+            "Submitted transactions refused with 503: too many bytes of submissions waited for the engine",
+            self.submissions_busy.clone(),
+        );
+    }
+
+    pub fn submissions_busy(&self, transactions: usize) {
+        self.submissions_busy.inc_by(transactions as u64);
+    }
+
+    pub fn resent(&self, transactions: usize) {
+        self.resent.inc_by(transactions as u64);
+    }
+
+    pub fn forwarded_dropped(&self, transactions: usize) {
+        self.forwarded_dropped.inc_by(transactions as u64);
+    }
+
+    /// Exports every refusal reason of the protocol at zero (`labels` is its
+    /// `Reject::LABELS`), so a dashboard or alert sees each series before the first refusal.
+    pub fn declare_rejections(&self, labels: &[(&'static str, bool)]) {
+        for (reason, can_be_evidence) in labels {
+            drop(self.rejected.get_or_create(&vec![("reason", *reason)]));
+            if *can_be_evidence {
+                self.consensus.declare_byzantine_reason(reason);
+            }
+        }
     }
 
     pub fn height(&self, height: u64) {

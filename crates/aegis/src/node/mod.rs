@@ -9,7 +9,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod sync;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,12 @@ pub struct NodeShared {
     ledger: Arc<aegis_api::LedgerStatus>,
     /// The height the current sync session fetches up to (0: no session).
     sync_target: AtomicU64,
+    /// Bytes of peers' forwarded transactions in the command queue, at most
+    /// [`engine::MAX_QUEUED_FORWARDED_BYTES`].
+    forwarded_bytes: AtomicUsize,
+    /// Bytes of this node's clients' submissions waiting for the engine's answer, at most
+    /// [`engine::MAX_QUEUED_SUBMITTED_BYTES`].
+    submitted_bytes: AtomicUsize,
 }
 
 impl NodeShared {
@@ -88,6 +94,26 @@ impl NodeShared {
             last_commit: RwLock::new(None),
             ledger,
             sync_target: AtomicU64::new(0),
+            forwarded_bytes: AtomicUsize::new(0),
+            submitted_bytes: AtomicUsize::new(0),
+        }
+    }
+
+    /// Charges `bytes` of a forwarded batch to the command queue's budget; `false` (nothing
+    /// charged) when it has no room for them.
+    fn forwarded_queued(&self, bytes: usize) -> bool {
+        self.forwarded_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                let total = queued.checked_add(bytes)?;
+                (total <= engine::MAX_QUEUED_FORWARDED_BYTES).then_some(total)
+            })
+            .is_ok()
+    }
+
+    /// The engine took a command that was charged `bytes`.
+    pub(super) fn forwarded_taken(&self, bytes: usize) {
+        if bytes > 0 {
+            self.forwarded_bytes.fetch_sub(bytes, Ordering::AcqRel);
         }
     }
 
@@ -281,6 +307,9 @@ pub async fn start_with<P: NodeProtocol>(
         .collect();
     let shared = Arc::new(NodeShared::new(names, node.genesis.hash(), ledger));
     shared.metrics.register(registry);
+    shared
+        .metrics
+        .declare_rejections(<P::Reject as aegis_consensus::Reject>::LABELS);
     let mempool_config = mempool_config(&config.mempool);
     let mempool = Mempool::new(mempool_config, node.genesis.chain_id.clone())
         .context("configure the mempool")?;
@@ -560,11 +589,20 @@ async fn dispatch<P: NodeProtocol>(
                 }
             },
             tags::MEMPOOL => match borsh::from_slice::<Vec<Transaction>>(&inbound.payload) {
-                Ok(transactions) if transactions.len() <= MAX_GOSSIP_TXS => Some(Command::Submit {
-                    transactions,
-                    forward: false,
-                    reply: None,
-                }),
+                Ok(transactions) if transactions.len() <= MAX_GOSSIP_TXS => {
+                    let bytes = inbound.payload.len();
+                    if shared.forwarded_queued(bytes) {
+                        Some(Command::Submit {
+                            transactions,
+                            forward: false,
+                            reply: None,
+                            queued_bytes: bytes,
+                        })
+                    } else {
+                        shared.metrics.forwarded_dropped(transactions.len());
+                        None
+                    }
+                }
                 Ok(transactions) => {
                     warn!(peer_id = %from, transactions = transactions.len(), "Forwarded transaction batch over the limit refused");
                     None
@@ -583,6 +621,9 @@ async fn dispatch<P: NodeProtocol>(
         // rather than queued: the queue would fill and hold up the sync replies. Peers
         // retransmit.
         if !shared.running.load(Ordering::Acquire) && !shared.stopping.load(Ordering::Acquire) {
+            if let Some(Command::Submit { queued_bytes, .. }) = &command {
+                shared.forwarded_taken(*queued_bytes);
+            }
             continue;
         }
         if let Some(command) = command
@@ -610,6 +651,37 @@ fn undecodable(network: &P2pNetwork, from: ValidatorId, kind: &str, error: &std:
     );
 }
 
+/// Bytes of this node's clients' submissions held from the HTTP handler until the engine
+/// answered them, released on drop (the handler may be cancelled while it waits).
+struct SubmitBytes<'a> {
+    shared: &'a NodeShared,
+    bytes: usize,
+}
+
+impl<'a> SubmitBytes<'a> {
+    /// Holds `bytes` of [`engine::MAX_QUEUED_SUBMITTED_BYTES`]; `None` when they do not fit.
+    /// A submission larger than the whole bound is let through alone (the API's body limit
+    /// bounds it), so it cannot be refused forever.
+    fn hold(shared: &'a NodeShared, bytes: usize) -> Option<SubmitBytes<'a>> {
+        shared
+            .submitted_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                let total = held.checked_add(bytes)?;
+                (total <= engine::MAX_QUEUED_SUBMITTED_BYTES || held == 0).then_some(total)
+            })
+            .ok()?;
+        Some(SubmitBytes { shared, bytes })
+    }
+}
+
+impl Drop for SubmitBytes<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .submitted_bytes
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
 /// The node as the HTTP endpoints see it (`M`: the protocol's message).
 #[derive(Debug)]
 pub struct NodeHandle<M> {
@@ -633,12 +705,22 @@ impl<M: Send + std::fmt::Debug + 'static> NodeApi for NodeHandle<M> {
             if !self.shared.running.load(Ordering::Acquire) {
                 return Err(unavailable("the consensus engine is not running"));
             }
+            let bytes: usize = transactions.iter().map(aegis_mempool::encoded_len).sum();
+            let Some(_held) = SubmitBytes::hold(&self.shared, bytes) else {
+                self.shared.metrics.submissions_busy(transactions.len());
+                return Err(unavailable(&format!(
+                    "the node is busy: {} MiB of submitted transactions already wait for the \
+                     consensus engine (engine::MAX_QUEUED_SUBMITTED_BYTES); retry later",
+                    engine::MAX_QUEUED_SUBMITTED_BYTES >> 20
+                )));
+            };
             let (reply, answer) = oneshot::channel();
             self.commands
                 .send(Command::Submit {
                     transactions,
                     forward: true,
                     reply: Some(reply),
+                    queued_bytes: 0,
                 })
                 .await
                 .map_err(|_| unavailable("the consensus engine is not running"))?;

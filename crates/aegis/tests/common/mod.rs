@@ -4,6 +4,7 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 pub mod browser;
+pub mod docs;
 pub mod network;
 pub mod workload;
 
