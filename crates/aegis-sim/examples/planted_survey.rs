@@ -1,15 +1,13 @@
 //! A survey, not a test: how many random seeds each planted bug fails, and which checkers
-//! see it. Run with `cargo test --release -p aegis-sim --test planted_survey -- --ignored
-//! --nocapture`.
+//! see it. Run with `cargo run --release -p aegis-sim --example planted_survey`
+//! (`SURVEY_N4`, `SURVEY_N7` set the seed counts, `SURVEY_BUG` runs one bug).
 
 use std::collections::BTreeMap;
 
 use aegis_consensus::pbft::planted::{PlantedBug, plant};
 use aegis_sim::run_seed;
 
-#[test]
-#[ignore = "a survey for docs/consensus.md, minutes in a release build"]
-fn survey_planted_bugs_on_random_seeds() {
+fn main() {
     let (n4, n7): (u64, u64) = (
         std::env::var("SURVEY_N4")
             .ok()
