@@ -144,7 +144,7 @@ pub async fn test_database() -> Result<String, String> {
         }
     };
     create_database(&admin_url, &name).await?;
-    Ok(replace_database(&admin_url, &name))
+    Ok(crate::postgres_url_with_database(&admin_url, &name))
 }
 
 /// `CREATE DATABASE name` through the server at `admin_url`.
@@ -159,24 +159,6 @@ pub async fn create_database(admin_url: &str, name: &str) -> Result<(), String> 
         .map_err(|e| format!("create database {name}: {e}"))?;
     let _ = conn.close().await;
     Ok(())
-}
-
-/// `url` with its database name replaced by `name`.
-pub fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |i| authority_start + i);
-    let mut out = format!("{}/{name}", &base[..path_start]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
 }
 
 fn find_bin_dir() -> Result<PathBuf, String> {
@@ -328,14 +310,17 @@ fn spawn_reaper(bin_dir: &Path, run_as: &Option<String>, dir: &Path) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::postgres_url_with_database;
 
     #[test]
     fn database_name_is_replaced() {
         assert_eq!(
-            replace_database("postgres://u:p@h:5/postgres?sslmode=disable", "t1"),
+            postgres_url_with_database("postgres://u:p@h:5/postgres?sslmode=disable", "t1"),
             "postgres://u:p@h:5/t1?sslmode=disable"
         );
-        assert_eq!(replace_database("postgres://h", "t1"), "postgres://h/t1");
+        assert_eq!(
+            postgres_url_with_database("postgres://h", "t1"),
+            "postgres://h/t1"
+        );
     }
 }

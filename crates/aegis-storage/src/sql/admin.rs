@@ -124,24 +124,6 @@ pub async fn drop_postgres_database(url: &str) -> Result<(), StorageError> {
     dropped.map(|_| ())
 }
 
-/// `url` with its database replaced by `name` (URL form only).
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |i| authority_start + i);
-    let mut out = format!("{}/{name}", &base[..path_start]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
 /// Writes a consistent copy of the SQLite ledger at `source` to `destination` (which must
 /// not exist) with `VACUUM INTO`, while a node may be committing: the copy is one read
 /// transaction's snapshot, compacted. Returns the copy's tip, read from the copy itself.

@@ -438,7 +438,7 @@ fn restore_checked(node: &NodeConfig, genesis: &Genesis, from: &Path) -> anyhow:
             }
         }
         StorageBackend::Postgres { connection_string } => {
-            let scratch = aegis_storage::admin::with_database(
+            let scratch = aegis_storage::postgres_url_with_database(
                 connection_string,
                 &format!("aegis_restore_{}", stamp.to_ascii_lowercase()),
             );
