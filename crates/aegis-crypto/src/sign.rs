@@ -3,7 +3,7 @@ use std::fmt;
 use aegis_types::{
     CommitSignature, CommitVote, PublicKey, Signature, Transaction, TxBody, ValidatorId,
 };
-use ed25519_consensus::SigningKey;
+use ed25519_zebra::SigningKey;
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroize;
 
@@ -21,15 +21,19 @@ impl SecretKey {
     }
 
     /// A fresh key from the given random source (seeded sources make tests reproducible).
-    pub fn generate_with<R: RngCore + CryptoRng>(rng: R) -> SecretKey {
-        SecretKey {
-            inner: SigningKey::new(rng),
-        }
+    pub fn generate_with<R: RngCore + CryptoRng>(mut rng: R) -> SecretKey {
+        // The 32-byte seed straight from the source, so a seeded source gives the same key
+        // whichever Ed25519 library derives it.
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let key = SecretKey::from_bytes(seed);
+        seed.zeroize();
+        key
     }
 
     pub fn from_bytes(bytes: [u8; 32]) -> SecretKey {
         SecretKey {
-            inner: SigningKey::from(bytes),
+            inner: SigningKey::from_bytes(&bytes),
         }
     }
 
@@ -39,7 +43,7 @@ impl SecretKey {
     }
 
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(self.inner.verification_key().to_bytes())
+        PublicKey(<[u8; 32]>::from(self.inner.verification_key()))
     }
 
     pub fn sign(&self, message: &[u8]) -> Signature {
@@ -67,7 +71,7 @@ impl Drop for SecretKey {
         bytes.zeroize();
         // `SigningKey` keeps its own copy; overwrite it with a fixed key so the secret does not
         // linger in this allocation after drop.
-        self.inner = SigningKey::from([0u8; 32]);
+        self.inner = SigningKey::from_bytes(&[0u8; 32]);
     }
 }
 

@@ -1,7 +1,9 @@
 use aegis_types::{
     CommitCertificate, PublicKey, Signature, Transaction, ValidatorId, ValidatorSet,
 };
-use ed25519_consensus::{VerificationKey, VerificationKeyBytes, batch};
+use ed25519_zebra::{VerificationKey, VerificationKeyBytes, batch};
+
+use crate::rng::OsRng010;
 
 /// Why a signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,7 +21,7 @@ pub fn verify(
     signature: &Signature,
 ) -> Result<(), SignatureError> {
     let vk = VerificationKey::try_from(key.0).map_err(|_| SignatureError::MalformedKey(*key))?;
-    let sig = ed25519_consensus::Signature::from(signature.0);
+    let sig = ed25519_zebra::Signature::from(signature.0);
     vk.verify(&sig, message)
         .map_err(|_| SignatureError::Invalid(*key))
 }
@@ -79,12 +81,12 @@ impl BatchVerifier {
         for (key, message, signature) in &self.items {
             let item = (
                 VerificationKeyBytes::from(key.0),
-                ed25519_consensus::Signature::from(signature.0),
+                ed25519_zebra::Signature::from(signature.0),
                 message,
             );
             verifier.queue(item);
         }
-        if verifier.verify(rand_core::OsRng).is_ok() {
+        if verifier.verify(OsRng010).is_ok() {
             return Ok(());
         }
         let bad: Vec<usize> = self

@@ -196,3 +196,57 @@ fn many_certificates_verify_in_one_batch_and_the_bad_one_is_named() {
         Err((3, CertError::TooFewSignatures { have: 2, need: 3 }))
     );
 }
+
+/// The ZIP-215 rules the ledger is written under, pinned: a change of Ed25519 library (or of
+/// its version) that accepted or refused differently would split validators that run
+/// different builds. Each case is checked alone and in a batch, which must agree.
+#[test]
+fn zip215_edge_cases_are_decided_the_same_alone_and_in_a_batch() {
+    // The identity point, canonical (y = 1) and non-canonical (y = p + 1 = 2^255 - 18).
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut identity_noncanonical = [0xffu8; 32];
+    identity_noncanonical[0] = 0xee;
+    identity_noncanonical[31] = 0x7f;
+    let signature = |r: [u8; 32], s: [u8; 32]| {
+        let mut bytes = [0u8; 64];
+        bytes[..32].copy_from_slice(&r);
+        bytes[32..].copy_from_slice(&s);
+        Signature(bytes)
+    };
+    // s = l (the group order): not a canonical scalar, refused by every rule set.
+    let order: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let cases = [
+        // Small-order key and R, s = 0: [8]([s]B - R - [k]A) = 0, so ZIP-215 accepts.
+        ("identity key and R", identity, signature(identity, [0; 32]), true),
+        // ZIP-215 accepts non-canonical encodings of A and R (RFC 8032 strict would not).
+        (
+            "non-canonical identity key and R",
+            identity_noncanonical,
+            signature(identity_noncanonical, [0; 32]),
+            true,
+        ),
+        ("s not reduced", identity, signature(identity, order), false),
+    ];
+    for (name, key, signature, accepted) in cases {
+        let key = PublicKey(key);
+        for message in [&b""[..], b"aegis", &[0xab; 300]] {
+            assert_eq!(verify(&key, message, &signature).is_ok(), accepted, "{name}: alone");
+            let mut batch = BatchVerifier::new();
+            batch.queue(key, message.to_vec(), signature);
+            // Batched between two good signatures, so the batch is not trivially one item.
+            let good = key_good_signature(message);
+            batch.queue(good.0, message.to_vec(), good.1);
+            let expected = if accepted { Ok(()) } else { Err(vec![0]) };
+            assert_eq!(batch.verify(), expected, "{name}: in a batch");
+        }
+    }
+}
+
+fn key_good_signature(message: &[u8]) -> (PublicKey, Signature) {
+    let signer = key(42);
+    (signer.public_key(), signer.sign(message))
+}
