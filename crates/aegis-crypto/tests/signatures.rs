@@ -221,7 +221,12 @@ fn zip215_edge_cases_are_decided_the_same_alone_and_in_a_batch() {
     ];
     let cases = [
         // Small-order key and R, s = 0: [8]([s]B - R - [k]A) = 0, so ZIP-215 accepts.
-        ("identity key and R", identity, signature(identity, [0; 32]), true),
+        (
+            "identity key and R",
+            identity,
+            signature(identity, [0; 32]),
+            true,
+        ),
         // ZIP-215 accepts non-canonical encodings of A and R (RFC 8032 strict would not).
         (
             "non-canonical identity key and R",
@@ -234,10 +239,14 @@ fn zip215_edge_cases_are_decided_the_same_alone_and_in_a_batch() {
     for (name, key, signature, accepted) in cases {
         let key = PublicKey(key);
         for message in [&b""[..], b"aegis", &[0xab; 300]] {
-            assert_eq!(verify(&key, message, &signature).is_ok(), accepted, "{name}: alone");
+            assert_eq!(
+                verify(&key, message, &signature).is_ok(),
+                accepted,
+                "{name}: alone"
+            );
             let mut batch = BatchVerifier::new();
             batch.queue(key, message.to_vec(), signature);
-            // Batched between two good signatures, so the batch is not trivially one item.
+            // With a good signature beside it, so the batch is not trivially one item.
             let good = key_good_signature(message);
             batch.queue(good.0, message.to_vec(), good.1);
             let expected = if accepted { Ok(()) } else { Err(vec![0]) };

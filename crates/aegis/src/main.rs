@@ -158,7 +158,10 @@ fn cap_malloc_arenas() {
     // SAFETY: `mallopt` only sets one of glibc malloc's tunables (a plain integer) and is
     // safe to call at any time; this runs first thing in `main`, before any thread starts.
     // It returns 0 if the value is refused, which leaves glibc's default: nothing to undo.
-    #[expect(unsafe_code, reason = "the one libc call with no safe wrapper; see above")]
+    #[expect(
+        unsafe_code,
+        reason = "the one libc call with no safe wrapper; see above"
+    )]
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
