@@ -513,3 +513,49 @@ fn a_second_pre_prepare_for_a_slot_is_equivocation() {
         }]
     );
 }
+
+/// §4.2: the primary's PRE-PREPARE stands for its prepare, so it sends no PREPARE of its own,
+/// and each backup sends exactly one PREPARE per slot. Extra PREPAREs never fork a chain, so
+/// only a test that counts them sees them.
+#[test]
+fn the_primary_sends_no_prepare_and_each_backup_one_per_slot() {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    let prepares: RefCell<BTreeMap<(usize, u64, u64), usize>> = RefCell::new(BTreeMap::new());
+    let record = |from: usize, _to: usize, message: &PbftMessage| {
+        if let PbftMessage::Prepare(p) = message {
+            // A PREPARE is broadcast: count it once per sender, view and slot, not per
+            // receiver.
+            *prepares
+                .borrow_mut()
+                .entry((from, p.view, p.seq))
+                .or_default() += 1;
+        }
+        true
+    };
+    for round in 0..3u64 {
+        cluster.submit_to(0, vec![tx(100 + round)]);
+        cluster.deliver_all(record);
+    }
+    for i in 0..4 {
+        assert_eq!(cluster.height(i), 3, "node {i} committed every block");
+    }
+    let prepares = prepares.into_inner();
+    assert!(
+        prepares.keys().all(|(from, _, _)| *from != 0),
+        "the primary (node 0) sent a PREPARE: {prepares:?}"
+    );
+    for backup in 1..4 {
+        for seq in 1..=3 {
+            let copies = prepares.get(&(backup, 0, seq)).copied().unwrap_or(0);
+            // One broadcast reaches three peers.
+            assert_eq!(
+                copies, 3,
+                "backup {backup} sent {copies} PREPARE copies for slot {seq}"
+            );
+        }
+    }
+}
