@@ -559,3 +559,32 @@ fn the_primary_sends_no_prepare_and_each_backup_one_per_slot() {
         }
     }
 }
+
+/// §4.3: a replica sends its CHECKPOINT every `checkpoint_interval` blocks and at no other
+/// height. Off-interval votes are refused by the others, so extra ones never fork a chain
+/// (cargo-mutants: `&&` to `||` in the rule that decides it survived every other test).
+#[test]
+fn checkpoints_are_sent_only_at_the_interval() {
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
+    let g = genesis(4, 1, 2, 4);
+    let mut cluster = Cluster::new(&g);
+    let checkpoints: RefCell<BTreeSet<(usize, u64)>> = RefCell::new(BTreeSet::new());
+    let record = |from: usize, _to: usize, message: &PbftMessage| {
+        if let PbftMessage::Checkpoint(c) = message {
+            checkpoints.borrow_mut().insert((from, c.seq));
+        }
+        true
+    };
+    for block in 0..5u64 {
+        cluster.submit_to(0, vec![tx(200 + block)]);
+        cluster.deliver_all(record);
+    }
+    for i in 0..4 {
+        assert_eq!(cluster.height(i), 5, "node {i} committed every block");
+        assert_eq!(cluster.core(i).stable_checkpoint(), 4, "node {i}");
+    }
+    let expected: BTreeSet<(usize, u64)> = (0..4).flat_map(|i| [(i, 2), (i, 4)]).collect();
+    assert_eq!(checkpoints.into_inner(), expected);
+}
