@@ -588,3 +588,32 @@ fn checkpoints_are_sent_only_at_the_interval() {
     let expected: BTreeSet<(usize, u64)> = (0..4).flat_map(|i| [(i, 2), (i, 4)]).collect();
     assert_eq!(checkpoints.into_inner(), expected);
 }
+
+/// §4.5.2: view-change timeouts double with each view that fails in a row, and executing a
+/// block in the new view ends the run, so the next failure waits the base timeout again
+/// (cargo-mutants: the reset's `status == Normal` to `!=` survived every other test: a
+/// timeout left doubled is liveness tuning the simulator's checks cannot see).
+#[test]
+fn executing_in_the_new_view_resets_the_run_of_failed_views() {
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    cluster.submit(vec![tx(300)]);
+    // Node 0, the primary of view 0, is silent; the others time out and move to view 1.
+    cluster.deliver_all(|from, _, _| from != 0);
+    for i in 1..4 {
+        cluster.fire(i, PbftTimer::Progress, 10_000);
+    }
+    for i in 1..4 {
+        assert_eq!(cluster.core(i).persisted().failed_views, 1, "node {i}");
+    }
+    cluster.deliver_all(|from, _, _| from != 0);
+    for i in 1..4 {
+        assert_eq!(cluster.core(i).view(), 1, "node {i}");
+        assert_eq!(cluster.height(i), 1, "node {i} executed in view 1");
+        assert_eq!(
+            cluster.core(i).persisted().failed_views,
+            0,
+            "node {i} still counts view 0 as failed after executing in view 1"
+        );
+    }
+}
