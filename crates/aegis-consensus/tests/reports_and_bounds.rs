@@ -617,3 +617,56 @@ fn executing_in_the_new_view_resets_the_run_of_failed_views() {
         );
     }
 }
+
+/// A synced block is the body a peer serves beside a certificate, and the certificate's
+/// signatures cover only the header: a body that does not match its header (other
+/// transactions, so another Merkle root), or a block of another chain, is refused as
+/// malformed before anything of it is kept (cargo-mutants: `||` to `&&` in that check
+/// survived every other test, so a tampered body with an honest header went unseen).
+#[test]
+fn a_synced_body_that_does_not_match_its_header_is_refused() {
+    use aegis_consensus::pbft::SyncFault;
+
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    cluster.submit_to(0, vec![tx(400), tx(401)]);
+    // Node 3 hears nothing: it falls behind and has to sync block 1.
+    cluster.deliver_all(|_, to, _| to != 3);
+    assert_eq!(cluster.height(0), 1);
+    assert_eq!(cluster.height(3), 0);
+    let (block, certificate) = cluster.committed(0)[0].clone();
+    let mut behind = cluster.take_core(3);
+    let sync = |pbft: &mut Pbft, block: aegis_types::Block| {
+        rejected(&pbft.step(
+            env(START_MS + 10),
+            Input::SyncedBlock {
+                block,
+                certificate: certificate.clone(),
+            },
+        ))
+    };
+    let malformed = vec![RejectReason::BadSyncedBlock(SyncFault::Malformed)];
+
+    // Another transaction in place of one of the body's: same count, same chain.
+    let mut tampered = block.clone();
+    tampered.txs[1] = tx(999);
+    assert!(tampered.header.chain_id == block.header.chain_id);
+    assert_eq!(sync(&mut behind, tampered), malformed);
+    // A transaction dropped from the body.
+    let mut shortened = block.clone();
+    shortened.txs.pop();
+    assert_eq!(sync(&mut behind, shortened), malformed);
+    // The same body under a header of another chain.
+    let mut other_chain = block.clone();
+    other_chain.header.chain_id = "another-chain".into();
+    assert_eq!(sync(&mut behind, other_chain), malformed);
+    assert_eq!(
+        behind.last_committed().0,
+        0,
+        "nothing of a refused block is kept"
+    );
+
+    // The block as committed is taken.
+    assert_eq!(sync(&mut behind, block.clone()), vec![]);
+    assert_eq!(behind.last_committed(), (1, block.hash()));
+}
