@@ -621,8 +621,9 @@ fn executing_in_the_new_view_resets_the_run_of_failed_views() {
 /// A synced block is the body a peer serves beside a certificate, and the certificate's
 /// signatures cover only the header: a body that does not match its header (other
 /// transactions, so another Merkle root), or a block of another chain, is refused as
-/// malformed before anything of it is kept (cargo-mutants: `||` to `&&` in that check
-/// survived every other test, so a tampered body with an honest header went unseen).
+/// malformed, and another block served with the certificate is refused as not the one it
+/// certifies, before anything of either is kept (cargo-mutants: `||` to `&&` in each of
+/// those checks survived every other test).
 #[test]
 fn a_synced_body_that_does_not_match_its_header_is_refused() {
     use aegis_consensus::pbft::SyncFault;
@@ -660,6 +661,21 @@ fn a_synced_body_that_does_not_match_its_header_is_refused() {
     let mut other_chain = block.clone();
     other_chain.header.chain_id = "another-chain".into();
     assert_eq!(sync(&mut behind, other_chain), malformed);
+    // A whole other block at that height and on that parent, well formed, served with the
+    // real block's certificate: the certificate names another hash.
+    let forged = aegis_types::Block::new(
+        &block.header.chain_id,
+        block.height(),
+        block.header.prev_hash,
+        block.header.proposer,
+        block.header.view,
+        block.header.timestamp_ms,
+        vec![tx(999)],
+    );
+    assert_eq!(
+        sync(&mut behind, forged),
+        vec![RejectReason::BadSyncedBlock(SyncFault::CertificateMismatch)]
+    );
     assert_eq!(
         behind.last_committed().0,
         0,
