@@ -686,3 +686,33 @@ fn a_synced_body_that_does_not_match_its_header_is_refused() {
     assert_eq!(sync(&mut behind, block.clone()), vec![]);
     assert_eq!(behind.last_committed(), (1, block.hash()));
 }
+
+/// §4.4: the request timer runs only while a replica waits for something (a transaction not
+/// executed, or a batch pre-prepared and not executed); an idle replica never suspects its
+/// primary however long it waits (cargo-mutants: `has_pending_work` returning `true`, and
+/// the guards around it, survived every other test: an idle network changing views every
+/// timeout never forks a chain).
+#[test]
+fn an_idle_replica_never_suspects_its_primary() {
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    cluster.submit(vec![tx(500)]);
+    cluster.deliver_all(|_, _, _| true);
+    for i in 0..4 {
+        assert_eq!(cluster.height(i), 1, "node {i}");
+        assert_eq!(
+            cluster.core(i).timer_deadline(PbftTimer::Progress),
+            None,
+            "node {i} is idle with its request timer armed"
+        );
+    }
+    // Much later: the retransmission timer fires, and with it every timer then due.
+    for i in 0..4 {
+        cluster.fire(i, PbftTimer::Retransmit, 1_000_000);
+    }
+    cluster.deliver_all(|_, _, _| true);
+    for i in 0..4 {
+        assert_eq!(cluster.core(i).view(), 0, "node {i} left view 0 while idle");
+        assert_eq!(cluster.core(i).status(), Status::Normal, "node {i}");
+    }
+}
