@@ -12,7 +12,7 @@ use aegis_consensus::pbft::{
     Checkpoint, Commit, ConfigError, Pbft, PbftEffect, PbftMessage, PbftTimer, Prepare,
     RejectReason, Status,
 };
-use aegis_consensus::{Effect, Input, Protocol, Role};
+use aegis_consensus::{Effect, Input, Outgoing, Protocol, Role};
 use aegis_types::{Hash, ValidatorId};
 use common::{CHAIN, Cluster, config, env, genesis, key, tx};
 
@@ -715,4 +715,90 @@ fn an_idle_replica_never_suspects_its_primary() {
         assert_eq!(cluster.core(i).view(), 0, "node {i} left view 0 while idle");
         assert_eq!(cluster.core(i).status(), Status::Normal, "node {i}");
     }
+}
+
+/// §4.2 with the ledger's rules: a backup prepares a batch only if it is one an honest
+/// primary could propose. Each fault below is a PRE-PREPARE correctly signed by the primary
+/// and refused with its reason, and the backup sends no PREPARE for it (cargo-mutants:
+/// `check_batch` replaced by `Ok(())` survived every other test: no test, and no simulated
+/// Byzantine primary, proposed an invalid batch).
+#[test]
+fn a_backup_refuses_every_invalid_batch() {
+    use aegis_consensus::pbft::{BatchFault, PrePrepare};
+
+    // A backup that has just received the primary's honest PRE-PREPARE for slot 1, fresh
+    // for each case (the same one every time: the cluster is deterministic).
+    let fresh = || {
+        let g = genesis(4, 1, 10, 4);
+        let mut cluster = Cluster::new(&g);
+        cluster.submit_to(0, vec![tx(600), tx(601)]);
+        let honest = cluster
+            .queue
+            .iter()
+            .find_map(|(_, to, m)| match m {
+                PbftMessage::PrePrepare(pp) if *to == 1 => Some(pp.clone()),
+                _ => None,
+            })
+            .unwrap();
+        (honest, cluster.take_core(1))
+    };
+    let check = |edit: &dyn Fn(&mut aegis_consensus::pbft::Batch)| {
+        let (honest, mut backup) = fresh();
+        let mut batch = honest.batch.clone();
+        edit(&mut batch);
+        let pp = PrePrepare::new_signed(CHAIN, &key(0), 0, honest.seq, batch);
+        let effects = deliver(
+            &mut backup,
+            honest.batch.timestamp_ms,
+            0,
+            PbftMessage::PrePrepare(pp),
+        );
+        let prepared = common::sent(&effects).iter().any(|o| {
+            matches!(
+                o,
+                Outgoing::All(PbftMessage::Prepare(_)) | Outgoing::To(_, PbftMessage::Prepare(_))
+            )
+        });
+        let refused = rejected(&effects);
+        assert_eq!(
+            prepared,
+            refused.is_empty(),
+            "PREPARE sent: {prepared}, refused: {refused:?}"
+        );
+        refused
+    };
+    let invalid = |fault| vec![RejectReason::InvalidBatch(fault)];
+
+    // The honest batch itself is accepted.
+    assert_eq!(check(&|_| {}), vec![]);
+    assert_eq!(
+        check(&|b| b.proposer = ValidatorId(2)),
+        invalid(BatchFault::WrongProposer)
+    );
+    assert_eq!(check(&|b| b.view = 7), invalid(BatchFault::WrongProposer));
+    assert_eq!(
+        check(&|b| b.txs[1].signature.0[5] ^= 1),
+        invalid(BatchFault::BadTxSignature(1))
+    );
+    assert_eq!(
+        check(&|b| b.txs[1] = b.txs[0].clone()),
+        invalid(BatchFault::DuplicateTx(1))
+    );
+    assert_eq!(
+        check(&|b| b.txs[0].body.chain_id = "another-chain".into()),
+        invalid(BatchFault::MalformedTx(0))
+    );
+    assert!(matches!(
+        check(&|b| b.timestamp_ms += 3_600_000).as_slice(),
+        [RejectReason::InvalidBatch(
+            BatchFault::TimestampAhead { .. }
+        )]
+    ));
+    assert!(matches!(
+        check(&|b| b.txs = (0..11).map(|n| tx(700 + n)).collect()).as_slice(),
+        [RejectReason::InvalidBatch(BatchFault::TooManyTxs {
+            count: 11,
+            max: 10
+        })]
+    ));
 }
