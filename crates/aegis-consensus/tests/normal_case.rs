@@ -179,14 +179,7 @@ fn n4_restarted_backup_never_prepares_two_batches_for_one_slot() {
     let g = genesis(4, 1, 10, 4);
     let mut cluster = Cluster::new(&g);
     cluster.submit(vec![tx(1)]);
-    let pp = cluster
-        .queue
-        .iter()
-        .find_map(|(_, to, m)| match m {
-            PbftMessage::PrePrepare(pp) if *to == 1 => Some(pp.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let pp = common::queued_pre_prepare(&cluster, 1);
     cluster.run(1, |d| {
         d.deliver(
             aegis_types::ValidatorId(0),

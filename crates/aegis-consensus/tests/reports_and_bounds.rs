@@ -459,14 +459,7 @@ fn a_second_pre_prepare_for_a_slot_is_equivocation() {
     let g = genesis(4, 1, 10, 4);
     let mut cluster = Cluster::new(&g);
     cluster.submit_to(0, vec![tx(1)]);
-    let first = cluster
-        .queue
-        .iter()
-        .find_map(|(_, to, m)| match m {
-            PbftMessage::PrePrepare(pp) if *to == 1 => Some(pp.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let first = common::queued_pre_prepare(&cluster, 1);
     let mut backup = cluster.take_core(1);
     assert_eq!(
         rejected(&deliver(
@@ -732,14 +725,7 @@ fn a_backup_refuses_every_invalid_batch() {
         let g = genesis(4, 1, 10, 4);
         let mut cluster = Cluster::new(&g);
         cluster.submit_to(0, vec![tx(600), tx(601)]);
-        let honest = cluster
-            .queue
-            .iter()
-            .find_map(|(_, to, m)| match m {
-                PbftMessage::PrePrepare(pp) if *to == 1 => Some(pp.clone()),
-                _ => None,
-            })
-            .unwrap();
+        let honest = common::queued_pre_prepare(&cluster, 1);
         (honest, cluster.take_core(1))
     };
     let check = |edit: &dyn Fn(&mut aegis_consensus::pbft::Batch)| {

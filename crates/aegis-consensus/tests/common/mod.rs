@@ -9,7 +9,7 @@
     reason = "test helpers fail the test loudly"
 )]
 
-use aegis_consensus::pbft::{PbftEffect, PbftMessage};
+use aegis_consensus::pbft::{PbftEffect, PbftMessage, PrePrepare};
 use aegis_consensus::{Effect, Outgoing};
 
 #[allow(unused_imports, reason = "each test binary uses a different subset")]
@@ -30,4 +30,16 @@ pub fn sent(effects: &[PbftEffect]) -> Vec<Outgoing<PbftMessage>> {
         }
     }
     out
+}
+
+/// The PRE-PREPARE waiting in the cluster's queue for node `to` (the first one).
+pub fn queued_pre_prepare(cluster: &Cluster, to: usize) -> PrePrepare {
+    cluster
+        .queue
+        .iter()
+        .find_map(|(_, dest, m)| match m {
+            PbftMessage::PrePrepare(pp) if *dest == to => Some(pp.clone()),
+            _ => None,
+        })
+        .expect("a PRE-PREPARE queued for that node")
 }
