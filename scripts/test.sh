@@ -19,6 +19,10 @@ if [ -z "${AEGIS_TEST_DATABASE_URL:-}" ]; then
     echo "PostgreSQL for tests: $AEGIS_TEST_DATABASE_URL"
 fi
 
+# A fresh clone gains nothing from incremental compilation and its cache is as big as the
+# build (2 GB here); a developer's own setting wins.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

@@ -774,6 +774,17 @@ fn a_backup_refuses_every_invalid_batch() {
         check(&|b| b.txs[0].body.chain_id = "another-chain".into()),
         invalid(BatchFault::MalformedTx(0))
     );
+    // Stamped exactly the allowed skew ahead of the backup's clock is fine; a millisecond
+    // more is not.
+    let skew = aegis_consensus::pbft::config::MAX_PROPOSAL_CLOCK_SKEW_MS;
+    assert_eq!(check(&|b| b.timestamp_ms += skew), vec![]);
+    assert_eq!(
+        check(&|b| b.timestamp_ms += skew + 1),
+        invalid(BatchFault::TimestampAhead {
+            ahead_ms: skew + 1,
+            max_ms: skew
+        })
+    );
     assert!(matches!(
         check(&|b| b.timestamp_ms += 3_600_000).as_slice(),
         [RejectReason::InvalidBatch(
@@ -787,4 +798,59 @@ fn a_backup_refuses_every_invalid_batch() {
             max: 10
         })]
     ));
+}
+
+#[test]
+fn a_batch_stamped_before_its_parent_block_is_refused() {
+    use aegis_consensus::pbft::{BatchFault, PrePrepare};
+
+    // The primary proposes block 1 at 10 s and block 2 at 20 s; block 1 is either still in
+    // flight at the backup (only its PRE-PREPARE delivered) or executed everywhere.
+    let scenario = |parent_executed: bool| {
+        let g = genesis(4, 1, 10, 4);
+        let mut cluster = Cluster::new(&g);
+        cluster.now_ms = 10_000;
+        cluster.submit_to(0, vec![tx(800)]);
+        let first = common::queued_pre_prepare(&cluster, 1);
+        assert_eq!((first.seq, first.batch.timestamp_ms), (1, 10_000));
+        if parent_executed {
+            cluster.deliver_all(|_, _, _| true);
+            assert!((0..4).all(|i| cluster.height(i) == 1));
+        } else {
+            cluster.queue.clear();
+        }
+        cluster.now_ms = 20_000;
+        cluster.submit_to(0, vec![tx(801)]);
+        let second = common::queued_pre_prepare(&cluster, 1);
+        assert_eq!(second.seq, 2);
+        let mut backup = cluster.take_core(1);
+        if !parent_executed {
+            let effects = deliver(&mut backup, 20_000, 0, PbftMessage::PrePrepare(first));
+            assert_eq!(rejected(&effects), vec![]);
+        }
+        (backup, second)
+    };
+    let stamped = |parent_executed, timestamp_ms| {
+        let (mut backup, second) = scenario(parent_executed);
+        let mut batch = second.batch.clone();
+        batch.timestamp_ms = timestamp_ms;
+        let pp = PrePrepare::new_signed(CHAIN, &key(0), 0, 2, batch);
+        rejected(&deliver(
+            &mut backup,
+            20_000,
+            0,
+            PbftMessage::PrePrepare(pp),
+        ))
+    };
+    let before_parent = vec![RejectReason::InvalidBatch(
+        BatchFault::TimestampBeforeParent {
+            timestamp_ms: 9_999,
+            parent_ms: 10_000,
+        },
+    )];
+    for parent_executed in [false, true] {
+        assert_eq!(stamped(parent_executed, 9_999), before_parent);
+        // The same millisecond as its parent is allowed: block time never goes backwards.
+        assert_eq!(stamped(parent_executed, 10_000), vec![]);
+    }
 }
