@@ -854,3 +854,110 @@ fn a_batch_stamped_before_its_parent_block_is_refused() {
         assert_eq!(stamped(parent_executed, 10_000), vec![]);
     }
 }
+
+#[test]
+fn a_view_change_is_judged_by_its_checkpoint_proof() {
+    use aegis_consensus::pbft::{CheckpointProof, ViewChange};
+
+    let genesis_hash = genesis(4, 1, 10, 4).hash();
+    let block_hash = Hash([7; 32]);
+    let signed = |from: usize, seq: u64, hash: Hash| {
+        Checkpoint::new_signed(CHAIN, &key(from), ValidatorId(from as u16), seq, hash)
+    };
+    // Node 1 receives node 2's VIEW-CHANGE for view 1 carrying `proof`.
+    let judged = |proof: CheckpointProof| {
+        let mut replica = started(1, 10);
+        let vc = ViewChange::new_signed(CHAIN, &key(2), ValidatorId(2), 1, proof, Vec::new());
+        rejected(&deliver(
+            &mut replica,
+            START_MS,
+            2,
+            PbftMessage::ViewChange(vc),
+        ))
+    };
+    let proof = |seq, block_hash, checkpoints| CheckpointProof {
+        seq,
+        block_hash,
+        checkpoints,
+    };
+    let bad = vec![RejectReason::BadCheckpointProof];
+
+    // At sequence 0 the only proof is the genesis itself, with no votes.
+    assert_eq!(judged(proof(0, genesis_hash, vec![])), vec![]);
+    assert_eq!(judged(proof(0, block_hash, vec![])), bad);
+    assert_eq!(
+        judged(proof(0, genesis_hash, vec![signed(0, 0, genesis_hash)])),
+        bad
+    );
+    // Above it: a quorum (3 of 4) up to every validator, in order, all for the same block.
+    let votes = |from: &[usize]| from.iter().map(|&i| signed(i, 10, block_hash)).collect();
+    assert_eq!(judged(proof(10, block_hash, votes(&[0, 1, 2]))), vec![]);
+    assert_eq!(judged(proof(10, block_hash, votes(&[0, 1, 2, 3]))), vec![]);
+    assert_eq!(judged(proof(10, block_hash, votes(&[0, 2]))), bad);
+    assert_eq!(judged(proof(10, block_hash, votes(&[0, 2, 2]))), bad);
+    assert_eq!(judged(proof(10, block_hash, votes(&[2, 1, 0]))), bad);
+    assert_eq!(judged(proof(10, block_hash, votes(&[0, 1, 2, 3, 3]))), bad);
+    // Off the checkpoint interval, or a vote for another sequence or block.
+    let off: Vec<_> = [0, 1, 2]
+        .iter()
+        .map(|&i| signed(i, 5, block_hash))
+        .collect();
+    assert_eq!(judged(proof(5, block_hash, off)), bad);
+    let mut mixed: Vec<_> = votes(&[0, 1]);
+    mixed.push(signed(2, 10, genesis_hash));
+    assert_eq!(judged(proof(10, block_hash, mixed)), bad);
+    // A forged signature.
+    let mut forged: Vec<Checkpoint> = votes(&[0, 1, 2]);
+    forged[1].signature.0[0] ^= 1;
+    assert_eq!(judged(proof(10, block_hash, forged)), bad);
+}
+
+#[test]
+fn a_view_change_carries_its_prepared_certificates_in_order_within_its_window() {
+    use aegis_consensus::pbft::{CheckpointProof, PrePrepare, PreparedCert, ViewChange};
+
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    cluster.submit_to(0, vec![tx(900)]);
+    let batch = common::queued_pre_prepare(&cluster, 1).batch;
+    // A prepared certificate of view 0 for `seq`: the primary's PRE-PREPARE and two PREPAREs.
+    let cert = |seq: u64| {
+        let pre_prepare = PrePrepare::new_signed(CHAIN, &key(0), 0, seq, batch.clone());
+        let digest = batch.digest();
+        let prepares = [1, 2]
+            .iter()
+            .map(|&i| Prepare::new_signed(CHAIN, &key(i), ValidatorId(i as u16), 0, seq, digest))
+            .collect();
+        PreparedCert {
+            pre_prepare,
+            prepares,
+        }
+    };
+    let judged = |seqs: &[u64]| {
+        let mut replica = started(1, 10);
+        let proof = CheckpointProof {
+            seq: 0,
+            block_hash: g.hash(),
+            checkpoints: Vec::new(),
+        };
+        let prepared = seqs.iter().map(|&s| cert(s)).collect();
+        let vc = ViewChange::new_signed(CHAIN, &key(2), ValidatorId(2), 1, proof, prepared);
+        rejected(&deliver(
+            &mut replica,
+            START_MS,
+            2,
+            PbftMessage::ViewChange(vc),
+        ))
+    };
+    let bad = vec![RejectReason::BadViewChange(
+        "prepared certificates out of order or window",
+    )];
+
+    // The window above the stable checkpoint (0) is 2 x the checkpoint interval (10).
+    assert_eq!(judged(&[1, 2]), vec![]);
+    assert_eq!(judged(&[1, 20]), vec![]);
+    assert_eq!(judged(&[2, 1]), bad);
+    assert_eq!(judged(&[1, 1]), bad);
+    assert_eq!(judged(&[0]), bad);
+    assert_eq!(judged(&[21]), bad);
+}
