@@ -961,3 +961,21 @@ fn a_view_change_carries_its_prepared_certificates_in_order_within_its_window() 
     assert_eq!(judged(&[0]), bad);
     assert_eq!(judged(&[21]), bad);
 }
+
+#[test]
+fn the_window_of_recently_committed_ids_keeps_its_length() {
+    use aegis_consensus::pbft::config::DEFAULT_TX_DEDUP_WINDOW_BLOCKS as WINDOW;
+
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    let blocks = WINDOW + 40;
+    for n in 0..blocks {
+        cluster.submit_to(0, vec![tx(10_000 + n)]);
+        cluster.deliver_all(|_, _, _| true);
+    }
+    assert_eq!(cluster.height(1), blocks);
+    // The ids of the last WINDOW blocks, and no more, are remembered.
+    let recent = cluster.core(1).persisted().recent_txs;
+    let heights: Vec<u64> = recent.iter().map(|(h, _)| *h).collect();
+    assert_eq!(heights, (blocks - WINDOW + 1..=blocks).collect::<Vec<_>>());
+}
