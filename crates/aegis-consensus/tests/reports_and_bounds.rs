@@ -979,3 +979,64 @@ fn the_window_of_recently_committed_ids_keeps_its_length() {
     let heights: Vec<u64> = recent.iter().map(|(h, _)| *h).collect();
     assert_eq!(heights, (blocks - WINDOW + 1..=blocks).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_batch_over_the_byte_bound_is_refused() {
+    use aegis_consensus::pbft::{BatchFault, PrePrepare};
+    use aegis_testkit::{GenesisBuilder, client_key, signed_tx};
+    use aegis_types::Transaction;
+    use aegis_types::genesis::MAX_BLOCK_BYTES;
+
+    let g = GenesisBuilder::new(4)
+        .max_byzantine_nodes(1)
+        .checkpoint_interval(10)
+        .max_block_txs(1_000)
+        .pipeline_depth(4)
+        .build();
+    // A backup that has just received the primary's PRE-PREPARE for slot 1, fresh each time.
+    let fresh = || {
+        let mut cluster = Cluster::new(&g);
+        cluster.submit_to(0, vec![tx(950)]);
+        (
+            common::queued_pre_prepare(&cluster, 1),
+            cluster.take_core(1),
+        )
+    };
+
+    // Transactions of about 60 KB whose encodings add up to exactly MAX_BLOCK_BYTES.
+    let payload = |nonce: u64, bytes: usize| signed_tx(&client_key(), CHAIN, nonce, vec![9; bytes]);
+    let base = payload(0, 0).encoded_len();
+    let per = base + 60_000;
+    let full = MAX_BLOCK_BYTES / per - 1;
+    let rest = MAX_BLOCK_BYTES - full * per - 2 * base;
+    let mut txs: Vec<Transaction> = (0..full as u64).map(|n| payload(1 + n, 60_000)).collect();
+    txs.push(payload(5_000, rest / 2));
+    let at_bound = |extra: usize| {
+        let mut txs = txs.clone();
+        txs.push(payload(5_001, rest - rest / 2 + extra));
+        txs
+    };
+    let total = |txs: &[Transaction]| txs.iter().map(Transaction::encoded_len).sum::<usize>();
+    assert_eq!(total(&at_bound(0)), MAX_BLOCK_BYTES);
+
+    let judged = |txs: Vec<Transaction>| {
+        let (honest, mut backup) = fresh();
+        let mut batch = honest.batch.clone();
+        batch.txs = txs;
+        let pp = PrePrepare::new_signed(CHAIN, &key(0), 0, honest.seq, batch);
+        rejected(&deliver(
+            &mut backup,
+            honest.batch.timestamp_ms,
+            0,
+            PbftMessage::PrePrepare(pp),
+        ))
+    };
+    assert_eq!(judged(at_bound(0)), vec![]);
+    assert_eq!(
+        judged(at_bound(1)),
+        vec![RejectReason::InvalidBatch(BatchFault::TooManyBytes {
+            bytes: MAX_BLOCK_BYTES + 1,
+            max: MAX_BLOCK_BYTES
+        })]
+    );
+}
