@@ -1040,3 +1040,93 @@ fn a_batch_over_the_byte_bound_is_refused() {
         })]
     );
 }
+
+#[test]
+fn the_request_timer_watches_the_oldest_transaction_waited_for() {
+    let g = genesis(4, 1, 10, 4);
+    let timeout = config(&g, 1).progress_timeout_ms;
+    let mut cluster = Cluster::new(&g);
+    let deadline =
+        |cluster: &Cluster, i: usize| cluster.core(i).timer_deadline(PbftTimer::Progress);
+    let (a, b, c) = (tx(1_001), tx(1_002), tx(1_003));
+
+    // Node 1 waits for A from 10 s: its timer runs from then.
+    cluster.now_ms = 10_000;
+    cluster.submit_to(1, vec![a.clone()]);
+    assert_eq!(deadline(&cluster, 1), Some(10_000 + timeout));
+    // B arrives later: A is still the oldest, the timer is not restarted.
+    cluster.now_ms = 11_000;
+    cluster.submit_to(1, vec![b.clone()]);
+    assert_eq!(deadline(&cluster, 1), Some(10_000 + timeout));
+    // A executes at 12 s: the timer restarts for B, now the oldest.
+    cluster.now_ms = 12_000;
+    cluster.submit_to(0, vec![a]);
+    cluster.deliver_all(|_, _, _| true);
+    assert_eq!(cluster.height(1), 1);
+    assert_eq!(deadline(&cluster, 1), Some(12_000 + timeout));
+    // C is ordered while B is left out: executing others' transactions restarts nothing,
+    // so a primary that censors B is still suspected on time.
+    cluster.now_ms = 13_000;
+    cluster.submit_to(1, vec![c.clone()]);
+    cluster.submit_to(0, vec![c]);
+    cluster.deliver_all(|_, _, _| true);
+    assert_eq!(cluster.height(1), 2);
+    assert_eq!(deadline(&cluster, 1), Some(12_000 + timeout));
+
+    // Node 2 waits for no transaction, and is idle.
+    assert_eq!(deadline(&cluster, 2), None);
+    // A PREPARE alone (no PRE-PREPARE yet) is no work waited for.
+    cluster.now_ms = 14_000;
+    cluster.submit_to(0, vec![tx(1_004)]);
+    let pre_prepare = common::queued_pre_prepare(&cluster, 2);
+    let only = |kind: &'static str| {
+        move |from: usize, to: usize, m: &PbftMessage| to == 2 && from != 2 && m.kind() == kind
+    };
+    let prepares_first = cluster.queue.clone();
+    cluster.queue.clear();
+    cluster.run(3, |d| {
+        d.deliver(ValidatorId(0), PbftMessage::PrePrepare(pre_prepare.clone()))
+    });
+    cluster.deliver_all(only("prepare"));
+    assert_eq!(
+        deadline(&cluster, 2),
+        None,
+        "a PREPARE alone armed the request timer"
+    );
+    // Its PRE-PREPARE is: a batch pre-prepared and not executed, with nothing waited for.
+    cluster.queue = prepares_first;
+    cluster.deliver_all(only("pre_prepare"));
+    assert_eq!(deadline(&cluster, 2), Some(14_000 + timeout));
+    // A second one later does not restart it.
+    cluster.now_ms = 15_000;
+    cluster.submit_to(0, vec![tx(1_005)]);
+    cluster.deliver_all(only("pre_prepare"));
+    assert_eq!(deadline(&cluster, 2), Some(14_000 + timeout));
+    // Retransmission completes everything (node 1's timer for B, long due, moves the
+    // network to view 1, whose primary orders B): nothing is waited for, no timer is armed.
+    cluster.now_ms = 16_000;
+    for i in 0..4 {
+        cluster.fire(i, PbftTimer::Retransmit, 16_000);
+        cluster.deliver_all(|_, _, _| true);
+    }
+    for i in 0..4 {
+        cluster.fire(i, PbftTimer::Retransmit, 17_000);
+        cluster.deliver_all(|_, _, _| true);
+    }
+    for i in 0..4 {
+        assert_eq!(cluster.height(i), 5, "node {i}");
+        assert_eq!(deadline(&cluster, i), None, "node {i}");
+    }
+
+    // Votes for a slot whose PRE-PREPARE never came are no work waited for either: once
+    // block 1 executes, node 2 (which never saw block 2's PRE-PREPARE) stops its timer.
+    let mut cluster = Cluster::new(&g);
+    cluster.now_ms = 20_000;
+    cluster.submit_to(0, vec![tx(1_006)]);
+    cluster.submit_to(0, vec![tx(1_007)]);
+    cluster.deliver_all(|_, to, m| {
+        !(to == 2 && matches!(m, PbftMessage::PrePrepare(pp) if pp.seq == 2))
+    });
+    assert_eq!((cluster.height(1), cluster.height(2)), (2, 1));
+    assert_eq!(deadline(&cluster, 2), None);
+}
