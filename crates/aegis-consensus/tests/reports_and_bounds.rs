@@ -1130,3 +1130,45 @@ fn the_request_timer_watches_the_oldest_transaction_waited_for() {
     assert_eq!((cluster.height(1), cluster.height(2)), (2, 1));
     assert_eq!(deadline(&cluster, 2), None);
 }
+
+#[test]
+fn no_request_timer_runs_during_a_view_change() {
+    use aegis_consensus::pbft::{CheckpointProof, ViewChange};
+
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    // Node 2 waits for a transaction from 1 s: its request timer runs.
+    cluster.submit_to(2, vec![tx(1_100)]);
+    assert!(
+        cluster
+            .core(2)
+            .timer_deadline(PbftTimer::Progress)
+            .is_some()
+    );
+    // At 1.5 s two others (f + 1) move to view 1, and node 2 joins them.
+    cluster.now_ms = 1_500;
+    for from in [1, 3] {
+        let proof = CheckpointProof {
+            seq: 0,
+            block_hash: g.hash(),
+            checkpoints: Vec::new(),
+        };
+        let id = ValidatorId(from as u16);
+        let vc = ViewChange::new_signed(CHAIN, &key(from), id, 1, proof, vec![]);
+        cluster.run(2, |d| d.deliver(id, PbftMessage::ViewChange(vc)));
+    }
+    let state = |cluster: &Cluster| (cluster.core(2).view(), cluster.core(2).status());
+    assert_eq!(state(&cluster), (1, Status::ViewChanging));
+    // Only the view-change timer runs now, also after another transaction arrives: a
+    // stuck view change is moved on by it alone (so `on_timer`'s `status == Normal` test
+    // for the request timer never decides anything; docs/consensus.md).
+    cluster.submit_to(2, vec![tx(1_101)]);
+    assert_eq!(cluster.core(2).timer_deadline(PbftTimer::Progress), None);
+    assert!(
+        cluster
+            .core(2)
+            .timer_deadline(PbftTimer::ViewChange)
+            .is_some()
+    );
+    assert_eq!(state(&cluster), (1, Status::ViewChanging));
+}
