@@ -1172,3 +1172,99 @@ fn no_request_timer_runs_during_a_view_change() {
     );
     assert_eq!(state(&cluster), (1, Status::ViewChanging));
 }
+
+/// The Persist effects of `effects`: (sequence, records, must_sync, messages).
+fn persists(effects: &[PbftEffect]) -> Vec<(u64, usize, bool, usize)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Persist {
+                sequence,
+                records,
+                must_sync,
+                messages,
+                ..
+            } => Some((*sequence, records.len(), *must_sync, messages.len())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_step_persists_what_it_changed_and_numbers_each_persist() {
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    cluster.submit_to(0, vec![tx(1_200)]);
+    let pre_prepare = common::queued_pre_prepare(&cluster, 1);
+    let digest = pre_prepare.batch.digest();
+    let mut backup = cluster.take_core(1);
+    let prepare = |from: usize| {
+        PbftMessage::Prepare(Prepare::new_signed(
+            CHAIN,
+            &key(from),
+            ValidatorId(from as u16),
+            0,
+            1,
+            digest,
+        ))
+    };
+    let mut sequences = Vec::new();
+
+    // Another backup's PREPARE before the PRE-PREPARE: recorded, nothing signed, so it is
+    // persisted without a sync and sends nothing.
+    let effects = deliver(&mut backup, START_MS, 2, prepare(2));
+    let [(sequence, records, false, 0)] = persists(&effects)[..] else {
+        panic!("{effects:?}");
+    };
+    assert!(records > 0);
+    sequences.push(sequence);
+    // The same PREPARE again changes nothing: nothing to persist.
+    let effects = deliver(&mut backup, START_MS, 2, prepare(2));
+    assert_eq!(persists(&effects), vec![], "{effects:?}");
+    // The PRE-PREPARE: this backup signs its PREPARE, persisted and synced before it is
+    // sent.
+    let effects = deliver(
+        &mut backup,
+        START_MS,
+        0,
+        PbftMessage::PrePrepare(pre_prepare),
+    );
+    let [(sequence, _, true, sent)] = persists(&effects)[..] else {
+        panic!("{effects:?}");
+    };
+    assert!(sent > 0);
+    sequences.push(sequence);
+    // Each persist carries the next number.
+    assert_eq!(sequences.len(), 2, "{sequences:?}");
+    assert!(
+        sequences.windows(2).all(|w| w[1] == w[0] + 1),
+        "{sequences:?}"
+    );
+}
+
+#[test]
+fn the_primary_does_not_retransmit_what_it_executed() {
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    cluster.submit(vec![tx(1_300)]);
+    cluster.deliver_all(|_, _, _| true);
+    // Block 2 is pre-prepared but its PRE-PREPARE is lost.
+    cluster.submit_to(0, vec![tx(1_301)]);
+    cluster.queue.clear();
+    assert_eq!(cluster.height(0), 1);
+    let due = cluster
+        .core(0)
+        .timer_deadline(PbftTimer::Retransmit)
+        .unwrap();
+    cluster.fire(0, PbftTimer::Retransmit, due);
+    let retransmitted: Vec<u64> = cluster
+        .queue
+        .iter()
+        .filter_map(|(_, _, m)| match m {
+            PbftMessage::PrePrepare(pp) => Some(pp.seq),
+            _ => None,
+        })
+        .collect();
+    // Block 2's PRE-PREPARE to each backup, never block 1's.
+    assert_eq!(retransmitted, vec![2, 2, 2]);
+}
