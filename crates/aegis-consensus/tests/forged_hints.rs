@@ -270,3 +270,50 @@ fn forged_stale_view_change_gets_no_new_view() {
         "the genuine lagging sender gets the NEW-VIEW: {effects:?}"
     );
 }
+
+#[test]
+fn a_message_just_above_the_window_hints_the_block_before_it() {
+    let mut pbft = idle_node();
+    let high = pbft.config().log_window();
+    // A PREPARE for the first sequence number above the window (0, 8]: its sender has
+    // reached block 8 at least, not 9.
+    let _ = pbft.step(
+        env(START_MS + 1),
+        Input::Message {
+            from: ValidatorId(2),
+            message: prepare(2, high + 1),
+        },
+    );
+    assert_eq!(pbft.behind_hint(), high);
+    // The same again, signed by another key: it would not raise the hint, so its signature
+    // is not even checked (no work spent on it), and it is refused as out of the window.
+    let effects = pbft.step(
+        env(START_MS + 1),
+        Input::Message {
+            from: ValidatorId(2),
+            message: prepare(3, high + 1),
+        },
+    );
+    let reasons: Vec<_> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Rejected { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(reasons[..], [RejectReason::OutOfWindow { .. }]),
+        "{reasons:?}"
+    );
+    // A later one two above: block 9, not 10; a lower one never lowers the hint.
+    for (seq, hint) in [(high + 2, high + 1), (high + 1, high + 1)] {
+        let _ = pbft.step(
+            env(START_MS + 2),
+            Input::Message {
+                from: ValidatorId(2),
+                message: prepare(2, seq),
+            },
+        );
+        assert_eq!(pbft.behind_hint(), hint, "after seq {seq}");
+    }
+}
