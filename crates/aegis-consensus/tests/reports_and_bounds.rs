@@ -1268,3 +1268,36 @@ fn the_primary_does_not_retransmit_what_it_executed() {
     // Block 2's PRE-PREPARE to each backup, never block 1's.
     assert_eq!(retransmitted, vec![2, 2, 2]);
 }
+
+#[test]
+fn a_synced_parent_lets_the_prepared_slot_above_it_commit_at_once() {
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    let seq_of = |m: &PbftMessage| match m {
+        PbftMessage::PrePrepare(pp) => pp.seq,
+        PbftMessage::Prepare(p) => p.seq,
+        PbftMessage::Commit(c) => c.seq,
+        _ => 0,
+    };
+    // Node 3 hears nothing of block 1, and everything of block 2: it prepares block 2 but
+    // cannot build it (nor COMMIT it) without its parent.
+    cluster.submit_to(0, vec![tx(1_400)]);
+    cluster.submit_to(0, vec![tx(1_401)]);
+    cluster.deliver_all(|_, to, m| to != 3 || seq_of(m) != 1);
+    assert_eq!((cluster.height(0), cluster.height(3)), (2, 0));
+    let (block, certificate) = cluster.committed(0)[0].clone();
+    let mut behind = cluster.take_core(3);
+    // Block 1 arrives by sync: in the same step node 3 commits block 2.
+    let effects = behind.step(
+        env(START_MS + 10),
+        Input::SyncedBlock { block, certificate },
+    );
+    let commits: Vec<u64> = common::sent(&effects)
+        .iter()
+        .filter_map(|o| match o {
+            Outgoing::All(PbftMessage::Commit(c)) => Some(c.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(commits, vec![2], "{effects:?}");
+}
