@@ -1301,3 +1301,34 @@ fn a_synced_parent_lets_the_prepared_slot_above_it_commit_at_once() {
         .collect();
     assert_eq!(commits, vec![2], "{effects:?}");
 }
+
+#[test]
+fn a_synced_block_does_not_end_the_run_of_failed_views() {
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    cluster.submit(vec![tx(1_500)]);
+    // Node 0, the primary of view 0, is silent; the others move to view 1.
+    cluster.deliver_all(|from, _, _| from != 0);
+    for i in 1..4 {
+        cluster.fire(i, PbftTimer::Progress, 10_000);
+    }
+    // Node 0 is back; node 3 takes part in the view change but hears none of the votes on
+    // block 1, which the other three commit in view 1.
+    let vote = |m: &PbftMessage| matches!(m, PbftMessage::Prepare(_) | PbftMessage::Commit(_));
+    cluster.deliver_all(|_, to, m| !(to == 3 && vote(m)));
+    assert_eq!((cluster.height(1), cluster.core(1).view()), (1, 1));
+    let behind = cluster.core(3);
+    assert_eq!(
+        (behind.view(), behind.status(), cluster.height(3)),
+        (1, Status::Normal, 0)
+    );
+    assert_eq!(behind.persisted().failed_views, 1);
+    // Block 1 reaches it by sync: the run of failed views ends only when this replica
+    // itself takes part in executing in the new view (§4.5.2), not on a synced block.
+    let (block, certificate) = cluster.committed(1)[0].clone();
+    let mut behind = cluster.take_core(3);
+    let effects = behind.step(env(10_010), Input::SyncedBlock { block, certificate });
+    assert_eq!(rejected(&effects), vec![]);
+    assert_eq!(behind.last_committed().0, 1);
+    assert_eq!(behind.persisted().failed_views, 1);
+}
