@@ -914,14 +914,14 @@ fn a_view_change_is_judged_by_its_checkpoint_proof() {
 
 #[test]
 fn a_view_change_carries_its_prepared_certificates_in_order_within_its_window() {
-    use aegis_consensus::pbft::{CheckpointProof, PrePrepare, PreparedCert, ViewChange};
+    use aegis_consensus::pbft::{Batch, CheckpointProof, PrePrepare, PreparedCert, ViewChange};
 
     let g = genesis(4, 1, 10, 4);
     let mut cluster = Cluster::new(&g);
     cluster.submit_to(0, vec![tx(900)]);
     let batch = common::queued_pre_prepare(&cluster, 1).batch;
     // A prepared certificate of view 0 for `seq`: the primary's PRE-PREPARE and two PREPAREs.
-    let cert = |seq: u64| {
+    let cert_of = |seq: u64, batch: &Batch| {
         let pre_prepare = PrePrepare::new_signed(CHAIN, &key(0), 0, seq, batch.clone());
         let digest = batch.digest();
         let prepares = [1, 2]
@@ -933,14 +933,13 @@ fn a_view_change_carries_its_prepared_certificates_in_order_within_its_window() 
             prepares,
         }
     };
-    let judged = |seqs: &[u64]| {
+    let judged_certs = |prepared: Vec<PreparedCert>| {
         let mut replica = started(1, 10);
         let proof = CheckpointProof {
             seq: 0,
             block_hash: g.hash(),
             checkpoints: Vec::new(),
         };
-        let prepared = seqs.iter().map(|&s| cert(s)).collect();
         let vc = ViewChange::new_signed(CHAIN, &key(2), ValidatorId(2), 1, proof, prepared);
         rejected(&deliver(
             &mut replica,
@@ -949,6 +948,7 @@ fn a_view_change_carries_its_prepared_certificates_in_order_within_its_window() 
             PbftMessage::ViewChange(vc),
         ))
     };
+    let judged = |seqs: &[u64]| judged_certs(seqs.iter().map(|&s| cert_of(s, &batch)).collect());
     let bad = vec![RejectReason::BadViewChange(
         "prepared certificates out of order or window",
     )];
@@ -960,6 +960,18 @@ fn a_view_change_carries_its_prepared_certificates_in_order_within_its_window() 
     assert_eq!(judged(&[1, 1]), bad);
     assert_eq!(judged(&[0]), bad);
     assert_eq!(judged(&[21]), bad);
+
+    // A certificate for a batch no block may hold (11 transactions, the genesis allows 10),
+    // however well signed, is refused.
+    let mut oversized = batch.clone();
+    oversized.txs = (0..11).map(|n| tx(950 + n)).collect();
+    assert_eq!(
+        judged_certs(vec![cert_of(1, &oversized)]),
+        vec![RejectReason::BadPreparedCert { seq: 1 }]
+    );
+    let mut largest = batch.clone();
+    largest.txs = (0..10).map(|n| tx(950 + n)).collect();
+    assert_eq!(judged_certs(vec![cert_of(1, &largest)]), vec![]);
 }
 
 #[test]
