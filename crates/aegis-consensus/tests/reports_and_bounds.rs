@@ -969,6 +969,58 @@ fn a_view_change_carries_its_prepared_certificates_in_order_within_its_window() 
         judged_certs(vec![cert_of(1, &oversized)]),
         vec![RejectReason::BadPreparedCert { seq: 1 }]
     );
+    // Its PREPAREs: 2f from distinct backups in ascending order, each for the PRE-PREPARE's
+    // view, sequence number and digest. (view, seq, digest) of each, from validators `from`.
+    let with_prepares = |votes: &[(usize, u64, u64, Hash)]| {
+        let mut cert = cert_of(1, &batch);
+        cert.prepares = votes
+            .iter()
+            .map(|&(i, view, seq, digest)| {
+                Prepare::new_signed(CHAIN, &key(i), ValidatorId(i as u16), view, seq, digest)
+            })
+            .collect();
+        judged_certs(vec![cert])
+    };
+    let d = batch.digest();
+    let bad_cert = vec![RejectReason::BadPreparedCert { seq: 1 }];
+    assert_eq!(with_prepares(&[(1, 0, 1, d), (2, 0, 1, d)]), vec![]);
+    assert_eq!(
+        with_prepares(&[(1, 0, 1, d), (2, 0, 1, d), (3, 0, 1, d)]),
+        vec![]
+    );
+    assert_eq!(
+        with_prepares(&[(2, 0, 1, d), (1, 0, 1, d)]),
+        bad_cert,
+        "order"
+    );
+    assert_eq!(
+        with_prepares(&[(1, 0, 1, d), (1, 0, 1, d)]),
+        bad_cert,
+        "twice"
+    );
+    assert_eq!(
+        with_prepares(&[(0, 0, 1, d), (1, 0, 1, d)]),
+        bad_cert,
+        "primary"
+    );
+    assert_eq!(
+        with_prepares(&[(1, 0, 1, d), (2, 1, 1, d)]),
+        bad_cert,
+        "view"
+    );
+    assert_eq!(
+        with_prepares(&[(1, 0, 1, d), (2, 0, 2, d)]),
+        bad_cert,
+        "seq"
+    );
+    let other = Hash([3; 32]);
+    assert_eq!(
+        with_prepares(&[(1, 0, 1, d), (2, 0, 1, other)]),
+        bad_cert,
+        "digest"
+    );
+    assert_eq!(with_prepares(&[(1, 0, 1, d)]), bad_cert, "too few");
+
     let mut largest = batch.clone();
     largest.txs = (0..10).map(|n| tx(950 + n)).collect();
     assert_eq!(judged_certs(vec![cert_of(1, &largest)]), vec![]);
