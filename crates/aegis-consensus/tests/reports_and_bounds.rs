@@ -1396,3 +1396,46 @@ fn a_synced_block_does_not_end_the_run_of_failed_views() {
     assert_eq!(behind.last_committed().0, 1);
     assert_eq!(behind.persisted().failed_views, 1);
 }
+
+#[test]
+fn messages_kept_for_a_view_survive_joining_it() {
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    cluster.submit(vec![tx(1_600)]);
+    let is_new_view = |m: &PbftMessage| matches!(m, PbftMessage::NewView(_));
+    let is_view_change = |m: &PbftMessage| matches!(m, PbftMessage::ViewChange(_));
+    // View 0's primary is cut off; view 1's NEW-VIEW never arrives.
+    cluster.deliver_all(|from, _, _| from != 0);
+    for i in 1..4 {
+        cluster.fire(i, PbftTimer::Progress, 10_000);
+    }
+    cluster.deliver_all(|from, _, m| from != 0 && !(from == 1 && is_new_view(m)));
+    // 0 and 2 give up on view 1; 3 does not (yet), and hears neither their VIEW-CHANGEs nor
+    // view 2's NEW-VIEW: it keeps the PRE-PREPARE, PREPAREs and COMMITs of view 2 for later.
+    for i in [0, 2] {
+        cluster.fire(i, PbftTimer::ViewChange, 20_000);
+    }
+    let held: Vec<(usize, PbftMessage)> = cluster
+        .queue
+        .iter()
+        .filter(|(_, to, m)| *to == 3 && is_view_change(m))
+        .map(|(from, _, m)| (*from, m.clone()))
+        .collect();
+    assert!(held.len() >= 2, "{held:?}");
+    cluster.deliver_all(|_, to, m| !(to == 3 && (is_new_view(m) || is_view_change(m))));
+    assert_eq!(cluster.height(2), 1);
+    assert_eq!(
+        (cluster.core(3).view(), cluster.height(3)),
+        (1, 0),
+        "node 3 still in view 1"
+    );
+    // Now their VIEW-CHANGEs for view 2 reach it: f + 1 of them, it joins view 2, and what
+    // it kept for view 2 must still be there when the NEW-VIEW comes.
+    for (from, vc) in held {
+        cluster.run(3, |d| d.deliver(ValidatorId(from as u16), vc));
+    }
+    assert_eq!(cluster.core(3).view(), 2);
+    let nv = cluster.logged_state(2).latest_new_view.unwrap();
+    cluster.run(3, |d| d.deliver(ValidatorId(2), PbftMessage::NewView(nv)));
+    assert_eq!(cluster.height(3), 1, "the COMMITs kept for view 2 count");
+}
