@@ -439,6 +439,9 @@ impl Pbft {
                 return;
             };
             slot.durable.executed = Some((digest, certificate.block_hash));
+            // The block goes to the ledger; the slot keeps its batch (for VIEW-CHANGE) until
+            // the next stable checkpoint, but not a third copy of it.
+            slot.candidate = None;
             let in_current_view = slot.durable.view == self.view;
             self.slots.insert(seq, slot);
             self.commit_block(block, certificate, in_current_view);

@@ -126,5 +126,12 @@ impl Pbft {
         assert!(self.pending.len() <= self.config.max_pending_txs);
         debug_assert_eq!(self.pending.len(), self.pending_by_age.len());
         assert!(self.checkpoints.len() <= super::config::MAX_PENDING_CHECKPOINTS);
+        // Memory: an executed block lives in the ledger, not in its slot as well.
+        debug_assert!(
+            self.slots
+                .range(..=self.last_executed)
+                .all(|(_, slot)| slot.candidate.is_none()),
+            "an executed slot keeps its candidate block"
+        );
     }
 }

@@ -46,6 +46,8 @@ impl Pbft {
             {
                 slot.durable.executed = Some((digest, hash));
             }
+            // The synced block goes to the ledger: no copy of it stays in the slot.
+            slot.candidate = None;
             self.slots.insert(height, slot);
         }
         self.commit_block(block, certificate, false);
