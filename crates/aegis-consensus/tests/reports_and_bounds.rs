@@ -1439,3 +1439,88 @@ fn messages_kept_for_a_view_survive_joining_it() {
     cluster.run(3, |d| d.deliver(ValidatorId(2), PbftMessage::NewView(nv)));
     assert_eq!(cluster.height(3), 1, "the COMMITs kept for view 2 count");
 }
+
+#[test]
+fn a_new_view_re_proposes_the_batch_prepared_in_the_latest_view() {
+    use aegis_consensus::pbft::{Batch, CheckpointProof, PrePrepare, PreparedCert, ViewChange};
+
+    let g = genesis(4, 1, 10, 4);
+    // Slot 1 was prepared in view 0 with batch X (primary 0) and then, after a view change,
+    // in view 1 with batch Y (primary 1). View 2's primary (2) must re-propose Y.
+    let batch = |proposer: u16, view: u64, nonce: u64| Batch {
+        proposer: ValidatorId(proposer),
+        view,
+        timestamp_ms: START_MS,
+        txs: vec![tx(nonce)],
+    };
+    let (x, y) = (batch(0, 0, 1_700), batch(1, 1, 1_701));
+    let cert = |view: u64, primary: usize, backups: [usize; 2], batch: &Batch| {
+        let digest = batch.digest();
+        PreparedCert {
+            pre_prepare: PrePrepare::new_signed(CHAIN, &key(primary), view, 1, batch.clone()),
+            prepares: backups
+                .iter()
+                .map(|&i| {
+                    Prepare::new_signed(CHAIN, &key(i), ValidatorId(i as u16), view, 1, digest)
+                })
+                .collect(),
+        }
+    };
+    let view_change = |from: usize, prepared: Vec<PreparedCert>| {
+        let proof = CheckpointProof {
+            seq: 0,
+            block_hash: g.hash(),
+            checkpoints: Vec::new(),
+        };
+        let id = ValidatorId(from as u16);
+        PbftMessage::ViewChange(ViewChange::new_signed(
+            CHAIN,
+            &key(from),
+            id,
+            2,
+            proof,
+            prepared,
+        ))
+    };
+    // The older certificate arrives first.
+    let mut primary = started(2, 10);
+    let mut sent = Vec::new();
+    for (from, prepared) in [
+        (0, vec![cert(0, 0, [1, 2], &x)]),
+        (1, vec![cert(1, 1, [2, 3], &y)]),
+    ] {
+        let effects = deliver(&mut primary, START_MS, from, view_change(from, prepared));
+        assert_eq!(rejected(&effects), vec![]);
+        sent.extend(common::sent(&effects));
+    }
+    let new_view = sent
+        .iter()
+        .find_map(|o| match o {
+            Outgoing::All(PbftMessage::NewView(nv)) => Some(nv.clone()),
+            _ => None,
+        })
+        .expect("view 2's primary sends its NEW-VIEW");
+    let o: Vec<(u64, Vec<_>)> = new_view
+        .pre_prepares
+        .iter()
+        .map(|pp| (pp.seq, pp.batch.txs.clone()))
+        .collect();
+    assert_eq!(o, vec![(1, y.txs.clone())]);
+}
+
+#[test]
+fn a_new_view_received_again_is_a_duplicate_not_a_stale_view() {
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    cluster.submit(vec![tx(1_800)]);
+    cluster.deliver_all(|from, _, _| from != 0);
+    for i in 1..4 {
+        cluster.fire(i, PbftTimer::Progress, 10_000);
+    }
+    cluster.deliver_all(|from, _, _| from != 0);
+    let nv = cluster.logged_state(1).latest_new_view.unwrap();
+    let mut backup = cluster.take_core(2);
+    assert_eq!((backup.view(), backup.status()), (1, Status::Normal));
+    let again = deliver(&mut backup, 10_010, 1, PbftMessage::NewView(nv));
+    assert_eq!(rejected(&again), vec![RejectReason::Duplicate]);
+}

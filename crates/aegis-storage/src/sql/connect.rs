@@ -74,7 +74,7 @@ pub(super) async fn connect_sqlite(
     probe_sqlite(&options, path).await?;
     let started = Instant::now();
     let pool = SqlitePoolOptions::new()
-        .max_connections(config.max_connections())
+        .max_connections(sqlite_readers(config.max_connections(), available_cores()))
         .acquire_timeout(config.pool_timeout)
         .max_lifetime(config.pool_recycle)
         .connect_with(options.clone().pragma("cache_size", SQLITE_READER_CACHE))
@@ -129,6 +129,31 @@ pub const SQLITE_WRITER_CACHE: &str = "-16384";
 /// `pool_size + max_overflow` connections (30 by default: 120 MiB at most, where 64 MiB
 /// each allowed 1.9 GiB).
 pub const SQLITE_READER_CACHE: &str = "-4096";
+
+/// Pooled (reading) SQLite connections per core. SQLite readers in WAL mode do not wait for
+/// each other or for the writer, so connections beyond the cores add no throughput, only
+/// memory: each has its own page cache (up to [`SQLITE_READER_CACHE`]) and its own thread.
+/// With the pool at the configured 30 connections, bursts kept opening more of them and a
+/// node's memory grew for ten minutes at 80% of saturation (docs/performance.md).
+pub const SQLITE_READERS_PER_CORE: u32 = 2;
+/// Fewest and most pooled SQLite connections whatever the core count.
+pub const SQLITE_MIN_READERS: u32 = 4;
+pub const SQLITE_MAX_READERS: u32 = 16;
+
+/// The SQLite reader pool's size: `configured` (`pool_size + max_overflow`), but at most
+/// [`SQLITE_READERS_PER_CORE`] per core within [`SQLITE_MIN_READERS`]..=[`SQLITE_MAX_READERS`].
+/// PostgreSQL pools take the configured size as it is.
+pub fn sqlite_readers(configured: u32, cores: usize) -> u32 {
+    let by_cores = u32::try_from(cores)
+        .unwrap_or(u32::MAX)
+        .saturating_mul(SQLITE_READERS_PER_CORE)
+        .clamp(SQLITE_MIN_READERS, SQLITE_MAX_READERS);
+    configured.clamp(1, by_cores)
+}
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
 
 /// WAL pages after which a committing writer checkpoints by itself: a fallback, set high,
 /// because [`spawn_sqlite_checkpointer`] normally keeps the WAL short.
@@ -238,5 +263,24 @@ pub(super) async fn warn_if_not_durable(pool: &PgPool) {
                  committed blocks (set fsync = on and synchronous_commit = on)"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sqlite_reader_pool_follows_the_cores_within_its_bounds() {
+        // The default configuration (10 + 20) on this project's 2-core machine: 4.
+        assert_eq!(sqlite_readers(30, 2), 4);
+        assert_eq!(sqlite_readers(30, 1), SQLITE_MIN_READERS);
+        assert_eq!(sqlite_readers(30, 6), 12);
+        assert_eq!(sqlite_readers(30, 64), SQLITE_MAX_READERS);
+        assert_eq!(sqlite_readers(u32::MAX, usize::MAX), SQLITE_MAX_READERS);
+        // A smaller configured pool is kept as it is.
+        assert_eq!(sqlite_readers(3, 8), 3);
+        assert_eq!(sqlite_readers(1, 2), 1);
+        assert_eq!(sqlite_readers(0, 2), 1);
     }
 }
