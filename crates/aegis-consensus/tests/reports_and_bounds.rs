@@ -1524,3 +1524,95 @@ fn a_new_view_received_again_is_a_duplicate_not_a_stale_view() {
     let again = deliver(&mut backup, 10_010, 1, PbftMessage::NewView(nv));
     assert_eq!(rejected(&again), vec![RejectReason::Duplicate]);
 }
+
+#[test]
+fn a_backup_refuses_every_forged_new_view() {
+    use aegis_consensus::pbft::{
+        Batch, BatchFault, CheckpointProof, NewView, PrePrepare, PreparedCert, ViewChange,
+    };
+
+    let g = genesis(4, 1, 10, 4);
+    // View 2 (primary 2): the VIEW-CHANGEs report slot 2 prepared in view 0 with batch X and
+    // nothing for slot 1, so O is a null request at 1 and X at 2.
+    let x = Batch {
+        proposer: ValidatorId(0),
+        view: 0,
+        timestamp_ms: START_MS,
+        txs: vec![tx(1_900)],
+    };
+    let cert = {
+        let digest = x.digest();
+        PreparedCert {
+            pre_prepare: PrePrepare::new_signed(CHAIN, &key(0), 0, 2, x.clone()),
+            prepares: [1, 2]
+                .iter()
+                .map(|&i| Prepare::new_signed(CHAIN, &key(i), ValidatorId(i as u16), 0, 2, digest))
+                .collect(),
+        }
+    };
+    let view_change = |from: usize, new_view: u64| {
+        let proof = CheckpointProof {
+            seq: 0,
+            block_hash: g.hash(),
+            checkpoints: Vec::new(),
+        };
+        let id = ValidatorId(from as u16);
+        ViewChange::new_signed(CHAIN, &key(from), id, new_view, proof, vec![cert.clone()])
+    };
+    let null = Batch {
+        proposer: ValidatorId(2),
+        view: 2,
+        timestamp_ms: START_MS,
+        txs: Vec::new(),
+    };
+    let honest_o = || vec![(1, 2, null.clone()), (2, 2, x.clone())];
+    let judged = |vcs: Vec<ViewChange>, o: Vec<(u64, u64, Batch)>| {
+        let pre_prepares = o
+            .into_iter()
+            .map(|(seq, view, batch)| PrePrepare::new_signed(CHAIN, &key(2), view, seq, batch))
+            .collect();
+        let nv = NewView::new_signed(CHAIN, &key(2), 2, vcs, pre_prepares);
+        let mut backup = started(1, 10);
+        rejected(&deliver(&mut backup, START_MS, 2, PbftMessage::NewView(nv)))
+    };
+    let quorum = || vec![view_change(0, 2), view_change(1, 2), view_change(3, 2)];
+    let bad = |why| vec![RejectReason::BadNewView(why)];
+    let mismatch = bad("O does not match the view changes");
+    let non_empty_null = vec![RejectReason::InvalidBatch(BatchFault::NonEmptyNull)];
+
+    assert_eq!(judged(quorum(), honest_o()), vec![]);
+    // Every validator's VIEW-CHANGE is more than needed, and fine.
+    let all = (0..4).map(|i| view_change(i, 2)).collect();
+    assert_eq!(judged(all, honest_o()), vec![]);
+    // A VIEW-CHANGE for another view among them.
+    let mut other_view = quorum();
+    other_view[2] = view_change(3, 3);
+    assert_eq!(
+        judged(other_view, honest_o()),
+        bad("view changes not distinct or for another view")
+    );
+    // O's PRE-PREPAREs: of another view, or another batch than the prepared one.
+    assert_eq!(
+        judged(quorum(), vec![(1, 2, null.clone()), (2, 1, x.clone())]),
+        mismatch
+    );
+    let mut y = x.clone();
+    y.txs = vec![tx(1_901)];
+    assert_eq!(
+        judged(quorum(), vec![(1, 2, null.clone()), (2, 2, y)]),
+        mismatch
+    );
+    // The null request: no transactions, proposed by the new primary in the new view.
+    for edit in [
+        &(|b: &mut Batch| b.txs = vec![tx(1_902)]) as &dyn Fn(&mut Batch),
+        &|b: &mut Batch| b.proposer = ValidatorId(0),
+        &|b: &mut Batch| b.view = 1,
+    ] {
+        let mut forged = null.clone();
+        edit(&mut forged);
+        assert_eq!(
+            judged(quorum(), vec![(1, 2, forged), (2, 2, x.clone())]),
+            non_empty_null
+        );
+    }
+}
