@@ -1616,3 +1616,109 @@ fn a_backup_refuses_every_forged_new_view() {
         );
     }
 }
+
+#[test]
+fn what_was_received_for_a_later_view_survives_installing_this_one() {
+    use aegis_consensus::pbft::{CheckpointProof, ViewChange};
+
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    cluster.submit(vec![tx(2_000)]);
+    // View 0's primary is silent; 1, 2 and 3 move to view 1, and node 2 waits for its
+    // NEW-VIEW.
+    cluster.deliver_all(|from, _, _| from != 0);
+    for i in 1..4 {
+        cluster.fire(i, PbftTimer::Progress, 10_000);
+    }
+    let is_new_view = |m: &PbftMessage| matches!(m, PbftMessage::NewView(_));
+    cluster.deliver_all(|from, to, m| from != 0 && !(to == 2 && is_new_view(m)));
+    assert_eq!(
+        (cluster.core(2).view(), cluster.core(2).status()),
+        (1, Status::ViewChanging)
+    );
+    let to_view_2 = |from: usize| {
+        let proof = CheckpointProof {
+            seq: 0,
+            block_hash: g.hash(),
+            checkpoints: Vec::new(),
+        };
+        let id = ValidatorId(from as u16);
+        let vc = ViewChange::new_signed(CHAIN, &key(from), id, 2, proof, Vec::new());
+        (id, PbftMessage::ViewChange(vc))
+    };
+    // Meanwhile node 3 already asks for view 2: one VIEW-CHANGE, not yet f + 1. And a
+    // PREPARE of view 2 arrives early: kept for that view.
+    let (id, vc) = to_view_2(3);
+    cluster.run(2, |d| d.deliver(id, vc));
+    assert_eq!(cluster.core(2).view(), 1);
+    let early = PbftMessage::Prepare(Prepare::new_signed(
+        CHAIN,
+        &key(3),
+        ValidatorId(3),
+        2,
+        1,
+        Hash([5; 32]),
+    ));
+    cluster.run(2, |d| d.deliver(ValidatorId(3), early.clone()));
+    let kept = |cluster: &Cluster| {
+        cluster
+            .core(2)
+            .protocol_fingerprint()
+            .contains(&format!("{early:?}"))
+    };
+    assert!(kept(&cluster));
+    // View 1's NEW-VIEW arrives and is installed.
+    let nv = cluster.logged_state(1).latest_new_view.unwrap();
+    cluster.run(2, |d| d.deliver(ValidatorId(1), PbftMessage::NewView(nv)));
+    assert_eq!(
+        (cluster.core(2).view(), cluster.core(2).status()),
+        (1, Status::Normal)
+    );
+    assert!(
+        kept(&cluster),
+        "the PREPARE of view 2 was dropped on installing view 1"
+    );
+    // A second VIEW-CHANGE for view 2 makes f + 1 with the one kept: node 2 joins view 2.
+    let (id, vc) = to_view_2(0);
+    cluster.run(2, |d| d.deliver(id, vc));
+    assert_eq!(
+        cluster.core(2).view(),
+        2,
+        "the VIEW-CHANGE for view 2 received before installing view 1 was forgotten"
+    );
+}
+
+#[test]
+fn a_lagging_peer_gets_the_new_view_again_only_after_the_retransmit_interval() {
+    let g = genesis(4, 1, 10, 4);
+    let interval = config(&g, 2).retransmit_interval_ms;
+    let mut cluster = Cluster::new(&g);
+    cluster.submit(vec![tx(2_100)]);
+    // View 0's primary (0) is cut off while the others move to view 1.
+    cluster.deliver_all(|from, to, _| from != 0 && to != 0);
+    for i in 1..4 {
+        cluster.fire(i, PbftTimer::Progress, 10_000);
+    }
+    cluster.deliver_all(|from, to, _| from != 0 && to != 0);
+    let mut backup = cluster.take_core(2);
+    assert_eq!((backup.view(), backup.status()), (1, Status::Normal));
+    // Node 0, still in view 0, sends node 2 a COMMIT of view 0: node 2 tells it about view 1.
+    let stale = PbftMessage::Commit(Commit::new_signed(
+        CHAIN,
+        &key(0),
+        ValidatorId(0),
+        0,
+        1,
+        Hash([6; 32]),
+    ));
+    let forwarded = |backup: &mut Pbft, now_ms: u64| {
+        let effects = deliver(backup, now_ms, 0, stale.clone());
+        common::sent(&effects)
+            .iter()
+            .any(|o| matches!(o, Outgoing::To(ValidatorId(0), PbftMessage::NewView(_))))
+    };
+    assert!(forwarded(&mut backup, 20_000));
+    // Not again within the retransmit interval, again once it has passed.
+    assert!(!forwarded(&mut backup, 20_000 + interval - 1));
+    assert!(forwarded(&mut backup, 20_000 + interval));
+}
