@@ -12,7 +12,7 @@ use aegis_consensus::pbft::{
     Checkpoint, Commit, ConfigError, Pbft, PbftEffect, PbftMessage, PbftTimer, Prepare,
     RejectReason, Status,
 };
-use aegis_consensus::{Effect, Input, Outgoing, Protocol, Role};
+use aegis_consensus::{DurableState, Effect, Input, Outgoing, Protocol, Role};
 use aegis_types::{Hash, ValidatorId};
 use common::{CHAIN, Cluster, config, env, genesis, key, tx};
 
@@ -1721,4 +1721,52 @@ fn a_lagging_peer_gets_the_new_view_again_only_after_the_retransmit_interval() {
     // Not again within the retransmit interval, again once it has passed.
     assert!(!forwarded(&mut backup, 20_000 + interval - 1));
     assert!(forwarded(&mut backup, 20_000 + interval));
+}
+
+#[test]
+fn the_log_keeps_own_checkpoints_above_a_newly_stable_one() {
+    let g = genesis(4, 1, 10, 4);
+    let mut cluster = Cluster::new(&g);
+    // Twenty blocks, one at a time; node 1 hears no CHECKPOINT until the end, so it signs
+    // its own at 10 and 20 with neither stable.
+    let mut held = Vec::new();
+    for n in 0..20 {
+        cluster.submit_to(0, vec![tx(2_200 + n)]);
+        while let Some((from, to, m)) = cluster.queue.pop_front() {
+            if to == 1 && matches!(m, PbftMessage::Checkpoint(_)) {
+                held.push((from, m));
+            } else {
+                cluster.run(to, |d| d.deliver(ValidatorId(from as u16), m));
+            }
+        }
+    }
+    assert_eq!(cluster.height(1), 20);
+    let own = |state: &aegis_consensus::pbft::PbftPersisted| {
+        state
+            .own_checkpoints
+            .iter()
+            .map(|c| c.seq)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(own(&cluster.core(1).persisted()), vec![10, 20]);
+    // The others' CHECKPOINTs for 10 arrive: 10 is stable, its own for 20 is still needed.
+    // The records those steps hand out, replayed onto the state before them, give the same
+    // (with no compaction in between, as when the log is still small next to its snapshot).
+    let mut replayed = cluster.core(1).persisted();
+    let mut replica = cluster.take_core(1);
+    for (from, m) in held {
+        if matches!(&m, PbftMessage::Checkpoint(c) if c.seq == 10) {
+            for effect in deliver(&mut replica, START_MS, from, m) {
+                if let Effect::Persist {
+                    sequence, records, ..
+                } = effect
+                {
+                    replayed.apply(sequence, &records).unwrap();
+                }
+            }
+        }
+    }
+    assert_eq!(replica.stable_checkpoint(), 10);
+    assert_eq!(own(&replica.persisted()), vec![20]);
+    assert_eq!(replayed, replica.persisted());
 }
