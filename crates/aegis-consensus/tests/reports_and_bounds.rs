@@ -1770,3 +1770,28 @@ fn the_log_keeps_own_checkpoints_above_a_newly_stable_one() {
     assert_eq!(own(&replica.persisted()), vec![20]);
     assert_eq!(replayed, replica.persisted());
 }
+
+#[test]
+fn replaying_a_dropped_checkpoint_drops_that_one_only() {
+    use aegis_consensus::pbft::{PbftPersisted, PbftRecord};
+
+    let g = genesis(4, 1, 10, 4);
+    let own = |seq: u64| Checkpoint::new_signed(CHAIN, &key(1), ValidatorId(1), seq, Hash([8; 32]));
+    let mut state = PbftPersisted::genesis(g.hash());
+    state
+        .apply(
+            1,
+            &[
+                PbftRecord::OwnCheckpoint(own(10)),
+                PbftRecord::OwnCheckpoint(own(20)),
+                PbftRecord::OwnCheckpoint(own(30)),
+            ],
+        )
+        .unwrap();
+    state
+        .apply(2, &[PbftRecord::DropCheckpoint { seq: 20 }])
+        .unwrap();
+    let seqs: Vec<u64> = state.own_checkpoints.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, vec![10, 30]);
+    assert_eq!(state.persist_sequence, 2);
+}
