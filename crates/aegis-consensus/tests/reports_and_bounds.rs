@@ -1794,4 +1794,48 @@ fn replaying_a_dropped_checkpoint_drops_that_one_only() {
     let seqs: Vec<u64> = state.own_checkpoints.iter().map(|c| c.seq).collect();
     assert_eq!(seqs, vec![10, 30]);
     assert_eq!(state.persist_sequence, 2);
+
+    // The same for a slot.
+    let slot = |seq| PbftRecord::Slot {
+        seq,
+        view: 0,
+        sent_prepare: None,
+        sent_commit: None,
+        executed: None,
+    };
+    state.apply(3, &[slot(1), slot(2), slot(3)]).unwrap();
+    state.apply(4, &[PbftRecord::DropSlot { seq: 2 }]).unwrap();
+    let seqs: Vec<u64> = state.slots.iter().map(|s| s.seq).collect();
+    assert_eq!(seqs, vec![1, 3]);
+}
+
+#[test]
+fn a_checker_that_only_verifies_one_by_one_names_every_bad_signature_in_a_batch() {
+    use aegis_consensus::pbft::SignatureCheck;
+
+    /// A checker with only the one-by-one answer: the batch answer is the trait's own.
+    #[derive(Debug)]
+    struct OneByOne;
+    impl SignatureCheck for OneByOne {
+        fn verify(
+            &self,
+            key: &aegis_types::PublicKey,
+            message: &[u8],
+            signature: &aegis_types::Signature,
+        ) -> bool {
+            aegis_consensus::pbft::Ed25519.verify(key, message, signature)
+        }
+    }
+    let items: Vec<_> = (0..4u8)
+        .map(|i| {
+            let message = vec![i; 8];
+            let mut signature = key(1).sign(&message);
+            if i % 2 == 1 {
+                signature.0[0] ^= 1;
+            }
+            (key(1).public_key(), message, signature)
+        })
+        .collect();
+    assert_eq!(OneByOne.verify_batch(&items), Err(vec![1, 3]));
+    assert_eq!(OneByOne.verify_batch(&items[..1]), Ok(()));
 }
