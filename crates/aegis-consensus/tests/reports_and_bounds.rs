@@ -45,6 +45,22 @@ fn rejected(effects: &[PbftEffect]) -> Vec<RejectReason> {
         .collect()
 }
 
+/// Validator `from`'s VIEW-CHANGE for `new_view` with the genesis as its stable checkpoint.
+fn genesis_view_change(
+    g: &aegis_types::Genesis,
+    from: usize,
+    new_view: u64,
+    prepared: Vec<aegis_consensus::pbft::PreparedCert>,
+) -> aegis_consensus::pbft::ViewChange {
+    let proof = aegis_consensus::pbft::CheckpointProof {
+        seq: 0,
+        block_hash: g.hash(),
+        checkpoints: Vec::new(),
+    };
+    let id = ValidatorId(from as u16);
+    aegis_consensus::pbft::ViewChange::new_signed(CHAIN, &key(from), id, new_view, proof, prepared)
+}
+
 fn checkpoint(from: usize, seq: u64, hash: Hash) -> PbftMessage {
     PbftMessage::Checkpoint(Checkpoint::new_signed(
         CHAIN,
@@ -858,7 +874,6 @@ fn a_batch_stamped_before_its_parent_block_is_refused() {
 #[test]
 fn a_view_change_is_judged_by_its_checkpoint_proof() {
     use aegis_consensus::pbft::{CheckpointProof, ViewChange};
-
     let genesis_hash = genesis(4, 1, 10, 4).hash();
     let block_hash = Hash([7; 32]);
     let signed = |from: usize, seq: u64, hash: Hash| {
@@ -914,7 +929,7 @@ fn a_view_change_is_judged_by_its_checkpoint_proof() {
 
 #[test]
 fn a_view_change_carries_its_prepared_certificates_in_order_within_its_window() {
-    use aegis_consensus::pbft::{Batch, CheckpointProof, PrePrepare, PreparedCert, ViewChange};
+    use aegis_consensus::pbft::{Batch, PrePrepare, PreparedCert};
 
     let g = genesis(4, 1, 10, 4);
     let mut cluster = Cluster::new(&g);
@@ -935,12 +950,7 @@ fn a_view_change_carries_its_prepared_certificates_in_order_within_its_window() 
     };
     let judged_certs = |prepared: Vec<PreparedCert>| {
         let mut replica = started(1, 10);
-        let proof = CheckpointProof {
-            seq: 0,
-            block_hash: g.hash(),
-            checkpoints: Vec::new(),
-        };
-        let vc = ViewChange::new_signed(CHAIN, &key(2), ValidatorId(2), 1, proof, prepared);
+        let vc = genesis_view_change(&g, 2, 1, prepared);
         rejected(&deliver(
             &mut replica,
             START_MS,
@@ -1197,8 +1207,6 @@ fn the_request_timer_watches_the_oldest_transaction_waited_for() {
 
 #[test]
 fn no_request_timer_runs_during_a_view_change() {
-    use aegis_consensus::pbft::{CheckpointProof, ViewChange};
-
     let g = genesis(4, 1, 10, 4);
     let mut cluster = Cluster::new(&g);
     // Node 2 waits for a transaction from 1 s: its request timer runs.
@@ -1212,13 +1220,8 @@ fn no_request_timer_runs_during_a_view_change() {
     // At 1.5 s two others (f + 1) move to view 1, and node 2 joins them.
     cluster.now_ms = 1_500;
     for from in [1, 3] {
-        let proof = CheckpointProof {
-            seq: 0,
-            block_hash: g.hash(),
-            checkpoints: Vec::new(),
-        };
         let id = ValidatorId(from as u16);
-        let vc = ViewChange::new_signed(CHAIN, &key(from), id, 1, proof, vec![]);
+        let vc = genesis_view_change(&g, from, 1, vec![]);
         cluster.run(2, |d| d.deliver(id, PbftMessage::ViewChange(vc)));
     }
     let state = |cluster: &Cluster| (cluster.core(2).view(), cluster.core(2).status());
@@ -1442,7 +1445,7 @@ fn messages_kept_for_a_view_survive_joining_it() {
 
 #[test]
 fn a_new_view_re_proposes_the_batch_prepared_in_the_latest_view() {
-    use aegis_consensus::pbft::{Batch, CheckpointProof, PrePrepare, PreparedCert, ViewChange};
+    use aegis_consensus::pbft::{Batch, PrePrepare, PreparedCert};
 
     let g = genesis(4, 1, 10, 4);
     // Slot 1 was prepared in view 0 with batch X (primary 0) and then, after a view change,
@@ -1467,20 +1470,7 @@ fn a_new_view_re_proposes_the_batch_prepared_in_the_latest_view() {
         }
     };
     let view_change = |from: usize, prepared: Vec<PreparedCert>| {
-        let proof = CheckpointProof {
-            seq: 0,
-            block_hash: g.hash(),
-            checkpoints: Vec::new(),
-        };
-        let id = ValidatorId(from as u16);
-        PbftMessage::ViewChange(ViewChange::new_signed(
-            CHAIN,
-            &key(from),
-            id,
-            2,
-            proof,
-            prepared,
-        ))
+        PbftMessage::ViewChange(genesis_view_change(&g, from, 2, prepared))
     };
     // The older certificate arrives first.
     let mut primary = started(2, 10);
@@ -1527,9 +1517,7 @@ fn a_new_view_received_again_is_a_duplicate_not_a_stale_view() {
 
 #[test]
 fn a_backup_refuses_every_forged_new_view() {
-    use aegis_consensus::pbft::{
-        Batch, BatchFault, CheckpointProof, NewView, PrePrepare, PreparedCert, ViewChange,
-    };
+    use aegis_consensus::pbft::{Batch, BatchFault, NewView, PrePrepare, PreparedCert, ViewChange};
 
     let g = genesis(4, 1, 10, 4);
     // View 2 (primary 2): the VIEW-CHANGEs report slot 2 prepared in view 0 with batch X and
@@ -1550,15 +1538,8 @@ fn a_backup_refuses_every_forged_new_view() {
                 .collect(),
         }
     };
-    let view_change = |from: usize, new_view: u64| {
-        let proof = CheckpointProof {
-            seq: 0,
-            block_hash: g.hash(),
-            checkpoints: Vec::new(),
-        };
-        let id = ValidatorId(from as u16);
-        ViewChange::new_signed(CHAIN, &key(from), id, new_view, proof, vec![cert.clone()])
-    };
+    let view_change =
+        |from: usize, new_view: u64| genesis_view_change(&g, from, new_view, vec![cert.clone()]);
     let null = Batch {
         proposer: ValidatorId(2),
         view: 2,
@@ -1619,8 +1600,6 @@ fn a_backup_refuses_every_forged_new_view() {
 
 #[test]
 fn what_was_received_for_a_later_view_survives_installing_this_one() {
-    use aegis_consensus::pbft::{CheckpointProof, ViewChange};
-
     let g = genesis(4, 1, 10, 4);
     let mut cluster = Cluster::new(&g);
     cluster.submit(vec![tx(2_000)]);
@@ -1637,13 +1616,8 @@ fn what_was_received_for_a_later_view_survives_installing_this_one() {
         (1, Status::ViewChanging)
     );
     let to_view_2 = |from: usize| {
-        let proof = CheckpointProof {
-            seq: 0,
-            block_hash: g.hash(),
-            checkpoints: Vec::new(),
-        };
         let id = ValidatorId(from as u16);
-        let vc = ViewChange::new_signed(CHAIN, &key(from), id, 2, proof, Vec::new());
+        let vc = genesis_view_change(&g, from, 2, Vec::new());
         (id, PbftMessage::ViewChange(vc))
     };
     // Meanwhile node 3 already asks for view 2: one VIEW-CHANGE, not yet f + 1. And a
