@@ -166,8 +166,9 @@ async fn node_status(State(status): State<Arc<NodeStatus>>) -> Response {
 const MAX_PROC_SELF_BYTES: u64 = 64 * 1024;
 
 /// This process's CPU time, resident memory and threads, from `/proc/self` (for `aegis
-/// monitor`, which turns CPU seconds into a percentage between two reads); `null` where
-/// `/proc` is not there.
+/// monitor`, which turns CPU seconds into a percentage between two reads), and the part of
+/// the memory SQLite holds (its page caches, bounded by configuration) and the allocator's
+/// heap figures; `null` where `/proc` is not there.
 fn process_figures() -> serde_json::Value {
     use std::io::Read;
     let read = |path: &str| {
@@ -181,6 +182,7 @@ fn process_figures() -> serde_json::Value {
         return serde_json::Value::Null;
     };
     let status = read("/proc/self/status").unwrap_or_default();
+    let heap = heap_figures();
     // Fields after the command name, which may hold spaces: utime and stime are the 12th
     // and 13th after the closing parenthesis.
     let fields: Vec<&str> = stat
@@ -208,7 +210,38 @@ fn process_figures() -> serde_json::Value {
         "cpu_seconds": cpu_seconds,
         "rss_bytes": kb("VmRSS:").map(|kb| kb * 1024),
         "threads": kb("Threads:"),
+        "sqlite_memory_bytes": aegis_storage::sqlite_memory().map(|memory| memory.used_bytes),
+        "heap_in_use_bytes": heap.map(|heap| heap.in_use),
+        "heap_held_bytes": heap.map(|heap| heap.held),
     })
+}
+
+/// The allocator's own account of the heap (glibc's `mallinfo2`, all arenas and mmapped
+/// blocks): what the program holds now and what malloc keeps from the OS. Resident memory
+/// is a high-water mark of the second; the first falling back after a burst shows the memory
+/// was freed and only kept by the allocator for reuse.
+#[derive(Clone, Copy, Debug)]
+struct HeapFigures {
+    in_use: u64,
+    held: u64,
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap_figures() -> Option<HeapFigures> {
+    // SAFETY: `mallinfo2` takes no argument and returns a plain struct by value; it reads
+    // the allocator's statistics under each arena's own lock and is safe from any thread.
+    #[expect(unsafe_code, reason = "glibc's heap statistics have no safe wrapper")]
+    let info = unsafe { libc::mallinfo2() };
+    let bytes = |v: usize| v as u64;
+    Some(HeapFigures {
+        in_use: bytes(info.uordblks) + bytes(info.hblkhd),
+        held: bytes(info.arena) + bytes(info.hblkhd),
+    })
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn heap_figures() -> Option<HeapFigures> {
+    None
 }
 
 #[cfg(test)]

@@ -140,6 +140,20 @@ fn status_has_what_operators_and_the_guide_read() {
     assert_eq!(status["consensus"]["running"], true);
     assert_eq!(status["storage"], "ok");
     assert_eq!(status["p2p"]["peers"], 0);
+    // The ledger is SQLite: its page caches are part of the resident size.
+    let process = &status["process"];
+    let rss = process["rss_bytes"].as_u64().expect("rss_bytes");
+    let sqlite = process["sqlite_memory_bytes"]
+        .as_u64()
+        .expect("sqlite_memory_bytes");
+    assert!(sqlite > 0 && sqlite < rss, "{process}");
+    let in_use = process["heap_in_use_bytes"]
+        .as_u64()
+        .expect("heap_in_use_bytes");
+    let held = process["heap_held_bytes"]
+        .as_u64()
+        .expect("heap_held_bytes");
+    assert!(0 < in_use && in_use <= held, "{process}");
 
     h.node.view.lock().unwrap().sync = SyncState::Syncing { target: 90 };
     let status = get(h.monitoring, "/status").json();

@@ -171,8 +171,10 @@ mod tests {
         let key = SecretKey::from_bytes([3; 32]);
         let good = key.sign(b"one");
         let checker = Remembered::default();
+        assert!(checker.is_empty());
         assert!(checker.verify(&key.public_key(), b"one", &good));
         assert_eq!(checker.len(), 1);
+        assert!(!checker.is_empty());
         let forged = Signature([9; 64]);
         assert!(!checker.verify(&key.public_key(), b"one", &forged));
         assert_eq!(checker.len(), 1, "a bad signature is not remembered");
@@ -187,6 +189,22 @@ mod tests {
             (key.public_key(), b"one".to_vec(), good),
         ];
         assert_eq!(checker.verify_batch(&items), Err(vec![1]));
+        // A batch remembers what verified in it, never what did not.
+        assert!(!checker.verify(&key.public_key(), b"three", &forged));
+        let fresh = key.sign(b"four");
+        let before = checker.len();
+        let items = vec![
+            (key.public_key(), b"four".to_vec(), fresh),
+            (key.public_key(), b"three".to_vec(), forged),
+        ];
+        assert_eq!(checker.verify_batch(&items), Err(vec![1]));
+        assert_eq!(checker.len(), before + 1);
+        assert!(checker.known(&key.public_key(), b"four", &fresh).is_some());
+        assert!(
+            checker
+                .known(&key.public_key(), b"three", &forged)
+                .is_none()
+        );
     }
 
     #[test]

@@ -64,7 +64,7 @@ fn build(s: &Spec) -> (ValidatorId, PbftMessage) {
         _ => key(s.claimed as usize + 1),
     };
     let digest = Hash::digest(&[s.digest]);
-    let txs = (0..s.txs)
+    let txs: Vec<_> = (0..s.txs)
         .map(|i| tx(u64::from(i) + u64::from(s.digest) * 10))
         .collect();
     let mut message = match s.kind {
@@ -77,7 +77,7 @@ fn build(s: &Spec) -> (ValidatorId, PbftMessage) {
                 proposer: claimed,
                 view: s.view,
                 timestamp_ms: u64::from(s.digest),
-                txs,
+                txs: txs.into(),
             },
         )),
         1 => PbftMessage::Prepare(Prepare::new_signed(

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use aegis_consensus::pbft::{PbftMessage, PbftTimer, RejectReason, Status};
 use aegis_consensus::{Effect, Outgoing, Protocol};
 use aegis_crypto::verify_commit_certificate;
@@ -206,7 +208,7 @@ fn n4_restarted_backup_never_prepares_two_batches_for_one_slot() {
             proposer: aegis_types::ValidatorId(0),
             view: 0,
             timestamp_ms: 5,
-            txs: vec![tx(9)],
+            txs: Arc::from([tx(9)]),
         },
     );
     let effects = restarted.step(

@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use aegis_consensus::pbft::{
     Checkpoint, Commit, ConfigError, Pbft, PbftEffect, PbftMessage, PbftTimer, Prepare,
     RejectReason, Status,
@@ -779,15 +781,15 @@ fn a_backup_refuses_every_invalid_batch() {
     );
     assert_eq!(check(&|b| b.view = 7), invalid(BatchFault::WrongProposer));
     assert_eq!(
-        check(&|b| b.txs[1].signature.0[5] ^= 1),
+        check(&|b| Arc::make_mut(&mut b.txs)[1].signature.0[5] ^= 1),
         invalid(BatchFault::BadTxSignature(1))
     );
     assert_eq!(
-        check(&|b| b.txs[1] = b.txs[0].clone()),
+        check(&|b| Arc::make_mut(&mut b.txs)[1] = b.txs[0].clone()),
         invalid(BatchFault::DuplicateTx(1))
     );
     assert_eq!(
-        check(&|b| b.txs[0].body.chain_id = "another-chain".into()),
+        check(&|b| Arc::make_mut(&mut b.txs)[0].body.chain_id = "another-chain".into()),
         invalid(BatchFault::MalformedTx(0))
     );
     // Stamped exactly the allowed skew ahead of the backup's clock is fine; a millisecond
@@ -1096,7 +1098,7 @@ fn a_batch_over_the_byte_bound_is_refused() {
     let judged = |txs: Vec<Transaction>| {
         let (honest, mut backup) = fresh();
         let mut batch = honest.batch.clone();
-        batch.txs = txs;
+        batch.txs = txs.into();
         let pp = PrePrepare::new_signed(CHAIN, &key(0), 0, honest.seq, batch);
         rejected(&deliver(
             &mut backup,
@@ -1454,7 +1456,7 @@ fn a_new_view_re_proposes_the_batch_prepared_in_the_latest_view() {
         proposer: ValidatorId(proposer),
         view,
         timestamp_ms: START_MS,
-        txs: vec![tx(nonce)],
+        txs: Arc::from([tx(nonce)]),
     };
     let (x, y) = (batch(0, 0, 1_700), batch(1, 1, 1_701));
     let cert = |view: u64, primary: usize, backups: [usize; 2], batch: &Batch| {
@@ -1490,7 +1492,7 @@ fn a_new_view_re_proposes_the_batch_prepared_in_the_latest_view() {
             _ => None,
         })
         .expect("view 2's primary sends its NEW-VIEW");
-    let o: Vec<(u64, Vec<_>)> = new_view
+    let o: Vec<(u64, Arc<[_]>)> = new_view
         .pre_prepares
         .iter()
         .map(|pp| (pp.seq, pp.batch.txs.clone()))
@@ -1526,7 +1528,7 @@ fn a_backup_refuses_every_forged_new_view() {
         proposer: ValidatorId(0),
         view: 0,
         timestamp_ms: START_MS,
-        txs: vec![tx(1_900)],
+        txs: Arc::from([tx(1_900)]),
     };
     let cert = {
         let digest = x.digest();
@@ -1544,7 +1546,7 @@ fn a_backup_refuses_every_forged_new_view() {
         proposer: ValidatorId(2),
         view: 2,
         timestamp_ms: START_MS,
-        txs: Vec::new(),
+        txs: Arc::from([]),
     };
     let honest_o = || vec![(1, 2, null.clone()), (2, 2, x.clone())];
     let judged = |vcs: Vec<ViewChange>, o: Vec<(u64, u64, Batch)>| {
@@ -1578,14 +1580,14 @@ fn a_backup_refuses_every_forged_new_view() {
         mismatch
     );
     let mut y = x.clone();
-    y.txs = vec![tx(1_901)];
+    y.txs = Arc::from([tx(1_901)]);
     assert_eq!(
         judged(quorum(), vec![(1, 2, null.clone()), (2, 2, y)]),
         mismatch
     );
     // The null request: no transactions, proposed by the new primary in the new view.
     for edit in [
-        &(|b: &mut Batch| b.txs = vec![tx(1_902)]) as &dyn Fn(&mut Batch),
+        &(|b: &mut Batch| b.txs = Arc::from([tx(1_902)])) as &dyn Fn(&mut Batch),
         &|b: &mut Batch| b.proposer = ValidatorId(0),
         &|b: &mut Batch| b.view = 1,
     ] {

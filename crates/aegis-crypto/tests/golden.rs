@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use aegis_crypto::{SecretKey, verify, verify_commit_certificate};
 use aegis_types::encoding::TAG_BLOCK_HEADER;
 use aegis_types::{
-    Block, CommitCertificate, CommitVote, ConsensusParams, ENCODING_VERSION, Genesis, Hash,
-    MerkleProof, TxBody, Validator, ValidatorId, merkle_root,
+    Block, CommitCertificate, CommitVote, ConsensusAlgorithm, ConsensusParams, ENCODING_VERSION,
+    Genesis, Hash, MerkleProof, TxBody, Validator, ValidatorId, merkle_root,
 };
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/encoding-v1.json");
@@ -58,7 +58,14 @@ fn vectors() -> BTreeMap<String, String> {
                 api_address: format!("10.0.0.{i}:8080"),
             })
             .collect(),
-        consensus: ConsensusParams::default(),
+        // Every field spelled out: a golden vector must not move with a default.
+        consensus: ConsensusParams {
+            algorithm: ConsensusAlgorithm::Pbft,
+            max_byzantine_nodes: 1,
+            checkpoint_interval: 100,
+            max_block_txs: 1000,
+            pipeline_depth: 4,
+        },
     };
     v.insert("genesis_hash".into(), genesis.hash().to_hex());
 

@@ -37,7 +37,7 @@ pub use error::StorageError;
 pub use id_index::{ID_INDEX_FANOUT, ID_INDEX_LEVELS, ID_INDEX_MERGE_ROWS, ID_INDEX_SLICE_MERGES};
 pub use schema::{MigrationReport, SCHEMA_VERSION};
 pub use sql::admin;
-pub use sql::{GroupCommitter, OpenMode, SqlStore};
+pub use sql::{GroupCommitter, OpenMode, SqlStore, SqliteMemory, sqlite_memory};
 pub use traits::{
     BlockColumns, BlockSink, CommitAck, CommitTicket, GROUP_COMMIT_QUEUE_GROUPS, Ledger,
     MAX_GROUP_COMMIT_BLOCKS, MAX_RANGE_BLOCKS, NodeRecord, NodeRegistry, Store, StoreFuture,

@@ -18,7 +18,9 @@ pub mod validator;
 
 pub use block::{Block, BlockError, BlockHeader, CommitCertificate, CommitSignature, CommitVote};
 pub use encoding::{DecodeError, ENCODING_VERSION};
-pub use genesis::{ConsensusAlgorithm, ConsensusParams, Genesis, GenesisError};
+pub use genesis::{
+    ConsensusAlgorithm, ConsensusParams, DEFAULT_CHECKPOINT_INTERVAL, Genesis, GenesisError,
+};
 pub use hash::Hash;
 pub use keys::{PublicKey, Signature};
 pub use merkle::{MerkleProof, merkle_root};

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod heap;
 mod home_lock;
 mod node;
 mod ops;
@@ -84,7 +85,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    cap_malloc_arenas();
+    heap::cap_malloc_arenas();
     let cli = Cli::parse();
     // Exactly one rustls crypto provider (ring) for the whole process, before any TLS use:
     // the node's P2P and the HTTP client of `tx`, `block` and `devnet`.
@@ -143,29 +144,3 @@ fn render_chain(error: &anyhow::Error) -> String {
     }
     line
 }
-
-/// At most two glibc malloc arenas, unless the operator set `MALLOC_ARENA_MAX` (glibc reads
-/// it itself). By default glibc gives each new thread that meets a locked arena an arena of
-/// its own (up to eight per core), and memory freed into one arena is not reused by the
-/// others: under sustained load a node's heap kept growing after warm-up (155 MB after 100 s
-/// at 6,300 tx/s and still rising; with two arenas flat at 130 MB from the 50th second on, at
-/// the same throughput). docs/adr/0019-malloc-arenas.md.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn cap_malloc_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-        return;
-    }
-    // SAFETY: `mallopt` only sets one of glibc malloc's tunables (a plain integer) and is
-    // safe to call at any time; this runs first thing in `main`, before any thread starts.
-    // It returns 0 if the value is refused, which leaves glibc's default: nothing to undo.
-    #[expect(
-        unsafe_code,
-        reason = "the one libc call with no safe wrapper; see above"
-    )]
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn cap_malloc_arenas() {}

@@ -6,6 +6,8 @@
 //! signature is exactly `sign_commit_vote(from, CommitVote::new(chain, seq, view, block_hash))`,
 //! so a quorum of COMMITs is an [`aegis_types::CommitCertificate`] as it stands.
 
+use std::sync::Arc;
+
 use aegis_crypto::SecretKey;
 use aegis_types::encoding::tagged_bytes;
 use aegis_types::{
@@ -33,7 +35,10 @@ pub struct Batch {
     pub view: u64,
     /// The proposer's clock.
     pub timestamp_ms: u64,
-    pub txs: Vec<Transaction>,
+    /// Shared, never copied: one batch is held by its slot's pre-prepare, the slot's prepared
+    /// certificate and this replica's VIEW-CHANGE until the next stable checkpoint. Encoded
+    /// exactly as a `Vec` (a length, then the transactions).
+    pub txs: Arc<[Transaction]>,
 }
 
 impl Batch {

@@ -89,7 +89,7 @@ impl Pbft {
             view: self.view,
             // Never before the parent, whatever this clock says (backups refuse that).
             timestamp_ms: self.now_ms.max(self.parent_timestamp(seq).unwrap_or(0)),
-            txs,
+            txs: txs.into(),
         };
         let pp = PrePrepare::new_signed(&self.config.chain_id, &self.key, self.view, seq, batch);
         self.slot_mut(seq).set_pre_prepare(pp.clone());

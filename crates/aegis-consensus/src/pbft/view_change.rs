@@ -3,6 +3,7 @@
 //! rule to join a view change, and forwarding the NEW-VIEW to peers left in an older view.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aegis_types::{Hash, ValidatorId};
 
@@ -218,7 +219,7 @@ impl Pbft {
                     proposer: me,
                     view,
                     timestamp_ms: self.now_ms,
-                    txs: Vec::new(),
+                    txs: Arc::from([]),
                 });
                 PrePrepare::new_signed(&self.config.chain_id, &self.key, view, seq, batch)
             })

@@ -15,6 +15,7 @@
 //!   clients; the request timers of the others must replace it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aegis_consensus::pbft::{
     Batch, Checkpoint, CheckpointProof, Commit, NewView, PbftMessage, PrePrepare, Prepare,
@@ -119,7 +120,12 @@ pub(super) fn misbehave(
             // Its own proposals, re-signed without the censored transactions.
             PbftMessage::PrePrepare(pp) if pp.batch.view == pp.view => {
                 let mut batch = pp.batch.clone();
-                batch.txs.retain(|tx| !Behavior::censors(&tx.id()));
+                batch.txs = batch
+                    .txs
+                    .iter()
+                    .filter(|tx| !Behavior::censors(&tx.id()))
+                    .cloned()
+                    .collect();
                 let key = &adversary.keys[from];
                 let pp = PrePrepare::new_signed(adversary.chain_id, key, pp.view, pp.seq, batch);
                 all(&PbftMessage::PrePrepare(pp))
@@ -176,7 +182,7 @@ pub(super) fn byzantine_tick(
                             proposer: me,
                             view: v,
                             timestamp_ms: 0,
-                            txs: Vec::new(),
+                            txs: Arc::from([]),
                         },
                     )),
                 };
@@ -335,7 +341,7 @@ fn forge_prepared(adversary: &Adversary<'_, PbftMessage>, vc: &ViewChange) -> Vi
         proposer: ValidatorId(primary as u16),
         view,
         timestamp_ms: 0,
-        txs: Vec::new(),
+        txs: Arc::from([]),
     };
     let digest = batch.digest();
     let pre_prepare = PrePrepare::new_signed(
@@ -472,7 +478,7 @@ fn signed_new_view(
                 proposer: ValidatorId(primary as u16),
                 view,
                 timestamp_ms,
-                txs: Vec::new(),
+                txs: Arc::from([]),
             });
             PrePrepare::new_signed(adversary.chain_id, key, view, seq, batch)
         })

@@ -46,6 +46,7 @@ pub mod admin;
 mod append;
 mod connect;
 mod group_commit;
+mod memory;
 mod migrate;
 mod nodes;
 mod reads;
@@ -55,6 +56,7 @@ mod tx_insert;
 mod writer;
 
 pub use group_commit::GroupCommitter;
+pub use memory::{SqliteMemory, sqlite_memory};
 
 use connect::{connect_postgres, connect_sqlite, warn_if_not_durable};
 use writer::{WriterConn, WriterOptions};

@@ -34,6 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let console = node.config.logging.console;
+    crate::heap::start_heap_trimmer();
     crate::startup::logged(console, serve(node, &log))
 }
 
