@@ -542,3 +542,219 @@ fn random_schedules_keep_safety_and_recover() {
         }
     }
 }
+
+/// The reasons a follower gives for refusing an append, checked one fault at a time (each
+/// alone, so that no other check can refuse it in its place), and the bounds taken exactly:
+/// entries and certificates per append, the uncommitted log's length.
+#[test]
+fn each_fault_of_an_append_is_refused_for_itself() {
+    use aegis_consensus::raft::EntryFault;
+    use aegis_consensus::raft::config::{
+        MAX_CERTIFICATES_PER_APPEND, MAX_ENTRIES_PER_APPEND, MAX_UNCOMMITTED_ENTRIES,
+    };
+    use aegis_types::Block;
+
+    let g = genesis(3);
+    // One fresh follower (term 1, empty log) per append; the reasons it refused for, and
+    // whether its state stayed as it was.
+    let refusals = |append: AppendEntries| {
+        let mut follower = Node::restore(paper_config(&g, 1), state(&g, 1, None, &[]));
+        follower.start();
+        let before = follower.core.state_fingerprint();
+        let effects = follower.deliver(0, RaftMessage::Append(append));
+        let reasons: Vec<RejectReason> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Rejected { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect();
+        if !reasons.is_empty() {
+            assert_eq!(follower.core.state_fingerprint(), before, "{reasons:?}");
+        }
+        reasons
+    };
+    let append = |term: u64, entries: Vec<Block>| AppendEntries {
+        term,
+        prev_index: 0,
+        prev_term: 0,
+        entries,
+        leader_commit: 0,
+        certificates: Vec::new(),
+    };
+    let bad = |fault: EntryFault| vec![RejectReason::BadEntries(fault)];
+    // A block at height 1 after the genesis, by validator `proposer`, of `chain`.
+    let block = |chain: &str, proposer: usize, txs: Vec<aegis_types::Transaction>| {
+        Block::new(chain, 1, g.hash(), key(proposer).public_key(), 1, 1, txs)
+    };
+
+    // Well formed: taken.
+    assert_eq!(refusals(append(2, chain(&g, &[1, 2]))), vec![]);
+    // An entry's term above the message's, alone (terms never fall along the entries).
+    assert_eq!(
+        refusals(append(1, chain(&g, &[1, 2]))),
+        bad(EntryFault::BadTerm { index: 1 })
+    );
+    // An entry's term below the one before it, alone (both within the message's term).
+    assert_eq!(
+        refusals(append(2, chain(&g, &[2, 1]))),
+        bad(EntryFault::BadTerm { index: 1 })
+    );
+    // Each way to be malformed, alone.
+    let tx_of = |nonce: u64| aegis_testkit::tx(nonce);
+    assert_eq!(
+        refusals(append(1, vec![block("another-chain", 0, Vec::new())])),
+        bad(EntryFault::Malformed { index: 0 })
+    );
+    let max = g.consensus.max_block_txs as u64;
+    assert_eq!(
+        refusals(append(
+            1,
+            vec![block(CHAIN, 0, (0..max).map(tx_of).collect())]
+        )),
+        vec![],
+        "a block of exactly max_block_txs transactions is taken"
+    );
+    assert_eq!(
+        refusals(append(
+            1,
+            vec![block(CHAIN, 0, (0..=max).map(tx_of).collect())]
+        )),
+        bad(EntryFault::Malformed { index: 0 })
+    );
+    assert_eq!(
+        refusals(append(1, vec![block(CHAIN, 9, Vec::new())])),
+        bad(EntryFault::Malformed { index: 0 })
+    );
+    let mut torn = block(CHAIN, 0, vec![tx_of(1)]);
+    torn.header.tx_count = 2;
+    assert_eq!(
+        refusals(append(1, vec![torn])),
+        bad(EntryFault::Malformed { index: 0 })
+    );
+
+    // Entries per append: exactly the bound is taken, one more refused.
+    let terms = vec![1; MAX_ENTRIES_PER_APPEND + 1];
+    assert_eq!(
+        refusals(append(1, chain(&g, &terms[..MAX_ENTRIES_PER_APPEND]))),
+        vec![]
+    );
+    let too_many = bad(EntryFault::TooMany {
+        max: MAX_ENTRIES_PER_APPEND.max(MAX_CERTIFICATES_PER_APPEND),
+    });
+    assert_eq!(refusals(append(1, chain(&g, &terms))), too_many);
+    // Certificates per append, alone: exactly the bound is not refused for its count (each
+    // certificate is then judged on its own), one more is.
+    let entries = chain(&g, &[1]);
+    let certificate = certificate(&entries[0], 1, &[0, 1]);
+    let with_certificates = |count: usize| AppendEntries {
+        certificates: vec![certificate.clone(); count],
+        ..append(1, entries.clone())
+    };
+    assert!(
+        !refusals(with_certificates(MAX_CERTIFICATES_PER_APPEND))
+            .iter()
+            .any(|r| matches!(r, RejectReason::BadEntries(EntryFault::TooMany { .. })))
+    );
+    assert_eq!(
+        refusals(with_certificates(MAX_CERTIFICATES_PER_APPEND + 1)),
+        too_many
+    );
+
+    // The uncommitted log may grow to MAX_UNCOMMITTED_ENTRIES - 1 entries (a new leader adds
+    // one): an append reaching that is answered (here "no match", the follower's log is
+    // empty), one reaching one more is refused as a full log, with both figures.
+    let far = |last: u64| AppendEntries {
+        term: 1,
+        prev_index: last - 1,
+        prev_term: 1,
+        entries: vec![Block::new(
+            CHAIN,
+            last,
+            g.hash(),
+            key(0).public_key(),
+            1,
+            last,
+            Vec::new(),
+        )],
+        leader_commit: 0,
+        certificates: Vec::new(),
+    };
+    let limit = (MAX_UNCOMMITTED_ENTRIES - 1) as u64;
+    assert_eq!(refusals(far(limit)), vec![]);
+    assert_eq!(
+        refusals(far(limit + 1)),
+        vec![RejectReason::LogFull {
+            entries: MAX_UNCOMMITTED_ENTRIES,
+            max: MAX_UNCOMMITTED_ENTRIES - 1,
+        }]
+    );
+}
+
+/// §5.3's conflict hint: a follower whose entry at `prev_index` has another term answers with
+/// the highest index at or below it whose term is at most the leader's `prev_term`, or its
+/// committed height when there is none.
+#[test]
+fn a_conflicting_follower_hints_the_last_entry_of_a_term_the_leader_may_share() {
+    let g = genesis(3);
+    let hint = |terms: &[u64], prev_index: u64, prev_term: u64| {
+        let mut follower = Node::restore(paper_config(&g, 1), state(&g, 3, None, terms));
+        follower.start();
+        let append = AppendEntries {
+            term: 3,
+            prev_index,
+            prev_term,
+            entries: Vec::new(),
+            leader_commit: 0,
+            certificates: Vec::new(),
+        };
+        let effects = follower.deliver(0, RaftMessage::Append(append));
+        let answers = append_responses(&effects, 3, id(1));
+        assert_eq!(answers.len(), 1, "{effects:?}");
+        assert!(!answers[0].success);
+        answers[0].hint
+    };
+    // Terms 1 1 2 2: the leader's entry 4 is of term 1, so the follower's last term-1 entry.
+    assert_eq!(hint(&[1, 1, 2, 2], 4, 1), 2);
+    // The leader's entry 3 is of term 3, above every entry here: entry 3 itself.
+    assert_eq!(hint(&[1, 1, 2, 2], 3, 3), 3);
+    // No entry of a term at most the leader's: back to the committed height (the genesis).
+    assert_eq!(hint(&[2, 2], 2, 1), 0);
+}
+
+/// A leader that backs up below a follower's committed tip (it does not know how far the
+/// follower committed) re-sends entries the follower no longer holds: the follower skips
+/// them and links the first new one to its committed tip.
+#[test]
+fn entries_at_or_below_the_committed_tip_are_skipped_not_checked_against_a_compacted_log() {
+    let g = genesis(3);
+    let blocks = chain(&g, &[1, 1, 1]);
+    let persisted = RaftPersisted {
+        term: 1,
+        committed: CommittedTip {
+            height: 2,
+            hash: blocks[1].hash(),
+            term: 1,
+            timestamp_ms: blocks[1].header.timestamp_ms,
+        },
+        ..RaftPersisted::genesis(g.hash())
+    };
+    let mut follower = Node::restore(paper_config(&g, 1), persisted);
+    follower.start();
+    let append = AppendEntries {
+        term: 1,
+        prev_index: 1,
+        prev_term: 1,
+        entries: blocks[1..].to_vec(),
+        leader_commit: 2,
+        certificates: Vec::new(),
+    };
+    let effects = follower.deliver(0, RaftMessage::Append(append));
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Rejected { .. })),
+        "{effects:?}"
+    );
+    assert_eq!(follower.log_terms(), vec![1]);
+    let answers = append_responses(&effects, 3, id(1));
+    assert!(answers.len() == 1 && answers[0].success && answers[0].index == 3);
+}
