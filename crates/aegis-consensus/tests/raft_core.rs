@@ -758,3 +758,30 @@ fn entries_at_or_below_the_committed_tip_are_skipped_not_checked_against_a_compa
     let answers = append_responses(&effects, 3, id(1));
     assert!(answers.len() == 1 && answers[0].success && answers[0].index == 3);
 }
+
+/// Deleting a conflicting suffix (§5.3) also forgets that it was durable: until the
+/// replacing entries are synced, only the entries before the conflict count as durable (what
+/// this follower may report and vote for).
+#[test]
+fn a_truncated_suffix_is_no_longer_counted_durable() {
+    let g = genesis(3);
+    let mut follower = Node::restore(paper_config(&g, 1), state(&g, 1, None, &[1, 1, 1]));
+    follower.start();
+    assert_eq!(follower.core.durable_index(), 3);
+    follower.auto_persist = false;
+    let append = AppendEntries {
+        term: 2,
+        prev_index: 1,
+        prev_term: 1,
+        entries: chain(&g, &[1, 2, 2])[1..].to_vec(),
+        leader_commit: 0,
+        certificates: Vec::new(),
+    };
+    let effects = follower.deliver(0, RaftMessage::Append(append));
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Rejected { .. })),
+        "{effects:?}"
+    );
+    assert_eq!(follower.log_terms(), vec![1, 2, 2]);
+    assert_eq!(follower.core.durable_index(), 1);
+}
