@@ -785,3 +785,122 @@ fn a_truncated_suffix_is_no_longer_counted_durable() {
     assert_eq!(follower.log_terms(), vec![1, 2, 2]);
     assert_eq!(follower.core.durable_index(), 1);
 }
+
+/// The leader's certificates may start below what this follower already committed (the
+/// leader does not know): those are skipped and the next ones commit.
+#[test]
+fn certificates_below_the_committed_tip_are_skipped_and_the_rest_commit() {
+    let g = genesis(3);
+    let blocks = chain(&g, &[1, 1]);
+    let mut follower = Node::restore(paper_config(&g, 1), state(&g, 1, None, &[]));
+    follower.start();
+    let first = AppendEntries {
+        term: 1,
+        prev_index: 0,
+        prev_term: 0,
+        entries: blocks.clone(),
+        leader_commit: 1,
+        certificates: vec![certificate(&blocks[0], 1, &[0, 1])],
+    };
+    follower.deliver(0, RaftMessage::Append(first));
+    assert_eq!(follower.committed_height(), 1);
+    let again = AppendEntries {
+        term: 1,
+        prev_index: 2,
+        prev_term: 1,
+        entries: Vec::new(),
+        leader_commit: 2,
+        certificates: vec![
+            certificate(&blocks[0], 1, &[0, 1]),
+            certificate(&blocks[1], 1, &[0, 1]),
+        ],
+    };
+    let effects = follower.deliver(0, RaftMessage::Append(again));
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Rejected { .. })),
+        "{effects:?}"
+    );
+    assert_eq!(follower.committed_height(), 2);
+}
+
+/// A follower holding the leader's log votes for exactly the entries above the leader's
+/// commit, up to the append's match: none the leader already committed.
+#[test]
+fn commit_votes_cover_exactly_the_entries_above_the_leaders_commit() {
+    let g = genesis(3);
+    let mut follower = Node::restore(paper_config(&g, 1), state(&g, 1, None, &[1, 1, 1]));
+    follower.start();
+    let append = AppendEntries {
+        term: 1,
+        prev_index: 3,
+        prev_term: 1,
+        entries: Vec::new(),
+        leader_commit: 1,
+        certificates: Vec::new(),
+    };
+    let effects = follower.deliver(0, RaftMessage::Append(append));
+    let answers = append_responses(&effects, 3, id(1));
+    assert_eq!(answers.len(), 1, "{effects:?}");
+    let heights: Vec<u64> = answers[0].votes.iter().map(|v| v.height).collect();
+    assert_eq!(heights, vec![2, 3]);
+}
+
+/// A CATCH-UP (the leader no longer holds what this node needs) is judged by its term like
+/// any message of a leader: from an older term it is refused and changes nothing; from a
+/// newer one it is followed; a leader refuses one of its own term (two leaders).
+#[test]
+fn a_catch_up_is_judged_by_its_term() {
+    use aegis_consensus::raft::CatchUp;
+    let g = genesis(3);
+    let catch_up = |term: u64| RaftMessage::CatchUp(CatchUp { term, committed: 0 });
+    let rejected = |effects: &[aegis_consensus::raft::RaftEffect]| -> Vec<RejectReason> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Rejected { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+
+    let mut follower = Node::restore(paper_config(&g, 1), state(&g, 2, None, &[]));
+    follower.start();
+    let effects = follower.deliver(0, catch_up(1));
+    assert_eq!(
+        rejected(&effects),
+        vec![RejectReason::StaleTerm {
+            term: 1,
+            current: 2
+        }]
+    );
+    assert_eq!((follower.core.term(), follower.core.leader()), (2, None));
+    let effects = follower.deliver(0, catch_up(3));
+    assert_eq!(rejected(&effects), vec![]);
+    assert_eq!(
+        (follower.core.term(), follower.core.leader()),
+        (3, Some(id(0)))
+    );
+
+    let (_, mut net) = net(3);
+    let leader = net.elect(0);
+    let term = net.core(leader).term();
+    let effects = net.run(
+        leader,
+        Input::Message {
+            from: id(1),
+            message: catch_up(term),
+        },
+    );
+    assert_eq!(rejected(&effects), vec![RejectReason::TwoLeaders { term }]);
+    assert_eq!(net.core(leader).role(), RaftRole::Leader);
+    let effects = net.run(
+        leader,
+        Input::Message {
+            from: id(1),
+            message: catch_up(term + 1),
+        },
+    );
+    assert_eq!(rejected(&effects), vec![]);
+    assert_eq!(net.core(leader).role(), RaftRole::Follower);
+    assert_eq!(net.core(leader).leader(), Some(id(1)));
+}
