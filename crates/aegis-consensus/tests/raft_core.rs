@@ -880,6 +880,16 @@ fn a_catch_up_is_judged_by_its_term() {
         (follower.core.term(), follower.core.leader()),
         (3, Some(id(0)))
     );
+    // Nothing committed beyond this node's tip: no sync; something: a sync.
+    assert_eq!(sync_requested(&effects), None, "{effects:?}");
+    let effects = follower.deliver(
+        0,
+        RaftMessage::CatchUp(CatchUp {
+            term: 3,
+            committed: 5,
+        }),
+    );
+    assert!(sync_requested(&effects).is_some(), "{effects:?}");
 
     let (_, mut net) = net(3);
     let leader = net.elect(0);
