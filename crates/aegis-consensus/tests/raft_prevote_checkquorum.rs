@@ -174,3 +174,77 @@ fn a_node_whose_log_is_behind_gets_no_pre_votes_and_moves_no_term() {
     );
     net.assert_agreement(&g);
 }
+
+/// The lease lasts exactly one election timeout from the last message of the leader: a vote
+/// request in a newer term is refused a millisecond before it ends and answered from its
+/// end on, even before this follower's own (randomized, later) election timer fires.
+#[test]
+fn a_followers_lease_ends_one_election_timeout_after_it_last_heard_its_leader() {
+    use aegis_consensus::raft::{AppendEntries, VoteResponse};
+    let g = genesis(3);
+    let follower_after = |silence_ms: u64| {
+        let mut follower = Node::restore(config(&g, 1), state(&g, 1, None, &[]));
+        follower.start();
+        let heartbeat = AppendEntries {
+            term: 1,
+            prev_index: 0,
+            prev_term: 0,
+            entries: Vec::new(),
+            leader_commit: 0,
+            certificates: Vec::new(),
+        };
+        follower.deliver(0, RaftMessage::Append(heartbeat));
+        assert_eq!(follower.core.leader(), Some(id(0)));
+        follower.now_ms += silence_ms;
+        let request = RequestVote {
+            term: 2,
+            last_index: 0,
+            last_term: 0,
+            pre_vote: false,
+        };
+        let effects = follower.deliver(2, RaftMessage::RequestVote(request));
+        let leased = effects.iter().any(|e| {
+            matches!(
+                e,
+                Effect::Rejected {
+                    reason: RejectReason::LeaderLease { term: 2 },
+                    ..
+                }
+            )
+        });
+        let granted = messages(&effects, 3, id(1))
+            .into_iter()
+            .any(|(_, m)| matches!(m, RaftMessage::Vote(VoteResponse { granted: true, .. })));
+        (leased, granted)
+    };
+    assert_eq!(follower_after(ELECTION_MS - 1), (true, false));
+    assert_eq!(follower_after(ELECTION_MS), (false, true));
+}
+
+/// A follower that learns its leader within its current term (it voted, or restarted, in
+/// that term) records it: the leader is known, announced, and the lease runs.
+#[test]
+fn a_follower_learns_the_leader_of_its_current_term() {
+    use aegis_consensus::raft::AppendEntries;
+    let g = genesis(3);
+    let mut follower = Node::restore(config(&g, 1), state(&g, 2, None, &[]));
+    follower.start();
+    assert_eq!(follower.core.leader(), None);
+    let heartbeat = AppendEntries {
+        term: 2,
+        prev_index: 0,
+        prev_term: 0,
+        entries: Vec::new(),
+        leader_commit: 0,
+        certificates: Vec::new(),
+    };
+    let effects = follower.deliver(0, RaftMessage::Append(heartbeat));
+    assert_eq!(follower.core.leader(), Some(id(0)));
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::LeaderChanged { epoch: 2, leader } if *leader == id(0)
+        )),
+        "{effects:?}"
+    );
+}
