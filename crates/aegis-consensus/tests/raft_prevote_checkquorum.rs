@@ -247,4 +247,18 @@ fn a_follower_learns_the_leader_of_its_current_term() {
         )),
         "{effects:?}"
     );
+    // The lease holds off newer terms only: a request of this term is judged as §5.2 says
+    // (this follower learned the leader without voting, so it may still vote once).
+    let request = RequestVote {
+        term: 2,
+        last_index: 0,
+        last_term: 0,
+        pre_vote: false,
+    };
+    let effects = follower.deliver(2, RaftMessage::RequestVote(request));
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Rejected { .. })),
+        "{effects:?}"
+    );
+    assert_eq!(follower.core.voted_for(), Some(id(2)));
 }
