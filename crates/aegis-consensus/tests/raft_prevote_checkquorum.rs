@@ -262,3 +262,106 @@ fn a_follower_learns_the_leader_of_its_current_term() {
     );
     assert_eq!(follower.core.voted_for(), Some(id(2)));
 }
+
+/// A pre-candidate counts each pre-vote answer by its kind and term (thesis §9.6, as etcd
+/// does): a grant for the term it would campaign in counts; a refusal from a node already in
+/// a newer term sends it back to follow in that term; a refusal in its own term counts
+/// against it, and a majority of them ends the pre-campaign; a stale grant (for an earlier
+/// pre-campaign) counts for nothing.
+#[test]
+fn pre_vote_answers_are_counted_by_their_kind_and_term() {
+    use aegis_consensus::raft::VoteResponse;
+    let g = genesis(3);
+    let answer = |term: u64, granted: bool| {
+        RaftMessage::Vote(VoteResponse {
+            term,
+            candidate: id(0),
+            granted,
+            pre_vote: true,
+        })
+    };
+    // Node 0 in term 1, pre-campaigning for term 2, then the answers from nodes 1 and 2.
+    let after = |answers: &[(usize, RaftMessage)]| {
+        let mut node = Node::restore(config(&g, 0), state(&g, 1, None, &[]));
+        node.start();
+        node.fire(RaftTimer::Election);
+        assert_eq!(node.core.role(), RaftRole::PreCandidate);
+        for (from, message) in answers {
+            node.deliver(*from, message.clone());
+        }
+        (node.core.role(), node.core.term())
+    };
+    assert_eq!(
+        after(&[(1, answer(2, true))]),
+        (RaftRole::Candidate, 2),
+        "a grant for term 2 makes a majority with its own"
+    );
+    assert_eq!(
+        after(&[(1, answer(2, false))]),
+        (RaftRole::Follower, 2),
+        "a refusal from term 2"
+    );
+    assert_eq!(
+        after(&[(1, answer(3, false))]),
+        (RaftRole::Follower, 3),
+        "a refusal from term 3"
+    );
+    assert_eq!(
+        after(&[(1, answer(1, false))]),
+        (RaftRole::PreCandidate, 1),
+        "one refusal in its own term is not a majority"
+    );
+    assert_eq!(
+        after(&[(1, answer(1, false)), (2, answer(1, false))]),
+        (RaftRole::Follower, 1),
+        "two refusals of three are"
+    );
+    assert_eq!(
+        after(&[(1, answer(1, true)), (2, answer(1, false))]),
+        (RaftRole::PreCandidate, 1),
+        "a stale grant is neither a grant nor a refusal"
+    );
+}
+
+/// A node answers a pre-vote only for a term above its own (the pre-candidate's next one),
+/// and a vote request of its own term does not unseat the leader it follows or is.
+#[test]
+fn requests_of_a_nodes_own_term_change_neither_its_term_nor_its_leader() {
+    let g = genesis(3);
+    let mut voter = Node::restore(config(&g, 1), state(&g, 2, None, &[]));
+    voter.start();
+    let pre_vote = RequestVote {
+        term: 2,
+        last_index: 0,
+        last_term: 0,
+        pre_vote: true,
+    };
+    let effects = voter.deliver(2, RaftMessage::RequestVote(pre_vote));
+    let granted: Vec<bool> = messages(&effects, 3, id(1))
+        .into_iter()
+        .filter_map(|(_, m)| match m {
+            RaftMessage::Vote(v) => Some(v.granted),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(granted, vec![false], "{effects:?}");
+
+    let (_, mut net) = net(3, false);
+    let leader = net.elect(0);
+    let term = net.core(leader).term();
+    let request = RequestVote {
+        term,
+        last_index: 10,
+        last_term: term,
+        pre_vote: false,
+    };
+    net.run(
+        leader,
+        aegis_consensus::Input::Message {
+            from: id(1),
+            message: RaftMessage::RequestVote(request),
+        },
+    );
+    assert_eq!(net.core(leader).role(), RaftRole::Leader);
+    assert_eq!(net.core(leader).term(), term);
+}
