@@ -365,3 +365,49 @@ fn requests_of_a_nodes_own_term_change_neither_its_term_nor_its_leader() {
     assert_eq!(net.core(leader).role(), RaftRole::Leader);
     assert_eq!(net.core(leader).term(), term);
 }
+
+/// A candidate counts only the votes of its own term (§5.2): a grant from an earlier term's
+/// election is refused as stale, and an answer from a newer term makes it follow that term.
+#[test]
+fn a_candidate_counts_only_votes_of_its_own_term() {
+    use aegis_consensus::raft::VoteResponse;
+    let g = genesis(3);
+    let vote = |term: u64, granted: bool| {
+        RaftMessage::Vote(VoteResponse {
+            term,
+            candidate: id(0),
+            granted,
+            pre_vote: false,
+        })
+    };
+    let mut node = Node::restore(paper_config(&g, 0), state(&g, 2, None, &[]));
+    node.start();
+    node.fire(RaftTimer::Election);
+    assert_eq!(
+        (node.core.role(), node.core.term()),
+        (RaftRole::Candidate, 3)
+    );
+    let effects = node.deliver(1, vote(2, true));
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Rejected {
+                reason: RejectReason::StaleTerm {
+                    term: 2,
+                    current: 3
+                },
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+    assert_eq!(
+        (node.core.role(), node.core.term()),
+        (RaftRole::Candidate, 3)
+    );
+    node.deliver(2, vote(4, false));
+    assert_eq!(
+        (node.core.role(), node.core.term()),
+        (RaftRole::Follower, 4)
+    );
+}
