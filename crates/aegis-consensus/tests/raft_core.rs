@@ -880,8 +880,10 @@ fn a_catch_up_is_judged_by_its_term() {
         (follower.core.term(), follower.core.leader()),
         (3, Some(id(0)))
     );
-    // Nothing committed beyond this node's tip: no sync; something: a sync.
+    // Nothing committed beyond this node's tip: no sync; something: a sync, and the
+    // network's height (for `/status`) is what the leader said.
     assert_eq!(sync_requested(&effects), None, "{effects:?}");
+    assert_eq!(follower.core.network_height(), 0);
     let effects = follower.deliver(
         0,
         RaftMessage::CatchUp(CatchUp {
@@ -890,10 +892,14 @@ fn a_catch_up_is_judged_by_its_term() {
         }),
     );
     assert!(sync_requested(&effects).is_some(), "{effects:?}");
+    assert_eq!(follower.core.network_height(), 5);
 
     let (_, mut net) = net(3);
     let leader = net.elect(0);
     let term = net.core(leader).term();
+    // A leader keeps a progress for each follower, none for itself.
+    assert!(net.core(leader).progress(id(1)).is_some());
+    assert!(net.core(leader).progress(id(leader)).is_none());
     let effects = net.run(
         leader,
         Input::Message {
@@ -913,4 +919,5 @@ fn a_catch_up_is_judged_by_its_term() {
     assert_eq!(rejected(&effects), vec![]);
     assert_eq!(net.core(leader).role(), RaftRole::Follower);
     assert_eq!(net.core(leader).leader(), Some(id(1)));
+    assert!(net.core(leader).progress(id(1)).is_none());
 }
