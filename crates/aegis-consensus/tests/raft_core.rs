@@ -784,6 +784,71 @@ fn a_truncated_suffix_is_no_longer_counted_durable() {
     );
     assert_eq!(follower.log_terms(), vec![1, 2, 2]);
     assert_eq!(follower.core.durable_index(), 1);
+    // The sync of that persist makes the replacing entries durable, and not before.
+    let sequence = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Persist { sequence, .. } => Some(*sequence),
+            _ => None,
+        })
+        .max()
+        .expect("the replacing entries are persisted");
+    follower.step(Input::Persisted {
+        up_to: sequence - 1,
+    });
+    assert_eq!(follower.core.durable_index(), 1);
+    follower.step(Input::Persisted { up_to: sequence });
+    assert_eq!(follower.core.durable_index(), 3);
+}
+
+/// The core's reports: a timer fired before its deadline (a stale wake-up from the driver)
+/// is ignored; a leader that steps down cancels its own timers; the pending transactions
+/// are counted; the state fingerprint the "changes nothing" tests compare follows the state.
+#[test]
+fn timers_reports_and_fingerprints_follow_the_state() {
+    let g = genesis(3);
+    let mut follower = Node::restore(paper_config(&g, 1), state(&g, 1, None, &[]));
+    follower.start();
+    let before = follower.core.state_fingerprint();
+    let deadline = follower
+        .core
+        .timer_deadline(RaftTimer::Election)
+        .expect("a follower's election timer runs");
+    assert!(deadline > follower.now_ms);
+    follower.step(Input::Timer(RaftTimer::Election));
+    assert_eq!(
+        follower.core.role(),
+        RaftRole::Follower,
+        "fired early: ignored"
+    );
+    assert_eq!(follower.core.state_fingerprint(), before);
+    follower.fire(RaftTimer::Election);
+    assert_eq!(follower.core.role(), RaftRole::Candidate);
+    assert_ne!(follower.core.state_fingerprint(), before);
+
+    let (_, mut net) = net(3);
+    let leader = net.elect(0);
+    assert!(
+        net.core(leader)
+            .timer_deadline(RaftTimer::Heartbeat)
+            .is_some()
+    );
+    assert_eq!(net.core(leader).pending_txs(), 0);
+    net.propose(leader, vec![tx(1), tx(2)]);
+    assert_eq!(net.core(leader).pending_txs(), 2);
+    let term = net.core(leader).term();
+    net.run(
+        leader,
+        Input::Message {
+            from: id(1),
+            message: RaftMessage::CatchUp(aegis_consensus::raft::CatchUp {
+                term: term + 1,
+                committed: 0,
+            }),
+        },
+    );
+    assert_eq!(net.core(leader).role(), RaftRole::Follower);
+    assert_eq!(net.core(leader).timer_deadline(RaftTimer::Heartbeat), None);
 }
 
 /// The leader's certificates may start below what this follower already committed (the
