@@ -986,3 +986,68 @@ fn a_catch_up_is_judged_by_its_term() {
     assert_eq!(net.core(leader).leader(), Some(id(1)));
     assert!(net.core(leader).progress(id(1)).is_none());
 }
+
+/// Each persist that changed the log is remembered with the log's length, so an
+/// acknowledgement of an older persist makes exactly that much durable while a later one is
+/// still in flight; and the persist of the step whose commit passes a multiple of the
+/// compaction interval, and only that one, lets the driver compact the consensus log.
+#[test]
+fn acknowledged_persists_and_compaction_points_are_exact() {
+    let g = genesis(3);
+    let blocks = chain(&g, &[1, 1, 1]);
+    let persists = |effects: &[aegis_consensus::raft::RaftEffect]| -> Vec<(u64, bool)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Persist {
+                    sequence, compact, ..
+                } => Some((*sequence, *compact)),
+                _ => None,
+            })
+            .collect()
+    };
+    let append = |prev: usize, entries: &[aegis_types::Block], commit: &[usize]| {
+        RaftMessage::Append(AppendEntries {
+            term: 1,
+            prev_index: prev as u64,
+            prev_term: u64::from(prev > 0),
+            entries: entries.to_vec(),
+            leader_commit: commit.last().map_or(0, |h| *h as u64),
+            certificates: commit
+                .iter()
+                .map(|h| certificate(&blocks[h - 1], 1, &[0, 1]))
+                .collect(),
+        })
+    };
+
+    let mut follower = Node::restore(paper_config(&g, 1), state(&g, 1, None, &[]));
+    follower.start();
+    follower.auto_persist = false;
+    let first = persists(&follower.deliver(0, append(0, &blocks[..1], &[])));
+    let second = persists(&follower.deliver(0, append(1, &blocks[1..2], &[])));
+    assert_eq!(follower.core.durable_index(), 0);
+    follower.step(Input::Persisted { up_to: first[0].0 });
+    assert_eq!(follower.core.durable_index(), 1, "the older persist alone");
+    follower.step(Input::Persisted { up_to: second[0].0 });
+    assert_eq!(follower.core.durable_index(), 2);
+
+    let mut config = paper_config(&g, 1);
+    config.compaction_interval_blocks = 2;
+    let mut follower = Node::restore(config, state(&g, 1, None, &[]));
+    follower.start();
+    follower.deliver(0, append(0, &blocks, &[]));
+    let compacts = |effects: Vec<_>| persists(&effects).iter().any(|(_, compact)| *compact);
+    assert!(
+        !compacts(follower.deliver(0, append(3, &[], &[1]))),
+        "height 1"
+    );
+    assert!(
+        compacts(follower.deliver(0, append(3, &[], &[2]))),
+        "height 2"
+    );
+    assert!(
+        !compacts(follower.deliver(0, append(3, &[], &[3]))),
+        "height 3"
+    );
+    assert_eq!(follower.committed_height(), 3);
+}
