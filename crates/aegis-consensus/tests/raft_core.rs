@@ -1051,3 +1051,36 @@ fn acknowledged_persists_and_compaction_points_are_exact() {
     );
     assert_eq!(follower.committed_height(), 3);
 }
+
+/// A leader never stamps a block before its parent, whatever its own clock says (block
+/// timestamps never run backwards): here the last entry is stamped far ahead of the clock.
+#[test]
+fn a_leaders_blocks_are_never_stamped_before_their_parent() {
+    let g = genesis(1);
+    let ahead = aegis_types::Block::new(
+        &g.chain_id,
+        1,
+        g.hash(),
+        key(0).public_key(),
+        1,
+        5_000_000,
+        Vec::new(),
+    );
+    let persisted = RaftPersisted {
+        term: 1,
+        entries: vec![ahead.clone()],
+        ..RaftPersisted::genesis(g.hash())
+    };
+    let mut node = Node::restore(paper_config(&g, 0), persisted);
+    node.start();
+    node.fire(RaftTimer::Election);
+    assert_eq!(node.core.role(), RaftRole::Leader);
+    assert!(node.now_ms < 5_000_000);
+    assert_eq!(
+        node.committed_height(),
+        2,
+        "a lone validator commits at once"
+    );
+    assert_eq!(node.ledger[0].0.hash(), ahead.hash());
+    assert!(node.ledger[1].0.header.timestamp_ms >= 5_000_000);
+}
