@@ -562,13 +562,7 @@ fn each_fault_of_an_append_is_refused_for_itself() {
         follower.start();
         let before = follower.core.state_fingerprint();
         let effects = follower.deliver(0, RaftMessage::Append(append));
-        let reasons: Vec<RejectReason> = effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Rejected { reason, .. } => Some(reason.clone()),
-                _ => None,
-            })
-            .collect();
+        let reasons = rejections(&effects);
         if !reasons.is_empty() {
             assert_eq!(follower.core.state_fingerprint(), before, "{reasons:?}");
         }
@@ -918,21 +912,12 @@ fn a_catch_up_is_judged_by_its_term() {
     use aegis_consensus::raft::CatchUp;
     let g = genesis(3);
     let catch_up = |term: u64| RaftMessage::CatchUp(CatchUp { term, committed: 0 });
-    let rejected = |effects: &[aegis_consensus::raft::RaftEffect]| -> Vec<RejectReason> {
-        effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Rejected { reason, .. } => Some(reason.clone()),
-                _ => None,
-            })
-            .collect()
-    };
 
     let mut follower = Node::restore(paper_config(&g, 1), state(&g, 2, None, &[]));
     follower.start();
     let effects = follower.deliver(0, catch_up(1));
     assert_eq!(
-        rejected(&effects),
+        rejections(&effects),
         vec![RejectReason::StaleTerm {
             term: 1,
             current: 2
@@ -940,7 +925,7 @@ fn a_catch_up_is_judged_by_its_term() {
     );
     assert_eq!((follower.core.term(), follower.core.leader()), (2, None));
     let effects = follower.deliver(0, catch_up(3));
-    assert_eq!(rejected(&effects), vec![]);
+    assert_eq!(rejections(&effects), vec![]);
     assert_eq!(
         (follower.core.term(), follower.core.leader()),
         (3, Some(id(0)))
@@ -972,7 +957,10 @@ fn a_catch_up_is_judged_by_its_term() {
             message: catch_up(term),
         },
     );
-    assert_eq!(rejected(&effects), vec![RejectReason::TwoLeaders { term }]);
+    assert_eq!(
+        rejections(&effects),
+        vec![RejectReason::TwoLeaders { term }]
+    );
     assert_eq!(net.core(leader).role(), RaftRole::Leader);
     let effects = net.run(
         leader,
@@ -981,7 +969,7 @@ fn a_catch_up_is_judged_by_its_term() {
             message: catch_up(term + 1),
         },
     );
-    assert_eq!(rejected(&effects), vec![]);
+    assert_eq!(rejections(&effects), vec![]);
     assert_eq!(net.core(leader).role(), RaftRole::Follower);
     assert_eq!(net.core(leader).leader(), Some(id(1)));
     assert!(net.core(leader).progress(id(1)).is_none());

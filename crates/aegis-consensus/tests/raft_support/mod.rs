@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 
 use aegis_consensus::raft::{
     AppendEntries, AppendResponse, Raft, RaftConfig, RaftEffect, RaftInput, RaftMessage,
-    RaftPersisted, RaftTimer, VoteSignature,
+    RaftPersisted, RaftTimer, RejectReason, VoteSignature,
 };
 use aegis_consensus::{DurableState, Effect, Env, Input, Outgoing};
 use aegis_types::{
@@ -325,6 +325,17 @@ pub fn appends(
         .into_iter()
         .filter_map(|(to, m)| match m {
             RaftMessage::Append(a) => Some((to, a)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The reasons a step refused its input for, in order.
+pub fn rejections(effects: &[RaftEffect]) -> Vec<RejectReason> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Rejected { reason, .. } => Some(reason.clone()),
             _ => None,
         })
         .collect()
