@@ -245,6 +245,47 @@ fn a_follower_behind_the_leaders_memory_catches_up_through_sync() {
     net.assert_agreement(&g);
 }
 
+/// The same with a gap of one: node 2 holds the block just above its tip but never got its
+/// certificate, and the leader, restarted since, holds no certificate at all. Appends alone
+/// would never bring that certificate, so the leader tells node 2 to catch up.
+#[test]
+fn a_follower_one_certificate_behind_a_restarted_leader_catches_up_through_sync() {
+    let (g, mut net) = net(3);
+    net.elect(0);
+    net.propose(0, vec![tx(1)]);
+    net.deliver_everything();
+    net.propose(0, vec![tx(2)]);
+    net.deliver_all(|_, to, m| {
+        !(to == 2 && matches!(m, RaftMessage::Append(a) if !a.certificates.is_empty()))
+    });
+    assert_eq!(net.node(0).committed_height(), 2);
+    assert_eq!(net.node(2).committed_height(), 1);
+    assert_eq!(net.node(2).log_terms().len(), 2, "node 2 holds block 2");
+    for i in 0..3 {
+        net.crash(i);
+    }
+    net.restart(0);
+    net.restart(1);
+    net.run_for(4 * ELECTION_MS, |_, _, _| true);
+    assert_eq!(net.leaders().len(), 1);
+    net.history = Some(Vec::new());
+    net.restart(2);
+    net.run_for(2 * ELECTION_MS, |_, _, _| true);
+    let history = net.history.take().unwrap();
+    let leader = net.leaders()[0].1;
+    let catch_up = history.iter().any(|(i, effects)| {
+        messages(effects, 3, id(*i))
+            .iter()
+            .any(|(to, m)| to.0 == 2 && matches!(m, RaftMessage::CatchUp(_)))
+    });
+    assert!(catch_up, "the leader told node 2 to catch up");
+    assert_eq!(net.node(2).committed_height(), 2);
+    net.propose(leader, vec![tx(3)]);
+    net.run_for(ELECTION_MS, |_, _, _| true);
+    assert_eq!(net.node(2).committed_height(), 3);
+    net.assert_agreement(&g);
+}
+
 /// A certified block from sync wins over an uncommitted entry that conflicts with it.
 #[test]
 fn a_synced_block_replaces_a_conflicting_uncommitted_entry() {

@@ -302,4 +302,30 @@ mod tests {
         assert!(log.retained(5).is_none());
         assert!(log.is_chained());
     }
+
+    /// The window also holds at most `RETAINED_COMMITTED_BYTES` of blocks (exactly that much
+    /// is allowed), but always the newest block, however large, so that it can be sent.
+    #[test]
+    fn the_retained_window_is_bounded_in_bytes() {
+        let mut log = RaftLog::new(CommittedTip::genesis(Hash::digest(b"g")), Vec::new());
+        let mut commit = |log: &mut RaftLog, height: u64, bytes: usize| {
+            let mut entry = LogEntry::new(block(height, log.last_hash(), 1));
+            entry.bytes = bytes;
+            let c = cert(&entry);
+            log.append(entry);
+            log.commit_next(c).unwrap();
+        };
+        for height in 1..=5 {
+            commit(&mut log, height, RETAINED_COMMITTED_BYTES / 2);
+        }
+        assert_eq!(log.first_available(), 4, "two halves fill the window");
+        assert_eq!(log.retained_bytes, RETAINED_COMMITTED_BYTES);
+        commit(&mut log, 6, 2 * RETAINED_COMMITTED_BYTES);
+        assert_eq!(log.first_available(), 6, "an oversized newest block stays");
+        assert!(log.retained(6).is_some());
+        commit(&mut log, 7, 1);
+        assert_eq!(log.first_available(), 7);
+        assert_eq!(log.retained_bytes, 1);
+        assert!(log.is_chained());
+    }
 }
