@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use std::sync::{Mutex, PoisonError};
 
 use aegis_crypto::{BatchVerifier, verify};
-use aegis_types::{Hash, PublicKey, Signature};
+use aegis_types::{Hash, PublicKey, Signature, Transaction};
 
 /// Answers whether `signature` is `key`'s signature over `message`. Implementations must
 /// give exactly Ed25519's (ZIP-215) answers; they may only be faster.
@@ -23,6 +23,19 @@ pub trait SignatureCheck: Debug + Send + Sync {
             .map(|(index, _)| index)
             .collect();
         if bad.is_empty() { Ok(()) } else { Err(bad) }
+    }
+
+    /// Checks the transactions' signatures at once; returns the indices of the bad ones.
+    /// `ids[i]` must be `txs[i].id()` (the SHA-256 of its signing bytes), computed by the
+    /// caller: a checker that remembers by digest answers from the ids without encoding and
+    /// hashing the transactions again.
+    fn verify_transactions(&self, txs: &[Transaction], ids: &[Hash]) -> Result<(), Vec<usize>> {
+        let _ = ids;
+        let items: Vec<_> = txs
+            .iter()
+            .map(|tx| (tx.body.sender, tx.body.signing_bytes(), tx.signature))
+            .collect();
+        self.verify_batch(&items)
     }
 }
 
@@ -159,6 +172,45 @@ impl SignatureCheck for Remembered {
         }
         if bad.is_empty() { Ok(()) } else { Err(bad) }
     }
+
+    /// One lock to find what is known, one batch verification for the rest, one lock to
+    /// remember what verified; a transaction's digest is its id, so nothing is hashed again.
+    /// A transaction without an id (a caller's mistake) is verified, never trusted.
+    fn verify_transactions(&self, txs: &[Transaction], ids: &[Hash]) -> Result<(), Vec<usize>> {
+        let fingerprints: Vec<Option<RememberedKey>> = txs
+            .iter()
+            .enumerate()
+            .map(|(i, tx)| {
+                ids.get(i)
+                    .map(|id| fingerprint(&tx.body.sender, id, &tx.signature.0))
+            })
+            .collect();
+        let unknown: Vec<usize> = {
+            let memory = self.lock();
+            (0..txs.len())
+                .filter(|i| fingerprints[*i].is_none_or(|entry| !memory.known.contains(&entry)))
+                .collect()
+        };
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let mut batch = BatchVerifier::with_capacity(unknown.len());
+        for i in &unknown {
+            let tx = &txs[*i];
+            batch.queue(tx.body.sender, tx.body.signing_bytes(), tx.signature);
+        }
+        let bad: Vec<usize> = match batch.verify() {
+            Ok(()) => Vec::new(),
+            Err(bad) => bad.into_iter().map(|b| unknown[b]).collect(),
+        };
+        let mut memory = self.lock();
+        for i in unknown.iter().filter(|i| !bad.contains(i)) {
+            if let Some(entry) = fingerprints[*i] {
+                memory.insert(entry);
+            }
+        }
+        if bad.is_empty() { Ok(()) } else { Err(bad) }
+    }
 }
 
 #[cfg(test)]
@@ -226,5 +278,47 @@ mod tests {
                 .known(&key, &newest.to_le_bytes(), &Signature([1; 64]))
                 .is_some()
         );
+    }
+
+    /// Transactions are answered by id: what is remembered needs no verification (a marker
+    /// signature shows the memory answered), the rest is verified in one batch, a forgery
+    /// is reported by its index and never remembered, and a transaction given without its id
+    /// is verified, not trusted.
+    #[test]
+    fn transactions_are_answered_from_memory_by_id_and_forgeries_never_pass() {
+        use aegis_types::TxBody;
+        let key = SecretKey::from_bytes([5; 32]);
+        let tx = |nonce: u64| {
+            key.sign_transaction(TxBody {
+                version: aegis_types::encoding::ENCODING_VERSION,
+                chain_id: "c".into(),
+                sender: key.public_key(),
+                nonce,
+                payload: vec![1, 2, 3],
+            })
+        };
+        let checker = Remembered::default();
+        let mut marked = tx(1);
+        marked.signature = Signature([7; 64]);
+        checker.remember(key.public_key(), marked.id(), marked.signature);
+        let good = tx(2);
+        let mut forged = tx(3);
+        forged.signature = tx(4).signature;
+        let txs = vec![marked.clone(), forged.clone(), good.clone()];
+        let ids: Vec<Hash> = txs.iter().map(Transaction::id).collect();
+        assert_eq!(checker.verify_transactions(&txs, &ids), Err(vec![1]));
+        assert_eq!(checker.len(), 2, "the good one is remembered, the forgery is not");
+        assert!(checker.verify(&key.public_key(), &good.body.signing_bytes(), &good.signature));
+        assert_eq!(checker.verify_transactions(&txs[..1], &ids[..1]), Ok(()));
+        assert_eq!(
+            checker.verify_transactions(&[marked.clone(), good.clone()], &[]),
+            Err(vec![0]),
+            "without ids nothing is answered from memory"
+        );
+        assert_eq!(
+            Ed25519.verify_transactions(&[good.clone(), forged.clone()], &ids[1..]),
+            Err(vec![1])
+        );
+        assert_eq!(checker.verify_transactions(&[], &[]), Ok(()));
     }
 }

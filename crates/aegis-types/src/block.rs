@@ -3,7 +3,9 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
-use crate::encoding::{ENCODING_VERSION, TAG_BLOCK_HEADER, TAG_COMMIT_VOTE, tagged_bytes};
+use crate::encoding::{
+    ENCODING_VERSION, TAG_BLOCK_HEADER, TAG_COMMIT_VOTE, tagged_bytes, tagged_digest,
+};
 use crate::merkle::merkle_root;
 use crate::validator::ValidatorId;
 use crate::{Hash, PublicKey, Signature, Transaction};
@@ -30,7 +32,7 @@ pub struct BlockHeader {
 
 impl BlockHeader {
     pub fn hash(&self) -> Hash {
-        Hash::digest(&tagged_bytes(TAG_BLOCK_HEADER, self))
+        tagged_digest(TAG_BLOCK_HEADER, self)
     }
 }
 

@@ -8,6 +8,9 @@
 //! another kind.
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use sha2::{Digest, Sha256};
+
+use crate::hash::Hash;
 
 /// Version of the canonical layouts. Bumped, with new tags, if any layout ever changes.
 pub const ENCODING_VERSION: u8 = 1;
@@ -56,14 +59,41 @@ pub fn tagged_bytes<T: BorshSerialize>(tag: &[u8], value: &T) -> Vec<u8> {
     out
 }
 
+/// SHA-256 of `tag || borsh(value)`, the same digest as `Hash::digest(&tagged_bytes(tag,
+/// value))`, with the encoding streamed into the hasher: no buffer is allocated, grown or
+/// copied (a transaction's id, a batch's digest, a header's hash are taken on every hot path).
+pub fn tagged_digest<T: BorshSerialize>(tag: &[u8], value: &T) -> Hash {
+    let mut hasher = HashWriter(Sha256::new());
+    hasher.0.update(tag);
+    // Writing into a hasher cannot fail either.
+    if let Err(error) = borsh::to_writer(&mut hasher, value) {
+        unreachable_io(error);
+    }
+    Hash(hasher.0.finalize().into())
+}
+
+/// Borsh's writer, feeding SHA-256.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cold]
 #[allow(
     clippy::panic,
     reason = "a Vec writer cannot fail; this is a broken invariant, not bad input"
 )]
 fn unreachable_io(error: std::io::Error) {
-    // A Vec writer never returns an error; reaching this means memory exhaustion semantics
-    // changed, which is a broken invariant rather than bad input.
+    // A Vec or hasher writer never returns an error; reaching this means memory exhaustion
+    // semantics changed, which is a broken invariant rather than bad input.
     panic!("borsh serialisation into memory failed: {error}");
 }
 
@@ -127,5 +157,30 @@ pub mod hex_bytes {
     ) -> Result<Vec<u8>, D::Error> {
         let text = <String as serde::Deserialize>::deserialize(deserializer)?;
         hex::decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Streaming into the hasher gives the digest of the buffered bytes, for a value of a few
+    /// bytes and for one spanning many SHA-256 blocks (written in pieces by borsh).
+    #[test]
+    fn a_streamed_digest_is_the_digest_of_the_bytes() {
+        let small = (7u8, String::from("chain"), 42u64);
+        let large: Vec<(u32, Vec<u8>)> = (0..300).map(|i| (i, vec![i as u8; 97])).collect();
+        assert_eq!(
+            tagged_digest(TAG_TX, &small),
+            Hash::digest(&tagged_bytes(TAG_TX, &small))
+        );
+        assert_eq!(
+            tagged_digest(TAG_BLOCK_HEADER, &large),
+            Hash::digest(&tagged_bytes(TAG_BLOCK_HEADER, &large))
+        );
+        assert_ne!(
+            tagged_digest(TAG_TX, &small),
+            tagged_digest(TAG_GENESIS, &small)
+        );
     }
 }

@@ -4,7 +4,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::Hash;
-use crate::encoding::{TAG_GENESIS, tagged_bytes};
+use crate::encoding::{TAG_GENESIS, tagged_digest};
 use crate::tx::MAX_CHAIN_ID_BYTES;
 use crate::validator::{Validator, ValidatorSet, ValidatorSetError};
 
@@ -180,6 +180,6 @@ impl Genesis {
 
     /// The genesis hash: SHA-256 of `AEGIS/genesis/v1 || borsh(genesis)`. Block 1 links to it.
     pub fn hash(&self) -> Hash {
-        Hash::digest(&tagged_bytes(TAG_GENESIS, self))
+        tagged_digest(TAG_GENESIS, self)
     }
 }

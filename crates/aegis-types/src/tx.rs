@@ -3,7 +3,7 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
-use crate::encoding::{ENCODING_VERSION, TAG_TX, hex_bytes, tagged_bytes};
+use crate::encoding::{ENCODING_VERSION, TAG_TX, hex_bytes, tagged_bytes, tagged_digest};
 use crate::{Hash, PublicKey, Signature};
 
 /// Largest payload a transaction may carry, in bytes.
@@ -60,7 +60,7 @@ impl TxBody {
 
     /// The transaction id: SHA-256 of [`TxBody::signing_bytes`].
     pub fn id(&self) -> Hash {
-        Hash::digest(&self.signing_bytes())
+        tagged_digest(TAG_TX, self)
     }
 }
 

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use aegis_crypto::SecretKey;
-use aegis_types::encoding::tagged_bytes;
+use aegis_types::encoding::{tagged_bytes, tagged_digest};
 use aegis_types::{
     Block, CommitSignature, CommitVote, Hash, PublicKey, Signature, Transaction, ValidatorId,
 };
@@ -44,12 +44,17 @@ pub struct Batch {
 impl Batch {
     /// PBFT's request digest `d`.
     pub fn digest(&self) -> Hash {
-        Hash::digest(&tagged_bytes(TAG_BATCH, self))
+        tagged_digest(TAG_BATCH, self)
+    }
+
+    /// The ids of its transactions, in order.
+    pub fn tx_ids(&self) -> Arc<[Hash]> {
+        self.txs.iter().map(Transaction::id).collect()
     }
 
     /// The block this batch becomes at `height` after the block `prev_hash` (stamped at
-    /// `parent_timestamp_ms`), keeping only transactions for which `keep` says yes (duplicates
-    /// of committed ones are dropped). Its timestamp is the batch's, but never before its
+    /// `parent_timestamp_ms`), keeping only transactions for which `keep` (given each one's
+    /// position in the batch) says yes (duplicates of committed ones are dropped). Its timestamp is the batch's, but never before its
     /// parent's: a batch carried into a new view may be older than a null request ordered
     /// before it, and block timestamps never run backwards.
     pub fn to_block(
@@ -58,9 +63,15 @@ impl Batch {
         height: u64,
         (prev_hash, parent_timestamp_ms): (Hash, u64),
         proposer: PublicKey,
-        mut keep: impl FnMut(&Transaction) -> bool,
+        mut keep: impl FnMut(usize, &Transaction) -> bool,
     ) -> Block {
-        let txs = self.txs.iter().filter(|tx| keep(tx)).cloned().collect();
+        let txs = self
+            .txs
+            .iter()
+            .enumerate()
+            .filter(|(index, tx)| keep(*index, tx))
+            .map(|(_, tx)| tx.clone())
+            .collect();
         Block::new(
             chain_id,
             height,
@@ -228,7 +239,21 @@ pub(crate) fn new_view_bytes(
 /// forge well-signed but conflicting messages.
 impl PrePrepare {
     pub fn new_signed(chain_id: &str, key: &SecretKey, view: u64, seq: u64, batch: Batch) -> Self {
-        let signature = key.sign(&pre_prepare_bytes(chain_id, view, seq, &batch.digest()));
+        let digest = batch.digest();
+        PrePrepare::signed_with_digest(chain_id, key, (view, seq), batch, digest)
+    }
+
+    /// The same, for a caller that has the batch's digest already (it hashes every
+    /// transaction).
+    pub fn signed_with_digest(
+        chain_id: &str,
+        key: &SecretKey,
+        (view, seq): (u64, u64),
+        batch: Batch,
+        digest: Hash,
+    ) -> Self {
+        debug_assert_eq!(digest, batch.digest());
+        let signature = key.sign(&pre_prepare_bytes(chain_id, view, seq, &digest));
         PrePrepare {
             view,
             seq,

@@ -148,16 +148,11 @@ impl Pbft {
                 primary,
             });
         }
+        let digest = pp.batch.digest();
         self.check_window(from, pp.seq, |me| {
-            let bytes = messages::pre_prepare_bytes(
-                &me.config.chain_id,
-                pp.view,
-                pp.seq,
-                &pp.batch.digest(),
-            );
+            let bytes = messages::pre_prepare_bytes(&me.config.chain_id, pp.view, pp.seq, &digest);
             me.verify_from(from, &bytes, &pp.signature)
         })?;
-        let digest = pp.batch.digest();
         let bytes = messages::pre_prepare_bytes(&self.config.chain_id, pp.view, pp.seq, &digest);
         let existing = self
             .current_slot(pp.seq)
@@ -188,7 +183,7 @@ impl Pbft {
         if !self.view_gate(from, pp.view, &message)? {
             return Ok(());
         }
-        self.check_batch(&pp.batch, pp.view, pp.seq, from)?;
+        let tx_ids = self.check_batch(&pp.batch, pp.view, pp.seq, from)?;
         let PbftMessage::PrePrepare(pp) = message else {
             return Ok(());
         };
@@ -198,7 +193,7 @@ impl Pbft {
         let view = self.view;
         let own = Prepare::new_signed(&chain_id, &self.key, me, view, seq, digest);
         let slot = self.slot_mut(seq);
-        slot.set_pre_prepare(pp);
+        slot.set_pre_prepare(pp, digest, tx_ids);
         let mut prepare = None;
         if me != primary && slot.durable.sent_prepare.is_none() {
             slot.durable.sent_prepare = Some(digest);
@@ -369,20 +364,33 @@ impl Pbft {
         }
     }
 
-    /// The block a slot's batch becomes after `prev_hash`, cached.
-    pub(super) fn candidate_block(&self, slot: &mut Slot, prev_hash: Hash) -> Option<Block> {
-        if let Some(block) = &slot.candidate
-            && block.header.prev_hash == prev_hash
-        {
-            return Some(block.clone());
+    /// The block a slot's batch becomes after `prev_hash`, built once and kept in the slot
+    /// (callers that need only its hash borrow it; execution takes it).
+    pub(super) fn candidate_block<'s>(
+        &self,
+        slot: &'s mut Slot,
+        prev_hash: Hash,
+    ) -> Option<&'s Block> {
+        let built = slot
+            .candidate
+            .as_ref()
+            .is_some_and(|block| block.header.prev_hash == prev_hash);
+        if !built {
+            let pp = slot.durable.pre_prepare.as_ref()?;
+            let block = self.build_block(&pp.batch, &slot.tx_ids, slot.durable.seq, prev_hash);
+            slot.candidate = Some(block);
         }
-        let pp = slot.durable.pre_prepare.as_ref()?;
-        let block = self.build_block(&pp.batch, slot.durable.seq, prev_hash);
-        slot.candidate = Some(block.clone());
-        Some(block)
+        slot.candidate.as_ref()
     }
 
-    pub(super) fn build_block(&self, batch: &Batch, height: u64, prev_hash: Hash) -> Block {
+    /// The block `batch` (whose transactions' ids are `ids`) becomes at `height`.
+    pub(super) fn build_block(
+        &self,
+        batch: &Batch,
+        ids: &[Hash],
+        height: u64,
+        prev_hash: Hash,
+    ) -> Block {
         let proposer = self
             .config
             .validators
@@ -393,10 +401,16 @@ impl Pbft {
         let recent = &self.recent_ids;
         // Every caller builds on the last executed block, whose timestamp this is.
         let parent = (prev_hash, self.last_timestamp_ms);
-        batch.to_block(&self.config.chain_id, height, parent, proposer, |tx| {
-            let id = tx.id();
-            !recent.contains(&id) && seen.insert(id)
-        })
+        batch.to_block(
+            &self.config.chain_id,
+            height,
+            parent,
+            proposer,
+            |index, tx| {
+                let id = ids.get(index).copied().unwrap_or_else(|| tx.id());
+                !recent.contains(&id) && seen.insert(id)
+            },
+        )
     }
 
     /// §4.2: committed-local once 2f + 1 matching COMMITs are logged; execute in sequence
@@ -409,10 +423,9 @@ impl Pbft {
             let Some(mut slot) = self.slots.remove(&seq) else {
                 return;
             };
-            let candidate = self.candidate_block(&mut slot, last_hash);
+            let candidate = self.candidate_block(&mut slot, last_hash).map(Block::hash);
             let ready = match (candidate, slot.digest) {
-                (Some(block), Some(digest)) => {
-                    let hash = block.hash();
+                (Some(hash), Some(digest)) => {
                     let signatures: Vec<CommitSignature> = slot
                         .commits
                         .values()
@@ -429,19 +442,21 @@ impl Pbft {
                             block_hash: hash,
                             signatures,
                         };
-                        (digest, block, certificate)
+                        (digest, certificate)
                     })
                 }
                 _ => None,
             };
-            let Some((digest, block, certificate)) = ready else {
+            // The block goes to the ledger; the slot keeps its batch (for VIEW-CHANGE) until
+            // the next stable checkpoint, but not a second copy of it.
+            let Some(((digest, certificate), block)) = ready.and_then(|ready| {
+                // Ready means the candidate was just built or found.
+                slot.candidate.take().map(|block| (ready, block))
+            }) else {
                 self.slots.insert(seq, slot);
                 return;
             };
             slot.durable.executed = Some((digest, certificate.block_hash));
-            // The block goes to the ledger; the slot keeps its batch (for VIEW-CHANGE) until
-            // the next stable checkpoint, but not a third copy of it.
-            slot.candidate = None;
             let in_current_view = slot.durable.view == self.view;
             self.slots.insert(seq, slot);
             self.commit_block(block, certificate, in_current_view);

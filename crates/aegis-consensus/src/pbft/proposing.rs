@@ -40,8 +40,8 @@ impl Pbft {
         self.slots
             .range(self.last_executed + 1..)
             .filter(|(_, slot)| slot.durable.view == self.view)
-            .filter_map(|(_, slot)| slot.durable.pre_prepare.as_ref())
-            .flat_map(|pp| pp.batch.txs.iter().map(Transaction::id))
+            .filter(|(_, slot)| slot.durable.pre_prepare.is_some())
+            .flat_map(|(_, slot)| slot.tx_ids.iter().copied())
             .collect()
     }
 
@@ -70,15 +70,18 @@ impl Pbft {
         };
         let in_flight = self.in_flight();
         let mut seen = BTreeSet::new();
-        let txs: Vec<Transaction> = txs
+        let (txs, ids): (Vec<Transaction>, Vec<Hash>) = txs
             .into_iter()
             .filter(|tx| tx.check_structure(&self.config.chain_id).is_ok())
-            .filter(|tx| {
+            .map(|tx| {
                 let id = tx.id();
-                !in_flight.contains(&id) && !self.recent_ids.contains(&id) && seen.insert(id)
+                (tx, id)
+            })
+            .filter(|(_, id)| {
+                !in_flight.contains(id) && !self.recent_ids.contains(id) && seen.insert(*id)
             })
             .take(self.config.max_block_txs as usize)
-            .collect();
+            .unzip();
         if txs.is_empty() {
             // Nothing new to order: do not ask again until another input arrives.
             self.proposal_asked = true;
@@ -91,8 +94,16 @@ impl Pbft {
             timestamp_ms: self.now_ms.max(self.parent_timestamp(seq).unwrap_or(0)),
             txs: txs.into(),
         };
-        let pp = PrePrepare::new_signed(&self.config.chain_id, &self.key, self.view, seq, batch);
-        self.slot_mut(seq).set_pre_prepare(pp.clone());
+        let digest = batch.digest();
+        let pp = PrePrepare::signed_with_digest(
+            &self.config.chain_id,
+            &self.key,
+            (self.view, seq),
+            batch,
+            digest,
+        );
+        self.slot_mut(seq)
+            .set_pre_prepare(pp.clone(), digest, ids.into());
         self.send_signed(Outgoing::All(PbftMessage::PrePrepare(pp)));
         #[cfg(feature = "planted-bugs")]
         super::planted::send_early(

@@ -133,5 +133,14 @@ impl Pbft {
                 .all(|(_, slot)| slot.candidate.is_none()),
             "an executed slot keeps its candidate block"
         );
+        debug_assert!(
+            self.slots.values().all(|slot| slot.tx_ids.len()
+                == slot
+                    .durable
+                    .pre_prepare
+                    .as_ref()
+                    .map_or(0, |pp| pp.batch.txs.len())),
+            "a slot's transaction ids are not those of its batch"
+        );
     }
 }

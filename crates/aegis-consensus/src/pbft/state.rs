@@ -1,6 +1,7 @@
 //! What a PBFT replica persists, the records that change it, and its log entries.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aegis_types::{Block, Hash, ValidatorId};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -70,6 +71,9 @@ pub(crate) struct Slot {
     pub(crate) commits: BTreeMap<ValidatorId, Commit>,
     /// The block the pre-prepared batch becomes, once its predecessor is known.
     pub(crate) candidate: Option<Block>,
+    /// The ids of the pre-prepared batch's transactions, in order, computed once (empty
+    /// without a pre-prepare).
+    pub(crate) tx_ids: Arc<[Hash]>,
 }
 
 impl Slot {
@@ -80,17 +84,23 @@ impl Slot {
             prepares: BTreeMap::new(),
             commits: BTreeMap::new(),
             candidate: None,
+            tx_ids: Arc::from([]),
         }
     }
 
     pub(crate) fn restore(durable: PersistedSlot) -> Slot {
         let digest = durable.pre_prepare.as_ref().map(|pp| pp.batch.digest());
+        let tx_ids = durable
+            .pre_prepare
+            .as_ref()
+            .map_or_else(|| Arc::from([]), |pp| pp.batch.tx_ids());
         Slot {
             durable,
             digest,
             prepares: BTreeMap::new(),
             commits: BTreeMap::new(),
             candidate: None,
+            tx_ids,
         }
     }
 
@@ -106,11 +116,22 @@ impl Slot {
             self.prepares.clear();
             self.commits.clear();
             self.candidate = None;
+            self.tx_ids = Arc::from([]);
         }
     }
 
-    pub(crate) fn set_pre_prepare(&mut self, pre_prepare: PrePrepare) {
-        self.digest = Some(pre_prepare.batch.digest());
+    /// Logs `pre_prepare`, whose batch's digest and transaction ids the caller has computed
+    /// already (once per batch: both hash every transaction).
+    pub(crate) fn set_pre_prepare(
+        &mut self,
+        pre_prepare: PrePrepare,
+        digest: Hash,
+        tx_ids: Arc<[Hash]>,
+    ) {
+        debug_assert_eq!(digest, pre_prepare.batch.digest());
+        debug_assert_eq!(tx_ids, pre_prepare.batch.tx_ids());
+        self.digest = Some(digest);
+        self.tx_ids = tx_ids;
         self.durable.pre_prepare = Some(pre_prepare);
         self.candidate = None;
     }

@@ -3,6 +3,7 @@
 //! in one batch verification.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use aegis_types::encoding::encode;
 use aegis_types::{Hash, Transaction, ValidatorId};
@@ -26,7 +27,7 @@ impl Pbft {
         view: u64,
         seq: u64,
         from: ValidatorId,
-    ) -> Result<(), RejectReason> {
+    ) -> Result<Arc<[Hash]>, RejectReason> {
         if batch.proposer != from || batch.view != view {
             return Err(RejectReason::InvalidBatch(BatchFault::WrongProposer));
         }
@@ -54,16 +55,14 @@ impl Pbft {
                 },
             ));
         }
-        if let Some(index) = batch
-            .txs
-            .iter()
-            .position(|tx| self.recent_ids.contains(&tx.id()))
-        {
+        let ids: Vec<Hash> = batch.txs.iter().map(Transaction::id).collect();
+        if let Some(index) = ids.iter().position(|id| self.recent_ids.contains(id)) {
             return Err(RejectReason::InvalidBatch(BatchFault::AlreadyCommitted(
                 index,
             )));
         }
-        self.check_txs(&batch.txs)
+        self.check_txs(&batch.txs, &ids)?;
+        Ok(ids.into())
     }
 
     /// The timestamp the block before `seq` is known to carry at least: the last executed
@@ -78,7 +77,8 @@ impl Pbft {
             .map(|pp| pp.batch.timestamp_ms.max(self.last_timestamp_ms))
     }
 
-    pub(super) fn check_txs(&self, txs: &[Transaction]) -> Result<(), RejectReason> {
+    /// `ids[i]` is `txs[i].id()`.
+    pub(super) fn check_txs(&self, txs: &[Transaction], ids: &[Hash]) -> Result<(), RejectReason> {
         if txs.len() > self.config.max_block_txs as usize {
             return Err(RejectReason::InvalidBatch(BatchFault::TooManyTxs {
                 count: txs.len(),
@@ -90,25 +90,18 @@ impl Pbft {
             if tx.check_structure(&self.config.chain_id).is_err() {
                 return Err(RejectReason::InvalidBatch(BatchFault::MalformedTx(index)));
             }
-            if !seen.insert(tx.id()) {
+            let id = ids.get(index).copied().unwrap_or_else(|| tx.id());
+            if !seen.insert(id) {
                 return Err(RejectReason::InvalidBatch(BatchFault::DuplicateTx(index)));
             }
         }
-        if let Err(bad) = self.verify_txs(txs) {
+        if let Err(bad) = self.verifier.verify_transactions(txs, ids) {
             let index = bad.first().copied().unwrap_or(0);
             return Err(RejectReason::InvalidBatch(BatchFault::BadTxSignature(
                 index,
             )));
         }
         Ok(())
-    }
-
-    pub(super) fn verify_txs(&self, txs: &[Transaction]) -> Result<(), Vec<usize>> {
-        let items: Vec<_> = txs
-            .iter()
-            .map(|tx| (tx.body.sender, tx.body.signing_bytes(), tx.signature))
-            .collect();
-        self.verifier.verify_batch(&items)
     }
 
     pub(super) fn verify_view_change(&mut self, vc: &ViewChange) -> Result<(), RejectReason> {

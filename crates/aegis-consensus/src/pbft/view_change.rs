@@ -347,7 +347,7 @@ impl Pbft {
             let digest = pp.batch.digest();
             let own = Prepare::new_signed(&chain_id, &self.key, me, view, seq, digest);
             let slot = self.slot_mut(seq);
-            slot.set_pre_prepare(pp.clone());
+            slot.set_pre_prepare(pp.clone(), digest, pp.batch.tx_ids());
             let mut prepare = None;
             if me != primary {
                 slot.durable.sent_prepare = Some(digest);

@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn the_retained_window_is_bounded_in_bytes() {
         let mut log = RaftLog::new(CommittedTip::genesis(Hash::digest(b"g")), Vec::new());
-        let mut commit = |log: &mut RaftLog, height: u64, bytes: usize| {
+        let commit = |log: &mut RaftLog, height: u64, bytes: usize| {
             let mut entry = LogEntry::new(block(height, log.last_hash(), 1));
             entry.bytes = bytes;
             let c = cert(&entry);

@@ -497,6 +497,6 @@ fn block_for(
         .get(batch.proposer)
         .map_or(PublicKey([0; 32]), |v| v.public_key);
     batch
-        .to_block(adversary.chain_id, height, (prev, 0), proposer, |_| true)
+        .to_block(adversary.chain_id, height, (prev, 0), proposer, |_, _| true)
         .hash()
 }
