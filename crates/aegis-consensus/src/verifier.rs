@@ -307,8 +307,16 @@ mod tests {
         let txs = vec![marked.clone(), forged.clone(), good.clone()];
         let ids: Vec<Hash> = txs.iter().map(Transaction::id).collect();
         assert_eq!(checker.verify_transactions(&txs, &ids), Err(vec![1]));
-        assert_eq!(checker.len(), 2, "the good one is remembered, the forgery is not");
-        assert!(checker.verify(&key.public_key(), &good.body.signing_bytes(), &good.signature));
+        assert_eq!(
+            checker.len(),
+            2,
+            "the good one is remembered, the forgery is not"
+        );
+        assert!(checker.verify(
+            &key.public_key(),
+            &good.body.signing_bytes(),
+            &good.signature
+        ));
         assert_eq!(checker.verify_transactions(&txs[..1], &ids[..1]), Ok(()));
         assert_eq!(
             checker.verify_transactions(&[marked.clone(), good.clone()], &[]),

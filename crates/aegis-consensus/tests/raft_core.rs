@@ -11,7 +11,7 @@ use aegis_consensus::raft::{
     RejectReason, RequestVote, VoteResponse, VoteSignature,
 };
 use aegis_consensus::{Effect, Input};
-use aegis_types::Signature;
+use aegis_types::{Block, Signature};
 use raft_support::*;
 
 fn net(n: usize) -> (aegis_types::Genesis, Net) {
@@ -465,6 +465,50 @@ fn a_log_that_does_not_chain_is_refused() {
         result,
         Err(aegis_consensus::raft::RaftError::BrokenLog)
     ));
+    // Each fault alone: a block at the right height that links elsewhere, a block that links
+    // to the tip at the wrong height, a term that goes down along a well linked chain.
+    let proposer = key(0).public_key();
+    let elsewhere = aegis_types::Hash::digest(b"elsewhere");
+    let broken = [
+        vec![Block::new(
+            &g.chain_id,
+            1,
+            elsewhere,
+            proposer,
+            1,
+            1,
+            Vec::new(),
+        )],
+        vec![Block::new(
+            &g.chain_id,
+            2,
+            g.hash(),
+            proposer,
+            1,
+            2,
+            Vec::new(),
+        )],
+        chain(&g, &[2, 1]),
+    ];
+    for entries in broken {
+        let state = RaftPersisted {
+            term: 2,
+            entries,
+            ..RaftPersisted::genesis(g.hash())
+        };
+        let result = aegis_consensus::raft::Raft::restore(config(&g, 0), key(0), state.clone());
+        assert!(
+            matches!(result, Err(aegis_consensus::raft::RaftError::BrokenLog)),
+            "{:?} restored",
+            state.entries
+        );
+    }
+    let sound = RaftPersisted {
+        term: 2,
+        entries: chain(&g, &[1, 2]),
+        ..RaftPersisted::genesis(g.hash())
+    };
+    assert!(aegis_consensus::raft::Raft::restore(config(&g, 0), key(0), sound).is_ok());
 }
 
 /// SplitMix64, the tests' own seeded randomness.
