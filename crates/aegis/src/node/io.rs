@@ -15,7 +15,7 @@ use aegis_engine::{Clock, FileLog, Io, IoError, Ledger, Observer, Transport};
 use aegis_p2p::{Message, P2pNetwork, tags};
 use aegis_storage::{BlockSink, CommitTicket};
 use aegis_telemetry::{info, warn};
-use aegis_types::{Block, CommitCertificate, ValidatorId, ValidatorSet};
+use aegis_types::{Block, CommitCertificate, Hash, ValidatorId, ValidatorSet};
 use rand_core::{OsRng, RngCore};
 use tokio::runtime::Handle;
 
@@ -115,6 +115,27 @@ impl<M: borsh::BorshSerialize> Transport<M> for P2pTransport {
     }
 }
 
+/// What the node announces about a block once it is durable (its event, the metrics, the
+/// height `/health` reports), taken from the block when it is handed to storage.
+#[derive(Debug)]
+pub struct StoredBlock {
+    pub height: u64,
+    pub hash: Hash,
+    pub timestamp_ms: u64,
+    pub tx_ids: Vec<Hash>,
+}
+
+impl StoredBlock {
+    fn of(block: &Block) -> StoredBlock {
+        StoredBlock {
+            height: block.height(),
+            hash: block.hash(),
+            timestamp_ms: block.header.timestamp_ms,
+            tx_ids: block.tx_ids(),
+        }
+    }
+}
+
 /// The ledger through the group committer: appends are submitted in order and acknowledged
 /// by tickets; a flush waits for every ticket, so one storage transaction (one disk sync)
 /// covers many blocks. Blocks at or below the stored height (replayed at start) are skipped.
@@ -122,7 +143,7 @@ pub struct SinkLedger {
     runtime: Handle,
     store: aegis_storage::SqlStore,
     sink: Box<dyn BlockSink>,
-    tickets: VecDeque<(Block, CommitTicket)>,
+    tickets: VecDeque<(StoredBlock, CommitTicket)>,
     /// Height of the last block handed to the sink.
     queued_height: u64,
     shared: Arc<NodeShared>,
@@ -178,14 +199,17 @@ impl Ledger for SinkLedger {
             return Ok(());
         }
         let started = std::time::Instant::now();
+        // What the node announces once the block is durable; the block itself goes to the
+        // sink (no copy of its transactions waits here).
+        let stored = StoredBlock::of(&block);
         let ticket = self
             .runtime
-            .block_on(self.sink.submit(block.clone(), &certificate))?;
+            .block_on(self.sink.submit(block, &certificate))?;
         self.shared
             .metrics
             .storage_submit_seconds(started.elapsed().as_secs_f64());
         self.queued_height = height;
-        self.tickets.push_back((block, ticket));
+        self.tickets.push_back((stored, ticket));
         Ok(())
     }
 
@@ -200,7 +224,7 @@ impl Ledger for SinkLedger {
             self.shared
                 .metrics
                 .storage_write_seconds(started.elapsed().as_secs_f64());
-            self.shared.blocks_stored(&stored);
+            self.shared.blocks_stored(stored);
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::preflight::Preflight;
 use engine::{COMMAND_QUEUE, Command, MAX_GOSSIP_TXS, NodeDriver};
-use io::{NodeObserver, P2pTransport, SinkLedger, WallClock};
+use io::{NodeObserver, P2pTransport, SinkLedger, StoredBlock, WallClock};
 use metrics::NodeMetrics;
 use protocol::NodeProtocol;
 use sync::{SyncHandle, SyncMessage, Syncer, VoteFence, fetch::SyncerConfig};
@@ -151,29 +151,29 @@ impl NodeShared {
 
     /// Blocks the ledger made durable: events for subscribers, metrics, the height `/health`
     /// reports.
-    fn blocks_stored(&self, blocks: &[Block]) {
+    fn blocks_stored(&self, blocks: Vec<StoredBlock>) {
         let now_ms = aegis_engine::Clock::now_ms(&mut WallClock);
+        let last_timestamp_ms = blocks.last().map(|block| block.timestamp_ms);
         for block in blocks {
-            let height = block.height();
+            let height = block.height;
             let latency = now_ms
-                .checked_sub(block.header.timestamp_ms)
+                .checked_sub(block.timestamp_ms)
                 .map(|ms| ms as f64 / 1000.0);
-            self.metrics.committed(block.txs.len(), latency);
+            self.metrics.committed(block.tx_ids.len(), latency);
             self.height.store(height, Ordering::Release);
             self.ledger.set_height(height);
             // No subscriber is fine: events are for whoever listens.
             let _ = self.events.send(Arc::new(CommittedBlock {
                 height,
-                hash: block.hash(),
-                tx_ids: block.tx_ids(),
+                hash: block.hash,
+                tx_ids: block.tx_ids,
             }));
         }
-        if let Some(last) = blocks.last() {
+        if let Some(timestamp_ms) = last_timestamp_ms {
             *self
                 .last_commit
                 .write()
-                .unwrap_or_else(PoisonError::into_inner) =
-                Some((Instant::now(), last.header.timestamp_ms));
+                .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), timestamp_ms));
         }
     }
 
