@@ -516,6 +516,12 @@ impl Raft {
                 .keys()
                 .all(|h| *h > self.log.committed().height && *h <= self.log.last_index())
         );
+        debug_assert!(
+            self.signed_votes
+                .keys()
+                .all(|h| *h > self.log.committed().height && *h <= self.log.last_index()),
+            "the votes this node signed are for uncommitted entries of its log"
+        );
     }
 }
 

@@ -1,0 +1,171 @@
+//! What a Raft node does with blocks committed elsewhere and with committed ids: sync asked
+//! for at most once per heartbeat interval and height, a synced block of the node's own term
+//! that keeps its leader, a leader that refuses a synced block conflicting with its log, and
+//! ids remembered for exactly the deduplication window.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod raft_support;
+
+use aegis_consensus::Input;
+use aegis_consensus::raft::{CatchUp, RaftConfig, RaftMessage, RaftRole, RaftTimer};
+use aegis_consensus::raft::{RejectReason, SyncFault};
+use raft_support::*;
+
+fn catch_up(term: u64, committed: u64) -> RaftMessage {
+    RaftMessage::CatchUp(CatchUp { term, committed })
+}
+
+/// A sync for the same height is asked for again only once a heartbeat interval has passed
+/// (exactly then, not before); a sync for a new height is asked for at once.
+#[test]
+fn sync_is_asked_once_per_height_and_heartbeat_interval() {
+    let g = genesis(3);
+    let mut follower = Node::restore(config(&g, 1), state(&g, 3, None, &[]));
+    follower.start();
+    let start = follower.now_ms;
+    let effects = follower.deliver(0, catch_up(3, 5));
+    assert_eq!(sync_requested(&effects), Some(1));
+    let effects = follower.deliver(0, catch_up(3, 5));
+    assert_eq!(sync_requested(&effects), None, "again at once");
+    follower.now_ms = start + HEARTBEAT_MS - 1;
+    let effects = follower.deliver(0, catch_up(3, 5));
+    assert_eq!(sync_requested(&effects), None, "again within the interval");
+    follower.now_ms = start + HEARTBEAT_MS;
+    let effects = follower.deliver(0, catch_up(3, 5));
+    assert_eq!(
+        sync_requested(&effects),
+        Some(1),
+        "once the interval passed"
+    );
+    // Block 1 arrives: the next sync, for height 2, is asked for at once.
+    let block = chain(&g, &[3]).remove(0);
+    let cert = certificate(&block, 3, &[0, 2]);
+    let effects = follower.step(Input::SyncedBlock {
+        block,
+        certificate: cert,
+    });
+    assert_eq!(rejections(&effects), vec![]);
+    assert_eq!(follower.committed_height(), 1);
+    let effects = follower.deliver(0, catch_up(3, 5));
+    assert_eq!(sync_requested(&effects), Some(2));
+}
+
+/// A follower that syncs a block of its own term (its leader's) keeps following that
+/// leader: the block says nothing new about the term.
+#[test]
+fn a_synced_block_of_the_current_term_keeps_the_leader() {
+    let g = genesis(3);
+    let mut follower = Node::restore(config(&g, 1), state(&g, 3, None, &[]));
+    follower.start();
+    follower.deliver(0, catch_up(3, 1));
+    assert_eq!(follower.core.leader(), Some(id(0)));
+    let block = chain(&g, &[3]).remove(0);
+    let cert = certificate(&block, 3, &[0, 2]);
+    let effects = follower.step(Input::SyncedBlock {
+        block,
+        certificate: cert,
+    });
+    assert_eq!(rejections(&effects), vec![]);
+    assert_eq!(follower.committed_height(), 1);
+    assert_eq!(
+        (follower.core.term(), follower.core.leader()),
+        (3, Some(id(0)))
+    );
+    // A block of a later term moves the term on, and the leader is no longer known.
+    let block = chain(&g, &[3, 4]).remove(1);
+    let cert = certificate(&block, 4, &[0, 2]);
+    follower.step(Input::SyncedBlock {
+        block,
+        certificate: cert,
+    });
+    assert_eq!((follower.core.term(), follower.core.leader()), (4, None));
+}
+
+/// Leader Completeness (§5.4): a leader holds every committed entry, so a certified block
+/// that conflicts with its log is refused, and its log stays as it is.
+#[test]
+fn a_leader_refuses_a_synced_block_that_conflicts_with_its_log() {
+    let g = genesis(3);
+    let configs = (0..3).map(|i| config(&g, i)).collect();
+    let states = vec![
+        state(&g, 5, None, &[5]),
+        state(&g, 5, None, &[]),
+        state(&g, 5, None, &[]),
+    ];
+    let mut net = Net::restored(configs, states);
+    let deadline = net.core(0).timer_deadline(RaftTimer::Election).unwrap();
+    net.now_ms = net.now_ms.max(deadline);
+    net.run(0, Input::Timer(RaftTimer::Election));
+    // Votes are delivered, appends are not: block 1 (term 5) stays uncommitted.
+    net.deliver_all(|_, _, m| !matches!(m, RaftMessage::Append(_)));
+    assert_eq!(net.core(0).role(), RaftRole::Leader);
+    assert_eq!(net.node(0).committed_height(), 0);
+    let before = net.node(0).log_terms();
+    assert_eq!(before[0], 5);
+    let other = chain(&g, &[4]).remove(0);
+    let cert = certificate(&other, 4, &[1, 2]);
+    let effects = net.run(
+        0,
+        Input::SyncedBlock {
+            block: other,
+            certificate: cert,
+        },
+    );
+    assert_eq!(
+        rejections(&effects),
+        vec![RejectReason::BadSyncedBlock(
+            SyncFault::ConflictsWithLeaderLog
+        )]
+    );
+    assert_eq!(net.node(0).log_terms(), before);
+    assert_eq!(net.node(0).committed_height(), 0);
+    assert_eq!(net.core(0).role(), RaftRole::Leader);
+}
+
+/// A committed transaction's id is remembered for exactly `tx_dedup_window_blocks` blocks
+/// (its own included): proposed again within them it is left out; after them the memory is
+/// bounded and the id forgotten (the ledger's own check refuses a repeat from then on).
+#[test]
+fn committed_ids_are_remembered_for_exactly_the_window() {
+    let g = genesis(3);
+    let configs: Vec<RaftConfig> = (0..3)
+        .map(|i| RaftConfig {
+            tx_dedup_window_blocks: 3,
+            ..config(&g, i)
+        })
+        .collect();
+    let mut net = Net::new(configs);
+    net.elect(0);
+    let height = |net: &Net| net.node(0).committed_height();
+    let contains = |net: &Net, nonce: u64| {
+        net.node(0)
+            .ledger
+            .iter()
+            .filter(|(b, _)| tx_ids(b).contains(&tx(nonce).id()))
+            .count()
+    };
+    let propose = |net: &mut Net, nonce: u64| {
+        net.propose(0, vec![tx(nonce)]);
+        net.deliver_everything();
+    };
+    propose(&mut net, 1);
+    propose(&mut net, 2);
+    propose(&mut net, 3);
+    assert_eq!(height(&net), 3);
+    propose(&mut net, 1);
+    assert_eq!(
+        (height(&net), contains(&net, 1)),
+        (3, 1),
+        "within the window"
+    );
+    propose(&mut net, 4);
+    assert_eq!(height(&net), 4);
+    propose(&mut net, 1);
+    assert_eq!(
+        (height(&net), contains(&net, 1)),
+        (5, 2),
+        "after the window"
+    );
+    net.assert_agreement(&g);
+}
