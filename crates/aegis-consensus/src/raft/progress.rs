@@ -193,4 +193,30 @@ mod tests {
         p.committed_to(12, 10);
         assert_eq!(p.matched, 10, "never past the leader's own log");
     }
+
+    /// Only an answer that acknowledges more than the match counts as progress: a follower
+    /// that keeps answering with the same index (its heartbeats) while the entries after it
+    /// were lost gets them again at the next heartbeat. The next entry to send is always just
+    /// above what the follower holds or committed.
+    #[test]
+    fn only_new_acknowledgements_count_and_next_follows_the_match() {
+        let mut p = Progress::new(0);
+        p.succeeded(5);
+        p.sent(8);
+        assert_eq!((p.next, p.matched), (9, 5));
+        p.heartbeat();
+        p.succeeded(5);
+        p.committed_to(5, 8);
+        p.heartbeat();
+        assert_eq!(p.next, 6, "6-8 presumed lost and sent again");
+        p.succeeded(7);
+        assert_eq!((p.next, p.matched), (8, 7), "next just above the match");
+        let mut q = Progress::new(4);
+        q.committed_to(10, 20);
+        assert_eq!((q.next, q.matched, q.committed), (11, 10, Some(10)));
+        q.heartbeat();
+        q.committed_to(10, 20);
+        q.heartbeat();
+        assert_eq!(q.next, 11);
+    }
 }
