@@ -54,9 +54,10 @@ impl Batch {
 
     /// The block this batch becomes at `height` after the block `prev_hash` (stamped at
     /// `parent_timestamp_ms`), keeping only transactions for which `keep` (given each one's
-    /// position in the batch) says yes (duplicates of committed ones are dropped). Its timestamp is the batch's, but never before its
-    /// parent's: a batch carried into a new view may be older than a null request ordered
-    /// before it, and block timestamps never run backwards.
+    /// position in the batch) says yes (duplicates of committed ones are dropped). Its
+    /// timestamp is the batch's, but never before its parent's: a batch carried into a new
+    /// view may be older than a null request ordered before it, and block timestamps never
+    /// run backwards.
     pub fn to_block(
         &self,
         chain_id: &str,
