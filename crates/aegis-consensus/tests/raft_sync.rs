@@ -8,8 +8,9 @@
 mod raft_support;
 
 use aegis_consensus::Input;
-use aegis_consensus::raft::{CatchUp, RaftConfig, RaftMessage, RaftRole, RaftTimer};
-use aegis_consensus::raft::{RejectReason, SyncFault};
+use aegis_consensus::raft::{
+    CatchUp, ConfigError, RaftConfig, RaftMessage, RaftRole, RaftTimer, RejectReason, SyncFault,
+};
 use raft_support::*;
 
 fn catch_up(term: u64, committed: u64) -> RaftMessage {
@@ -168,4 +169,15 @@ fn committed_ids_are_remembered_for_exactly_the_window() {
         "after the window"
     );
     net.assert_agreement(&g);
+    // A window of no block at all is refused: a core always remembers its last block's ids.
+    let none = RaftConfig {
+        tx_dedup_window_blocks: 0,
+        ..config(&g, 0)
+    };
+    assert_eq!(
+        none.validate(),
+        Err(ConfigError::Zero {
+            field: "tx_dedup_window_blocks"
+        })
+    );
 }

@@ -140,6 +140,7 @@ impl RaftConfig {
                 "compaction_interval_blocks",
                 self.compaction_interval_blocks,
             ),
+            ("tx_dedup_window_blocks", self.tx_dedup_window_blocks),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero { field });

@@ -231,6 +231,14 @@ impl Node {
                 _ => {}
             }
         }
+        assert!(
+            effects
+                .iter()
+                .filter(|e| matches!(e, Effect::ProposalWanted { .. }))
+                .count()
+                <= 1,
+            "a batch is asked for at most once per step"
+        );
         assert_eq!(
             self.durable,
             self.core.persisted(),
