@@ -1,7 +1,7 @@
 //! What a Raft node does with blocks committed elsewhere and with committed ids: sync asked
 //! for at most once per heartbeat interval and height, a synced block of the node's own term
 //! that keeps its leader, a leader that refuses a synced block conflicting with its log, and
-//! ids remembered for exactly the deduplication window.
+//! ids remembered for exactly the deduplication window; and the configuration checks.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
@@ -179,5 +179,88 @@ fn committed_ids_are_remembered_for_exactly_the_window() {
         Err(ConfigError::Zero {
             field: "tx_dedup_window_blocks"
         })
+    );
+}
+
+/// A configuration is checked as a whole: each count and interval at least 1, this node among
+/// the validators, no Byzantine bound, a pipeline no deeper than a genesis allows (the
+/// deepest is accepted), an election timeout longer than the heartbeat interval.
+#[test]
+fn a_configuration_is_checked_field_by_field() {
+    use aegis_types::genesis::MAX_PIPELINE_DEPTH;
+    let g = genesis(3);
+    let good = config(&g, 0);
+    assert_eq!(good.validate(), Ok(()));
+    let zero = |field: &'static str, config: RaftConfig| {
+        assert_eq!(
+            config.validate(),
+            Err(ConfigError::Zero { field }),
+            "{field}"
+        );
+    };
+    zero(
+        "max_block_txs",
+        RaftConfig {
+            max_block_txs: 0,
+            ..good.clone()
+        },
+    );
+    zero(
+        "pipeline_depth",
+        RaftConfig {
+            pipeline_depth: 0,
+            ..good.clone()
+        },
+    );
+    zero(
+        "max_pending_txs",
+        RaftConfig {
+            max_pending_txs: 0,
+            ..good.clone()
+        },
+    );
+    zero(
+        "compaction_interval_blocks",
+        RaftConfig {
+            compaction_interval_blocks: 0,
+            ..good.clone()
+        },
+    );
+    let stranger = RaftConfig {
+        me: id(7),
+        ..good.clone()
+    };
+    assert_eq!(stranger.validate(), Err(ConfigError::UnknownSelf(id(7))));
+    let deepest = RaftConfig {
+        pipeline_depth: MAX_PIPELINE_DEPTH,
+        ..good.clone()
+    };
+    assert_eq!(deepest.validate(), Ok(()));
+    let deeper = RaftConfig {
+        pipeline_depth: MAX_PIPELINE_DEPTH + 1,
+        ..good.clone()
+    };
+    assert_eq!(
+        deeper.validate(),
+        Err(ConfigError::PipelineTooDeep(MAX_PIPELINE_DEPTH + 1))
+    );
+    let hasty = RaftConfig {
+        election_timeout_ms: good.heartbeat_interval_ms,
+        ..good.clone()
+    };
+    assert_eq!(
+        hasty.validate(),
+        Err(ConfigError::ElectionNotAfterHeartbeat {
+            election_ms: good.heartbeat_interval_ms,
+            heartbeat_ms: good.heartbeat_interval_ms,
+        })
+    );
+    let byzantine = aegis_testkit::GenesisBuilder::new(4)
+        .algorithm(aegis_types::ConsensusAlgorithm::Raft)
+        .max_byzantine_nodes(1)
+        .build();
+    assert_eq!(
+        RaftConfig::from_genesis(&byzantine, id(0), HEARTBEAT_MS, ELECTION_MS),
+        Err(ConfigError::ByzantineBound(1))
     );
 }
