@@ -186,7 +186,7 @@ impl Raft {
             );
         }
         if self.log.last_index() > self.log.committed().height {
-            self.append_block(Vec::new());
+            self.append_block(Vec::new(), Vec::new());
         }
         for peer in self.config.peers().collect::<Vec<_>>() {
             self.send_append(peer, true);

@@ -7,25 +7,56 @@
 //! it; the Log Matching Property (§5.3) is then a property of the chain as well.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
 
 use aegis_types::{Block, CommitCertificate, Hash};
 
 use super::config::{RETAINED_COMMITTED_BLOCKS, RETAINED_COMMITTED_BYTES};
 use super::state::CommittedTip;
 
-/// A block in the log, with its hash and encoded size computed once.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A block in the log, with its hash and encoded size computed once, and its transactions'
+/// ids once asked for (a leader checks every new batch against the ids in its log).
+#[derive(Clone, Debug)]
 pub(crate) struct LogEntry {
     pub(crate) block: Block,
     pub(crate) hash: Hash,
     pub(crate) bytes: usize,
+    tx_ids: OnceLock<Arc<[Hash]>>,
 }
+
+/// Entries are equal when their blocks are: the id cache is not part of the value.
+impl PartialEq for LogEntry {
+    fn eq(&self, other: &LogEntry) -> bool {
+        (&self.block, self.hash, self.bytes) == (&other.block, other.hash, other.bytes)
+    }
+}
+
+impl Eq for LogEntry {}
 
 impl LogEntry {
     pub(crate) fn new(block: Block) -> LogEntry {
         let hash = block.hash();
         let bytes = borsh::object_length(&block).unwrap_or(usize::MAX);
-        LogEntry { block, hash, bytes }
+        LogEntry {
+            block,
+            hash,
+            bytes,
+            tx_ids: OnceLock::new(),
+        }
+    }
+
+    /// An entry whose block's transaction ids the caller computed already.
+    pub(crate) fn with_tx_ids(block: Block, ids: Arc<[Hash]>) -> LogEntry {
+        debug_assert_eq!(*ids, *block.tx_ids());
+        let entry = LogEntry::new(block);
+        // A fresh cell: it takes the ids.
+        let _ = entry.tx_ids.set(ids);
+        entry
+    }
+
+    /// The ids of the block's transactions, in order, computed on first use.
+    pub(crate) fn tx_ids(&self) -> &Arc<[Hash]> {
+        self.tx_ids.get_or_init(|| self.block.tx_ids().into())
     }
 
     pub(crate) fn term(&self) -> u64 {
@@ -161,8 +192,11 @@ impl RaftLog {
     }
 
     /// The first uncommitted entry is committed with `certificate`: it moves to the retained
-    /// window. Returns it.
-    pub(crate) fn commit_next(&mut self, certificate: CommitCertificate) -> Option<Block> {
+    /// window. Returns its block and transaction ids.
+    pub(crate) fn commit_next(
+        &mut self,
+        certificate: CommitCertificate,
+    ) -> Option<(Block, Arc<[Hash]>)> {
         let entry = self.entries.pop_front()?;
         assert_eq!(
             certificate.height,
@@ -174,9 +208,10 @@ impl RaftLog {
             "certificate for the entry"
         );
         let block = entry.block.clone();
+        let ids = Arc::clone(entry.tx_ids());
         self.committed = CommittedTip::of(&entry.block, entry.hash);
         self.retain(entry, certificate);
-        Some(block)
+        Some((block, ids))
     }
 
     /// A block committed elsewhere (a synced block): the log must hold no entries, or the
@@ -279,8 +314,9 @@ mod tests {
         log.truncate_from(3);
         assert_eq!(log.last_index(), 2);
         let first = log.entry(1).cloned().unwrap();
-        let committed = log.commit_next(cert(&first)).unwrap();
+        let (committed, ids) = log.commit_next(cert(&first)).unwrap();
         assert_eq!(committed.height(), 1);
+        assert_eq!(*ids, *committed.tx_ids());
         assert_eq!(log.committed().height, 1);
         assert_eq!(log.first_available(), 1);
         assert_eq!(log.term_at(1), Some(1));
@@ -327,5 +363,18 @@ mod tests {
         assert_eq!(log.first_available(), 7);
         assert_eq!(log.retained_bytes, 1);
         assert!(log.is_chained());
+    }
+
+    /// The id cache is not part of an entry's value, and given ids are the computed ones.
+    #[test]
+    fn entries_compare_by_block_whatever_their_id_cache_holds() {
+        let b = block(1, Hash::digest(b"g"), 1);
+        let fresh = LogEntry::new(b.clone());
+        let asked = LogEntry::new(b.clone());
+        assert_eq!(asked.tx_ids().len(), 0);
+        assert_eq!(fresh, asked);
+        let given = LogEntry::with_tx_ids(b.clone(), Arc::from([]));
+        assert_eq!(given, fresh);
+        assert_ne!(LogEntry::new(block(2, Hash::digest(b"g"), 1)), fresh);
     }
 }

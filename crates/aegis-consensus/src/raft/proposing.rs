@@ -48,21 +48,24 @@ impl Raft {
         let in_log: BTreeSet<Hash> = self
             .log
             .entries()
-            .flat_map(|entry| entry.block.txs.iter().map(Transaction::id))
+            .flat_map(|entry| entry.tx_ids().iter().copied())
             .collect();
         let mut seen = BTreeSet::new();
-        let txs: Vec<Transaction> = txs
+        let (txs, ids): (Vec<Transaction>, Vec<Hash>) = txs
             .into_iter()
             .filter(|tx| tx.check_structure(&self.config.chain_id).is_ok())
-            .filter(|tx| {
+            .map(|tx| {
                 let id = tx.id();
-                !in_log.contains(&id) && !self.recent_ids.contains(&id) && seen.insert(id)
+                (tx, id)
+            })
+            .filter(|(_, id)| {
+                !in_log.contains(id) && !self.recent_ids.contains(id) && seen.insert(*id)
             })
             .take(self.config.max_block_txs as usize)
-            .collect();
+            .unzip();
         self.proposal_asked = false;
         if !txs.is_empty() {
-            self.append_block(txs);
+            self.append_block(txs, ids);
         }
         if self.certificates_owed {
             self.send_owed_certificates();
@@ -70,9 +73,9 @@ impl Raft {
         self.maybe_propose();
     }
 
-    /// Appends a block of the current term after the last entry and sends it to every
-    /// follower whose flow control allows.
-    pub(super) fn append_block(&mut self, txs: Vec<Transaction>) {
+    /// Appends a block of the current term after the last entry (`ids` are its transactions'
+    /// ids) and sends it to every follower whose flow control allows.
+    pub(super) fn append_block(&mut self, txs: Vec<Transaction>, ids: Vec<Hash>) {
         debug_assert!(self.is_leader());
         let block = Block::new(
             &self.config.chain_id,
@@ -84,7 +87,7 @@ impl Raft {
             self.now_ms.max(self.log.last_timestamp_ms()),
             txs,
         );
-        self.log.append(LogEntry::new(block));
+        self.log.append(LogEntry::with_tx_ids(block, ids.into()));
         let peers: Vec<_> = self.progress.keys().copied().collect();
         for peer in peers {
             self.send_append(peer, false);

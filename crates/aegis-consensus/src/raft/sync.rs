@@ -3,7 +3,9 @@
 //! committed in order; blocks the ledger holds but the consensus log does not come the same
 //! way at start.
 
-use aegis_types::{Block, CommitCertificate, ValidatorId};
+use std::sync::Arc;
+
+use aegis_types::{Block, CommitCertificate, Hash, ValidatorId};
 
 use super::Raft;
 use super::log::LogEntry;
@@ -13,21 +15,21 @@ use crate::Effect;
 impl Raft {
     /// Commits the first uncommitted entry with `certificate`.
     pub(super) fn commit_entry(&mut self, certificate: CommitCertificate) {
-        if let Some(block) = self.log.commit_next(certificate.clone()) {
-            self.committed_block(block, certificate);
+        if let Some((block, ids)) = self.log.commit_next(certificate.clone()) {
+            self.committed_block(block, &ids, certificate);
         }
     }
 
     /// What follows a commit, whichever way it came: the block goes to the ledger, its
     /// transactions are no longer pending, and their ids are remembered for a while.
-    fn committed_block(&mut self, block: Block, certificate: CommitCertificate) {
+    fn committed_block(&mut self, block: Block, ids: &[Hash], certificate: CommitCertificate) {
         let height = block.height();
-        let ids = block.tx_ids();
-        for id in &ids {
+        debug_assert_eq!(ids, block.tx_ids());
+        for id in ids {
             self.pending.remove(id);
         }
         self.recent_ids.extend(ids.iter().copied());
-        self.recent_txs.push_back((height, ids));
+        self.recent_txs.push_back((height, ids.to_vec()));
         let window = self.config.tx_dedup_window_blocks;
         while let Some((oldest, _)) = self.recent_txs.front() {
             if oldest + window > height {
@@ -98,9 +100,9 @@ impl Raft {
             Some(_) => self.truncate_log(height),
             None => {}
         }
-        let (block, certificate_for_log) = (entry.block.clone(), certificate.clone());
-        self.log.commit_synced(entry, certificate_for_log);
-        self.committed_block(block, certificate);
+        let (block, ids) = (entry.block.clone(), Arc::clone(entry.tx_ids()));
+        self.log.commit_synced(entry, certificate.clone());
+        self.committed_block(block, &ids, certificate);
         Ok(())
     }
 
