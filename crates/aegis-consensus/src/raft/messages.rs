@@ -24,19 +24,6 @@ pub enum RaftMessage {
     CatchUp(CatchUp),
 }
 
-impl RaftMessage {
-    /// The term the sender speaks in (for a pre-vote request, the term it would campaign in).
-    pub fn term(&self) -> u64 {
-        match self {
-            RaftMessage::RequestVote(m) => m.term,
-            RaftMessage::Vote(m) => m.term,
-            RaftMessage::Append(m) => m.term,
-            RaftMessage::AppendResponse(m) => m.term,
-            RaftMessage::CatchUp(m) => m.term,
-        }
-    }
-}
-
 /// RequestVote RPC (§5.2, §5.4.1): the candidate's term and how up to date its log is. With
 /// `pre_vote`, `term` is the term it would campaign in; granting it changes nothing at the
 /// voter (thesis §9.6).

@@ -143,5 +143,23 @@ mod tests {
                 );
             }
         }
+        // Exactly what a correct validator never sends is evidence; a stale term, a lease,
+        // a full log or a synced block from the wrong parent happen to honest nodes.
+        let evidence: Vec<&str> = all
+            .iter()
+            .chain([&conflict])
+            .filter(|r| r.is_byzantine_evidence())
+            .map(Reject::label)
+            .collect();
+        assert_eq!(
+            evidence,
+            [
+                "two_leaders",
+                "bad_entries",
+                "bad_vote",
+                "bad_certificate",
+                "bad_synced_block"
+            ]
+        );
     }
 }
