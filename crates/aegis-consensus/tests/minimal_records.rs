@@ -84,12 +84,19 @@ fn records_say_only_what_changed() {
     for i in 0..4 {
         let records = &cluster.driver(i).log().records;
         let mut pre_prepares: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+        let mut checkpoints: BTreeMap<u64, usize> = BTreeMap::new();
         for record in records {
             match record {
                 PbftRecord::FullSlot(slot) => panic!("node {i} rewrote slot {} whole", slot.seq),
                 PbftRecord::DropSlot { seq } => panic!("node {i} dropped slot {seq} by record"),
                 PbftRecord::PrePrepare(pp) => {
                     *pre_prepares.entry((pp.seq, pp.view)).or_default() += 1;
+                }
+                PbftRecord::OwnCheckpoint(c) => *checkpoints.entry(c.seq).or_default() += 1,
+                // A stable checkpoint drops the ones at and below it; an honest run has no
+                // other reason to drop one.
+                PbftRecord::DropCheckpoint { seq } => {
+                    panic!("node {i} dropped its checkpoint {seq} by record")
                 }
                 _ => {}
             }
@@ -98,6 +105,13 @@ fn records_say_only_what_changed() {
             assert_eq!(
                 count, 1,
                 "node {i} wrote the PRE-PREPARE of ({view}, {seq}) {count} times"
+            );
+        }
+        assert!(!checkpoints.is_empty(), "node {i} wrote its checkpoints");
+        for (seq, count) in checkpoints {
+            assert_eq!(
+                count, 1,
+                "node {i} wrote its CHECKPOINT {seq} {count} times"
             );
         }
         assert!(

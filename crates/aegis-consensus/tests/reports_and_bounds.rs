@@ -168,6 +168,14 @@ fn configuration_derives_the_retransmit_interval_and_refuses_zeros() {
             field: "progress_timeout_ms"
         })
     );
+    let mut no_window = config.clone();
+    no_window.tx_dedup_window_blocks = 0;
+    assert_eq!(
+        no_window.validate(),
+        Err(ConfigError::Zero {
+            field: "tx_dedup_window_blocks"
+        })
+    );
     let mut stranger = config;
     stranger.me = ValidatorId(9);
     assert_eq!(

@@ -104,6 +104,7 @@ impl PbftConfig {
             ("view_change_timeout_ms", self.view_change_timeout_ms),
             ("retransmit_interval_ms", self.retransmit_interval_ms),
             ("max_pending_txs", self.max_pending_txs as u64),
+            ("tx_dedup_window_blocks", self.tx_dedup_window_blocks),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero { field });
