@@ -93,6 +93,13 @@ fn records_say_only_what_changed() {
                     *pre_prepares.entry((pp.seq, pp.view)).or_default() += 1;
                 }
                 PbftRecord::OwnCheckpoint(c) => *checkpoints.entry(c.seq).or_default() += 1,
+                // A prepared certificate names the slot's PRE-PREPARE (`Prepared`); it is
+                // written whole only when it holds another one (from an earlier view), which
+                // this run, with no batch in flight at the view change, never has.
+                PbftRecord::PreparedCert(cert) => panic!(
+                    "node {i} wrote the prepared certificate of slot {} whole",
+                    cert.pre_prepare.seq
+                ),
                 // A stable checkpoint drops the ones at and below it; an honest run has no
                 // other reason to drop one.
                 PbftRecord::DropCheckpoint { seq } => {
