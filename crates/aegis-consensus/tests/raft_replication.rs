@@ -223,3 +223,51 @@ fn current_answer(net: &mut Net) -> AppendResponse {
         .pop()
         .expect("node 1 answers")
 }
+
+/// Two blocks of exactly half the byte bound each fill one append exactly: the bound is
+/// inclusive.
+#[test]
+fn an_append_may_carry_exactly_its_byte_bound() {
+    let g = GenesisBuilder::new(3)
+        .algorithm(ConsensusAlgorithm::Raft)
+        .max_byzantine_nodes(0)
+        .max_block_txs(80)
+        .pipeline_depth(4)
+        .build();
+    let half = MAX_APPEND_BYTES / 2;
+    // 64 transactions of 65,000 bytes and one sized so that the block is exactly `half`.
+    let block_of = |first_nonce: u64| {
+        let mut txs: Vec<Transaction> = (0..64)
+            .map(|n| payload_tx(first_nonce + n, 65_000))
+            .collect();
+        let len = |txs: &[Transaction]| {
+            let block = aegis_types::Block::new(
+                CHAIN,
+                1,
+                aegis_types::Hash::ZERO,
+                key(0).public_key(),
+                1,
+                1,
+                txs.to_vec(),
+            );
+            borsh::object_length(&block).unwrap()
+        };
+        txs.push(payload_tx(first_nonce + 64, 0));
+        let last = half - len(&txs);
+        txs.pop();
+        txs.push(payload_tx(first_nonce + 64, last));
+        assert_eq!(len(&txs), half);
+        txs
+    };
+    let appends = appends_to_a_returning_follower(&g, vec![block_of(0), block_of(100)]);
+    assert!(
+        appends
+            .iter()
+            .any(|a| a.entries.len() == 2 && encoded_len(a) == MAX_APPEND_BYTES),
+        "{:?}",
+        appends
+            .iter()
+            .map(|a| (a.entries.len(), encoded_len(a)))
+            .collect::<Vec<_>>()
+    );
+}
