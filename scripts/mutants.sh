@@ -4,9 +4,11 @@
 #   scripts/mutants.sh full     every cargo-mutants mutant of aegis-consensus, each tested by
 #                               the core's tests and the simulator's (.cargo/mutants.toml);
 #                               hours on a 2-core machine. Report in target/mutants-report/.
-#   scripts/mutants.sh sample   what CI runs: a handful of named mutants, one from each part of
-#                               the core, which the fast tests must all catch; under two
+#   scripts/mutants.sh sample   a quick check by hand: a handful of named mutants, one from each
+#                               part of the core, which the fast tests must all catch; under two
 #                               minutes once target/mutants is warm. Fails if one survives.
+#                               (CI's sample of deliberate bugs is the planted-bug suite,
+#                               crates/aegis-sim/tests/planted_bugs.rs.)
 #
 # Needs cargo-mutants (`cargo install cargo-mutants --locked`).
 set -euo pipefail
