@@ -7,8 +7,8 @@
 mod raft_support;
 
 use aegis_consensus::raft::{
-    AppendEntries, AppendResponse, CommittedTip, RaftMessage, RaftPersisted, RaftRole, RaftTimer,
-    RejectReason, RequestVote, VoteResponse, VoteSignature,
+    AppendEntries, AppendResponse, CommittedTip, RaftEffect, RaftMessage, RaftPersisted, RaftRole,
+    RaftTimer, RejectReason, RequestVote, VoteResponse, VoteSignature,
 };
 use aegis_consensus::{Effect, Input};
 use aegis_types::{Block, Signature};
@@ -212,16 +212,7 @@ fn a_follower_behind_the_leaders_memory_catches_up_through_sync() {
     }
     let height = net.node(0).committed_height();
     assert_eq!(height, 6);
-    net.crash(0);
-    net.crash(1);
-    net.restart(0);
-    net.restart(1);
-    net.run_for(4 * ELECTION_MS, |_, _, _| true);
-    assert_eq!(net.leaders().len(), 1);
-    net.history = Some(Vec::new());
-    net.restart(2);
-    net.run_for(2 * ELECTION_MS, |_, _, _| true);
-    let history = net.history.take().unwrap();
+    let history = leaders_restart_then_node_2_returns(&mut net);
     let catch_up = history.iter().any(|(_, effects)| {
         messages(effects, 3, id(0))
             .iter()
@@ -261,17 +252,8 @@ fn a_follower_one_certificate_behind_a_restarted_leader_catches_up_through_sync(
     assert_eq!(net.node(0).committed_height(), 2);
     assert_eq!(net.node(2).committed_height(), 1);
     assert_eq!(net.node(2).log_terms().len(), 2, "node 2 holds block 2");
-    for i in 0..3 {
-        net.crash(i);
-    }
-    net.restart(0);
-    net.restart(1);
-    net.run_for(4 * ELECTION_MS, |_, _, _| true);
-    assert_eq!(net.leaders().len(), 1);
-    net.history = Some(Vec::new());
-    net.restart(2);
-    net.run_for(2 * ELECTION_MS, |_, _, _| true);
-    let history = net.history.take().unwrap();
+    net.crash(2);
+    let history = leaders_restart_then_node_2_returns(&mut net);
     let leader = net.leaders()[0].1;
     let catch_up = history.iter().any(|(i, effects)| {
         messages(effects, 3, id(*i))
@@ -284,6 +266,22 @@ fn a_follower_one_certificate_behind_a_restarted_leader_catches_up_through_sync(
     net.run_for(ELECTION_MS, |_, _, _| true);
     assert_eq!(net.node(2).committed_height(), 3);
     net.assert_agreement(&g);
+}
+
+/// With node 2 down: nodes 0 and 1 restart (forgetting every committed block they held in
+/// memory) and elect a leader; then node 2 returns. Returns every step's effects from its
+/// return on.
+fn leaders_restart_then_node_2_returns(net: &mut Net) -> Vec<(usize, Vec<RaftEffect>)> {
+    net.crash(0);
+    net.crash(1);
+    net.restart(0);
+    net.restart(1);
+    net.run_for(4 * ELECTION_MS, |_, _, _| true);
+    assert_eq!(net.leaders().len(), 1);
+    net.history = Some(Vec::new());
+    net.restart(2);
+    net.run_for(2 * ELECTION_MS, |_, _, _| true);
+    net.history.take().unwrap_or_default()
 }
 
 /// A certified block from sync wins over an uncommitted entry that conflicts with it.

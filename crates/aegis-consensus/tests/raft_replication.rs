@@ -56,6 +56,17 @@ fn appends_to_a_returning_follower(
         .collect()
 }
 
+/// Three Raft validators whose blocks hold up to 80 transactions (about 5 MB at the largest
+/// payload).
+fn big_blocks_genesis() -> Genesis {
+    GenesisBuilder::new(3)
+        .algorithm(ConsensusAlgorithm::Raft)
+        .max_byzantine_nodes(0)
+        .max_block_txs(80)
+        .pipeline_depth(4)
+        .build()
+}
+
 fn encoded_len(append: &AppendEntries) -> usize {
     append
         .entries
@@ -89,12 +100,7 @@ fn appends_carry_at_most_and_up_to_their_bound_of_entries() {
 /// block always goes, whatever its size, or nothing would).
 #[test]
 fn appends_carry_at_most_their_bound_of_bytes() {
-    let g = GenesisBuilder::new(3)
-        .algorithm(ConsensusAlgorithm::Raft)
-        .max_byzantine_nodes(0)
-        .max_block_txs(80)
-        .pipeline_depth(4)
-        .build();
+    let g = big_blocks_genesis();
     let blocks = (0..3)
         .map(|b| (0..80).map(|n| payload_tx(b * 100 + n, 64_000)).collect())
         .collect();
@@ -228,12 +234,7 @@ fn current_answer(net: &mut Net) -> AppendResponse {
 /// inclusive.
 #[test]
 fn an_append_may_carry_exactly_its_byte_bound() {
-    let g = GenesisBuilder::new(3)
-        .algorithm(ConsensusAlgorithm::Raft)
-        .max_byzantine_nodes(0)
-        .max_block_txs(80)
-        .pipeline_depth(4)
-        .build();
+    let g = big_blocks_genesis();
     let half = MAX_APPEND_BYTES / 2;
     // 64 transactions of 65,000 bytes and one sized so that the block is exactly `half`.
     let block_of = |first_nonce: u64| {

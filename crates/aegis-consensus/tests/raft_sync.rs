@@ -8,13 +8,24 @@
 mod raft_support;
 
 use aegis_consensus::Input;
+use aegis_consensus::raft::RaftEffect;
 use aegis_consensus::raft::{
     CatchUp, ConfigError, RaftConfig, RaftMessage, RaftRole, RaftTimer, RejectReason, SyncFault,
 };
+use aegis_types::Block;
 use raft_support::*;
 
 fn catch_up(term: u64, committed: u64) -> RaftMessage {
     RaftMessage::CatchUp(CatchUp { term, committed })
+}
+
+/// Hands `node` the synced `block`, certified by nodes 0 and 2 in `term`.
+fn sync(node: &mut Node, block: Block, term: u64) -> Vec<RaftEffect> {
+    let cert = certificate(&block, term, &[0, 2]);
+    node.step(Input::SyncedBlock {
+        block,
+        certificate: cert,
+    })
 }
 
 /// A sync for the same height is asked for again only once a heartbeat interval has passed
@@ -40,12 +51,7 @@ fn sync_is_asked_once_per_height_and_heartbeat_interval() {
         "once the interval passed"
     );
     // Block 1 arrives: the next sync, for height 2, is asked for at once.
-    let block = chain(&g, &[3]).remove(0);
-    let cert = certificate(&block, 3, &[0, 2]);
-    let effects = follower.step(Input::SyncedBlock {
-        block,
-        certificate: cert,
-    });
+    let effects = sync(&mut follower, chain(&g, &[3]).remove(0), 3);
     assert_eq!(rejections(&effects), vec![]);
     assert_eq!(follower.committed_height(), 1);
     let effects = follower.deliver(0, catch_up(3, 5));
@@ -61,12 +67,7 @@ fn a_synced_block_of_the_current_term_keeps_the_leader() {
     follower.start();
     follower.deliver(0, catch_up(3, 1));
     assert_eq!(follower.core.leader(), Some(id(0)));
-    let block = chain(&g, &[3]).remove(0);
-    let cert = certificate(&block, 3, &[0, 2]);
-    let effects = follower.step(Input::SyncedBlock {
-        block,
-        certificate: cert,
-    });
+    let effects = sync(&mut follower, chain(&g, &[3]).remove(0), 3);
     assert_eq!(rejections(&effects), vec![]);
     assert_eq!(follower.committed_height(), 1);
     assert_eq!(
@@ -74,12 +75,7 @@ fn a_synced_block_of_the_current_term_keeps_the_leader() {
         (3, Some(id(0)))
     );
     // A block of a later term moves the term on, and the leader is no longer known.
-    let block = chain(&g, &[3, 4]).remove(1);
-    let cert = certificate(&block, 4, &[0, 2]);
-    follower.step(Input::SyncedBlock {
-        block,
-        certificate: cert,
-    });
+    sync(&mut follower, chain(&g, &[3, 4]).remove(1), 4);
     assert_eq!((follower.core.term(), follower.core.leader()), (4, None));
 }
 
