@@ -12,7 +12,6 @@
 //!
 //! `.ci/postgres-setup.sh` prepares a fresh Debian machine for this.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -51,7 +50,8 @@ impl PgCluster {
         if let Some(user) = &run_as {
             chown_to(&dir, user)?;
         }
-        let port = free_port()?;
+        // Below the ephemeral ports: no client connection takes it before the server binds.
+        let port = aegis_testkit::net::free_port(std::net::Ipv4Addr::LOCALHOST.into());
         let mut initdb = command(&run_as, &bin_dir.join("initdb"));
         initdb.args(["-D"]).arg(&data).args([
             "-U",
@@ -270,13 +270,6 @@ fn run(mut command: Command, what: &str) -> Result<(), String> {
             String::from_utf8_lossy(&output.stderr)
         ))
     }
-}
-
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("find a free port: {e}"))
 }
 
 /// Starts `sh` in the background: it waits until this process is gone, then stops the

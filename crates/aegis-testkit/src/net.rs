@@ -2,9 +2,13 @@
 //!
 //! A test gets its own loopback addresses, `127.0.<net>.<i + 1>` (Linux routes all of
 //! 127/8 to `lo`), so per-IP limits and bans of one test never touch another, and its
-//! listeners take ephemeral ports, so concurrent runs never collide on fixed ones.
+//! listeners take free ports chosen at random below the ephemeral range ([`free_port_run`]),
+//! so concurrent runs never collide on fixed ones.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::{Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Node `i`'s address in the loopback network `net`: `127.0.<net>.<i + 1>`.
 pub fn loopback(net: u8, i: usize) -> IpAddr {
@@ -12,14 +16,59 @@ pub fn loopback(net: u8, i: usize) -> IpAddr {
     IpAddr::from([127, 0, net, host])
 }
 
+/// Lowest port handed out: above the well-known and common service ports.
+const LOWEST_PORT: u32 = 10_000;
+/// Where Linux hands out ephemeral ports for outgoing connections and `bind(0)`.
+const EPHEMERAL_PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+/// Linux's default first ephemeral port, when [`EPHEMERAL_PORT_RANGE`] cannot be read.
+const DEFAULT_EPHEMERAL_START: u32 = 32_768;
+/// Candidates probed before giving up.
+const ATTEMPTS: u32 = 1_000;
+/// Ports this test process has handed out: two tests asking at once never get the same.
+static HANDED_OUT: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
 /// A port on `ip` that was free a moment ago, for tests that must know an address before
-/// its listener starts. Someone else may take it in between: a test on its own loopback
-/// address ([`loopback`]) has nothing to race with.
+/// its listener starts (often in another process). See [`free_port_run`].
 pub fn free_port(ip: IpAddr) -> u16 {
-    TcpListener::bind(SocketAddr::new(ip, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|error| panic!("find a free port on {ip}: {error}"))
+    free_port_run(&[ip], &[0])
+}
+
+/// A base port `P` such that `P + offset` is free now on every one of `hosts` for each of
+/// `offsets`. The ports are taken below the kernel's ephemeral range, so no outgoing
+/// connection of any process on this host (a node's dial, a database client) and no
+/// `bind(0)` takes one between this probe and the real bind; and never one this test process
+/// handed out before, so concurrent tests do not race for the same port.
+pub fn free_port_run(hosts: &[IpAddr], offsets: &[u16]) -> u16 {
+    let ephemeral_start = std::fs::read_to_string(EPHEMERAL_PORT_RANGE)
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(DEFAULT_EPHEMERAL_START);
+    let widest = offsets.iter().copied().max().map_or(0, u32::from);
+    let span = ephemeral_start
+        .checked_sub(LOWEST_PORT + widest)
+        .filter(|span| *span > 0)
+        .unwrap_or_else(|| {
+            panic!("no room below the ephemeral ports ({ephemeral_start}, {EPHEMERAL_PORT_RANGE})")
+        });
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    let seed = nanos ^ std::process::id().rotate_left(16);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    for attempt in 0..ATTEMPTS {
+        let base = LOWEST_PORT + seed.wrapping_add(attempt.wrapping_mul(7_919)) % span;
+        let ports: Vec<u32> = offsets.iter().map(|offset| base + u32::from(*offset)).collect();
+        let usable = |port: &u32| {
+            !handed_out.contains(port)
+                && u16::try_from(*port)
+                    .is_ok_and(|port| hosts.iter().all(|ip| port_is_free(*ip, port)))
+        };
+        if ports.iter().all(usable) {
+            handed_out.extend(ports);
+            return u16::try_from(base).expect("below the ephemeral ports");
+        }
+    }
+    panic!("no free ports below {ephemeral_start} after {ATTEMPTS} tries");
 }
 
 /// Whether `ip:port` can be bound now.
@@ -45,5 +94,26 @@ mod tests {
         assert!(!port_is_free(ip, port));
         drop(listener);
         assert!(port_is_free(ip, port));
+    }
+
+    #[test]
+    fn a_run_of_ports_is_free_below_the_ephemeral_range_and_never_handed_out_twice() {
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let offsets = [0, 80, 1090];
+        let first = free_port_run(&[ip], &offsets);
+        let second = free_port_run(&[ip], &offsets);
+        let ports = |base: u16| offsets.map(|offset| base + offset);
+        assert!(ports(first).iter().all(|port| !ports(second).contains(port)));
+        let ephemeral_start: u16 = std::fs::read_to_string(EPHEMERAL_PORT_RANGE)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        for port in ports(first).into_iter().chain(ports(second)) {
+            assert!(port < ephemeral_start, "{port} is in the ephemeral range");
+            assert!(port_is_free(ip, port));
+        }
     }
 }

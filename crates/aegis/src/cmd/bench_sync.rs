@@ -74,7 +74,7 @@ pub fn sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
         .keep
         .clone()
         .unwrap_or_else(|| scratch.path().join("net"));
-    let base = free_base_port()?;
+    let base = testnet::free_base_port(4)?;
     let net = testnet::generate(&testnet::Args {
         validators: 4,
         out: dir.clone(),
@@ -253,18 +253,6 @@ async fn status(http: &reqwest::Client, port: u16) -> Option<(u64, bool)> {
 }
 
 /// A base port whose testnet ports (P+i, P+80+i, P+1090+i for 4 nodes) are free now.
-fn free_base_port() -> anyhow::Result<u16> {
-    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
-    let seed = std::process::id() % 20_000;
-    for attempt in 0..500u32 {
-        let base = 30_000 + ((seed + attempt * 7_919) % 20_000) as u16;
-        if (0..4).all(|i| free(base + i) && free(base + 80 + i) && free(base + 1090 + i)) {
-            return Ok(base);
-        }
-    }
-    bail!("no free range of ports for a 4-node testnet on 127.0.0.1")
-}
-
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()

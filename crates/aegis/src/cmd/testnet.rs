@@ -113,6 +113,53 @@ pub fn ports(base: u16, index: usize) -> (u32, u32, u32) {
     (base + i, base + 80 + i, base + 1090 + i)
 }
 
+/// Lowest base port [`free_base_port`] tries: above the well-known and common service ports.
+const AUTO_BASE_LOWEST: u32 = 10_000;
+/// Where Linux hands out ephemeral ports for outgoing connections.
+const EPHEMERAL_PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+/// Linux's default first ephemeral port, when [`EPHEMERAL_PORT_RANGE`] cannot be read.
+const DEFAULT_EPHEMERAL_START: u32 = 32_768;
+/// Base ports probed before giving up.
+const AUTO_BASE_ATTEMPTS: u32 = 500;
+
+/// A base port whose `n` nodes' ports are all free now on 127.0.0.1, for commands that
+/// start a local network of their own (`aegis bench`). Chosen below the kernel's ephemeral
+/// range, so no outgoing connection of this host (a node's own dials, a database client)
+/// takes one of them between this probe and the node's bind.
+pub fn free_base_port(n: usize) -> anyhow::Result<u16> {
+    let ephemeral_start = fs::read_to_string(EPHEMERAL_PORT_RANGE)
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(DEFAULT_EPHEMERAL_START);
+    let (_, _, last) = ports(0, n.saturating_sub(1));
+    // Every port of the range stays below the ephemeral ports.
+    let highest = ephemeral_start.saturating_sub(last + 1);
+    ensure!(
+        highest > AUTO_BASE_LOWEST,
+        "the kernel's ephemeral ports start at {ephemeral_start} ({EPHEMERAL_PORT_RANGE}): no room below them for {n} validators; give --base-port"
+    );
+    let span = highest - AUTO_BASE_LOWEST;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    let seed = nanos ^ std::process::id().rotate_left(16);
+    let free = |port: u32| {
+        u16::try_from(port)
+            .is_ok_and(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+    };
+    for attempt in 0..AUTO_BASE_ATTEMPTS {
+        let base = AUTO_BASE_LOWEST + seed.wrapping_add(attempt.wrapping_mul(7_919)) % span;
+        let all_free = (0..n).all(|i| {
+            let (p2p, api, metrics) = ports(0, i);
+            free(base + p2p) && free(base + api) && free(base + metrics)
+        });
+        if all_free {
+            return u16::try_from(base).context("a base port above 65535");
+        }
+    }
+    bail!("found no free range of ports for {n} validators on 127.0.0.1; give --base-port")
+}
+
 /// Writes the testnet described by `args` and returns what it generated.
 pub fn generate(args: &Args) -> anyhow::Result<Testnet> {
     let n = args.validators;
@@ -446,6 +493,31 @@ mod tls {
                 cert_pem: cert.pem(),
                 key_pem: key.serialize_pem(),
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_free_base_port_gives_free_ports_below_the_ephemeral_range() {
+        let ephemeral_start: u32 = fs::read_to_string(EPHEMERAL_PORT_RANGE)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let base = free_base_port(4).unwrap();
+        for i in 0..4 {
+            let (p2p, api, metrics) = ports(base, i);
+            for port in [p2p, api, metrics] {
+                assert!(port < ephemeral_start, "{port} is an ephemeral port");
+                assert!(u32::from(base) >= AUTO_BASE_LOWEST);
+                assert!(std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok());
+            }
         }
     }
 }

@@ -5,9 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use aegis_testkit::net::port_is_free;
+use aegis_testkit::net::free_port_run;
 use aegis_testkit::wait::wait_for;
 
 use super::{aegis, http_get_at};
@@ -379,24 +379,15 @@ fn logs_in(out: &Path, n: usize) -> String {
         .collect()
 }
 
-/// A base port whose testnet ports (P+i, P+80+i, P+1090+i) are all free now. Seeded from
-/// the clock and the process id, so concurrent runs start from different ranges.
+/// A base port whose testnet ports (P+i, P+80+i, P+1090+i) are all free now on 127.0.0.1.
 pub fn base_port(n: u16) -> u16 {
     base_port_on(n, &[LOCALHOST])
 }
 
-/// A base port whose testnet ports are free now on each of `hosts`.
+/// A base port whose testnet ports are free now on each of `hosts`, below the kernel's
+/// ephemeral range and never one this test process handed out before
+/// ([`aegis_testkit::net::free_port_run`]).
 pub fn base_port_on(n: u16, hosts: &[IpAddr]) -> u16 {
-    let free = |port: u16| hosts.iter().all(|ip| port_is_free(*ip, port));
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let seed = (nanos ^ std::process::id().rotate_left(16)) % 20_000;
-    for attempt in 0..200u32 {
-        let base = 30_000 + ((seed + attempt * 7919) % 20_000) as u16;
-        if (0..n).all(|i| free(base + i) && free(base + 80 + i) && free(base + 1090 + i)) {
-            return base;
-        }
-    }
-    panic!("no free port range");
+    let offsets: Vec<u16> = (0..n).flat_map(|i| [i, 80 + i, 1090 + i]).collect();
+    free_port_run(hosts, &offsets)
 }

@@ -37,7 +37,7 @@ impl Network {
         };
         let base_port = match args.base_port {
             Some(port) => port,
-            None => free_base_port(args.validators)?,
+            None => testnet::free_base_port(args.validators)?,
         };
         let generated = testnet::generate(&testnet::Args {
             validators: args.validators,
@@ -209,25 +209,4 @@ pub(super) fn local_pid(api: &str) -> Option<u32> {
         return None;
     }
     super::super::procfs::pid_listening_on(port.parse().ok()?)
-}
-
-/// A base port whose devnet ports (P+i, P+80+i, P+1090+i) are free now.
-pub(super) fn free_base_port(n: usize) -> anyhow::Result<u16> {
-    let free = |port: u32| {
-        u16::try_from(port)
-            .ok()
-            .is_some_and(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
-    };
-    let seed = std::process::id() % 20_000;
-    for attempt in 0..200u32 {
-        let base = 30_000 + (seed + attempt * 7919) % 20_000;
-        let all_free = (0..n).all(|i| {
-            let (p2p, api, metrics) = testnet::ports(base as u16, i);
-            free(p2p) && free(api) && free(metrics)
-        });
-        if all_free {
-            return Ok(base as u16);
-        }
-    }
-    bail!("found no free range of ports for {n} validators; give --base-port")
 }
