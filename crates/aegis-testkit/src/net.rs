@@ -57,7 +57,10 @@ pub fn free_port_run(hosts: &[IpAddr], offsets: &[u16]) -> u16 {
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
     for attempt in 0..ATTEMPTS {
         let base = LOWEST_PORT + seed.wrapping_add(attempt.wrapping_mul(7_919)) % span;
-        let ports: Vec<u32> = offsets.iter().map(|offset| base + u32::from(*offset)).collect();
+        let ports: Vec<u32> = offsets
+            .iter()
+            .map(|offset| base + u32::from(*offset))
+            .collect();
         let usable = |port: &u32| {
             !handed_out.contains(port)
                 && u16::try_from(*port)
@@ -103,7 +106,11 @@ mod tests {
         let first = free_port_run(&[ip], &offsets);
         let second = free_port_run(&[ip], &offsets);
         let ports = |base: u16| offsets.map(|offset| base + offset);
-        assert!(ports(first).iter().all(|port| !ports(second).contains(port)));
+        assert!(
+            ports(first)
+                .iter()
+                .all(|port| !ports(second).contains(port))
+        );
         let ephemeral_start: u16 = std::fs::read_to_string(EPHEMERAL_PORT_RANGE)
             .unwrap()
             .split_whitespace()
