@@ -216,18 +216,42 @@ fn process_figures() -> serde_json::Value {
     })
 }
 
-/// The allocator's own account of the heap (glibc's `mallinfo2`, all arenas and mmapped
-/// blocks): what the program holds now and what malloc keeps from the OS. Resident memory
-/// is a high-water mark of the second; the first falling back after a burst shows the memory
-/// was freed and only kept by the allocator for reuse.
+/// The allocators' own account of the heap: what the program holds now and what the
+/// allocators keep from the OS. Resident memory is a high-water mark of the second; the first
+/// falling back after a burst shows the memory was freed and only kept for reuse. The
+/// `aegis` binary allocates through jemalloc (Rust's heap) and glibc malloc (SQLite and
+/// other C code): the figures are the sum of both.
 #[derive(Clone, Copy, Debug)]
 struct HeapFigures {
     in_use: u64,
     held: u64,
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// Both allocators' figures; `None` where glibc does not report its own.
 fn heap_figures() -> Option<HeapFigures> {
+    let glibc = glibc_heap_figures()?;
+    let jemalloc = jemalloc_heap_figures().unwrap_or(HeapFigures { in_use: 0, held: 0 });
+    Some(HeapFigures {
+        in_use: glibc.in_use + jemalloc.in_use,
+        held: glibc.held + jemalloc.held,
+    })
+}
+
+/// jemalloc's figures (`stats.allocated`, `stats.resident`, refreshed by advancing its
+/// epoch); near zero where jemalloc is linked but is not the global allocator.
+fn jemalloc_heap_figures() -> Option<HeapFigures> {
+    tikv_jemalloc_ctl::epoch::advance().ok()?;
+    let in_use = tikv_jemalloc_ctl::stats::allocated::read().ok()?;
+    let held = tikv_jemalloc_ctl::stats::resident::read().ok()?;
+    Some(HeapFigures {
+        in_use: in_use as u64,
+        held: held.max(in_use) as u64,
+    })
+}
+
+/// glibc's `mallinfo2`, all arenas and mmapped blocks.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn glibc_heap_figures() -> Option<HeapFigures> {
     // SAFETY: `mallinfo2` takes no argument and returns a plain struct by value; it reads
     // the allocator's statistics under each arena's own lock and is safe from any thread.
     #[expect(unsafe_code, reason = "glibc's heap statistics have no safe wrapper")]
@@ -240,7 +264,7 @@ fn heap_figures() -> Option<HeapFigures> {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn heap_figures() -> Option<HeapFigures> {
+fn glibc_heap_figures() -> Option<HeapFigures> {
     None
 }
 

@@ -1,5 +1,6 @@
-//! The C heap under a long-running node (glibc malloc): how many arenas it may use, and
-//! handing freed pages back to the OS. Both only on glibc; elsewhere nothing is changed.
+//! The C heap under a long-running node (glibc malloc, which SQLite allocates from; Rust's
+//! heap is jemalloc's, docs/adr/0022-jemalloc.md): how many arenas it may use, and handing
+//! freed pages back to the OS. Both only on glibc; elsewhere nothing is changed.
 //! docs/adr/0019-malloc-arenas.md.
 
 use std::time::Duration;
@@ -68,14 +69,44 @@ fn trim() {
 mod tests {
     use super::*;
 
+    /// A block of glibc's heap, as SQLite allocates (the binary's Rust heap is jemalloc's),
+    /// filled with `fill` so that its pages are resident; freed when dropped.
+    struct GlibcBlock(*mut libc::c_void);
+
+    const BLOCK_BYTES: usize = 4000;
+
+    impl GlibcBlock {
+        fn new(fill: u8) -> GlibcBlock {
+            // SAFETY: `malloc` returns either null or a block of BLOCK_BYTES bytes owned by
+            // this value alone; it is written only within those bytes, and freed once (Drop).
+            #[expect(unsafe_code, reason = "glibc's own heap, as SQLite uses it")]
+            unsafe {
+                let block = libc::malloc(BLOCK_BYTES);
+                assert!(!block.is_null(), "malloc({BLOCK_BYTES}) failed");
+                std::ptr::write_bytes(block.cast::<u8>(), fill, BLOCK_BYTES);
+                GlibcBlock(block)
+            }
+        }
+    }
+
+    impl Drop for GlibcBlock {
+        fn drop(&mut self) {
+            // SAFETY: the block came from `malloc` and is freed exactly once, here.
+            #[expect(unsafe_code, reason = "glibc's own heap, as SQLite uses it")]
+            unsafe {
+                libc::free(self.0);
+            }
+        }
+    }
+
     /// Freed memory below a live block is returned by a trim, not by `free` alone.
     #[test]
     fn a_trim_gives_freed_pages_back() {
         let rss = || crate::ops::host::process_rss_bytes(std::process::id()).unwrap_or(0);
         // Many small blocks (served from the arena, not mmapped), all touched, then freed,
         // with one allocated after them that keeps the arena's top from shrinking by itself.
-        let blocks: Vec<Vec<u8>> = (0..20_000).map(|i| vec![i as u8; 4000]).collect();
-        let keep = vec![1u8; 4000];
+        let blocks: Vec<GlibcBlock> = (0..20_000).map(|i| GlibcBlock::new(i as u8)).collect();
+        let keep = GlibcBlock::new(1);
         let with_blocks = rss();
         drop(blocks);
         trim();

@@ -84,6 +84,12 @@ enum Command {
     Monitor(cmd::monitor::Args),
 }
 
+/// Rust's heap is jemalloc's (docs/adr/0022-jemalloc.md): under a node's sustained load it
+/// costs less CPU than glibc malloc and keeps fragmentation down; its background threads
+/// hand freed pages back to the OS. C code (SQLite) still allocates from glibc ([`heap`]).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     heap::cap_malloc_arenas();
     let cli = Cli::parse();
