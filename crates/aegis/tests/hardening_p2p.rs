@@ -238,7 +238,11 @@ fn silent_strangers_fill_their_table_but_not_the_validators_and_are_banned() {
     let mut net = Network::generate(4);
     // Held silent connections outlive the restart below; node0's own redial is 300 s away,
     // so only node1's dial, admitted beside the full table, can rebuild their link in time.
-    set_p2p(&net, 0, "  handshake_timeout: 60\n  reconnect_interval: 300\n");
+    set_p2p(
+        &net,
+        0,
+        "  handshake_timeout: 60\n  reconnect_interval: 300\n",
+    );
     for i in 0..4 {
         net.start_node(i);
     }

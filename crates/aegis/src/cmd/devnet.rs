@@ -95,8 +95,11 @@ fn prepare(args: &Args) -> anyhow::Result<Vec<PathBuf>> {
     let existing = homes_in(&args.dir);
     if !existing.is_empty() {
         let genesis_file = existing[0].join("config/genesis.json");
-        let text = std::fs::read_to_string(&genesis_file)
-            .with_context(|| format!("read {}", genesis_file.display()))?;
+        let text = aegis_fs::read_regular_file_to_string(
+            &genesis_file,
+            crate::preflight::MAX_GENESIS_FILE_BYTES,
+        )
+        .with_context(|| format!("read {}", genesis_file.display()))?;
         let genesis = aegis_types::Genesis::from_json(&text)
             .with_context(|| format!("parse {}", genesis_file.display()))?;
         let algorithm = genesis.consensus.algorithm.as_str();

@@ -192,11 +192,12 @@ impl Network {
 
 /// The last line a node printed on its console (where a start-up error goes).
 pub(super) fn last_log_line(node: &devnet::Node) -> Option<String> {
-    let text = std::fs::read_to_string(node.home.join("logs/console.log")).ok()?;
-    text.lines()
+    // From the file's end: a console log may be large.
+    crate::ops::logfile::last_lines(&node.home.join("logs/console.log"), 20)
+        .ok()?
+        .into_iter()
         .rev()
         .find(|line| !line.trim().is_empty())
-        .map(str::to_owned)
 }
 
 /// The pid of the local process listening on the port of `api`, when the host is loopback.
