@@ -6,6 +6,7 @@
 //! so concurrent runs never collide on fixed ones.
 
 use std::collections::BTreeSet;
+use std::io::Read as _;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,10 +40,7 @@ pub fn free_port(ip: IpAddr) -> u16 {
 /// `bind(0)` takes one between this probe and the real bind; and never one this test process
 /// handed out before, so concurrent tests do not race for the same port.
 pub fn free_port_run(hosts: &[IpAddr], offsets: &[u16]) -> u16 {
-    let ephemeral_start = std::fs::read_to_string(EPHEMERAL_PORT_RANGE)
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(DEFAULT_EPHEMERAL_START);
+    let ephemeral_start = ephemeral_start().unwrap_or(DEFAULT_EPHEMERAL_START);
     let widest = offsets.iter().copied().max().map_or(0, u32::from);
     let span = ephemeral_start
         .checked_sub(LOWEST_PORT + widest)
@@ -72,6 +70,15 @@ pub fn free_port_run(hosts: &[IpAddr], offsets: &[u16]) -> u16 {
         }
     }
     panic!("no free ports below {ephemeral_start} after {ATTEMPTS} tries");
+}
+
+/// The kernel's first ephemeral port (two numbers in a small file; at most 64 bytes read).
+fn ephemeral_start() -> Option<u32> {
+    let mut text = String::new();
+    std::fs::File::open(EPHEMERAL_PORT_RANGE)
+        .and_then(|file| file.take(64).read_to_string(&mut text))
+        .ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// Whether `ip:port` can be bound now.
@@ -111,15 +118,9 @@ mod tests {
                 .iter()
                 .all(|port| !ports(second).contains(port))
         );
-        let ephemeral_start: u16 = std::fs::read_to_string(EPHEMERAL_PORT_RANGE)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let ephemeral_start = ephemeral_start().unwrap();
         for port in ports(first).into_iter().chain(ports(second)) {
-            assert!(port < ephemeral_start, "{port} is in the ephemeral range");
+            assert!(u32::from(port) < ephemeral_start, "{port} is ephemeral");
             assert!(port_is_free(ip, port));
         }
     }

@@ -117,6 +117,8 @@ pub fn ports(base: u16, index: usize) -> (u32, u32, u32) {
 const AUTO_BASE_LOWEST: u32 = 10_000;
 /// Where Linux hands out ephemeral ports for outgoing connections.
 const EPHEMERAL_PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+/// Most bytes read from [`EPHEMERAL_PORT_RANGE`] (two port numbers).
+const EPHEMERAL_PORT_RANGE_MAX_BYTES: u64 = 64;
 /// Linux's default first ephemeral port, when [`EPHEMERAL_PORT_RANGE`] cannot be read.
 const DEFAULT_EPHEMERAL_START: u32 = 32_768;
 /// Base ports probed before giving up.
@@ -127,10 +129,13 @@ const AUTO_BASE_ATTEMPTS: u32 = 500;
 /// range, so no outgoing connection of this host (a node's own dials, a database client)
 /// takes one of them between this probe and the node's bind.
 pub fn free_base_port(n: usize) -> anyhow::Result<u16> {
-    let ephemeral_start = fs::read_to_string(EPHEMERAL_PORT_RANGE)
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(DEFAULT_EPHEMERAL_START);
+    let ephemeral_start = aegis_fs::read_regular_file_to_string(
+        Path::new(EPHEMERAL_PORT_RANGE),
+        EPHEMERAL_PORT_RANGE_MAX_BYTES,
+    )
+    .ok()
+    .and_then(|text| text.split_whitespace().next()?.parse::<u32>().ok())
+    .unwrap_or(DEFAULT_EPHEMERAL_START);
     let (_, _, last) = ports(0, n.saturating_sub(1));
     // Every port of the range stays below the ephemeral ports.
     let highest = ephemeral_start.saturating_sub(last + 1);
