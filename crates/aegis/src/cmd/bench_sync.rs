@@ -252,7 +252,6 @@ async fn status(http: &reqwest::Client, port: u16) -> Option<(u64, bool)> {
     ))
 }
 
-/// A base port whose testnet ports (P+i, P+80+i, P+1090+i for 4 nodes) are free now.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
