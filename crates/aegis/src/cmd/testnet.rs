@@ -124,18 +124,22 @@ const DEFAULT_EPHEMERAL_START: u32 = 32_768;
 /// Base ports probed before giving up.
 const AUTO_BASE_ATTEMPTS: u32 = 500;
 
+/// The kernel's first ephemeral port, from [`EPHEMERAL_PORT_RANGE`] (read bounded).
+fn ephemeral_start() -> Option<u32> {
+    let text = aegis_fs::read_regular_file_to_string(
+        Path::new(EPHEMERAL_PORT_RANGE),
+        EPHEMERAL_PORT_RANGE_MAX_BYTES,
+    )
+    .ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// A base port whose `n` nodes' ports are all free now on 127.0.0.1, for commands that
 /// start a local network of their own (`aegis bench`). Chosen below the kernel's ephemeral
 /// range, so no outgoing connection of this host (a node's own dials, a database client)
 /// takes one of them between this probe and the node's bind.
 pub fn free_base_port(n: usize) -> anyhow::Result<u16> {
-    let ephemeral_start = aegis_fs::read_regular_file_to_string(
-        Path::new(EPHEMERAL_PORT_RANGE),
-        EPHEMERAL_PORT_RANGE_MAX_BYTES,
-    )
-    .ok()
-    .and_then(|text| text.split_whitespace().next()?.parse::<u32>().ok())
-    .unwrap_or(DEFAULT_EPHEMERAL_START);
+    let ephemeral_start = ephemeral_start().unwrap_or(DEFAULT_EPHEMERAL_START);
     let (_, _, last) = ports(0, n.saturating_sub(1));
     // Every port of the range stays below the ephemeral ports.
     let highest = ephemeral_start.saturating_sub(last + 1);
@@ -508,13 +512,7 @@ mod tests {
 
     #[test]
     fn a_free_base_port_gives_free_ports_below_the_ephemeral_range() {
-        let ephemeral_start: u32 = fs::read_to_string(EPHEMERAL_PORT_RANGE)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let ephemeral_start = ephemeral_start().unwrap();
         let base = free_base_port(4).unwrap();
         for i in 0..4 {
             let (p2p, api, metrics) = ports(base, i);
