@@ -1,9 +1,37 @@
-//! The C heap under a long-running node (glibc malloc, which SQLite allocates from; Rust's
-//! heap is jemalloc's, docs/adr/0022-jemalloc.md): how many arenas it may use, and handing
-//! freed pages back to the OS. Both only on glibc; elsewhere nothing is changed.
-//! docs/adr/0019-malloc-arenas.md.
+//! The heaps of the `aegis` process. Rust's heap is jemalloc's (docs/adr/0022-jemalloc.md),
+//! with the options below; C code (SQLite) allocates from glibc malloc, whose arenas this
+//! caps and whose freed pages it hands back to the OS (docs/adr/0019-malloc-arenas.md): only
+//! on glibc, elsewhere nothing is changed.
 
 use std::time::Duration;
+
+/// jemalloc's options in the `aegis` binary (docs/adr/0023-jemalloc-decay.md): jemalloc's
+/// background threads hand freed pages back to the OS after 1 s instead of jemalloc's default
+/// 10 s (and at once, not kept as "muzzy" pages: jemalloc's default, stated). Under a node's
+/// sustained load the allocator otherwise kept 25-35 MB beyond what the program held, in
+/// swings that follow the load's bursts. `_RJEM_MALLOC_CONF`, read after this, overrides any
+/// of them.
+pub const JEMALLOC_CONF: &str = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
+
+/// [`JEMALLOC_CONF`] as jemalloc reads it at start-up: a C string in the `malloc_conf`
+/// variable of the prefixed build (`_rjem_`), which jemalloc declares weak for programs to
+/// define.
+#[expect(
+    unsafe_code,
+    reason = "jemalloc's documented way to set options at build time"
+)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+#[used]
+static MALLOC_CONF: &[u8; JEMALLOC_CONF.len() + 1] = &{
+    let mut bytes = [0u8; JEMALLOC_CONF.len() + 1];
+    let text = JEMALLOC_CONF.as_bytes();
+    let mut i = 0;
+    while i < text.len() {
+        bytes[i] = text[i];
+        i += 1;
+    }
+    bytes
+};
 
 /// How often a running node returns the heap's free pages to the OS (`malloc_trim`).
 /// glibc gives memory back on its own only from the top of each arena, so under sustained
@@ -97,6 +125,31 @@ mod tests {
                 libc::free(self.0);
             }
         }
+    }
+
+    /// jemalloc runs with [`JEMALLOC_CONF`]: the variable is linked under the name jemalloc
+    /// reads (a misspelt or unlinked one is ignored silently, and jemalloc keeps its default
+    /// dirty decay of 10 s).
+    #[test]
+    fn jemalloc_runs_with_the_binarys_options() {
+        // SAFETY: both options are `ssize_t` in jemalloc, read into an `isize`.
+        #[expect(
+            unsafe_code,
+            reason = "jemalloc's mallctl has no safe reader for these"
+        )]
+        let (dirty, muzzy) = unsafe {
+            (
+                tikv_jemalloc_ctl::raw::read::<isize>(b"opt.dirty_decay_ms\0"),
+                tikv_jemalloc_ctl::raw::read::<isize>(b"opt.muzzy_decay_ms\0"),
+            )
+        };
+        assert_eq!(dirty.ok(), Some(1000), "opt.dirty_decay_ms");
+        assert_eq!(muzzy.ok(), Some(0), "opt.muzzy_decay_ms");
+        assert_eq!(
+            tikv_jemalloc_ctl::opt::background_thread::read().ok(),
+            Some(true),
+            "opt.background_thread"
+        );
     }
 
     /// Freed memory below a live block is returned by a trim, not by `free` alone.

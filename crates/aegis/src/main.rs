@@ -86,7 +86,8 @@ enum Command {
 
 /// Rust's heap is jemalloc's (docs/adr/0022-jemalloc.md): under a node's sustained load it
 /// costs less CPU than glibc malloc and keeps fragmentation down; its background threads
-/// hand freed pages back to the OS. C code (SQLite) still allocates from glibc ([`heap`]).
+/// hand freed pages back to the OS ([`heap::JEMALLOC_CONF`]). C code (SQLite) still
+/// allocates from glibc ([`heap`]).
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
