@@ -8,7 +8,7 @@ use std::time::Duration;
 /// jemalloc's options in the `aegis` binary (docs/adr/0023-jemalloc-decay.md): jemalloc's
 /// background threads hand freed pages back to the OS after 1 s instead of jemalloc's default
 /// 10 s (and at once, not kept as "muzzy" pages: jemalloc's default, stated). Under a node's
-/// sustained load the allocator otherwise kept 25-35 MB beyond what the program held, in
+/// sustained load the allocator otherwise kept 20-35 MB beyond what the program held, in
 /// swings that follow the load's bursts. `_RJEM_MALLOC_CONF`, read after this, overrides any
 /// of them.
 pub const JEMALLOC_CONF: &str = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
@@ -16,6 +16,10 @@ pub const JEMALLOC_CONF: &str = "background_thread:true,dirty_decay_ms:1000,muzz
 /// [`JEMALLOC_CONF`] as jemalloc reads it at start-up: a C string in the `malloc_conf`
 /// variable of the prefixed build (`_rjem_`), which jemalloc declares weak for programs to
 /// define.
+// SAFETY: jemalloc declares `const char *malloc_conf` (here `_rjem_malloc_conf`); this
+// defines it as a pointer (`&[u8; N]` is one, not a slice's pointer and length) to a static,
+// NUL-terminated array that lives for the whole process and is never written. jemalloc only
+// reads it once, while it initialises.
 #[expect(
     unsafe_code,
     reason = "jemalloc's documented way to set options at build time"
