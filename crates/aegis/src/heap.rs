@@ -10,32 +10,19 @@ use std::time::Duration;
 /// 10 s (and at once, not kept as "muzzy" pages: jemalloc's default, stated). Under a node's
 /// sustained load the allocator otherwise kept 20-35 MB beyond what the program held, in
 /// swings that follow the load's bursts. `_RJEM_MALLOC_CONF`, read after this, overrides any
-/// of them.
-pub const JEMALLOC_CONF: &str = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
-
-/// [`JEMALLOC_CONF`] as jemalloc reads it at start-up: a C string in the `malloc_conf`
-/// variable of the prefixed build (`_rjem_`), which jemalloc declares weak for programs to
-/// define.
-// SAFETY: jemalloc declares `const char *malloc_conf` (here `_rjem_malloc_conf`); this
-// defines it as a pointer (`&[u8; N]` is one, not a slice's pointer and length) to a static,
-// NUL-terminated array that lives for the whole process and is never written. jemalloc only
-// reads it once, while it initialises.
+/// of them. jemalloc reads the options at start-up from its `malloc_conf` variable (here the
+/// prefixed build's `_rjem_malloc_conf`), which it declares weak for programs to define.
+// SAFETY: jemalloc declares `const char *malloc_conf`; this defines it as a pointer
+// (`&[u8; N]` is one, not a slice's pointer and length) to a static, NUL-terminated array
+// that lives for the whole process and is never written. jemalloc only reads it once, while
+// it initialises.
 #[expect(
     unsafe_code,
     reason = "jemalloc's documented way to set options at build time"
 )]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 #[used]
-static MALLOC_CONF: &[u8; JEMALLOC_CONF.len() + 1] = &{
-    let mut bytes = [0u8; JEMALLOC_CONF.len() + 1];
-    let text = JEMALLOC_CONF.as_bytes();
-    let mut i = 0;
-    while i < text.len() {
-        bytes[i] = text[i];
-        i += 1;
-    }
-    bytes
-};
+static JEMALLOC_CONF: &[u8; 60] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 /// How often a running node returns the heap's free pages to the OS (`malloc_trim`).
 /// glibc gives memory back on its own only from the top of each arena, so under sustained
